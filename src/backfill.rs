@@ -1,0 +1,143 @@
+//! A UTC date/hour range → the objects Firehose wrote in it.
+//!
+//! Firehose's default layout puts each object under `prefix/YYYY/MM/DD/HH/` by the UTC hour it
+//! was written in, so a range is listed hour by hour instead of listing the whole bucket.
+
+use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, TimeZone, Timelike, Utc};
+
+use crate::error::Error;
+use crate::object::ObjectRef;
+use crate::source::ObjectStore;
+
+/// Firehose's default error-output folders (one per failure kind), each with the same
+/// `YYYY/MM/DD/HH/` layout below it.
+pub const ERROR_OUTPUT_PREFIXES: &[&str] = &[
+    "processing-failed/",
+    "format-conversion-failed/",
+    "elasticsearch-failed/",
+    "opensearch-failed/",
+    "splunk-failed/",
+    "http-endpoint-failed/",
+];
+
+/// An inclusive range of UTC hours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HourRange {
+    pub first: DateTime<Utc>,
+    pub last: DateTime<Utc>,
+}
+
+/// Parses `YYYY-MM-DD`, `YYYY-MM-DDTHH` or `YYYY-MM-DDTHH:MM[:SS][Z]` as UTC. A date alone means
+/// its first hour for `--from` and its last hour for `--to` (so `--to` is inclusive either way).
+pub fn parse_bound(s: &str, is_end: bool) -> Result<DateTime<Utc>, String> {
+    let t = s.trim().trim_end_matches('Z');
+    if let Ok(d) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
+        let h = if is_end { 23 } else { 0 };
+        return Ok(Utc.from_utc_datetime(&d.and_hms_opt(h, 0, 0).expect("valid hour")));
+    }
+    for fmt in [
+        "%Y-%m-%dT%H",
+        "%Y-%m-%d %H",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%dT%H:%M:%S",
+    ] {
+        let padded;
+        let (input, f) = if fmt.ends_with("%H") {
+            // chrono needs minutes to build a time; add them.
+            padded = format!("{t}:00");
+            (padded.as_str(), format!("{fmt}:%M"))
+        } else {
+            (t, fmt.to_string())
+        };
+        if let Ok(dt) = NaiveDateTime::parse_from_str(input, &f) {
+            let hour = dt.date().and_hms_opt(dt.hour(), 0, 0).expect("valid hour");
+            return Ok(Utc.from_utc_datetime(&hour));
+        }
+    }
+    Err(format!(
+        "`{s}` is not a UTC date or hour (use YYYY-MM-DD or YYYY-MM-DDTHH)"
+    ))
+}
+
+impl HourRange {
+    pub fn parse(from: &str, to: &str) -> Result<HourRange, String> {
+        let first = parse_bound(from, false)?;
+        let last = parse_bound(to, true)?;
+        if last < first {
+            return Err(format!("--to ({to}) is before --from ({from})"));
+        }
+        Ok(HourRange { first, last })
+    }
+
+    pub fn hours(&self) -> impl Iterator<Item = DateTime<Utc>> + '_ {
+        let n = (self.last - self.first).num_hours();
+        (0..=n).map(move |i| self.first + Duration::hours(i))
+    }
+
+    /// `base` + `YYYY/MM/DD/HH/` for each hour.
+    pub fn prefixes(&self, base: &str) -> Vec<String> {
+        self.hours()
+            .map(|h| format!("{base}{}", h.format("%Y/%m/%d/%H/")))
+            .collect()
+    }
+}
+
+/// Lists every object of the range, hour by hour and in key order within each hour; with
+/// `include_error_output`, also the error-output folders' objects for the same hours.
+pub fn plan(
+    store: &dyn ObjectStore,
+    base: &str,
+    range: &HourRange,
+    include_error_output: bool,
+) -> Result<Vec<ObjectRef>, Error> {
+    let mut bases = vec![base.to_string()];
+    if include_error_output {
+        bases.extend(ERROR_OUTPUT_PREFIXES.iter().map(|e| format!("{base}{e}")));
+    }
+    let mut out = Vec::new();
+    for b in &bases {
+        for prefix in range.prefixes(b) {
+            out.extend(store.list(&prefix)?);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_date_alone_covers_the_whole_day_and_to_is_inclusive() {
+        let r = HourRange::parse("2026-11-25", "2026-11-26").unwrap();
+        assert_eq!(r.hours().count(), 48);
+        let p = r.prefixes("x/");
+        assert_eq!(p.first().unwrap(), "x/2026/11/25/00/");
+        assert_eq!(p.last().unwrap(), "x/2026/11/26/23/");
+    }
+
+    #[test]
+    fn hour_bounds_cross_midnight_month_and_year() {
+        let r = HourRange::parse("2026-12-31T22", "2027-01-01T01").unwrap();
+        assert_eq!(
+            r.prefixes(""),
+            vec![
+                "2026/12/31/22/",
+                "2026/12/31/23/",
+                "2027/01/01/00/",
+                "2027/01/01/01/"
+            ]
+        );
+        let r = HourRange::parse("2026-11-25T13:45", "2026-11-25T13").unwrap();
+        assert_eq!(r.prefixes(""), vec!["2026/11/25/13/"]);
+    }
+
+    #[test]
+    fn rejects_reversed_and_malformed_ranges() {
+        assert!(HourRange::parse("2026-11-26", "2026-11-25T23").is_err());
+        assert!(HourRange::parse("yesterday", "2026-11-25")
+            .unwrap_err()
+            .contains("yesterday"));
+        assert!(HourRange::parse("2026-02-30", "2026-03-01").is_err());
+    }
+}

@@ -1,0 +1,66 @@
+//! Byte counting and capping.
+
+use std::io::{self, Read};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use super::layer::CapExceeded;
+
+/// A shared byte counter, readable from another thread while the stream is being consumed.
+#[derive(Debug, Clone, Default)]
+pub struct Counter(Arc<AtomicU64>);
+
+impl Counter {
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Counts the bytes read through it into a [`Counter`].
+pub struct Counting<R> {
+    inner: R,
+    counter: Counter,
+}
+
+impl<R> Counting<R> {
+    pub fn new(inner: R, counter: Counter) -> Self {
+        Counting { inner, counter }
+    }
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.counter.0.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Fails with [`CapExceeded`] once more than `cap` bytes came through: a decompression bomb
+/// becomes a clear error after `cap` bytes of work instead of exhausting memory or disk.
+pub struct Limit<R> {
+    inner: R,
+    seen: u64,
+    cap: u64,
+}
+
+impl<R> Limit<R> {
+    pub fn new(inner: R, cap: u64) -> Self {
+        Limit {
+            inner,
+            seen: 0,
+            cap,
+        }
+    }
+}
+
+impl<R: Read> Read for Limit<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.seen += n as u64;
+        if self.seen > self.cap {
+            return Err(io::Error::other(CapExceeded { cap: self.cap }));
+        }
+        Ok(n)
+    }
+}

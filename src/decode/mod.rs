@@ -1,0 +1,92 @@
+//! Bytes of an object → decompressed bytes, streaming.
+//!
+//! Compression is detected from magic bytes first (objects are often mislabelled, and the
+//! stream's `FileExtension` can be anything), then from the key's extension. Decompressed output
+//! that itself starts with a compression magic is unwrapped again: CloudWatch Logs objects are
+//! concatenated gzip members that Firehose may gzip once more on top.
+//!
+//! Errors travel through `std::io::Read` as tagged `io::Error`s (see [`layer`]) so that, at the
+//! end, a failure can be told apart as a source failure (fetch) or a decoding failure
+//! (decompress) and classified.
+
+pub mod compression;
+pub mod hadoop_snappy;
+pub mod layer;
+pub mod limit;
+pub mod pump;
+pub mod zip;
+
+pub use compression::{Compression, CompressionChoice};
+pub use layer::{into_error, SourceReader};
+pub use limit::Counter;
+
+use std::io::{self, BufReader, Cursor, Read};
+
+use crate::error::Error;
+
+/// How many compression layers are unwrapped at most (object gzip → member gzip → JSON is two).
+const MAX_LAYERS: usize = 3;
+/// Buffer size for decoders that read through a `BufRead`: large reads keep syscalls and
+/// per-call overhead out of the profile.
+const READ_BUFFER: usize = 256 * 1024;
+
+/// A decompressed stream and what was found on the way.
+pub struct Decoded {
+    pub reader: Box<dyn Read + Send>,
+    /// Compression layers unwrapped, outermost first (empty: the object was not compressed).
+    pub layers: Vec<Compression>,
+}
+
+/// Wraps `source` (the object's raw bytes) in the decoders it needs.
+///
+/// `name` is the key or file name, used only when magic bytes are inconclusive. Every layer's
+/// output is capped at `max_decompressed` bytes so that a decompression bomb fails cleanly.
+pub fn decompress(
+    source: Box<dyn Read + Send>,
+    name: &str,
+    choice: CompressionChoice,
+    max_decompressed: u64,
+) -> Result<Decoded, Error> {
+    let mut reader: Box<dyn Read + Send> = Box::new(SourceReader::new(source));
+    let mut layers = Vec::new();
+    loop {
+        let (head, rest) = peek(reader, 16).map_err(into_error)?;
+        let found = match (layers.is_empty(), choice) {
+            (true, CompressionChoice::Fixed(c)) => c,
+            (true, CompressionChoice::Auto) => {
+                Compression::from_magic(&head).unwrap_or_else(|| Compression::from_name(name))
+            }
+            // Inner layers are recognised by magic only: a JSON record never starts with one.
+            (false, _) => Compression::from_magic(&head).unwrap_or(Compression::None),
+        };
+        let joined = Cursor::new(head).chain(rest);
+        if found == Compression::None || layers.len() == MAX_LAYERS {
+            return Ok(Decoded {
+                reader: Box::new(joined),
+                layers,
+            });
+        }
+        layers.push(found);
+        let decoder = compression::decoder(found, BufReader::with_capacity(READ_BUFFER, joined));
+        reader = Box::new(limit::Limit::new(
+            layer::Labelled::new(decoder, found.name()),
+            max_decompressed,
+        ));
+    }
+}
+
+/// Reads up to `n` bytes (fewer only at end of stream) and hands back the rest of the stream.
+fn peek<R: Read>(mut reader: R, n: usize) -> io::Result<(Vec<u8>, R)> {
+    let mut head = vec![0u8; n];
+    let mut filled = 0;
+    while filled < n {
+        match reader.read(&mut head[filled..]) {
+            Ok(0) => break,
+            Ok(k) => filled += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    head.truncate(filled);
+    Ok((head, reader))
+}

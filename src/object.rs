@@ -1,0 +1,174 @@
+//! What an object *is*, independent of where it is stored: its identity (bucket/root, key,
+//! ETag, version) and what Firehose encoded into its key (stream name, write time).
+
+use std::fmt;
+
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use serde::Serialize;
+
+/// Identity of one archived object. For local files `bucket` is the root directory's name and
+/// `key` the path below it with `/` separators, so a local tree and the same tree in S3 differ
+/// only by the bucket name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ObjectRef {
+    pub bucket: String,
+    pub key: String,
+    /// S3's ETag without quotes; for local files the MD5 hex of the content (what S3 reports for
+    /// single-part uploads), filled in when the object is opened.
+    pub etag: Option<String>,
+    pub version_id: Option<String>,
+    pub size: Option<u64>,
+}
+
+impl ObjectRef {
+    pub fn new(bucket: impl Into<String>, key: impl Into<String>) -> Self {
+        ObjectRef {
+            bucket: bucket.into(),
+            key: key.into(),
+            etag: None,
+            version_id: None,
+            size: None,
+        }
+    }
+
+    /// The key's last path segment.
+    pub fn file_name(&self) -> &str {
+        self.key.rsplit('/').next().unwrap_or(&self.key)
+    }
+
+    /// What Firehose encoded in the object's name, if it follows Firehose's naming.
+    pub fn firehose_name(&self) -> Option<FirehoseName<'_>> {
+        FirehoseName::parse(self.file_name())
+    }
+}
+
+impl fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.bucket, self.key)?;
+        if let Some(etag) = &self.etag {
+            write!(f, " (etag {etag})")?;
+        }
+        Ok(())
+    }
+}
+
+/// The parts of a Firehose object name:
+/// `<stream>-<version>-YYYY-MM-DD-HH-MM-SS-<uuid>[.<ext>]`.
+///
+/// Stream names may contain `-` and `.`, so the name is parsed from the right, anchored on the
+/// timestamp and the 36-character UUID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirehoseName<'a> {
+    pub stream: &'a str,
+    pub version: u32,
+    pub written_at: DateTime<Utc>,
+    pub uuid: &'a str,
+    /// Everything after the UUID, including the leading dot (`.gz`), or empty.
+    pub extension: &'a str,
+}
+
+impl<'a> FirehoseName<'a> {
+    pub fn parse(name: &'a str) -> Option<Self> {
+        // "-YYYY-MM-DD-HH-MM-SS-" is 21 bytes, the UUID 36: find the rightmost position where both fit.
+        let b = name.as_bytes();
+        let tail = 21 + 36;
+        if b.len() < tail + 3 {
+            return None;
+        }
+        (0..=b.len() - tail).rev().find_map(|i| {
+            let ts = &name[i..i + 21];
+            let uuid = &name[i + 21..i + 21 + 36];
+            let rest = &name[i + tail..];
+            if !(rest.is_empty() || rest.starts_with('.')) || !is_uuid(uuid) {
+                return None;
+            }
+            let written_at = parse_dash_timestamp(ts)?;
+            let (stream, version) = name[..i].rsplit_once('-')?;
+            let version = version.parse().ok()?;
+            if stream.is_empty() {
+                return None;
+            }
+            Some(FirehoseName {
+                stream,
+                version,
+                written_at,
+                uuid,
+                extension: rest,
+            })
+        })
+    }
+}
+
+fn is_uuid(s: &str) -> bool {
+    s.len() == 36
+        && s.bytes().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+/// Parses `-YYYY-MM-DD-HH-MM-SS-`.
+fn parse_dash_timestamp(s: &str) -> Option<DateTime<Utc>> {
+    let b = s.as_bytes();
+    if b.len() != 21 || b[0] != b'-' || b[20] != b'-' {
+        return None;
+    }
+    let fields: Vec<&str> = s[1..20].split('-').collect();
+    if fields.len() != 6
+        || fields
+            .iter()
+            .any(|f| !f.bytes().all(|c| c.is_ascii_digit()))
+    {
+        return None;
+    }
+    if fields[0].len() != 4 || fields[1..].iter().any(|f| f.len() != 2) {
+        return None;
+    }
+    let n: Vec<u32> = fields
+        .iter()
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    let date = NaiveDate::from_ymd_opt(n[0] as i32, n[1], n[2])?;
+    let t = date.and_hms_opt(n[3], n[4], n[5])?;
+    Some(Utc.from_utc_datetime(&t))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_stream_names_with_dashes_and_dots_from_the_right() {
+        let n = FirehoseName::parse(
+            "shop-events.v2-1-2026-11-25-22-05-13-0b4c2c6e-5a1f-4f3e-9b7e-0d9f1c2a3b4c.gz",
+        )
+        .unwrap();
+        assert_eq!(n.stream, "shop-events.v2");
+        assert_eq!(n.version, 1);
+        assert_eq!(n.uuid, "0b4c2c6e-5a1f-4f3e-9b7e-0d9f1c2a3b4c");
+        assert_eq!(n.extension, ".gz");
+        assert_eq!(n.written_at.to_rfc3339(), "2026-11-25T22:05:13+00:00");
+    }
+
+    #[test]
+    fn parses_names_without_extension() {
+        let n = FirehoseName::parse(
+            "orders-3-2026-01-01-00-00-59-aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee",
+        )
+        .unwrap();
+        assert_eq!((n.stream, n.version, n.extension), ("orders", 3, ""));
+    }
+
+    #[test]
+    fn rejects_names_that_are_not_firehose_names() {
+        assert!(FirehoseName::parse("data.json.gz").is_none());
+        assert!(FirehoseName::parse(
+            "orders-x-2026-01-01-00-00-59-aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+        )
+        .is_none());
+        assert!(FirehoseName::parse(
+            "orders-1-2026-13-01-00-00-59-aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+        )
+        .is_none());
+    }
+}

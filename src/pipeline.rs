@@ -1,0 +1,315 @@
+//! One object, end to end: source → decompress → frame → record → row → sink.
+//!
+//! This is the one place that knows the order of the stages. It runs on a blocking thread
+//! (decompression runs on a second one, see `decode::pump`), streams the object through bounded
+//! buffers, and settles each bad record by the configured policy. An object either commits all
+//! its rows (and its dead-lettered records) or, on an object-level error, commits nothing.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::dead_letter::{DeadLetterDir, RecordLetter};
+use crate::decode::{self, limit::Counting, pump::Pump, Compression, CompressionChoice, Counter};
+use crate::error::{Cause, Error, Stage};
+use crate::frame::{Event, Framer, Framing};
+use crate::object::ObjectRef;
+use crate::record::{Envelope, Outcome, RecordErrorKind, Unwrapper};
+use crate::row::{ObjectSeed, RowBuilder, RowIdSource};
+use crate::sink::Sink;
+use crate::source::ObjectStore;
+
+/// `--on-record-error`: what happens to a record that cannot become a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecordPolicy {
+    /// Count it, log it, go on.
+    Skip,
+    /// Keep it (raw bytes, position, error) in the dead-letter destination, go on.
+    #[default]
+    DeadLetter,
+    /// Fail the whole object: nothing of it is written.
+    Fail,
+}
+
+impl FromStr for RecordPolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "skip" => Ok(RecordPolicy::Skip),
+            "dead-letter" => Ok(RecordPolicy::DeadLetter),
+            "fail" => Ok(RecordPolicy::Fail),
+            other => Err(format!(
+                "unknown record error policy `{other}` (expected skip, dead-letter or fail)"
+            )),
+        }
+    }
+}
+
+/// How objects are decoded and turned into rows.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub compression: CompressionChoice,
+    pub framing: Framing,
+    pub envelope: Envelope,
+    pub max_record_bytes: usize,
+    pub max_decompressed_bytes: u64,
+    pub on_record_error: RecordPolicy,
+    pub row_id: RowIdSource,
+    /// Column that carries the row ID in each row; `None` leaves it out (the ID is still used
+    /// by sinks that dedup, e.g. as BigQuery's insertId).
+    pub row_id_column: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            compression: CompressionChoice::Auto,
+            framing: Framing::Auto,
+            envelope: Envelope::Auto,
+            max_record_bytes: 10 * 1024 * 1024,
+            max_decompressed_bytes: 4 * 1024 * 1024 * 1024,
+            on_record_error: RecordPolicy::DeadLetter,
+            row_id: RowIdSource::Position,
+            row_id_column: Some("_row_id".into()),
+        }
+    }
+}
+
+/// Counters for one object (and, summed, for a run).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Framed records, including the ones that failed.
+    pub records: u64,
+    pub rows: u64,
+    pub record_errors: u64,
+    /// CloudWatch Logs control messages skipped.
+    pub control_messages: u64,
+    /// Bytes read from the source (compressed).
+    pub bytes_in: u64,
+    /// Bytes after decompression.
+    pub bytes_out: u64,
+}
+
+impl std::ops::AddAssign for Counts {
+    fn add_assign(&mut self, o: Counts) {
+        self.records += o.records;
+        self.rows += o.rows;
+        self.record_errors += o.record_errors;
+        self.control_messages += o.control_messages;
+        self.bytes_in += o.bytes_in;
+        self.bytes_out += o.bytes_out;
+    }
+}
+
+/// What happened to one object that was processed.
+#[derive(Debug, Clone)]
+pub struct ObjectReport {
+    pub object: ObjectRef,
+    pub counts: Counts,
+    pub compression: Vec<Compression>,
+    pub framing: Option<&'static str>,
+    pub envelope: Option<Envelope>,
+    /// Where the object's failed records were dead-lettered, if any were.
+    pub dead_letter: Option<PathBuf>,
+    pub elapsed: Duration,
+}
+
+/// A failed object: which, and why.
+#[derive(Debug)]
+pub struct ObjectFailure {
+    pub object: ObjectRef,
+    pub error: Error,
+}
+
+/// Why the row loop stopped early.
+enum Fail {
+    Record(RecordErrorKind),
+    Object(Error),
+}
+
+impl From<RecordErrorKind> for Fail {
+    fn from(e: RecordErrorKind) -> Self {
+        Fail::Record(e)
+    }
+}
+
+/// Processes one object. Blocking: call it from a blocking thread.
+pub fn process_object(
+    store: &dyn ObjectStore,
+    mut object: ObjectRef,
+    settings: &Settings,
+    sink: &dyn Sink,
+    dead_letters: &DeadLetterDir,
+) -> Result<ObjectReport, ObjectFailure> {
+    let started = Instant::now();
+    let source = match store.open(&mut object) {
+        Ok(s) => s,
+        Err(error) => return Err(ObjectFailure { object, error }),
+    };
+    let compressed = Counter::default();
+    let result = run(
+        &object,
+        Box::new(Counting::new(source, compressed.clone())),
+        &compressed,
+        settings,
+        sink,
+        dead_letters,
+    );
+    match result {
+        Ok(mut report) => {
+            report.counts.bytes_in = compressed.get();
+            report.elapsed = started.elapsed();
+            report.object = object;
+            Ok(report)
+        }
+        Err(error) => Err(ObjectFailure { object, error }),
+    }
+}
+
+fn run(
+    object: &ObjectRef,
+    source: Box<dyn std::io::Read + Send>,
+    compressed: &Counter,
+    settings: &Settings,
+    sink: &dyn Sink,
+    dead_letters: &DeadLetterDir,
+) -> Result<ObjectReport, Error> {
+    let at_compressed = |e: Error| {
+        if e.stage == Stage::Decompress || e.stage == Stage::Fetch {
+            e.at_byte(compressed.get())
+        } else {
+            e
+        }
+    };
+    let decoded = decode::decompress(
+        source,
+        &object.key,
+        settings.compression,
+        settings.max_decompressed_bytes,
+    )
+    .map_err(at_compressed)?;
+    let reader: Box<dyn std::io::Read + Send> = if decoded.layers.is_empty() {
+        decoded.reader
+    } else {
+        Box::new(Pump::spawn(decoded.reader).map_err(|e| Error::from_io(Stage::Decompress, e))?)
+    };
+    let mut framer = Framer::new(reader, settings.framing, settings.max_record_bytes);
+    let mut writer = sink.open(object)?;
+    let mut letter = dead_letters.records(object);
+    let mut rows = RowBuilder::new(
+        ObjectSeed::new(object),
+        settings.row_id.clone(),
+        settings.row_id_column.as_deref(),
+    );
+    let mut unwrapper = Unwrapper::new(settings.envelope, settings.max_record_bytes);
+    let mut counts = Counts::default();
+    let mut settle = RecordSettler {
+        policy: settings.on_record_error,
+        letter: &mut letter,
+        object,
+    };
+
+    loop {
+        let event = framer
+            .next_event()
+            .map_err(|e| at_compressed(decode::into_error(e)))?;
+        let Some(event) = event else { break };
+        counts.records += 1;
+        match event {
+            Event::Record(frame) => {
+                let mut written = 0u64;
+                let mut emit = |payload: crate::record::Payload<'_>| -> Result<(), Fail> {
+                    let row = rows.build(&payload, frame.ordinal)?;
+                    writer.write_row(&row).map_err(Fail::Object)?;
+                    written += 1;
+                    Ok(())
+                };
+                match unwrapper.unwrap(frame.bytes, &mut emit) {
+                    Ok(Outcome::Payloads) => {}
+                    Ok(Outcome::Control) => counts.control_messages += 1,
+                    Err(Fail::Object(e)) => return Err(e),
+                    Err(Fail::Record(kind)) => {
+                        settle.settle(
+                            frame.ordinal,
+                            frame.offset,
+                            Stage::Parse,
+                            frame.bytes,
+                            &kind.to_string(),
+                        )?;
+                        counts.record_errors += 1;
+                    }
+                }
+                counts.rows += written;
+            }
+            Event::Error(e) => {
+                settle.settle(
+                    e.ordinal,
+                    e.offset,
+                    Stage::Frame,
+                    &e.head,
+                    &e.kind.to_string(),
+                )?;
+                counts.record_errors += 1;
+            }
+        }
+    }
+    counts.bytes_out = framer.offset();
+    // Dead letters first: an object must never count as delivered while its bad records are
+    // not yet kept somewhere.
+    let dead_letter = letter.finish()?;
+    writer.commit()?;
+    Ok(ObjectReport {
+        object: object.clone(),
+        counts,
+        compression: decoded.layers,
+        framing: framer.resolved().map(|r| r.name()),
+        envelope: unwrapper.resolved(),
+        dead_letter,
+        elapsed: Duration::ZERO,
+    })
+}
+
+/// Applies `--on-record-error` to one failed record.
+struct RecordSettler<'a> {
+    policy: RecordPolicy,
+    letter: &'a mut RecordLetter,
+    object: &'a ObjectRef,
+}
+
+impl RecordSettler<'_> {
+    fn settle(
+        &mut self,
+        ordinal: u64,
+        offset: u64,
+        stage: Stage,
+        raw: &[u8],
+        error: &str,
+    ) -> Result<(), Error> {
+        match self.policy {
+            RecordPolicy::Fail => {
+                return Err(Error::permanent(
+                    stage,
+                    Cause::RecordFailed {
+                        ordinal,
+                        error: error.to_string(),
+                    },
+                )
+                .at_record(ordinal)
+                .at_byte(offset))
+            }
+            RecordPolicy::DeadLetter => self.letter.add(ordinal, offset, stage, raw, error)?,
+            RecordPolicy::Skip => {}
+        }
+        tracing::warn!(
+            object = %self.object,
+            ordinal,
+            byte_offset = offset,
+            policy = ?self.policy,
+            "bad record: {error}"
+        );
+        Ok(())
+    }
+}

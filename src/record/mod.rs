@@ -1,0 +1,54 @@
+//! Framed bytes → validated records, with envelopes unwrapped.
+//!
+//! A plain record is checked (UTF-8, well-formed JSON) without building a DOM and passed on as
+//! the same bytes. Envelopes turn one framed record into the rows it carries: CloudWatch Logs
+//! subscription payloads (one row per log event) and Firehose error-output records (the decoded
+//! original record).
+
+pub mod cloudwatch;
+pub mod envelope;
+pub mod firehose_error;
+pub mod unwrap;
+pub mod validate;
+
+pub use envelope::Envelope;
+pub use unwrap::{Outcome, Unwrapper};
+pub use validate::{validate, Shape};
+
+use std::fmt;
+
+/// Why one record could not become rows. The object goes on; the record follows the
+/// `--on-record-error` policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordErrorKind {
+    InvalidUtf8 { at: usize },
+    InvalidJson(String),
+    Envelope(String),
+    RowId(String),
+    Frame(String),
+}
+
+impl fmt::Display for RecordErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecordErrorKind::InvalidUtf8 { at } => {
+                write!(f, "invalid UTF-8 at byte {at} of the record")
+            }
+            RecordErrorKind::InvalidJson(m) => write!(f, "invalid JSON: {m}"),
+            RecordErrorKind::Envelope(m) => f.write_str(m),
+            RecordErrorKind::RowId(m) => f.write_str(m),
+            RecordErrorKind::Frame(m) => f.write_str(m),
+        }
+    }
+}
+
+/// A record's payload as handed to the row stage.
+#[derive(Debug, Clone, Copy)]
+pub struct Payload<'a> {
+    pub json: &'a [u8],
+    pub shape: Shape,
+    /// Position below the framed record for envelopes that expand one record into several rows
+    /// (log event index; sub-record index inside a Firehose error record). Empty for plain
+    /// records. Part of the row ID, so it must be stable.
+    pub sub: &'a [u32],
+}

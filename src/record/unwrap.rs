@@ -1,0 +1,147 @@
+//! One framed record → the payloads it carries, according to the object's envelope.
+
+use super::cloudwatch::{self, Expanded};
+use super::envelope::{detect, Envelope};
+use super::firehose_error;
+use super::validate::{validate, Shape};
+use super::{Payload, RecordErrorKind};
+use crate::frame::{Event, Framer, Framing};
+
+/// What a record turned into, besides the payloads it emitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The record's payloads were emitted.
+    Payloads,
+    /// A CloudWatch Logs control message: nothing to write.
+    Control,
+}
+
+/// Applies the envelope to each record of one object. `auto` is resolved from the first record
+/// that is a valid JSON object and then holds for the rest of the object.
+pub struct Unwrapper {
+    requested: Envelope,
+    resolved: Option<Envelope>,
+    max_record_bytes: usize,
+}
+
+impl Unwrapper {
+    pub fn new(envelope: Envelope, max_record_bytes: usize) -> Self {
+        Unwrapper {
+            requested: envelope,
+            resolved: (envelope != Envelope::Auto).then_some(envelope),
+            max_record_bytes,
+        }
+    }
+
+    /// The envelope in use (`None` until `auto` has seen a valid record).
+    pub fn resolved(&self) -> Option<Envelope> {
+        self.resolved
+    }
+
+    pub fn unwrap<E: From<RecordErrorKind>>(
+        &mut self,
+        record: &[u8],
+        emit: &mut dyn FnMut(Payload<'_>) -> Result<(), E>,
+    ) -> Result<Outcome, E> {
+        let envelope = match self.resolved {
+            Some(e) => e,
+            None => {
+                debug_assert_eq!(self.requested, Envelope::Auto);
+                let shape = validate(record)?;
+                let e = match shape {
+                    Shape::Object { .. } => detect(record),
+                    Shape::Other => Envelope::None,
+                };
+                self.resolved = Some(e);
+                e
+            }
+        };
+        match envelope {
+            Envelope::None | Envelope::Auto => {
+                let shape = validate(record)?;
+                emit(Payload {
+                    json: record,
+                    shape,
+                    sub: &[],
+                })?;
+                Ok(Outcome::Payloads)
+            }
+            Envelope::CloudWatchLogs => cloudwatch_rows(record, &[], emit),
+            Envelope::FirehoseError => self.error_record(record, emit),
+        }
+    }
+
+    /// Replays the `rawData` of a Firehose error record: framed like an object, each
+    /// sub-record is a plain record or a CloudWatch Logs payload.
+    fn error_record<E: From<RecordErrorKind>>(
+        &self,
+        record: &[u8],
+        emit: &mut dyn FnMut(Payload<'_>) -> Result<(), E>,
+    ) -> Result<Outcome, E> {
+        let max = self.max_record_bytes;
+        let raw = firehose_error::raw_data(record, max).map_err(RecordErrorKind::Envelope)?;
+        let mut framer = Framer::new(&raw[..], Framing::Auto, max);
+        let mut index = 0u32;
+        let mut any = false;
+        while let Some(event) = framer
+            .next_event()
+            .map_err(|e| RecordErrorKind::Envelope(format!("rawData: {e}")))?
+        {
+            let sub = match event {
+                Event::Record(f) => f.bytes,
+                Event::Error(e) => {
+                    return Err(RecordErrorKind::Envelope(format!(
+                        "rawData sub-record {index}: {}",
+                        e.kind
+                    ))
+                    .into())
+                }
+            };
+            let shape = validate(sub).map_err(|e| {
+                RecordErrorKind::Envelope(format!("rawData sub-record {index}: {e}"))
+            })?;
+            if matches!(shape, Shape::Object { .. }) && detect(sub) == Envelope::CloudWatchLogs {
+                cloudwatch_rows(sub, &[index], emit)?;
+            } else {
+                emit(Payload {
+                    json: sub,
+                    shape,
+                    sub: &[index],
+                })?;
+            }
+            any = true;
+            index += 1;
+        }
+        if !any {
+            return Err(RecordErrorKind::Envelope(
+                "Firehose error record's rawData is empty".into(),
+            )
+            .into());
+        }
+        Ok(Outcome::Payloads)
+    }
+}
+
+fn cloudwatch_rows<E: From<RecordErrorKind>>(
+    record: &[u8],
+    prefix: &[u32],
+    emit: &mut dyn FnMut(Payload<'_>) -> Result<(), E>,
+) -> Result<Outcome, E> {
+    validate(record)?;
+    match cloudwatch::expand(record).map_err(RecordErrorKind::Envelope)? {
+        Expanded::Control => Ok(Outcome::Control),
+        Expanded::Rows(rows) => {
+            let mut sub = prefix.to_vec();
+            sub.push(0);
+            for (i, row) in rows.iter().enumerate() {
+                *sub.last_mut().expect("pushed above") = i as u32;
+                emit(Payload {
+                    json: row,
+                    shape: Shape::Object { empty: false },
+                    sub: &sub,
+                })?;
+            }
+            Ok(Outcome::Payloads)
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! A local directory laid out like a Firehose bucket.
+//!
+//! The directory plays the bucket: its name is the bucket name and paths below it are keys, so
+//! a local copy of a bucket produces the same rows as the bucket itself (row IDs differ only by
+//! the bucket name).
+
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::{Component, Path, PathBuf};
+
+use md5::{Digest, Md5};
+
+use super::ObjectStore;
+use crate::error::{Cause, Error, Stage};
+use crate::object::ObjectRef;
+
+pub struct LocalStore {
+    root: PathBuf,
+    name: String,
+}
+
+impl LocalStore {
+    pub fn new(root: impl Into<PathBuf>) -> Result<LocalStore, Error> {
+        let root: PathBuf = root.into();
+        let meta = std::fs::metadata(&root).map_err(|e| Error::from_io(Stage::Fetch, e))?;
+        if !meta.is_dir() {
+            return Err(Error::permanent(
+                Stage::Fetch,
+                Cause::Io(io::Error::other(format!(
+                    "{} is not a directory",
+                    root.display()
+                ))),
+            ));
+        }
+        let name = root
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "local".into());
+        Ok(LocalStore { root, name })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path_of(&self, key: &str) -> PathBuf {
+        let mut p = self.root.clone();
+        for seg in key.split('/') {
+            p.push(seg);
+        }
+        p
+    }
+
+    /// The key of a path below the root.
+    pub fn key_of(&self, path: &Path) -> Option<String> {
+        let rel = path.strip_prefix(&self.root).ok()?;
+        let parts: Option<Vec<&str>> = rel
+            .components()
+            .map(|c| match c {
+                Component::Normal(s) => s.to_str(),
+                _ => None,
+            })
+            .collect();
+        Some(parts?.join("/"))
+    }
+}
+
+/// MD5 hex of a file: what S3 reports as the ETag of a single-part upload, so local files get a
+/// content-derived identity like S3 objects do.
+fn md5_hex(path: &Path) -> io::Result<(String, u64)> {
+    let mut f = BufReader::with_capacity(1 << 20, File::open(path)?);
+    let mut h = Md5::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        h.update(&buf[..n]);
+    }
+    Ok((hex::encode(h.finalize()), size))
+}
+
+impl ObjectStore for LocalStore {
+    fn open(&self, object: &mut ObjectRef) -> Result<Box<dyn Read + Send>, Error> {
+        let path = self.path_of(&object.key);
+        let (etag, size) = md5_hex(&path).map_err(|e| Error::from_io(Stage::Fetch, e))?;
+        object.etag = Some(etag);
+        object.size = Some(size);
+        let f = File::open(&path).map_err(|e| Error::from_io(Stage::Fetch, e))?;
+        Ok(Box::new(f))
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectRef>, Error> {
+        // Walk only the directory the prefix names, then filter by the rest of it.
+        let (dir_part, _) = prefix.rsplit_once('/').unwrap_or(("", prefix));
+        let start = self.path_of(dir_part);
+        if !start.is_dir() {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        for entry in walkdir::WalkDir::new(&start).sort_by_file_name() {
+            let entry = entry.map_err(|e| {
+                Error::from_io(
+                    Stage::Fetch,
+                    e.into_io_error()
+                        .unwrap_or_else(|| io::Error::other("walk failed")),
+                )
+            })?;
+            if !entry.file_type().is_file() || entry.file_name().to_string_lossy().starts_with('.')
+            {
+                continue;
+            }
+            let Some(key) = self.key_of(entry.path()) else {
+                continue;
+            };
+            if key.starts_with(prefix) {
+                let mut o = ObjectRef::new(&self.name, key);
+                o.size = entry.metadata().ok().map(|m| m.len());
+                out.push(o);
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    fn bucket(&self) -> &str {
+        &self.name
+    }
+}
+
+/// Where a local path sits in a Firehose-shaped tree: the directory that plays the bucket, and
+/// the path's key (for a file) or key prefix (for a directory, ending in `/` unless empty).
+///
+/// A path below `…/YYYY/MM/DD/HH/` (or `…/processing-failed/YYYY/…`) belongs to the tree above
+/// the year, so replaying one file yields the same keys — and row IDs — as a backfill of the
+/// whole tree. Other paths are their own root (a directory) or their parent's (a file).
+pub fn locate(path: &Path) -> io::Result<(PathBuf, String)> {
+    let abs = path.canonicalize()?;
+    let is_file = abs.is_file();
+    let dir = if is_file {
+        abs.parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| abs.clone())
+    } else {
+        abs.clone()
+    };
+    let names: Vec<String> = dir
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(s) => Some(s.to_string_lossy().into_owned()),
+            _ => None,
+        })
+        .collect();
+    let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    // The date part is a 4-digit year followed by at most three 2-digit parts, ending the path.
+    let year_at = (names.len().saturating_sub(4)..names.len())
+        .find(|&j| digits(&names[j], 4) && names[j + 1..].iter().all(|s| digits(s, 2)));
+    let mut root_depth = match year_at {
+        Some(j) => j,
+        None => names.len(),
+    };
+    if year_at.is_some() && root_depth > 0 && names[root_depth - 1].ends_with("-failed") {
+        root_depth -= 1;
+    }
+    let mut root = PathBuf::from("/");
+    for n in &names[..root_depth] {
+        root.push(n);
+    }
+    let rel = abs
+        .strip_prefix(&root)
+        .map(|r| {
+            r.components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join("/")
+        })
+        .unwrap_or_default();
+    let key = if is_file || rel.is_empty() {
+        rel
+    } else {
+        format!("{rel}/")
+    };
+    Ok((root, key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_below_an_hour_folder_belong_to_the_tree_above_the_year() {
+        let t = tempfile::tempdir().unwrap();
+        let hour = t.path().join("bucket/2026/11/25/22");
+        let err = t.path().join("bucket/processing-failed/2026/11/26/00");
+        std::fs::create_dir_all(&hour).unwrap();
+        std::fs::create_dir_all(&err).unwrap();
+        std::fs::write(hour.join("s-1-x.gz"), b"").unwrap();
+        std::fs::write(err.join("e.gz"), b"").unwrap();
+        let bucket = t.path().join("bucket").canonicalize().unwrap();
+
+        assert_eq!(
+            locate(&hour.join("s-1-x.gz")).unwrap(),
+            (bucket.clone(), "2026/11/25/22/s-1-x.gz".into())
+        );
+        assert_eq!(
+            locate(&err.join("e.gz")).unwrap(),
+            (
+                bucket.clone(),
+                "processing-failed/2026/11/26/00/e.gz".into()
+            )
+        );
+        assert_eq!(
+            locate(&t.path().join("bucket/2026/11")).unwrap(),
+            (bucket.clone(), "2026/11/".into())
+        );
+        assert_eq!(
+            locate(&t.path().join("bucket")).unwrap(),
+            (bucket, String::new())
+        );
+    }
+}
