@@ -143,11 +143,11 @@ pub fn process_object(
     settings: &Settings,
     sink: &dyn Sink,
     dead_letters: &DeadLetterDir,
-) -> Result<ObjectReport, ObjectFailure> {
+) -> Result<ObjectReport, Box<ObjectFailure>> {
     let started = Instant::now();
     let source = match store.open(&mut object) {
         Ok(s) => s,
-        Err(error) => return Err(ObjectFailure { object, error }),
+        Err(error) => return Err(Box::new(ObjectFailure { object, error })),
     };
     let compressed = Counter::default();
     let result = run(
@@ -165,7 +165,7 @@ pub fn process_object(
             report.object = object;
             Ok(report)
         }
-        Err(error) => Err(ObjectFailure { object, error }),
+        Err(error) => Err(Box::new(ObjectFailure { object, error })),
     }
 }
 

@@ -22,7 +22,7 @@ pub struct Job {
 #[derive(Debug, Default)]
 pub struct Summary {
     pub objects_ok: u64,
-    pub failures: Vec<ObjectFailure>,
+    pub failures: Vec<Box<ObjectFailure>>,
     pub counts: Counts,
     pub elapsed: Duration,
 }
@@ -114,7 +114,7 @@ pub async fn run(
                     crate::error::Class::Transient,
                     crate::error::Cause::Sink(format!("internal error: {join}")),
                 );
-                let failure = ObjectFailure { object, error };
+                let failure = Box::new(ObjectFailure { object, error });
                 settle_failure(&failure, &dead_letters);
                 summary.failures.push(failure);
             }

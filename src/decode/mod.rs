@@ -54,7 +54,16 @@ pub fn decompress(
         let found = match (layers.is_empty(), choice) {
             (true, CompressionChoice::Fixed(c)) => c,
             (true, CompressionChoice::Auto) => {
-                Compression::from_magic(&head).unwrap_or_else(|| Compression::from_name(name))
+                Compression::from_magic(&head).unwrap_or_else(|| {
+                    // JSON text is not compressed whatever the name says (Firehose's FileExtension
+                    // is free-form, so `.gz` on plain text happens); otherwise trust the extension,
+                    // which turns a damaged header into a clear decompression error.
+                    if looks_like_json_text(&head) {
+                        Compression::None
+                    } else {
+                        Compression::from_name(name)
+                    }
+                })
             }
             // Inner layers are recognised by magic only: a JSON record never starts with one.
             (false, _) => Compression::from_magic(&head).unwrap_or(Compression::None),
@@ -73,6 +82,12 @@ pub fn decompress(
             max_decompressed,
         ));
     }
+}
+
+fn looks_like_json_text(head: &[u8]) -> bool {
+    head.iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| matches!(b, b'{' | b'[' | b'"'))
 }
 
 /// Reads up to `n` bytes (fewer only at end of stream) and hands back the rest of the stream.

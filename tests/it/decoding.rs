@@ -1,0 +1,246 @@
+//! Every compression and framing, detected or forced, yields exactly the records it holds.
+
+use firehose_replay::decode::hadoop_snappy;
+use firehose_replay::pipeline::Settings;
+use serde_json::json;
+
+use crate::support::*;
+
+#[test]
+fn gzip_ndjson_is_detected_and_decoded() {
+    let b = Bucket::new();
+    let r = b.replay_bytes("2026/11/25/22/a.gz", &gzip(&ndjson(5)));
+    assert_eq!(r.bodies(), numbered(5));
+    assert_eq!(
+        r.report()
+            .compression
+            .iter()
+            .map(|c| c.name())
+            .collect::<Vec<_>>(),
+        ["gzip"]
+    );
+    assert_eq!(r.report().framing, Some("newline"));
+}
+
+#[test]
+fn magic_bytes_win_over_a_wrong_extension() {
+    let b = Bucket::new();
+    let r = b.replay_bytes("mislabelled.json", &gzip(&ndjson(3)));
+    assert_eq!(r.bodies(), numbered(3));
+    let r = b.replay_bytes("plain.gz", &ndjson(2));
+    assert_eq!(
+        r.bodies(),
+        numbered(2),
+        "a .gz name does not make plain text gzip"
+    );
+}
+
+#[test]
+fn multi_member_gzip_yields_every_member() {
+    let mut data = gzip(b"{\"n\":0}\n{\"n\":1}\n");
+    data.extend(gzip(b"{\"n\":2}\n"));
+    data.extend(gzip(b"{\"n\":3}\n"));
+    let r = Bucket::new().replay_bytes("multi.gz", &data);
+    assert_eq!(r.bodies(), numbered(4));
+}
+
+#[test]
+fn zstd_objects_decode() {
+    let r = Bucket::new().replay_bytes("a.zst", &zstd(&ndjson(4)));
+    assert_eq!(r.bodies(), numbered(4));
+    assert_eq!(r.report().compression[0].name(), "zstd");
+}
+
+#[test]
+fn snappy_framed_objects_decode() {
+    let r = Bucket::new().replay_bytes("a.snappy", &snappy_framed(&ndjson(4)));
+    assert_eq!(r.bodies(), numbered(4));
+    assert_eq!(r.report().compression[0].name(), "snappy");
+}
+
+#[test]
+fn hadoop_snappy_objects_decode_across_blocks() {
+    let data = ndjson(2000);
+    let r = Bucket::new().replay_bytes("a.snappy", &hadoop_snappy::encode(&data, 4096));
+    assert_eq!(r.bodies(), numbered(2000));
+    assert_eq!(r.report().compression[0].name(), "hadoop-snappy");
+}
+
+#[test]
+fn zip_objects_decode_from_the_stream() {
+    use std::io::Write;
+    // A real archive as `zip`-like tools write it: local header, deflated data, data
+    // descriptor, central directory.
+    let data = ndjson(3);
+    let mut deflated =
+        flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+    deflated.write_all(&data).unwrap();
+    let deflated = deflated.finish().unwrap();
+    let crc = {
+        let mut h = flate2::Crc::new();
+        h.update(&data);
+        h.sum()
+    };
+    let mut z = Vec::new();
+    z.extend_from_slice(b"PK\x03\x04\x14\x00\x08\x00\x08\x00\x00\x00\x00\x00");
+    z.extend_from_slice(&[0u8; 12]); // crc, sizes: in the descriptor
+    z.extend_from_slice(&9u16.to_le_bytes());
+    z.extend_from_slice(&0u16.to_le_bytes());
+    z.extend_from_slice(b"data.json");
+    z.extend_from_slice(&deflated);
+    z.extend_from_slice(b"PK\x07\x08");
+    z.extend_from_slice(&crc.to_le_bytes());
+    z.extend_from_slice(&(deflated.len() as u32).to_le_bytes());
+    z.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    z.extend_from_slice(b"PK\x01\x02");
+    z.extend_from_slice(&[0u8; 42]);
+    let r = Bucket::new().replay_bytes("a.zip", &z);
+    assert_eq!(r.bodies(), numbered(3));
+    assert_eq!(r.report().compression[0].name(), "zip");
+}
+
+#[test]
+fn uncompressed_objects_pass_through() {
+    let r = Bucket::new().replay_bytes("plain", &ndjson(3));
+    assert!(r.report().compression.is_empty());
+    assert_eq!(r.bodies(), numbered(3));
+}
+
+#[test]
+fn forced_compression_overrides_detection() {
+    let b = Bucket::new();
+    b.put("x", &zstd(&ndjson(200)));
+    let forced_none = Settings {
+        compression: "none".parse().unwrap(),
+        ..Settings::default()
+    };
+    let r = b.replay("x", &forced_none);
+    assert_ne!(r.rows, numbered(200), "zstd bytes taken as text");
+    assert!(r.report().counts.record_errors > 0);
+    let forced_zstd = Settings {
+        compression: "zstd".parse().unwrap(),
+        ..Settings::default()
+    };
+    assert_eq!(b.replay("x", &forced_zstd).bodies(), numbered(200));
+}
+
+#[test]
+fn concatenated_json_without_delimiters_is_split_by_structure() {
+    let data = br#"{"n":0}{"n":1,"s":"}{"}  {"n":2}
+{
+  "n": 3
+}"#;
+    let r = Bucket::new().replay_bytes("c.gz", &gzip(data));
+    assert_eq!(r.report().framing, Some("concatenated"));
+    assert_eq!(
+        r.bodies(),
+        vec![
+            json!({"n":0}),
+            json!({"n":1,"s":"}{"}),
+            json!({"n":2}),
+            json!({"n":3})
+        ]
+    );
+}
+
+#[test]
+fn crlf_lines_and_blank_lines_are_tolerated() {
+    let r = Bucket::new().replay_bytes("crlf", b"{\"n\":0}\r\n\r\n{\"n\":1}\r\n   \n{\"n\":2}");
+    assert_eq!(r.bodies(), numbered(3));
+    assert_eq!(r.report().counts.records, 3, "blank lines are not records");
+}
+
+#[test]
+fn a_custom_delimiter_splits_records() {
+    let b = Bucket::new();
+    b.put("d", b"{\"n\":0}|{\"n\":1}|{\"n\":2}|");
+    let s = Settings {
+        framing: "delimiter:|".parse().unwrap(),
+        ..Settings::default()
+    };
+    let r = b.replay("d", &s);
+    assert_eq!(r.bodies(), numbered(3));
+    assert_eq!(r.report().framing, Some("delimiter"));
+}
+
+#[test]
+fn forced_newline_framing_treats_concatenated_values_as_one_bad_record() {
+    let b = Bucket::new();
+    b.put("c", b"{\"n\":0}{\"n\":1}\n{\"n\":2}\n");
+    let s = Settings {
+        framing: "newline".parse().unwrap(),
+        ..Settings::default()
+    };
+    let r = b.replay("c", &s);
+    assert_eq!(r.bodies(), vec![json!({"n":2})]);
+    assert_eq!(
+        r.dead_records(),
+        vec![(
+            0,
+            "invalid JSON: trailing characters at line 1 column 8".to_string()
+        )]
+    );
+}
+
+#[test]
+fn row_ids_are_stable_across_replays_and_change_with_content() {
+    let b = Bucket::new();
+    let first = b.replay_bytes("k.gz", &gzip(&ndjson(3)));
+    let again = b.replay_bytes("k.gz", &gzip(&ndjson(3)));
+    let ids = |r: &Replayed| {
+        r.rows
+            .iter()
+            .map(|v| v["_row_id"].clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&first), ids(&again));
+    let changed = b.replay_bytes("k.gz", &gzip(&ndjson(4)));
+    assert_ne!(
+        ids(&first)[0],
+        ids(&changed)[0],
+        "new content, new ETag, new IDs"
+    );
+}
+
+#[test]
+fn row_ids_can_come_from_a_field() {
+    let b = Bucket::new();
+    b.put(
+        "f",
+        b"{\"id\":\"e-1\",\"v\":1}\n{\"id\":\"e-1\",\"v\":2}\n{\"v\":3}\n",
+    );
+    let s = Settings {
+        row_id: firehose_replay::row::RowIdSource::field("id"),
+        ..Settings::default()
+    };
+    let r = b.replay("f", &s);
+    let ids: Vec<&str> = r
+        .rows
+        .iter()
+        .map(|v| v["_row_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        ["e-1", "e-1"],
+        "the same event ID dedups across records"
+    );
+    assert_eq!(
+        r.dead_records(),
+        vec![(2, "row-id field `id` is missing".to_string())]
+    );
+}
+
+#[test]
+fn non_object_records_are_wrapped_and_the_column_can_be_disabled() {
+    let b = Bucket::new();
+    b.put("w", b"[1,2]\n\"s\"\n{\"a\":1}\n");
+    let s = Settings {
+        row_id_column: None,
+        ..Settings::default()
+    };
+    let r = b.replay("w", &s);
+    assert_eq!(
+        r.rows,
+        vec![json!({"value":[1,2]}), json!({"value":"s"}), json!({"a":1})]
+    );
+}

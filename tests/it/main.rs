@@ -1,0 +1,7 @@
+//! Integration tests: one binary so the dependency graph links once.
+
+mod bad_input;
+mod cli;
+mod decoding;
+mod envelopes;
+mod support;
