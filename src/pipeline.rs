@@ -14,9 +14,10 @@ use serde::Serialize;
 use crate::dead_letter::{DeadLetterDir, RecordLetter};
 use crate::decode::{self, limit::Counting, pump::Pump, Compression, CompressionChoice, Counter};
 use crate::error::{Cause, Error, Stage};
-use crate::frame::{Event, Framer, Framing};
+use crate::frame::Framing;
 use crate::object::ObjectRef;
-use crate::record::{Envelope, Outcome, RecordErrorKind, Unwrapper};
+use crate::record::batch::{Item, ItemKind, Next, Records};
+use crate::record::Envelope;
 use crate::row::{ObjectSeed, RowBuilder, RowIdSource};
 use crate::sink::Sink;
 use crate::source::ObjectStore;
@@ -124,18 +125,6 @@ pub struct ObjectFailure {
     pub error: Error,
 }
 
-/// Why the row loop stopped early.
-enum Fail {
-    Record(RecordErrorKind),
-    Object(Error),
-}
-
-impl From<RecordErrorKind> for Fail {
-    fn from(e: RecordErrorKind) -> Self {
-        Fail::Record(e)
-    }
-}
-
 /// Processes one object. Blocking: call it from a blocking thread.
 pub fn process_object(
     store: &dyn ObjectStore,
@@ -196,7 +185,13 @@ fn run(
     } else {
         Box::new(Pump::spawn(decoded.reader).map_err(|e| Error::from_io(Stage::Decompress, e))?)
     };
-    let mut framer = Framer::new(reader, settings.framing, settings.max_record_bytes);
+    let mut records = Records::spawn(
+        reader,
+        settings.framing,
+        settings.envelope,
+        settings.max_record_bytes,
+    )
+    .map_err(|e| Error::from_io(Stage::Frame, e))?;
     let mut writer = sink.open(object)?;
     let mut letter = dead_letters.records(object);
     let mut rows = RowBuilder::new(
@@ -204,7 +199,6 @@ fn run(
         settings.row_id.clone(),
         settings.row_id_column.as_deref(),
     );
-    let mut unwrapper = Unwrapper::new(settings.envelope, settings.max_record_bytes);
     let mut counts = Counts::default();
     let mut settle = RecordSettler {
         policy: settings.on_record_error,
@@ -212,51 +206,43 @@ fn run(
         object,
     };
 
-    loop {
-        let event = framer
-            .next_event()
-            .map_err(|e| at_compressed(decode::into_error(e)))?;
-        let Some(event) = event else { break };
-        counts.records += 1;
-        match event {
-            Event::Record(frame) => {
-                let mut written = 0u64;
-                let mut emit = |payload: crate::record::Payload<'_>| -> Result<(), Fail> {
-                    let row = rows.build(&payload, frame.ordinal)?;
-                    writer.write_row(&row).map_err(Fail::Object)?;
-                    written += 1;
-                    Ok(())
-                };
-                match unwrapper.unwrap(frame.bytes, &mut emit) {
-                    Ok(Outcome::Payloads) => {}
-                    Ok(Outcome::Control) => counts.control_messages += 1,
-                    Err(Fail::Object(e)) => return Err(e),
-                    Err(Fail::Record(kind)) => {
-                        settle.settle(
-                            frame.ordinal,
-                            frame.offset,
-                            Stage::Parse,
-                            frame.bytes,
-                            &kind.to_string(),
-                        )?;
-                        counts.record_errors += 1;
+    let finished = loop {
+        let batch = match records.next_batch().map_err(at_compressed)? {
+            Next::Batch(b) => b,
+            Next::Finished(f) => break f,
+        };
+        for item in &batch.items {
+            match &item.kind {
+                ItemKind::Payload { .. } => {
+                    let payload = batch.payload(item).expect("a payload item");
+                    match rows.build(&payload, item.ordinal) {
+                        Ok(row) => {
+                            writer.write_row(&row)?;
+                            counts.rows += 1;
+                        }
+                        Err(kind) => {
+                            settle.settle(
+                                item,
+                                Stage::Parse,
+                                batch.bytes(item),
+                                &kind.to_string(),
+                            )?;
+                            counts.record_errors += 1;
+                        }
                     }
                 }
-                counts.rows += written;
-            }
-            Event::Error(e) => {
-                settle.settle(
-                    e.ordinal,
-                    e.offset,
-                    Stage::Frame,
-                    &e.head,
-                    &e.kind.to_string(),
-                )?;
-                counts.record_errors += 1;
+                ItemKind::Error { stage, message } => {
+                    settle.settle(item, *stage, batch.bytes(item), message)?;
+                    counts.record_errors += 1;
+                }
+                ItemKind::Control => {}
             }
         }
-    }
-    counts.bytes_out = framer.offset();
+        records.recycle(batch);
+    };
+    counts.records = finished.records;
+    counts.control_messages = finished.control_messages;
+    counts.bytes_out = finished.bytes_out;
     // Dead letters first: an object must never count as delivered while its bad records are
     // not yet kept somewhere.
     let dead_letter = letter.finish()?;
@@ -265,8 +251,8 @@ fn run(
         object: object.clone(),
         counts,
         compression: decoded.layers,
-        framing: framer.resolved().map(|r| r.name()),
-        envelope: unwrapper.resolved(),
+        framing: finished.framing,
+        envelope: finished.envelope,
         dead_letter,
         elapsed: Duration::ZERO,
     })
@@ -280,14 +266,8 @@ struct RecordSettler<'a> {
 }
 
 impl RecordSettler<'_> {
-    fn settle(
-        &mut self,
-        ordinal: u64,
-        offset: u64,
-        stage: Stage,
-        raw: &[u8],
-        error: &str,
-    ) -> Result<(), Error> {
+    fn settle(&mut self, item: &Item, stage: Stage, raw: &[u8], error: &str) -> Result<(), Error> {
+        let (ordinal, offset) = (item.ordinal, item.offset);
         match self.policy {
             RecordPolicy::Fail => {
                 return Err(Error::permanent(

@@ -10,6 +10,7 @@ pub mod scan;
 use std::io::{self, Read};
 use std::str::FromStr;
 
+use crate::record::json;
 use scan::{is_space, Scanner};
 
 /// `--framing`.
@@ -93,6 +94,9 @@ pub struct Frame<'a> {
     pub offset: u64,
     /// 0-based position among the object's records (blank lines are not records).
     pub ordinal: u64,
+    /// The framer already checked the JSON grammar of these bytes (concatenated framing finds
+    /// record ends by validating), so the record stage need not do it again.
+    pub json_checked: bool,
 }
 
 /// Why a stretch of bytes could not become a record.
@@ -425,6 +429,7 @@ impl<R: Read> Framer<R> {
                 bytes: &self.buf[from..stop],
                 offset: self.base + from as u64,
                 ordinal,
+                json_checked: false,
             }),
             Pending::Error(e) => Event::Error(e),
         }
@@ -441,6 +446,24 @@ impl<R: Read> Framer<R> {
                     Some(p) => {
                         self.start += p;
                         self.scan = self.start;
+                        // Fast path: a complete, valid object or array is framed and validated
+                        // in one pass. Anything else (invalid, cut by the buffer's end, a
+                        // scalar) goes through the structural scanner, which resynchronises.
+                        if let Ok(len) = json::container_end(&self.buf[self.start..self.end]) {
+                            if len <= self.max {
+                                let from = self.start;
+                                self.start += len;
+                                self.scan = self.start;
+                                let ordinal = self.ordinal;
+                                self.ordinal += 1;
+                                return Ok(Some(Event::Record(Frame {
+                                    bytes: &self.buf[from..from + len],
+                                    offset: self.base + from as u64,
+                                    ordinal,
+                                    json_checked: true,
+                                })));
+                            }
+                        }
                         self.value = Some(Scanner::start(self.buf[self.start]));
                     }
                     None => {
@@ -514,6 +537,7 @@ impl<R: Read> Framer<R> {
             bytes: &self.buf[from..stop],
             offset: self.base + from as u64,
             ordinal,
+            json_checked: false,
         })
     }
 }

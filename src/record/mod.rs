@@ -5,9 +5,11 @@
 //! subscription payloads (one row per log event) and Firehose error-output records (the decoded
 //! original record).
 
+pub mod batch;
 pub mod cloudwatch;
 pub mod envelope;
 pub mod firehose_error;
+pub mod json;
 pub mod unwrap;
 pub mod validate;
 

@@ -3,7 +3,7 @@
 use super::cloudwatch::{self, Expanded};
 use super::envelope::{detect, Envelope};
 use super::firehose_error;
-use super::validate::{validate, Shape};
+use super::validate::{validate, validate_checked, Shape};
 use super::{Payload, RecordErrorKind};
 use crate::frame::{Event, Framer, Framing};
 
@@ -38,9 +38,11 @@ impl Unwrapper {
         self.resolved
     }
 
+    /// `json_checked`: the framer already validated the grammar (UTF-8 is still checked).
     pub fn unwrap<E: From<RecordErrorKind>>(
         &mut self,
         record: &[u8],
+        json_checked: bool,
         emit: &mut dyn FnMut(Payload<'_>) -> Result<(), E>,
     ) -> Result<Outcome, E> {
         let envelope = match self.resolved {
@@ -58,7 +60,11 @@ impl Unwrapper {
         };
         match envelope {
             Envelope::None | Envelope::Auto => {
-                let shape = validate(record)?;
+                let shape = if json_checked {
+                    validate_checked(record)?
+                } else {
+                    validate(record)?
+                };
                 emit(Payload {
                     json: record,
                     shape,

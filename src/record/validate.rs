@@ -1,8 +1,7 @@
 //! Is this record well-formed JSON, and is it an object?
 //!
 //! Validation must not build a DOM: it is on the hot path for every record. UTF-8 is checked
-//! with SIMD first (serde_json does not check bytes inside strings it ignores), then the JSON
-//! grammar by deserialising into `IgnoredAny`, which allocates nothing.
+//! with SIMD first, then the JSON grammar by [`super::json::check`].
 
 use serde::de::IgnoredAny;
 
@@ -17,15 +16,31 @@ pub enum Shape {
     Other,
 }
 
+/// UTF-8 and shape only, for bytes whose grammar was already checked (see
+/// `Frame::json_checked`).
+pub fn validate_checked(bytes: &[u8]) -> Result<Shape, RecordErrorKind> {
+    if let Err(e) = simdutf8::compat::from_utf8(bytes) {
+        return Err(RecordErrorKind::InvalidUtf8 {
+            at: e.valid_up_to(),
+        });
+    }
+    Ok(shape_of(bytes))
+}
+
 pub fn validate(bytes: &[u8]) -> Result<Shape, RecordErrorKind> {
     if let Err(e) = simdutf8::compat::from_utf8(bytes) {
         return Err(RecordErrorKind::InvalidUtf8 {
             at: e.valid_up_to(),
         });
     }
-    if let Err(e) = serde_json::from_slice::<IgnoredAny>(bytes) {
-        // serde_json's text ends with "at line L column C": the position inside the record.
-        return Err(RecordErrorKind::InvalidJson(e.to_string()));
+    if super::json::check(bytes).is_err() {
+        // Invalid records are rare: let serde_json word the error. Its text ends with
+        // "at line L column C", the position inside the record.
+        let message = match serde_json::from_slice::<IgnoredAny>(bytes) {
+            Err(e) => e.to_string(),
+            Ok(_) => "rejected by the validator".to_string(),
+        };
+        return Err(RecordErrorKind::InvalidJson(message));
     }
     Ok(shape_of(bytes))
 }

@@ -1,0 +1,257 @@
+//! Framing and record validation on their own thread, handed to the row stage in batches.
+//!
+//! Per byte, validating JSON costs about twice as much as inflating it, and building and writing
+//! rows about as much as inflating. Splitting the work into three threads — decompress (see
+//! `decode::pump`), frame + validate (here), rows + sink (the caller) — keeps both cores busy
+//! instead of leaving the decompress thread idle most of the time. Batches carry the payload
+//! bytes copied into one buffer plus an index, so the hand-over costs one channel message per
+//! few hundred records and no allocation in steady state (batches are recycled).
+
+use std::io::{self, Read};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::thread;
+
+use super::unwrap::{Outcome, Unwrapper};
+use super::{Envelope, Payload, RecordErrorKind, Shape};
+use crate::error::{Error, Stage};
+use crate::frame::{Event, Framer, Framing};
+
+/// Flush a batch once its payload bytes reach this size…
+const BATCH_BYTES: usize = 256 * 1024;
+/// …or it holds this many items.
+const BATCH_ITEMS: usize = 2048;
+/// Batches in flight between the threads.
+const DEPTH: usize = 4;
+
+/// Position of a row below its framed record (see [`Payload::sub`]), stored inline.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SubPath {
+    len: u8,
+    parts: [u32; 2],
+}
+
+impl SubPath {
+    fn from_slice(s: &[u32]) -> SubPath {
+        let mut p = SubPath::default();
+        for (i, v) in s.iter().take(2).enumerate() {
+            p.parts[i] = *v;
+            p.len = i as u8 + 1;
+        }
+        p
+    }
+
+    pub fn as_slice(&self) -> &[u32] {
+        &self.parts[..self.len as usize]
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum ItemKind {
+    /// A payload to turn into a row; its bytes are `data[start..end]`.
+    Payload { shape: Shape, sub: SubPath },
+    /// A record that could not become rows; `data[start..end]` holds its raw bytes (or their
+    /// first part, for oversized records).
+    Error { stage: Stage, message: String },
+    /// A record that carries no rows by design (CloudWatch Logs control message).
+    Control,
+}
+
+#[derive(Debug, Clone)]
+pub struct Item {
+    pub ordinal: u64,
+    /// Offset of the framed record in the decompressed stream.
+    pub offset: u64,
+    pub start: usize,
+    pub end: usize,
+    pub kind: ItemKind,
+}
+
+/// A run of consecutive items and the bytes they refer to.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub data: Vec<u8>,
+    pub items: Vec<Item>,
+}
+
+impl Batch {
+    pub fn bytes(&self, item: &Item) -> &[u8] {
+        &self.data[item.start..item.end]
+    }
+
+    /// The payload of a `Payload` item.
+    pub fn payload<'a>(&'a self, item: &'a Item) -> Option<Payload<'a>> {
+        match &item.kind {
+            ItemKind::Payload { shape, sub } => Some(Payload {
+                json: self.bytes(item),
+                shape: *shape,
+                sub: sub.as_slice(),
+            }),
+            _ => None,
+        }
+    }
+
+    fn push(&mut self, ordinal: u64, offset: u64, bytes: &[u8], kind: ItemKind) {
+        let start = self.data.len();
+        self.data.extend_from_slice(bytes);
+        self.items.push(Item {
+            ordinal,
+            offset,
+            start,
+            end: self.data.len(),
+            kind,
+        });
+    }
+
+    fn is_full(&self) -> bool {
+        self.data.len() >= BATCH_BYTES || self.items.len() >= BATCH_ITEMS
+    }
+}
+
+/// How the stream ended well.
+#[derive(Debug, Clone, Copy)]
+pub struct Finished {
+    pub records: u64,
+    pub control_messages: u64,
+    pub bytes_out: u64,
+    pub framing: Option<&'static str>,
+    pub envelope: Option<Envelope>,
+}
+
+enum Message {
+    Batch(Batch),
+    Finished(Finished),
+    Failed(io::Error),
+}
+
+/// The consuming end.
+pub struct Records {
+    rx: Receiver<Message>,
+    recycle: SyncSender<Batch>,
+}
+
+/// What [`Records::next_batch`] yields.
+pub enum Next {
+    Batch(Batch),
+    Finished(Finished),
+}
+
+impl Records {
+    /// Starts framing and unwrapping `reader` on a new thread.
+    pub fn spawn(
+        reader: Box<dyn Read + Send>,
+        framing: Framing,
+        envelope: Envelope,
+        max_record_bytes: usize,
+    ) -> io::Result<Records> {
+        let (tx, rx) = sync_channel(DEPTH);
+        let (recycle, recycled) = sync_channel::<Batch>(DEPTH + 2);
+        thread::Builder::new()
+            .name("records".into())
+            .spawn(move || {
+                let mut framer = Framer::new(reader, framing, max_record_bytes);
+                let mut unwrapper = Unwrapper::new(envelope, max_record_bytes);
+                let result = produce(&mut framer, &mut unwrapper, &tx, &recycled);
+                let message = match result {
+                    Ok(Some((records, control_messages))) => Message::Finished(Finished {
+                        records,
+                        control_messages,
+                        bytes_out: framer.offset(),
+                        framing: framer.resolved().map(|r| r.name()),
+                        envelope: unwrapper.resolved(),
+                    }),
+                    Ok(None) => return, // the consumer went away
+                    Err(e) => Message::Failed(e),
+                };
+                let _ = tx.send(message);
+            })?;
+        Ok(Records { rx, recycle })
+    }
+
+    /// The next batch, or the end of the stream. An error is a failure of the object (reading
+    /// or decompressing it), already classified.
+    pub fn next_batch(&mut self) -> Result<Next, Error> {
+        match self.rx.recv() {
+            Ok(Message::Batch(b)) => Ok(Next::Batch(b)),
+            Ok(Message::Finished(f)) => Ok(Next::Finished(f)),
+            Ok(Message::Failed(e)) => Err(crate::decode::into_error(e)),
+            Err(_) => Err(crate::decode::into_error(io::Error::other(
+                "record thread ended unexpectedly",
+            ))),
+        }
+    }
+
+    /// Hands a consumed batch back for reuse.
+    pub fn recycle(&self, mut batch: Batch) {
+        batch.data.clear();
+        batch.items.clear();
+        let _ = self.recycle.try_send(batch);
+    }
+}
+
+/// Frames and unwraps until the end; `Ok(None)` if the consumer hung up.
+fn produce<R: Read>(
+    framer: &mut Framer<R>,
+    unwrapper: &mut Unwrapper,
+    tx: &SyncSender<Message>,
+    recycled: &Receiver<Batch>,
+) -> io::Result<Option<(u64, u64)>> {
+    let fresh = || recycled.try_recv().unwrap_or_default();
+    let mut batch = fresh();
+    let (mut records, mut controls) = (0u64, 0u64);
+    while let Some(event) = framer.next_event()? {
+        records += 1;
+        match event {
+            Event::Record(frame) => {
+                let (ordinal, offset) = (frame.ordinal, frame.offset);
+                let mut emit = |p: Payload<'_>| -> Result<(), RecordErrorKind> {
+                    batch.push(
+                        ordinal,
+                        offset,
+                        p.json,
+                        ItemKind::Payload {
+                            shape: p.shape,
+                            sub: SubPath::from_slice(p.sub),
+                        },
+                    );
+                    Ok(())
+                };
+                match unwrapper.unwrap(frame.bytes, frame.json_checked, &mut emit) {
+                    Ok(Outcome::Payloads) => {}
+                    Ok(Outcome::Control) => {
+                        controls += 1;
+                        batch.push(ordinal, offset, &[], ItemKind::Control);
+                    }
+                    Err(kind) => batch.push(
+                        ordinal,
+                        offset,
+                        frame.bytes,
+                        ItemKind::Error {
+                            stage: Stage::Parse,
+                            message: kind.to_string(),
+                        },
+                    ),
+                }
+            }
+            Event::Error(e) => batch.push(
+                e.ordinal,
+                e.offset,
+                &e.head,
+                ItemKind::Error {
+                    stage: Stage::Frame,
+                    message: e.kind.to_string(),
+                },
+            ),
+        }
+        if batch.is_full()
+            && tx
+                .send(Message::Batch(std::mem::replace(&mut batch, fresh())))
+                .is_err()
+        {
+            return Ok(None);
+        }
+    }
+    if !batch.items.is_empty() && tx.send(Message::Batch(batch)).is_err() {
+        return Ok(None);
+    }
+    Ok(Some((records, controls)))
+}
