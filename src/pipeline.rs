@@ -20,7 +20,7 @@ use crate::record::batch::{Item, ItemKind, Next, Records};
 use crate::record::Envelope;
 use crate::row::{ObjectSeed, RowBuilder, RowIdSource};
 use crate::sink::Sink;
-use crate::source::ObjectStore;
+use crate::source::{Etag, ObjectStore};
 
 /// `--on-record-error`: what happens to a record that cannot become a row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -134,14 +134,15 @@ pub fn process_object(
     dead_letters: &DeadLetterDir,
 ) -> Result<ObjectReport, Box<ObjectFailure>> {
     let started = Instant::now();
-    let source = match store.open(&mut object) {
+    let opened = match store.open(&mut object) {
         Ok(s) => s,
         Err(error) => return Err(Box::new(ObjectFailure { object, error })),
     };
     let compressed = Counter::default();
     let result = run(
-        &object,
-        Box::new(Counting::new(source, compressed.clone())),
+        &mut object,
+        Box::new(Counting::new(opened.reader, compressed.clone())),
+        opened.etag,
         &compressed,
         settings,
         sink,
@@ -159,8 +160,9 @@ pub fn process_object(
 }
 
 fn run(
-    object: &ObjectRef,
+    object: &mut ObjectRef,
     source: Box<dyn std::io::Read + Send>,
+    etag: Etag,
     compressed: &Counter,
     settings: &Settings,
     sink: &dyn Sink,
@@ -192,6 +194,8 @@ fn run(
         settings.max_record_bytes,
     )
     .map_err(|e| Error::from_io(Stage::Frame, e))?;
+    object.etag = etag.resolve()?;
+    let object = &*object;
     let mut writer = sink.open(object)?;
     let mut letter = dead_letters.records(object);
     let mut rows = RowBuilder::new(

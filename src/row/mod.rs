@@ -27,21 +27,52 @@ impl RowIdSource {
     }
 }
 
-/// One row, ready for a sink. `json` is a single-line JSON object without a trailing newline.
+/// One row, ready for a sink: a single-line JSON object, given as up to three pieces to be
+/// written back to back (no trailing newline). Pieces avoid copying the record once more just
+/// to splice a column in; sinks append them to their own buffers.
 #[derive(Debug, Clone, Copy)]
 pub struct Row<'a> {
     pub id: &'a RowId,
-    pub json: &'a [u8],
     pub ordinal: u64,
+    parts: [&'a [u8]; 3],
 }
 
-/// Builds rows into a reusable buffer.
+impl<'a> Row<'a> {
+    pub fn parts(&self) -> &[&'a [u8]; 3] {
+        &self.parts
+    }
+
+    pub fn len(&self) -> usize {
+        self.parts.iter().map(|p| p.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn append_to(&self, out: &mut Vec<u8>) {
+        for p in &self.parts {
+            out.extend_from_slice(p);
+        }
+    }
+
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(self.len());
+        self.append_to(&mut v);
+        v
+    }
+}
+
+/// Builds rows; its buffers are reused from row to row.
 pub struct RowBuilder {
     seed: ObjectSeed,
     source: RowIdSource,
     /// `"<column>":"` with the column name JSON-escaped, or `None` when the column is disabled.
     column_prefix: Option<Vec<u8>>,
-    buf: Vec<u8>,
+    /// The record made single-line, when it had raw line breaks (rare).
+    body: Vec<u8>,
+    /// What follows the body: the ID column and the closing brace.
+    tail: Vec<u8>,
     id: RowId,
 }
 
@@ -57,17 +88,18 @@ impl RowBuilder {
             seed,
             source,
             column_prefix,
-            buf: Vec::with_capacity(64 * 1024),
+            body: Vec::new(),
+            tail: Vec::with_capacity(256),
             id,
         }
     }
 
     /// Builds the row for one payload of record `ordinal`.
-    pub fn build(
-        &mut self,
-        payload: &Payload<'_>,
+    pub fn build<'a>(
+        &'a mut self,
+        payload: &Payload<'a>,
         ordinal: u64,
-    ) -> Result<Row<'_>, RecordErrorKind> {
+    ) -> Result<Row<'a>, RecordErrorKind> {
         self.id = match &self.source {
             RowIdSource::Position => self.seed.id(ordinal, payload.sub),
             RowIdSource::Field(path) => {
@@ -82,39 +114,44 @@ impl RowBuilder {
                 id::from_field(value)
             }
         };
-        self.buf.clear();
         let json = payload.json;
-        match (payload.shape, &self.column_prefix) {
+        self.tail.clear();
+        let (head, body): (&'static [u8], &[u8]) = match (payload.shape, &self.column_prefix) {
             (Shape::Object { empty }, Some(prefix)) => {
                 let close = json
                     .iter()
                     .rposition(|&b| b == b'}')
                     .expect("a valid JSON object ends with `}`");
-                push_single_line(&mut self.buf, &json[..close]);
                 if !empty {
-                    self.buf.push(b',');
+                    self.tail.push(b',');
                 }
-                self.buf.extend_from_slice(prefix);
-                self.buf.extend_from_slice(self.id.as_str().as_bytes());
-                self.buf.extend_from_slice(b"\"}");
+                self.tail.extend_from_slice(prefix);
+                self.tail.extend_from_slice(self.id.as_str().as_bytes());
+                self.tail.extend_from_slice(b"\"}");
+                (b"", &json[..close])
             }
-            (Shape::Object { .. }, None) => push_single_line(&mut self.buf, trim_end(json)),
+            (Shape::Object { .. }, None) => (b"", trim_end(json)),
             (Shape::Other, prefix) => {
-                self.buf.extend_from_slice(b"{\"value\":");
-                push_single_line(&mut self.buf, trim_end(json));
                 if let Some(prefix) = prefix {
-                    self.buf.push(b',');
-                    self.buf.extend_from_slice(prefix);
-                    self.buf.extend_from_slice(self.id.as_str().as_bytes());
-                    self.buf.push(b'"');
+                    self.tail.push(b',');
+                    self.tail.extend_from_slice(prefix);
+                    self.tail.extend_from_slice(self.id.as_str().as_bytes());
+                    self.tail.push(b'"');
                 }
-                self.buf.push(b'}');
+                self.tail.push(b'}');
+                (b"{\"value\":", trim_end(json))
             }
-        }
+        };
+        let body: &[u8] = if memchr::memchr2(b'\n', b'\r', body).is_some() {
+            single_line(&mut self.body, body);
+            &self.body
+        } else {
+            body
+        };
         Ok(Row {
             id: &self.id,
-            json: &self.buf,
             ordinal,
+            parts: [head, body, &self.tail],
         })
     }
 }
@@ -127,19 +164,15 @@ fn trim_end(b: &[u8]) -> &[u8] {
     &b[..end]
 }
 
-/// Appends `src` with raw line breaks turned into spaces. In valid JSON they can only be
+/// `src` with raw line breaks turned into spaces, into `dst`. In valid JSON they can only be
 /// whitespace between tokens (strings escape them), so this keeps the value and makes the row
 /// one NDJSON line even when the record was pretty-printed.
-fn push_single_line(dst: &mut Vec<u8>, src: &[u8]) {
-    let start = dst.len();
-    dst.extend_from_slice(src);
-    if memchr::memchr2(b'\n', b'\r', src).is_some() {
-        for b in &mut dst[start..] {
-            if *b == b'\n' || *b == b'\r' {
-                *b = b' ';
-            }
-        }
-    }
+fn single_line(dst: &mut Vec<u8>, src: &[u8]) {
+    dst.clear();
+    dst.extend(
+        src.iter()
+            .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
+    );
 }
 
 #[cfg(test)]
@@ -167,7 +200,7 @@ mod tests {
         if positional {
             assert_eq!(row.id, &expected_id);
         }
-        Ok(String::from_utf8(row.json.to_vec())
+        Ok(String::from_utf8(row.to_vec())
             .unwrap()
             .replace(seed.id(7, &[]).as_str(), "ID"))
     }

@@ -80,8 +80,11 @@ struct FileWriter {
 
 impl ObjectWriter for FileWriter {
     fn write_row(&mut self, row: &Row<'_>) -> Result<(), Error> {
+        let [a, b, c] = row.parts();
         self.out
-            .write_all(row.json)
+            .write_all(a)
+            .and_then(|_| self.out.write_all(b))
+            .and_then(|_| self.out.write_all(c))
             .and_then(|_| self.out.write_all(b"\n"))
             .map_err(|e| sink_error(e, &self.path))
     }
@@ -135,7 +138,7 @@ static STDOUT_GUARD: Mutex<()> = Mutex::new(());
 
 impl ObjectWriter for StdoutWriter {
     fn write_row(&mut self, row: &Row<'_>) -> Result<(), Error> {
-        self.buf.extend_from_slice(row.json);
+        row.append_to(&mut self.buf);
         self.buf.push(b'\n');
         if self.buf.len() >= STDOUT_FLUSH {
             self.flush()?;

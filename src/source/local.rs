@@ -10,7 +10,7 @@ use std::path::{Component, Path, PathBuf};
 
 use md5::{Digest, Md5};
 
-use super::ObjectStore;
+use super::{Etag, ObjectStore, Opened};
 use crate::error::{Cause, Error, Stage};
 use crate::object::ObjectRef;
 
@@ -68,30 +68,44 @@ impl LocalStore {
 
 /// MD5 hex of a file: what S3 reports as the ETag of a single-part upload, so local files get a
 /// content-derived identity like S3 objects do.
-fn md5_hex(path: &Path) -> io::Result<(String, u64)> {
+fn md5_hex(path: &Path) -> io::Result<String> {
     let mut f = BufReader::with_capacity(1 << 20, File::open(path)?);
     let mut h = Md5::new();
     let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
     loop {
         let n = f.read(&mut buf)?;
         if n == 0 {
             break;
         }
-        size += n as u64;
         h.update(&buf[..n]);
     }
-    Ok((hex::encode(h.finalize()), size))
+    Ok(hex::encode(h.finalize()))
 }
 
 impl ObjectStore for LocalStore {
-    fn open(&self, object: &mut ObjectRef) -> Result<Box<dyn Read + Send>, Error> {
+    fn open(&self, object: &mut ObjectRef) -> Result<Opened, Error> {
         let path = self.path_of(&object.key);
-        let (etag, size) = md5_hex(&path).map_err(|e| Error::from_io(Stage::Fetch, e))?;
-        object.etag = Some(etag);
-        object.size = Some(size);
         let f = File::open(&path).map_err(|e| Error::from_io(Stage::Fetch, e))?;
-        Ok(Box::new(f))
+        let meta = f.metadata().map_err(|e| Error::from_io(Stage::Fetch, e))?;
+        if !meta.is_file() {
+            return Err(Error::permanent(
+                Stage::Fetch,
+                Cause::Io(io::Error::other(format!(
+                    "{} is not a file",
+                    path.display()
+                ))),
+            ));
+        }
+        object.size = Some(meta.len());
+        // The MD5 pass reads the file a second time, on its own thread, while decoding starts.
+        let etag = std::thread::Builder::new()
+            .name("md5".into())
+            .spawn(move || md5_hex(&path))
+            .map_err(|e| Error::from_io(Stage::Fetch, e))?;
+        Ok(Opened {
+            reader: Box::new(f),
+            etag: Etag::Computing(etag),
+        })
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<ObjectRef>, Error> {

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# End-to-end benchmark: firehose-replay against baselines measured in the same run, on objects
+# made by the sample-data generator (gzip, NDJSON and concatenated JSON, 64 MiB and 1 GiB
+# uncompressed). Prints the median wall time of RUNS runs, throughput in MiB/s of uncompressed
+# data, the ratio to GNU `gzip -dc` and to inflate alone, and peak RSS (GNU time).
+#
+#   scripts/bench.sh                 # everything (~3 minutes on 2 cores)
+#   SIZES=64 RUNS=3 scripts/bench.sh # quicker
+#
+# Objects are cached in bench-data/ (git-ignored) and reused on the next run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RUNS=${RUNS:-5}
+LARGE_RUNS=${LARGE_RUNS:-3}
+SIZES=${SIZES:-"64 1024"}
+DATA=${BENCH_DATA:-bench-data}
+TIME=/usr/bin/time
+[ -x "$TIME" ] || { echo "bench needs GNU time at /usr/bin/time (apt-get install time)" >&2; exit 1; }
+
+cargo build --quiet --release --bin firehose-replay --example gen_sample_data --example inflate_only
+BIN=target/release/firehose-replay
+GEN=target/release/examples/gen_sample_data
+INFLATE=target/release/examples/inflate_only
+mkdir -p "$DATA"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
+
+# object FRAMING SIZE_MIB -> path of a cached gzip object
+object() {
+  local path="$DATA/$1-$2MiB.gz"
+  if [ ! -s "$path" ]; then
+    echo "generating $path ..." >&2
+    "$GEN" bench --bytes $(( $2 * 1048576 )) --framing "$1" --compression gzip --out "$path.tmp" >/dev/null
+    mv "$path.tmp" "$path"
+  fi
+  echo "$path"
+}
+
+# measure N CMD... -> "median_seconds max_rss_kib"; output is discarded, a failure aborts.
+measure() {
+  local n=$1; shift
+  local times=() rss=0 s e
+  for _ in $(seq "$n"); do
+    rm -rf "$work/out" "$work/dl"
+    s=$EPOCHREALTIME
+    if ! "$TIME" -f %M -o "$work/rss" "$@" >/dev/null 2>"$work/err"; then
+      echo "failed: $*" >&2; cat "$work/err" >&2; exit 1
+    fi
+    e=$EPOCHREALTIME
+    times+=("$(awk -v s="$s" -v e="$e" 'BEGIN { printf "%.4f", e - s }')")
+    rss=$(awk -v a="$rss" -v b="$(tail -n1 "$work/rss")" 'BEGIN { print (b > a ? b : a) }')
+  done
+  printf '%s\n' "${times[@]}" | sort -g | awk -v r="$rss" '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)], r }'
+}
+
+row() { # LABEL SECONDS RSS_KIB BYTES GZIP_SECONDS FLOOR_SECONDS
+  awk -v l="$1" -v t="$2" -v r="$3" -v b="$4" -v g="$5" -v f="$6" 'BEGIN {
+    printf "  %-28s %7.3f s  %8.1f MiB/s  %5.2fx gzip -dc", l, t, b / 1048576 / t, g / t
+    if (f > 0) printf "  %5.2fx inflate-only time", t / f
+    printf "  peak RSS %6.1f MiB\n", r / 1024 }'
+}
+
+echo "machine: $(nproc) cores, $(uname -m), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+echo "runs: median of $RUNS (64 MiB) / $LARGE_RUNS (larger); MiB/s are of uncompressed data"
+for size in $SIZES; do
+  runs=$RUNS
+  [ "$size" -gt 64 ] && runs=$LARGE_RUNS
+  for framing in newline concatenated; do
+    obj=$(object "$framing" "$size")
+    bytes=$("$INFLATE" "$obj")
+    echo
+    echo "== $framing JSON, $(mib "$bytes") MiB uncompressed, $(mib "$(stat -c %s "$obj")") MiB gzip: $obj"
+    read -r g grss < <(measure "$runs" gzip -dc "$obj")
+    read -r f frss < <(measure "$runs" "$INFLATE" "$obj")
+    read -r t trss < <(measure "$runs" "$BIN" --log-level error replay "$obj" \
+      --sink "ndjson:$work/out" --dead-letter "dir:$work/dl")
+    row "gzip -dc (GNU)" "$g" "$grss" "$bytes" "$g" 0
+    row "inflate only (zlib-rs)" "$f" "$frss" "$bytes" "$g" "$f"
+    row "firehose-replay → ndjson" "$t" "$trss" "$bytes" "$g" "$f"
+    if [ "$size" -eq 64 ] && [ "$framing" = newline ]; then
+      if command -v node >/dev/null; then
+        read -r p prss < <(measure 3 node scripts/bench/peer.js "$obj" "$work/node.out")
+        row "Node.js peer" "$p" "$prss" "$bytes" "$g" "$f"
+        awk -v p="$p" -v t="$t" 'BEGIN { printf "  firehose-replay is %.1fx faster than the Node.js peer\n", p / t }'
+      fi
+      if command -v python3 >/dev/null; then
+        read -r p prss < <(measure 3 python3 scripts/bench/peer.py "$obj" "$work/py.out")
+        row "Python peer" "$p" "$prss" "$bytes" "$g" "$f"
+        awk -v p="$p" -v t="$t" 'BEGIN { printf "  firehose-replay is %.1fx faster than the Python peer\n", p / t }'
+      fi
+    fi
+  done
+done
