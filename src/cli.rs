@@ -12,14 +12,20 @@ use firehose_replay::backfill::{self, HourRange};
 use firehose_replay::dead_letter::DeadLetterDir;
 use firehose_replay::decode::CompressionChoice;
 use firehose_replay::frame::Framing;
+use firehose_replay::ledger::file::FileLedger;
+use firehose_replay::ledger::s3::S3Ledger;
+use firehose_replay::ledger::{worker_id, Ledger, LedgerSpec, NoLedger};
 use firehose_replay::object::ObjectRef;
 use firehose_replay::pipeline::{RecordPolicy, Settings};
 use firehose_replay::record::Envelope;
 use firehose_replay::row::RowIdSource;
 use firehose_replay::runner::{self, Job, Summary};
+use firehose_replay::runner::{Progress, Shared};
 use firehose_replay::sink::SinkSpec;
 use firehose_replay::source::local::{locate, LocalStore};
+use firehose_replay::source::s3::{S3Store, S3Uri};
 use firehose_replay::source::ObjectStore;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -37,16 +43,16 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Replay objects: files, or directories (everything below them).
+    /// Replay objects: s3://bucket/key, s3://bucket/prefix/ (everything below it), local files
+    /// or directories.
     Replay {
-        /// Local files or directories.
         #[arg(required = true)]
-        sources: Vec<PathBuf>,
+        sources: Vec<String>,
     },
-    /// Replay a UTC date/hour range of a Firehose-laid-out tree (ROOT/YYYY/MM/DD/HH/...).
+    /// Replay a UTC date/hour range of a Firehose archive (ROOT/YYYY/MM/DD/HH/... by default).
     Backfill {
-        /// The tree's root: a local directory that plays the bucket (keys are paths below it).
-        root: PathBuf,
+        /// s3://bucket/prefix/ or a local directory that plays the bucket.
+        root: String,
         /// First UTC hour: YYYY-MM-DD (from 00:00) or YYYY-MM-DDTHH.
         #[arg(long, env = "FIREHOSE_REPLAY_FROM")]
         from: String,
@@ -57,6 +63,14 @@ enum Command {
         /// (processing-failed/, format-conversion-failed/, ...).
         #[arg(long, env = "FIREHOSE_REPLAY_INCLUDE_ERROR_OUTPUT")]
         include_error_output: bool,
+        /// The delivery stream's S3 prefix template, below ROOT, in Firehose's syntax, e.g.
+        /// 'events/dt=!{timestamp:yyyy-MM-dd}/h=!{timestamp:HH}/'. !{partitionKeyFromQuery:..}
+        /// and !{firehose:..} match any value.
+        #[arg(long, env = "FIREHOSE_REPLAY_LAYOUT", default_value = backfill::layout::DEFAULT)]
+        layout: backfill::Layout,
+        /// Print the plan (hours, objects, bytes) and exit without touching anything.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -127,9 +141,35 @@ struct Opts {
         default_value = "dir:./dead-letter"
     )]
     dead_letter: String,
-    /// Objects processed at once (default: the number of cores).
+    /// Objects processed at once (default: cores × 2 — fetching overlaps decoding).
     #[arg(long, global = true, env = "FIREHOSE_REPLAY_CONCURRENCY")]
     concurrency: Option<usize>,
+    /// Which objects are done: file:PATH, s3://bucket/prefix/ (safe for concurrent workers) or
+    /// none. Default: a file in the ndjson output directory; none for stdout.
+    #[arg(long, global = true, env = "FIREHOSE_REPLAY_LEDGER")]
+    ledger: Option<LedgerSpec>,
+    /// Process objects even if the ledger has them as done.
+    #[arg(long, global = true, env = "FIREHOSE_REPLAY_FORCE")]
+    force: bool,
+    /// How long an S3 ledger claim holds before another worker may take the object over.
+    #[arg(
+        long,
+        global = true,
+        env = "FIREHOSE_REPLAY_CLAIM_TTL_SECS",
+        default_value_t = 900
+    )]
+    claim_ttl_secs: u64,
+    /// Use path-style S3 addressing (automatic when AWS_ENDPOINT_URL[_S3] is set).
+    #[arg(long, global = true, env = "FIREHOSE_REPLAY_S3_PATH_STYLE")]
+    s3_path_style: bool,
+    /// Seconds between progress log lines when stderr is not a terminal (0: none).
+    #[arg(
+        long,
+        global = true,
+        env = "FIREHOSE_REPLAY_PROGRESS_INTERVAL",
+        default_value_t = 10
+    )]
+    progress_interval: u64,
     /// Log filter (error, warn, info, debug, or a tracing filter).
     #[arg(
         long,
@@ -181,14 +221,17 @@ pub fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(summary) => {
+        Ok(None) => ExitCode::SUCCESS,
+        Ok(Some(summary)) => {
             eprintln!("{summary}");
-            if summary.failures.is_empty() {
+            for f in &summary.failures {
+                eprintln!("failed: {}: {}", f.object, f.error);
+            }
+            if summary.not_started > 0 {
+                ExitCode::from(130)
+            } else if summary.failures.is_empty() {
                 ExitCode::SUCCESS
             } else {
-                for f in &summary.failures {
-                    eprintln!("failed: {}: {}", f.object, f.error);
-                }
                 ExitCode::from(1)
             }
         }
@@ -210,33 +253,75 @@ fn init_logging(level: &str) {
         .init();
 }
 
-async fn run(cli: Cli) -> anyhow::Result<Summary> {
+/// Lazily built S3 client: only runs that touch S3 load AWS configuration.
+struct Aws {
+    path_style: bool,
+    client: Option<aws_sdk_s3::Client>,
+}
+
+impl Aws {
+    async fn client(&mut self) -> aws_sdk_s3::Client {
+        if self.client.is_none() {
+            self.client = Some(firehose_replay::source::s3::client(self.path_style).await);
+        }
+        self.client.clone().expect("set above")
+    }
+}
+
+/// Runs the command; `None` when there was nothing to run (a dry run).
+async fn run(cli: Cli) -> anyhow::Result<Option<Summary>> {
     let opts = &cli.opts;
-    let settings = Arc::new(opts.settings());
-    let dead_letters = Arc::new(opts.dead_letters()?);
-    let sink: Arc<dyn firehose_replay::sink::Sink> = Arc::from(opts.sink.build());
-    let concurrency = opts
-        .concurrency
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let mut aws = Aws {
+        path_style: opts.s3_path_style,
+        client: None,
+    };
     let jobs = match &cli.command {
-        Command::Replay { sources } => replay_jobs(sources)?,
+        Command::Replay { sources } => replay_jobs(sources, &mut aws).await?,
         Command::Backfill {
             root,
             from,
             to,
             include_error_output,
+            layout,
+            dry_run,
         } => {
             let range = HourRange::parse(from, to).map_err(anyhow::Error::msg)?;
-            let store: Arc<dyn ObjectStore> = Arc::new(
-                LocalStore::new(root)
-                    .with_context(|| format!("backfill root {}", root.display()))?,
-            );
-            let objects = backfill::plan(store.as_ref(), "", &range, *include_error_output)?;
+            let (store, base): (Arc<dyn ObjectStore>, String) = if root.starts_with("s3://") {
+                let uri: S3Uri = root.parse().map_err(anyhow::Error::msg)?;
+                let mut base = uri.key.clone();
+                if !base.is_empty() && !base.ends_with('/') {
+                    base.push('/');
+                }
+                (Arc::new(S3Store::new(aws.client().await, uri.bucket)), base)
+            } else {
+                let store =
+                    LocalStore::new(root).with_context(|| format!("backfill root {root}"))?;
+                (Arc::new(store), String::new())
+            };
+            let objects =
+                backfill::plan(store.as_ref(), &base, layout, &range, *include_error_output)
+                    .await?;
+            let bytes: u64 = objects.iter().filter_map(|o| o.size).sum();
             tracing::info!(
                 hours = range.hours().count(),
                 objects = objects.len(),
+                mib = format!("{:.1}", bytes as f64 / 1048576.0),
                 "backfill planned"
             );
+            if *dry_run {
+                println!(
+                    "plan: {} hours ({} .. {}), {} objects, {} bytes",
+                    range.hours().count(),
+                    range.first.format("%Y-%m-%dT%H"),
+                    range.last.format("%Y-%m-%dT%H"),
+                    objects.len(),
+                    bytes
+                );
+                for o in &objects {
+                    println!("{}/{}\t{}", o.bucket, o.key, o.size.unwrap_or(0));
+                }
+                return Ok(None);
+            }
             objects
                 .into_iter()
                 .map(|object| Job {
@@ -246,18 +331,89 @@ async fn run(cli: Cli) -> anyhow::Result<Summary> {
                 .collect()
         }
     };
-    Ok(runner::run(jobs, settings, sink, dead_letters, concurrency).await)
+    let ledger: Arc<dyn Ledger> = match opts
+        .ledger
+        .clone()
+        .unwrap_or_else(|| default_ledger(&opts.sink))
+    {
+        LedgerSpec::None => Arc::new(NoLedger),
+        LedgerSpec::File(path) => Arc::new(FileLedger::open(path)?),
+        LedgerSpec::S3 { bucket, prefix } => Arc::new(S3Ledger::new(
+            aws.client().await,
+            bucket,
+            prefix,
+            worker_id(),
+            std::time::Duration::from_secs(opts.claim_ttl_secs),
+        )),
+    };
+    let shared = Shared {
+        settings: Arc::new(opts.settings()),
+        sink: Arc::from(opts.sink.build()),
+        dead_letters: Arc::new(opts.dead_letters()?),
+        ledger,
+        force: opts.force,
+        worker: Arc::from(worker_id()),
+    };
+    let concurrency = opts
+        .concurrency
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()) * 2);
+    let progress = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        Progress::Bar
+    } else if opts.progress_interval > 0 {
+        Progress::Log(std::time::Duration::from_secs(opts.progress_interval))
+    } else {
+        Progress::Off
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            flag.store(true, Ordering::SeqCst);
+            eprintln!("interrupted: finishing the objects in flight (Ctrl-C again to abort now)");
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
+    Ok(Some(
+        runner::run(jobs, shared, concurrency, progress, stop).await,
+    ))
 }
 
-/// Local files and directories → jobs, each object keyed relative to its Firehose tree.
-fn replay_jobs(sources: &[PathBuf]) -> anyhow::Result<Vec<Job>> {
+/// The CLI's default ledger: a file inside the NDJSON output directory (deleting the output
+/// resets it); none for stdout.
+fn default_ledger(sink: &SinkSpec) -> LedgerSpec {
+    match sink {
+        SinkSpec::Ndjson(dir) => LedgerSpec::File(dir.join(".ledger.jsonl")),
+        SinkSpec::Stdout => LedgerSpec::None,
+    }
+}
+
+/// Sources → jobs: S3 objects or prefixes, local files or directories (each local object keyed
+/// relative to its Firehose tree).
+async fn replay_jobs(sources: &[String], aws: &mut Aws) -> anyhow::Result<Vec<Job>> {
     let mut jobs = Vec::new();
     for source in sources {
-        let (root, key) =
-            locate(source).with_context(|| format!("cannot read {}", source.display()))?;
+        if source.starts_with("s3://") {
+            let uri: S3Uri = source.parse().map_err(anyhow::Error::msg)?;
+            let store: Arc<dyn ObjectStore> =
+                Arc::new(S3Store::new(aws.client().await, &uri.bucket));
+            let objects = if uri.key.is_empty() || uri.key.ends_with('/') {
+                store.list(&uri.key).await?
+            } else {
+                vec![ObjectRef::new(&uri.bucket, &uri.key)]
+            };
+            jobs.extend(objects.into_iter().map(|object| Job {
+                store: store.clone(),
+                object,
+            }));
+            continue;
+        }
+        let path = PathBuf::from(source);
+        let (root, key) = locate(&path).with_context(|| format!("cannot read {source}"))?;
         let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(&root)?);
-        let objects = if source.is_dir() {
-            store.list(&key)?
+        let objects = if path.is_dir() {
+            store.list(&key).await?
         } else {
             vec![ObjectRef::new(store.bucket(), key)]
         };

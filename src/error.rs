@@ -76,6 +76,8 @@ pub enum Cause {
     #[error("record {ordinal} failed and --on-record-error is `fail`: {error}")]
     RecordFailed { ordinal: u64, error: String },
     #[error("{0}")]
+    Remote(String),
+    #[error("{0}")]
     Sink(String),
     #[error("dead-letter destination failed: {0}")]
     DeadLetter(String),

@@ -10,6 +10,7 @@ pub mod dead_letter;
 pub mod decode;
 pub mod error;
 pub mod frame;
+pub mod ledger;
 pub mod object;
 pub mod pipeline;
 pub mod record;

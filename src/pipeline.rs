@@ -15,6 +15,7 @@ use crate::dead_letter::{DeadLetterDir, RecordLetter};
 use crate::decode::{self, limit::Counting, pump::Pump, Compression, CompressionChoice, Counter};
 use crate::error::{Cause, Error, Stage};
 use crate::frame::Framing;
+use crate::ledger::{Begin, Claim, Finished, Ledger};
 use crate::object::ObjectRef;
 use crate::record::batch::{Item, ItemKind, Next, Records};
 use crate::record::Envelope;
@@ -125,49 +126,114 @@ pub struct ObjectFailure {
     pub error: Error,
 }
 
+/// What happened to an object that did not fail.
+#[derive(Debug)]
+pub enum Processed {
+    Done(ObjectReport),
+    /// The ledger says it is done (same ETag), or another worker holds it.
+    Skipped {
+        object: ObjectRef,
+        reason: Skip,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Skip {
+    AlreadyDone,
+    Busy(String),
+}
+
+/// Everything an object needs besides itself.
+pub struct Context<'a> {
+    pub store: &'a dyn ObjectStore,
+    pub settings: &'a Settings,
+    pub sink: &'a dyn Sink,
+    pub dead_letters: &'a DeadLetterDir,
+    pub ledger: &'a dyn Ledger,
+    /// Process objects the ledger has as done.
+    pub force: bool,
+    /// Recorded in ledger entries.
+    pub worker: &'a str,
+}
+
 /// Processes one object. Blocking: call it from a blocking thread.
 pub fn process_object(
-    store: &dyn ObjectStore,
+    cx: &Context<'_>,
     mut object: ObjectRef,
-    settings: &Settings,
-    sink: &dyn Sink,
-    dead_letters: &DeadLetterDir,
-) -> Result<ObjectReport, Box<ObjectFailure>> {
+) -> Result<Processed, Box<ObjectFailure>> {
     let started = Instant::now();
-    let opened = match store.open(&mut object) {
-        Ok(s) => s,
-        Err(error) => return Err(Box::new(ObjectFailure { object, error })),
-    };
+    let mut claim = None;
+    // With the ETag known from a listing, ask the ledger before reading anything.
+    if object.etag.is_some() {
+        match cx.ledger.begin(&object, cx.force) {
+            Ok(Begin::Proceed(c)) => claim = Some(c),
+            Ok(Begin::Done) => return Ok(skipped(object, Skip::AlreadyDone)),
+            Ok(Begin::Busy(who)) => return Ok(skipped(object, Skip::Busy(who))),
+            Err(error) => return Err(Box::new(ObjectFailure { object, error })),
+        }
+    }
     let compressed = Counter::default();
-    let result = run(
-        &mut object,
-        Box::new(Counting::new(opened.reader, compressed.clone())),
-        opened.etag,
-        &compressed,
-        settings,
-        sink,
-        dead_letters,
-    );
+    let result = cx.store.open(&mut object).and_then(|opened| {
+        run(
+            cx,
+            &mut object,
+            Box::new(Counting::new(opened.reader, compressed.clone())),
+            opened.etag,
+            &compressed,
+            &mut claim,
+        )
+    });
     match result {
-        Ok(mut report) => {
+        Ok(Processed::Done(mut report)) => {
             report.counts.bytes_in = compressed.get();
             report.elapsed = started.elapsed();
+            let summary = Finished {
+                bucket: object.bucket.clone(),
+                key: object.key.clone(),
+                etag: object.etag.clone().unwrap_or_default(),
+                records: report.counts.records,
+                rows: report.counts.rows,
+                record_errors: report.counts.record_errors,
+                finished_at: chrono::Utc::now()
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                worker: cx.worker.to_string(),
+            };
+            let claim = claim.take().unwrap_or_default();
+            if let Err(error) = cx.ledger.finish(&object, claim, &summary) {
+                // The rows are in the sink; a rerun will write them again (same row IDs).
+                return Err(Box::new(ObjectFailure { object, error }));
+            }
             report.object = object;
-            Ok(report)
+            Ok(Processed::Done(report))
         }
-        Err(error) => Err(Box::new(ObjectFailure { object, error })),
+        Ok(skip) => {
+            if let Some(c) = claim {
+                cx.ledger.abandon(&object, c);
+            }
+            Ok(skip)
+        }
+        Err(error) => {
+            if let Some(c) = claim {
+                cx.ledger.abandon(&object, c);
+            }
+            Err(Box::new(ObjectFailure { object, error }))
+        }
     }
 }
 
+fn skipped(object: ObjectRef, reason: Skip) -> Processed {
+    Processed::Skipped { object, reason }
+}
+
 fn run(
+    cx: &Context<'_>,
     object: &mut ObjectRef,
     source: Box<dyn std::io::Read + Send>,
     etag: Etag,
     compressed: &Counter,
-    settings: &Settings,
-    sink: &dyn Sink,
-    dead_letters: &DeadLetterDir,
-) -> Result<ObjectReport, Error> {
+    claim: &mut Option<Claim>,
+) -> Result<Processed, Error> {
+    let (settings, sink, dead_letters) = (cx.settings, cx.sink, cx.dead_letters);
     let at_compressed = |e: Error| {
         if e.stage == Stage::Decompress || e.stage == Stage::Fetch {
             e.at_byte(compressed.get())
@@ -194,7 +260,17 @@ fn run(
         settings.max_record_bytes,
     )
     .map_err(|e| Error::from_io(Stage::Frame, e))?;
-    object.etag = etag.resolve()?;
+    if let Some(e) = etag.resolve()? {
+        object.etag = Some(e);
+    }
+    if claim.is_none() {
+        match cx.ledger.begin(object, cx.force)? {
+            Begin::Proceed(c) => *claim = Some(c),
+            // Dropping `records` stops the decode threads.
+            Begin::Done => return Ok(skipped(object.clone(), Skip::AlreadyDone)),
+            Begin::Busy(who) => return Ok(skipped(object.clone(), Skip::Busy(who))),
+        }
+    }
     let object = &*object;
     let mut writer = sink.open(object)?;
     let mut letter = dead_letters.records(object);
@@ -251,7 +327,7 @@ fn run(
     // not yet kept somewhere.
     let dead_letter = letter.finish()?;
     writer.commit()?;
-    Ok(ObjectReport {
+    Ok(Processed::Done(ObjectReport {
         object: object.clone(),
         counts,
         compression: decoded.layers,
@@ -259,7 +335,7 @@ fn run(
         envelope: finished.envelope,
         dead_letter,
         elapsed: Duration::ZERO,
-    })
+    }))
 }
 
 /// Applies `--on-record-error` to one failed record.

@@ -1,14 +1,19 @@
-//! Many objects with bounded concurrency; each outcome settled and summed up.
+//! Many objects with bounded concurrency; each outcome settled, shown and summed up.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
 
 use crate::dead_letter::DeadLetterDir;
+use crate::error::{Cause, Class, Error, Stage};
+use crate::ledger::Ledger;
 use crate::object::ObjectRef;
-use crate::pipeline::{process_object, Counts, ObjectFailure, ObjectReport, Settings};
+use crate::pipeline::{
+    process_object, Context, Counts, ObjectFailure, ObjectReport, Processed, Settings, Skip,
+};
 use crate::sink::Sink;
 use crate::source::ObjectStore;
 
@@ -18,10 +23,35 @@ pub struct Job {
     pub object: ObjectRef,
 }
 
+/// The parts every job shares.
+#[derive(Clone)]
+pub struct Shared {
+    pub settings: Arc<Settings>,
+    pub sink: Arc<dyn Sink>,
+    pub dead_letters: Arc<DeadLetterDir>,
+    pub ledger: Arc<dyn Ledger>,
+    pub force: bool,
+    pub worker: Arc<str>,
+}
+
+/// How progress is shown.
+#[derive(Debug, Clone, Copy)]
+pub enum Progress {
+    Off,
+    /// A live bar (for a terminal).
+    Bar,
+    /// A log line every so often (for logs and CI).
+    Log(Duration),
+}
+
 /// What a run did.
 #[derive(Debug, Default)]
 pub struct Summary {
     pub objects_ok: u64,
+    pub skipped_done: u64,
+    pub skipped_busy: u64,
+    /// Not started because the run was interrupted.
+    pub not_started: u64,
     pub failures: Vec<Box<ObjectFailure>>,
     pub counts: Counts,
     pub elapsed: Duration,
@@ -29,7 +59,11 @@ pub struct Summary {
 
 impl Summary {
     pub fn objects(&self) -> u64 {
-        self.objects_ok + self.failures.len() as u64
+        self.objects_ok
+            + self.skipped_done
+            + self.skipped_busy
+            + self.not_started
+            + self.failures.len() as u64
     }
 }
 
@@ -41,13 +75,21 @@ impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let c = &self.counts;
         let secs = self.elapsed.as_secs_f64().max(1e-9);
-        writeln!(
+        write!(
             f,
-            "objects:  {} ({} ok, {} failed)",
+            "objects:  {} ({} ok, {} skipped by the ledger, {} failed",
             self.objects(),
             self.objects_ok,
+            self.skipped_done,
             self.failures.len()
         )?;
+        if self.skipped_busy > 0 {
+            write!(f, ", {} held by other workers", self.skipped_busy)?;
+        }
+        if self.not_started > 0 {
+            write!(f, ", {} not started: interrupted", self.not_started)?;
+        }
+        writeln!(f, ")")?;
         writeln!(
             f,
             "records:  {} ({} rows written, {} record errors, {} control messages skipped)",
@@ -69,74 +111,202 @@ impl fmt::Display for Summary {
     }
 }
 
+enum Outcome {
+    Processed(Box<Result<Processed, Box<ObjectFailure>>>),
+    NotStarted,
+}
+
+/// Live totals for the progress display.
+#[derive(Default)]
+struct Totals {
+    objects: AtomicU64,
+    rows: AtomicU64,
+    bytes: AtomicU64,
+}
+
 /// Processes `jobs` in order, at most `concurrency` at a time, each on a blocking thread.
-/// Failed objects are dead-lettered and the run goes on.
+/// Failed objects are dead-lettered and the run goes on. Once `stop` is set, no new object is
+/// started; those in flight finish (or fail) normally.
 pub async fn run(
     jobs: Vec<Job>,
-    settings: Arc<Settings>,
-    sink: Arc<dyn Sink>,
-    dead_letters: Arc<DeadLetterDir>,
+    shared: Shared,
     concurrency: usize,
+    progress: Progress,
+    stop: Arc<AtomicBool>,
 ) -> Summary {
     let started = Instant::now();
+    let total = jobs.len() as u64;
+    let totals = Arc::new(Totals::default());
+    let bar = match progress {
+        Progress::Bar => Some(progress_bar(total)),
+        _ => None,
+    };
+    let ticker = match progress {
+        Progress::Log(every) => Some(tokio::spawn(log_progress(
+            totals.clone(),
+            total,
+            every,
+            started,
+        ))),
+        _ => None,
+    };
     let mut summary = Summary::default();
     let mut results = stream::iter(jobs)
         .map(|job| {
-            let (settings, sink, dl) = (settings.clone(), sink.clone(), dead_letters.clone());
+            let shared = shared.clone();
+            let stop = stop.clone();
             let object = job.object.clone();
-            let task = tokio::task::spawn_blocking(move || {
-                process_object(
-                    job.store.as_ref(),
-                    job.object,
-                    &settings,
-                    sink.as_ref(),
-                    &dl,
-                )
-            });
-            async move { (object, task.await) }
+            async move {
+                if stop.load(Ordering::SeqCst) {
+                    return (object, Outcome::NotStarted);
+                }
+                let task = tokio::task::spawn_blocking(move || {
+                    let cx = Context {
+                        store: job.store.as_ref(),
+                        settings: &shared.settings,
+                        sink: shared.sink.as_ref(),
+                        dead_letters: &shared.dead_letters,
+                        ledger: shared.ledger.as_ref(),
+                        force: shared.force,
+                        worker: &shared.worker,
+                    };
+                    process_object(&cx, job.object)
+                });
+                match task.await {
+                    Ok(r) => (object, Outcome::Processed(Box::new(r))),
+                    // A panic is a bug, never an input problem; report it against the object.
+                    Err(join) => {
+                        let error = Error::new(
+                            Stage::Parse,
+                            Class::Transient,
+                            Cause::Sink(format!("internal error: {join}")),
+                        );
+                        (
+                            object.clone(),
+                            Outcome::Processed(Box::new(Err(Box::new(ObjectFailure {
+                                object,
+                                error,
+                            })))),
+                        )
+                    }
+                }
+            }
         })
         .buffered(concurrency.max(1));
-    while let Some((object, joined)) = results.next().await {
-        match joined {
-            Ok(Ok(report)) => {
-                log_report(&report);
+    while let Some((_, outcome)) = results.next().await {
+        let outcome = match outcome {
+            Outcome::NotStarted => {
+                summary.not_started += 1;
+                continue;
+            }
+            Outcome::Processed(result) => *result,
+        };
+        match outcome {
+            Ok(Processed::Done(report)) => {
+                // With a live bar, per-object lines would tear it; they go to debug instead.
+                log_report(&report, bar.is_none());
+                totals.rows.fetch_add(report.counts.rows, Ordering::Relaxed);
+                totals
+                    .bytes
+                    .fetch_add(report.counts.bytes_out, Ordering::Relaxed);
                 summary.objects_ok += 1;
                 summary.counts += report.counts;
             }
-            Ok(Err(failure)) => {
-                settle_failure(&failure, &dead_letters);
-                summary.failures.push(failure);
-            }
-            Err(join) => {
-                // A panic is a bug, never an input problem; report it against the object.
-                let error = crate::error::Error::new(
-                    crate::error::Stage::Parse,
-                    crate::error::Class::Transient,
-                    crate::error::Cause::Sink(format!("internal error: {join}")),
-                );
-                let failure = Box::new(ObjectFailure { object, error });
-                settle_failure(&failure, &dead_letters);
+            Ok(Processed::Skipped { object, reason }) => match reason {
+                Skip::AlreadyDone => {
+                    tracing::debug!(object = %object, "skipped: already done (ledger)");
+                    summary.skipped_done += 1;
+                }
+                Skip::Busy(who) => {
+                    tracing::info!(object = %object, holder = %who, "skipped: another worker holds it");
+                    summary.skipped_busy += 1;
+                }
+            },
+            Err(failure) => {
+                settle_failure(&failure, &shared.dead_letters);
                 summary.failures.push(failure);
             }
         }
+        totals.objects.fetch_add(1, Ordering::Relaxed);
+        if let Some(bar) = &bar {
+            bar.inc(1);
+            let secs = started.elapsed().as_secs_f64().max(1e-9);
+            let bytes = totals.bytes.load(Ordering::Relaxed);
+            bar.set_message(format!(
+                "{} rows, {:.1} MiB, {:.1} MiB/s",
+                totals.rows.load(Ordering::Relaxed),
+                mib(bytes),
+                mib(bytes) / secs
+            ));
+        }
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    if let Some(t) = ticker {
+        t.abort();
     }
     summary.elapsed = started.elapsed();
     summary
 }
 
-fn log_report(r: &ObjectReport) {
-    let layers: Vec<&str> = r.compression.iter().map(|c| c.name()).collect();
-    tracing::info!(
-        object = %r.object,
-        compression = %if layers.is_empty() { "none".to_string() } else { layers.join("+") },
-        framing = r.framing.unwrap_or("-"),
-        envelope = r.envelope.map_or("-", |e| e.name()),
-        records = r.counts.records,
-        rows = r.counts.rows,
-        record_errors = r.counts.record_errors,
-        ms = r.elapsed.as_millis() as u64,
-        "object done"
+fn progress_bar(total: u64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30}] {pos}/{len} objects · {msg} · ETA {eta}",
+        )
+        .expect("a valid template")
+        .progress_chars("=> "),
     );
+    bar
+}
+
+async fn log_progress(totals: Arc<Totals>, total: u64, every: Duration, started: Instant) {
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await; // the first tick is immediate
+    loop {
+        tick.tick().await;
+        let secs = started.elapsed().as_secs_f64().max(1e-9);
+        let bytes = totals.bytes.load(Ordering::Relaxed);
+        tracing::info!(
+            objects = format!("{}/{total}", totals.objects.load(Ordering::Relaxed)),
+            rows = totals.rows.load(Ordering::Relaxed),
+            mib = format!("{:.1}", mib(bytes)),
+            mib_per_s = format!("{:.1}", mib(bytes) / secs),
+            "progress"
+        );
+    }
+}
+
+fn log_report(r: &ObjectReport, info: bool) {
+    let layers: Vec<&str> = r.compression.iter().map(|c| c.name()).collect();
+    let level = if info {
+        tracing::Level::INFO
+    } else {
+        tracing::Level::DEBUG
+    };
+    macro_rules! report {
+        ($lvl:expr) => {
+            tracing::event!(
+                $lvl,
+                object = %r.object,
+                compression = %if layers.is_empty() { "none".to_string() } else { layers.join("+") },
+                framing = r.framing.unwrap_or("-"),
+                envelope = r.envelope.map_or("-", |e| e.name()),
+                records = r.counts.records,
+                rows = r.counts.rows,
+                record_errors = r.counts.record_errors,
+                ms = r.elapsed.as_millis() as u64,
+                "object done"
+            )
+        };
+    }
+    if level == tracing::Level::INFO {
+        report!(tracing::Level::INFO);
+    } else {
+        report!(tracing::Level::DEBUG);
+    }
 }
 
 fn settle_failure(failure: &ObjectFailure, dead_letters: &DeadLetterDir) {

@@ -108,7 +108,21 @@ impl ObjectStore for LocalStore {
         })
     }
 
-    fn list(&self, prefix: &str) -> Result<Vec<ObjectRef>, Error> {
+    fn list<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<Vec<ObjectRef>, Error>> {
+        Box::pin(async move { self.list_blocking(prefix) })
+    }
+
+    fn bucket(&self) -> &str {
+        &self.name
+    }
+}
+
+impl LocalStore {
+    /// Walks the directory the prefix names (local disks answer fast enough to do it inline).
+    fn list_blocking(&self, prefix: &str) -> Result<Vec<ObjectRef>, Error> {
         // Walk only the directory the prefix names, then filter by the rest of it.
         let (dir_part, _) = prefix.rsplit_once('/').unwrap_or(("", prefix));
         let start = self.path_of(dir_part);
@@ -139,10 +153,6 @@ impl ObjectStore for LocalStore {
         }
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
-    }
-
-    fn bucket(&self) -> &str {
-        &self.name
     }
 }
 

@@ -1,6 +1,7 @@
 //! Where objects come from: open an object as a byte stream, list what is below a prefix.
 
 pub mod local;
+pub mod s3;
 
 use std::io::Read;
 
@@ -42,7 +43,10 @@ pub trait ObjectStore: Send + Sync {
     fn open(&self, object: &mut ObjectRef) -> Result<Opened, Error>;
 
     /// Every object whose key starts with `prefix`, in key order.
-    fn list(&self, prefix: &str) -> Result<Vec<ObjectRef>, Error>;
+    fn list<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<Vec<ObjectRef>, Error>>;
 
     /// The bucket (or root name) this store serves.
     fn bucket(&self) -> &str;

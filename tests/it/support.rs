@@ -5,8 +5,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use firehose_replay::dead_letter::DeadLetterDir;
+use firehose_replay::ledger::NoLedger;
 use firehose_replay::object::ObjectRef;
-use firehose_replay::pipeline::{process_object, ObjectFailure, ObjectReport, Settings};
+use firehose_replay::pipeline::{
+    process_object, Context, ObjectFailure, ObjectReport, Processed, Settings,
+};
 use firehose_replay::sink::ndjson::NdjsonDir;
 use firehose_replay::source::local::LocalStore;
 use serde_json::Value;
@@ -113,7 +116,19 @@ impl Bucket {
         let store = LocalStore::new(self.root()).unwrap();
         let sink = NdjsonDir::new(self.out());
         let dl = DeadLetterDir::new(self.dead());
-        let result = process_object(&store, ObjectRef::new("bucket", key), settings, &sink, &dl);
+        let cx = Context {
+            store: &store,
+            settings,
+            sink: &sink,
+            dead_letters: &dl,
+            ledger: &NoLedger,
+            force: false,
+            worker: "test",
+        };
+        let result = process_object(&cx, ObjectRef::new("bucket", key)).map(|p| match p {
+            Processed::Done(r) => r,
+            Processed::Skipped { .. } => panic!("no ledger, nothing to skip"),
+        });
         let rows = read_ndjson(&self.out().join("bucket").join(format!("{key}.ndjson")));
         let dead_letter = std::fs::read(
             self.dead()

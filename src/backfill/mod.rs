@@ -3,7 +3,11 @@
 //! Firehose's default layout puts each object under `prefix/YYYY/MM/DD/HH/` by the UTC hour it
 //! was written in, so a range is listed hour by hour instead of listing the whole bucket.
 
+pub mod layout;
+
 use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, TimeZone, Timelike, Utc};
+
+pub use layout::Layout;
 
 use crate::error::Error;
 use crate::object::ObjectRef;
@@ -82,11 +86,13 @@ impl HourRange {
     }
 }
 
-/// Lists every object of the range, hour by hour and in key order within each hour; with
-/// `include_error_output`, also the error-output folders' objects for the same hours.
-pub fn plan(
+/// Lists every object of the range under `base` laid out as `layout`, hour by hour and in key
+/// order within each hour. Keys inside Firehose's error-output folders are left out unless
+/// `include_error_output`, in which case those folders' objects for the same hours are added.
+pub async fn plan(
     store: &dyn ObjectStore,
     base: &str,
+    layout: &Layout,
     range: &HourRange,
     include_error_output: bool,
 ) -> Result<Vec<ObjectRef>, Error> {
@@ -95,12 +101,34 @@ pub fn plan(
         bases.extend(ERROR_OUTPUT_PREFIXES.iter().map(|e| format!("{base}{e}")));
     }
     let mut out = Vec::new();
-    for b in &bases {
-        for prefix in range.prefixes(b) {
-            out.extend(store.list(&prefix)?);
+    let mut seen = std::collections::HashSet::new();
+    for (i, b) in bases.iter().enumerate() {
+        let mut listed: Vec<String> = Vec::new();
+        for hour in range.hours() {
+            let prefix = format!("{b}{}", layout.prefix(hour));
+            // Templates coarser than an hour give the same prefix for several hours.
+            if !listed.contains(&prefix) {
+                listed.push(prefix.clone());
+                let objects = store.list(&prefix).await?;
+                for o in objects {
+                    let rel = &o.key[b.len()..];
+                    let in_error_output = i == 0 && is_error_output(rel);
+                    if !in_error_output
+                        && range.hours().any(|h| layout.matches(h, rel))
+                        && seen.insert(o.key.clone())
+                    {
+                        out.push(o);
+                    }
+                }
+            }
         }
     }
     Ok(out)
+}
+
+/// Whether a key lies in one of Firehose's error-output folders.
+fn is_error_output(rel_key: &str) -> bool {
+    ERROR_OUTPUT_PREFIXES.iter().any(|p| rel_key.starts_with(p))
 }
 
 #[cfg(test)]

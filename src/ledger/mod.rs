@@ -1,0 +1,128 @@
+//! Which objects are done, so reruns and duplicate notifications do no work twice.
+//!
+//! An object is identified by bucket + key + ETag: an object rewritten with new content is a new
+//! object. Before processing, a worker *begins* the object (skipped if done, or if another
+//! worker holds it); after its rows are committed it *finishes* it with a summary. An object
+//! whose processing failed is *abandoned* and stays unmarked, so the next run retries it.
+
+pub mod file;
+pub mod s3;
+
+use std::str::FromStr;
+
+use serde::Serialize;
+
+use crate::error::Error;
+use crate::object::ObjectRef;
+
+/// What `begin` decided.
+#[derive(Debug)]
+pub enum Begin {
+    /// Go ahead; hand the claim back to `finish` or `abandon`.
+    Proceed(Claim),
+    /// Already done with this ETag.
+    Done,
+    /// Another worker is processing it right now.
+    Busy(String),
+}
+
+/// Proof of a claim (for S3, the claim marker's ETag, needed to release it safely).
+#[derive(Debug, Default)]
+pub struct Claim {
+    pub token: Option<String>,
+}
+
+/// The summary kept with a finished object.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finished {
+    pub bucket: String,
+    pub key: String,
+    pub etag: String,
+    pub records: u64,
+    pub rows: u64,
+    pub record_errors: u64,
+    pub finished_at: String,
+    pub worker: String,
+}
+
+pub trait Ledger: Send + Sync {
+    /// Blocking. `force` processes even objects already done (claims still apply).
+    fn begin(&self, object: &ObjectRef, force: bool) -> Result<Begin, Error>;
+    fn finish(&self, object: &ObjectRef, claim: Claim, summary: &Finished) -> Result<(), Error>;
+    fn abandon(&self, object: &ObjectRef, claim: Claim);
+}
+
+/// `--ledger none`: every object is processed.
+pub struct NoLedger;
+
+impl Ledger for NoLedger {
+    fn begin(&self, _: &ObjectRef, _: bool) -> Result<Begin, Error> {
+        Ok(Begin::Proceed(Claim::default()))
+    }
+    fn finish(&self, _: &ObjectRef, _: Claim, _: &Finished) -> Result<(), Error> {
+        Ok(())
+    }
+    fn abandon(&self, _: &ObjectRef, _: Claim) {}
+}
+
+/// `--ledger`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LedgerSpec {
+    None,
+    File(std::path::PathBuf),
+    S3 { bucket: String, prefix: String },
+}
+
+impl FromStr for LedgerSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "none" {
+            return Ok(LedgerSpec::None);
+        }
+        if let Some(p) = s.strip_prefix("file:") {
+            if p.is_empty() {
+                return Err("`file:` needs a path".into());
+            }
+            return Ok(LedgerSpec::File(p.into()));
+        }
+        if s.starts_with("s3://") {
+            let uri: crate::source::s3::S3Uri = s.parse()?;
+            let mut prefix = uri.key;
+            if !prefix.is_empty() && !prefix.ends_with('/') {
+                prefix.push('/');
+            }
+            return Ok(LedgerSpec::S3 {
+                bucket: uri.bucket,
+                prefix,
+            });
+        }
+        Err(format!(
+            "unknown ledger `{s}` (expected file:PATH, s3://bucket/prefix/ or none)"
+        ))
+    }
+}
+
+/// Who is working: host, process and start time, so a person reading a claim can tell.
+pub fn worker_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{host}:{}:{nanos:08x}", std::process::id())
+}
+
+/// The identity an entry is keyed by.
+pub(crate) fn identity(object: &ObjectRef) -> (String, String, String) {
+    (
+        object.bucket.clone(),
+        object.key.clone(),
+        object.etag.clone().unwrap_or_default(),
+    )
+}
