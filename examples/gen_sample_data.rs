@@ -207,7 +207,7 @@ fn push_cents(out: &mut Vec<u8>, cents: u64) {
     push_u64(out, cents / 100);
     out.push(b'.');
     let frac = cents % 100;
-    if frac % 10 == 0 {
+    if frac.is_multiple_of(10) {
         push_u64(out, frac / 10);
     } else {
         push_padded(out, frac, 2);
