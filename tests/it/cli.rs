@@ -1,31 +1,11 @@
 //! The binary as users run it: exit codes, summaries, determinism, the sample data.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 
-use crate::support::read_ndjson;
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_firehose-replay"));
-    c.env_remove("RUST_LOG");
-    for (k, _) in std::env::vars() {
-        if k.starts_with("FIREHOSE_REPLAY_") {
-            c.env_remove(k);
-        }
-    }
-    c
-}
-
-fn sample_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-data/firehose")
-}
-
-fn expected() -> Value {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-data/expected-counts.json");
-    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
-}
+use crate::support::{bin, expected, read_ndjson, sample_root};
 
 fn backfill_sample(work: &Path) -> Output {
     bin()
@@ -43,7 +23,7 @@ fn backfill_sample(work: &Path) -> Output {
         .unwrap()
 }
 
-fn files_under(dir: &Path) -> Vec<PathBuf> {
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = walk(dir);
     v.sort();
     v

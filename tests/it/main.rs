@@ -4,4 +4,6 @@ mod bad_input;
 mod cli;
 mod decoding;
 mod envelopes;
+mod moto;
+mod s3;
 mod support;

@@ -189,3 +189,24 @@ pub fn ndjson(n: usize) -> Vec<u8> {
 pub fn numbered(n: usize) -> Vec<Value> {
     (0..n).map(|i| serde_json::json!({ "n": i })).collect()
 }
+
+/// The binary, with no FIREHOSE_REPLAY_* or RUST_LOG settings inherited from the caller.
+pub fn bin() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_firehose-replay"));
+    c.env_remove("RUST_LOG");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("FIREHOSE_REPLAY_") || k.starts_with("AWS_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+pub fn sample_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-data/firehose")
+}
+
+pub fn expected() -> Value {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-data/expected-counts.json");
+    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+}

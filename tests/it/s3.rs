@@ -1,0 +1,544 @@
+//! S3 as a source, the ledgers, and backfills over Firehose prefixes — against a moto server
+//! through the real AWS SDK, with the real binary.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde_json::Value;
+
+use crate::cli::files_under;
+use crate::moto::{self, Moto};
+use crate::support::{bin, expected, gzip, read_ndjson, sample_root};
+
+fn cli(moto: &Moto, work: &Path, args: &[&str]) -> Command {
+    let mut c = bin();
+    c.current_dir(work).envs(moto.env()).args(args);
+    c
+}
+
+fn run(moto: &Moto, work: &Path, args: &[&str]) -> (Output, String) {
+    let out = cli(moto, work, args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out, stderr)
+}
+
+/// Rows of every output file below `dir`, keyed by path relative to `dir`, without `_row_id`.
+fn rows_without_ids(dir: &Path) -> BTreeMap<String, Vec<Value>> {
+    files_under(dir)
+        .into_iter()
+        .map(|p| {
+            let rows = read_ndjson(&p)
+                .into_iter()
+                .map(|mut r| {
+                    r.as_object_mut().unwrap().remove("_row_id");
+                    r
+                })
+                .collect();
+            (p.strip_prefix(dir).unwrap().display().to_string(), rows)
+        })
+        .collect()
+}
+
+#[test]
+fn backfill_from_s3_matches_the_local_backfill_and_a_rerun_skips_everything() {
+    let moto = Moto::start();
+    let rt = moto::rt();
+    let s3 = moto.s3();
+    rt.block_on(async {
+        moto::create_bucket(&s3, "archive").await;
+        moto::upload_tree(&s3, "archive", "firehose/", &sample_root()).await;
+    });
+    let work = tempfile::tempdir().unwrap();
+    let range = [
+        "--from",
+        "2026-11-25",
+        "--to",
+        "2026-11-26",
+        "--include-error-output",
+    ];
+    let mut args = vec!["backfill", "s3://archive/firehose/"];
+    args.extend(range);
+    let (out, stderr) = run(&moto, work.path(), &args);
+    assert!(out.status.success(), "{stderr}");
+
+    let local = tempfile::tempdir().unwrap();
+    let out = bin()
+        .current_dir(local.path())
+        .arg("backfill")
+        .arg(sample_root())
+        .args(range)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let from_s3 = rows_without_ids(&work.path().join("out/archive/firehose"));
+    let from_disk = rows_without_ids(&local.path().join("out/firehose"));
+    assert_eq!(
+        from_s3.len(),
+        expected()["objects"].as_u64().unwrap() as usize
+    );
+    assert_eq!(from_s3, from_disk);
+
+    let (out, stderr) = run(&moto, work.path(), &args);
+    assert!(out.status.success(), "{stderr}");
+    let n = expected()["objects"].clone();
+    assert!(
+        stderr.contains(&format!(
+            "objects:  {n} (0 ok, {n} skipped by the ledger, 0 failed)"
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn listing_paginates_past_1000_keys_in_one_hour() {
+    let moto = Moto::start();
+    let rt = moto::rt();
+    let s3 = moto.s3();
+    rt.block_on(async {
+        moto::create_bucket(&s3, "many").await;
+        futures::stream::iter(0..1100)
+            .for_each_concurrent(16, |i| {
+                let s3 = s3.clone();
+                async move {
+                    let key = format!("p/2026/11/25/13/s-1-2026-11-25-13-00-00-{i:05}");
+                    moto::put(&s3, "many", &key, format!("{{\"i\":{i}}}\n").into_bytes()).await;
+                }
+            })
+            .await;
+        moto::put(&s3, "many", "p/2026/11/25/14/later", b"{}\n".to_vec()).await;
+    });
+    let work = tempfile::tempdir().unwrap();
+    let (out, stderr) = run(
+        &moto,
+        work.path(),
+        &[
+            "backfill",
+            "s3://many/p/",
+            "--from",
+            "2026-11-25T13",
+            "--to",
+            "2026-11-25T13",
+            "--dry-run",
+        ],
+    );
+    assert!(out.status.success(), "{stderr}");
+    let plan = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        plan.starts_with("plan: 1 hours (2026-11-25T13 .. 2026-11-25T13), 1100 objects"),
+        "{plan}"
+    );
+    assert!(
+        !work.path().join("out").exists(),
+        "a dry run touches nothing"
+    );
+}
+
+#[test]
+fn hour_ranges_cross_midnight_month_and_year_and_to_is_inclusive() {
+    let moto = Moto::start();
+    let rt = moto::rt();
+    let s3 = moto.s3();
+    let hours = [
+        "2026/11/30/23",
+        "2026/12/01/00",
+        "2026/12/31/22",
+        "2026/12/31/23",
+        "2027/01/01/00",
+        "2027/01/01/01",
+    ];
+    rt.block_on(async {
+        moto::create_bucket(&s3, "edges").await;
+        for h in hours {
+            moto::put(&s3, "edges", &format!("{h}/obj"), b"{}\n".to_vec()).await;
+        }
+    });
+    let work = tempfile::tempdir().unwrap();
+    let plan = |from: &str, to: &str| -> Vec<String> {
+        let (out, stderr) = run(
+            &moto,
+            work.path(),
+            &[
+                "backfill",
+                "s3://edges/",
+                "--from",
+                from,
+                "--to",
+                to,
+                "--dry-run",
+            ],
+        );
+        assert!(out.status.success(), "{stderr}");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .skip(1)
+            .map(|l| l.split('\t').next().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        plan("2026-12-31T23", "2027-01-01T00"),
+        ["edges/2026/12/31/23/obj", "edges/2027/01/01/00/obj"]
+    );
+    assert_eq!(
+        plan("2026-11-30", "2026-11-30"),
+        ["edges/2026/11/30/23/obj"],
+        "a date alone covers the whole day"
+    );
+    assert_eq!(
+        plan("2026-11-30T23", "2026-12-01"),
+        ["edges/2026/11/30/23/obj", "edges/2026/12/01/00/obj"]
+    );
+    assert_eq!(
+        plan("2027-01-01T01", "2027-01-01T01"),
+        ["edges/2027/01/01/01/obj"]
+    );
+}
+
+#[test]
+fn custom_prefix_templates_select_exactly_their_hours() {
+    let moto = Moto::start();
+    let rt = moto::rt();
+    let s3 = moto.s3();
+    rt.block_on(async {
+        moto::create_bucket(&s3, "custom").await;
+        for key in [
+            "events/dt=2026-11-25/h=13/a",
+            "events/dt=2026-11-25/h=14/b",
+            "events/dt=2026-11-26/h=13/c",
+            "tenants/t=acme/2026/11/25/13/d",
+            "tenants/t=zen/2026/11/25/13/e",
+            "tenants/t=acme/2026/11/25/14/f",
+            "tenants/processing-failed/2026/11/25/13/g",
+        ] {
+            moto::put(&s3, "custom", key, b"{}\n".to_vec()).await;
+        }
+    });
+    let work = tempfile::tempdir().unwrap();
+    let plan = |root: &str, layout: &str| -> Vec<String> {
+        let (out, stderr) = run(
+            &moto,
+            work.path(),
+            &[
+                "backfill",
+                root,
+                "--from",
+                "2026-11-25T13",
+                "--to",
+                "2026-11-25T13",
+                "--layout",
+                layout,
+                "--dry-run",
+            ],
+        );
+        assert!(out.status.success(), "{stderr}");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .skip(1)
+            .map(|l| l.split('\t').next().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        plan(
+            "s3://custom/events/",
+            "dt=!{timestamp:yyyy-MM-dd}/h=!{timestamp:HH}/"
+        ),
+        ["custom/events/dt=2026-11-25/h=13/a"]
+    );
+    assert_eq!(
+        plan(
+            "s3://custom/tenants/",
+            "t=!{partitionKeyFromQuery:tenant}/!{timestamp:yyyy/MM/dd/HH}/"
+        ),
+        [
+            "custom/tenants/t=acme/2026/11/25/13/d",
+            "custom/tenants/t=zen/2026/11/25/13/e"
+        ]
+    );
+}
+
+#[test]
+fn keys_with_spaces_and_non_ascii_and_a_missing_object() {
+    let moto = Moto::start();
+    let rt = moto::rt();
+    let s3 = moto.s3();
+    let key = "2026/11/25/13/my events ünï+code (1).gz";
+    rt.block_on(async {
+        moto::create_bucket(&s3, "odd").await;
+        moto::put(&s3, "odd", key, gzip(b"{\"a\":1}\n{\"a\":2}\n")).await;
+    });
+    let work = tempfile::tempdir().unwrap();
+    let uri = format!("s3://odd/{key}");
+    let (out, stderr) = run(
+        &moto,
+        work.path(),
+        &["replay", &uri, "s3://odd/2026/11/25/13/deleted.gz"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let rows = read_ndjson(&work.path().join(format!("out/odd/{key}.ndjson")));
+    assert_eq!(rows.len(), 2);
+    assert!(
+        stderr.contains(
+            "failed: odd/2026/11/25/13/deleted.gz: fetch failed: object not found [permanent]"
+        ),
+        "{stderr}"
+    );
+    assert!(work
+        .path()
+        .join("dead-letter/odd/2026/11/25/13/deleted.gz.object.json")
+        .exists());
+}
+
+#[test]
+fn an_object_written_by_motos_firehose_is_replayed() {
+    let moto = Moto::start();
+    // moto's own Firehose implementation writes the object: key layout and record framing come
+    // from someone else's code.
+    let listed = moto.python(
+        r#"
+import boto3, json
+s3 = boto3.client("s3", endpoint_url=__import__("os").environ["AWS_ENDPOINT_URL"])
+fh = boto3.client("firehose", endpoint_url=__import__("os").environ["AWS_ENDPOINT_URL"])
+s3.create_bucket(Bucket="fh-dest")
+fh.create_delivery_stream(
+    DeliveryStreamName="clicks",
+    ExtendedS3DestinationConfiguration={
+        "RoleARN": "arn:aws:iam::123456789012:role/firehose",
+        "BucketARN": "arn:aws:s3:::fh-dest",
+        "Prefix": "raw/",
+        "BufferingHints": {"SizeInMBs": 1, "IntervalInSeconds": 60},
+    },
+)
+fh.put_record_batch(
+    DeliveryStreamName="clicks",
+    Records=[{"Data": json.dumps({"click": i}).encode()} for i in range(5)],
+)
+for o in s3.list_objects_v2(Bucket="fh-dest")["Contents"]:
+    print(o["Key"])
+"#,
+    );
+    let keys: Vec<&str> = listed.lines().collect();
+    assert_eq!(keys.len(), 1, "{listed}");
+    let work = tempfile::tempdir().unwrap();
+    let now = chrono::Utc::now();
+    let (out, stderr) = run(
+        &moto,
+        work.path(),
+        &[
+            "backfill",
+            "s3://fh-dest/raw/",
+            "--from",
+            &now.format("%Y-%m-%d").to_string(),
+            "--to",
+            &now.format("%Y-%m-%d").to_string(),
+        ],
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("objects:  1 (1 ok"), "{stderr}");
+    let rows = read_ndjson(&work.path().join(format!("out/fh-dest/{}.ndjson", keys[0])));
+    let clicks: Vec<i64> = rows.iter().map(|r| r["click"].as_i64().unwrap()).collect();
+    assert_eq!(clicks, [0, 1, 2, 3, 4]);
+}
+
+/// Objects of one hour, each big enough that a run takes a while.
+fn put_many(moto: &Moto, bucket: &str, n: usize) {
+    let rt = moto::rt();
+    let s3 = moto.s3();
+    rt.block_on(async {
+        moto::create_bucket(&s3, bucket).await;
+        futures::stream::iter(0..n)
+            .for_each_concurrent(8, |i| {
+                let s3 = s3.clone();
+                async move {
+                    let body: String = (0..2000)
+                        .map(|j| {
+                            format!("{{\"obj\":{i},\"n\":{j},\"pad\":\"{}\"}}\n", "x".repeat(64))
+                        })
+                        .collect();
+                    moto::put(
+                        &s3,
+                        bucket,
+                        &format!("2026/11/25/13/s-1-{i:03}.gz"),
+                        gzip(body.as_bytes()),
+                    )
+                    .await;
+                }
+            })
+            .await;
+    });
+}
+
+fn ledger_lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn mtimes(dir: &Path) -> BTreeMap<String, std::time::SystemTime> {
+    files_under(dir)
+        .into_iter()
+        .map(|p| {
+            (
+                p.display().to_string(),
+                std::fs::metadata(&p).unwrap().modified().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_backfill_killed_with_sigkill_resumes_without_redoing_finished_objects() {
+    let moto = Moto::start();
+    let n = 40;
+    put_many(&moto, "kill", n);
+    let work = tempfile::tempdir().unwrap();
+    let args = [
+        "backfill",
+        "s3://kill/",
+        "--from",
+        "2026-11-25T13",
+        "--to",
+        "2026-11-25T13",
+        "--concurrency",
+        "1",
+    ];
+    let ledger = work.path().join("out/.ledger.jsonl");
+    let mut child = cli(&moto, work.path(), &args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ledger_lines(&ledger).len() < 5 {
+        assert!(Instant::now() < deadline, "the first run made no progress");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the first run ended before it could be killed"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let done_first = ledger_lines(&ledger);
+    assert!(done_first.len() < n, "killed part-way");
+    let before = mtimes(&work.path().join("out/kill"));
+
+    let (out, stderr) = run(&moto, work.path(), &args);
+    assert!(out.status.success(), "{stderr}");
+    let expect = format!(
+        "objects:  {n} ({} ok, {} skipped by the ledger, 0 failed)",
+        n - done_first.len(),
+        done_first.len()
+    );
+    assert!(stderr.contains(&expect), "{expect}\n{stderr}");
+    let done = ledger_lines(&ledger);
+    let keys: HashSet<String> = done
+        .iter()
+        .map(|e| e["key"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(keys.len(), n);
+    assert_eq!(done.len(), n, "no object finished twice");
+    let after = mtimes(&work.path().join("out/kill"));
+    for e in &done_first {
+        let p = work
+            .path()
+            .join("out/kill")
+            .join(format!("{}.ndjson", e["key"].as_str().unwrap()));
+        let p = p.display().to_string();
+        assert_eq!(before.get(&p), after.get(&p), "{p} was rewritten");
+    }
+    for i in 0..n {
+        let rows = read_ndjson(
+            &work
+                .path()
+                .join(format!("out/kill/2026/11/25/13/s-1-{i:03}.gz.ndjson")),
+        );
+        assert_eq!(rows.len(), 2000, "object {i}");
+    }
+}
+
+#[test]
+fn two_concurrent_backfills_with_an_s3_ledger_write_each_object_once() {
+    let moto = Moto::start();
+    let n = 30;
+    put_many(&moto, "shared", n);
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let args = [
+        "backfill",
+        "s3://shared/",
+        "--from",
+        "2026-11-25T13",
+        "--to",
+        "2026-11-25T13",
+        "--ledger",
+        "s3://shared/_ledger/",
+        "--concurrency",
+        "2",
+    ];
+    let ca = cli(&moto, a.path(), &args)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let cb = cli(&moto, b.path(), &args)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (oa, ob) = (
+        ca.wait_with_output().unwrap(),
+        cb.wait_with_output().unwrap(),
+    );
+    assert!(
+        oa.status.success(),
+        "{}",
+        String::from_utf8_lossy(&oa.stderr)
+    );
+    assert!(
+        ob.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ob.stderr)
+    );
+    let written = |d: &Path| -> HashSet<String> {
+        files_under(&d.join("out/shared"))
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect()
+    };
+    let (wa, wb) = (written(a.path()), written(b.path()));
+    assert!(
+        wa.is_disjoint(&wb),
+        "an object was written by both workers: {:?}",
+        wa.intersection(&wb).collect::<Vec<_>>()
+    );
+    assert_eq!(wa.len() + wb.len(), n);
+    let rt = moto::rt();
+    let markers = rt.block_on(async {
+        let s3 = moto.s3();
+        let l = s3
+            .list_objects_v2()
+            .bucket("shared")
+            .prefix("_ledger/")
+            .send()
+            .await
+            .unwrap();
+        l.contents()
+            .iter()
+            .map(|o| o.key().unwrap().to_string())
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(
+        markers.iter().filter(|k| k.ends_with(".done")).count(),
+        n,
+        "{markers:?}"
+    );
+    assert_eq!(
+        markers.iter().filter(|k| k.ends_with(".claim")).count(),
+        0,
+        "claims are released"
+    );
+}
