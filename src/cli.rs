@@ -25,6 +25,7 @@ use firehose_replay::sink::SinkSpec;
 use firehose_replay::source::local::{locate, LocalStore};
 use firehose_replay::source::s3::{S3Store, S3Uri};
 use firehose_replay::source::ObjectStore;
+use firehose_replay::trigger::keys::url_encode_key;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Parser, Debug)]
@@ -71,11 +72,16 @@ enum Command {
         /// Print the plan (hours, objects, bytes) and exit without touching anything.
         #[arg(long)]
         dry_run: bool,
+        /// Write the plan as an S3 Batch Operations CSV manifest (bucket,url-encoded key) to
+        /// this file instead of processing it; run the job with the Lambda function to backfill
+        /// on AWS's distributed engine. Needs an s3:// root.
+        #[arg(long, conflicts_with = "dry_run")]
+        manifest: Option<PathBuf>,
     },
 }
 
 #[derive(Args, Debug)]
-struct Opts {
+pub(crate) struct Opts {
     /// Where rows go: ndjson:DIR (one file per object) or stdout.
     #[arg(
         long,
@@ -83,7 +89,7 @@ struct Opts {
         env = "FIREHOSE_REPLAY_SINK",
         default_value = "ndjson:./out"
     )]
-    sink: SinkSpec,
+    pub(crate) sink: SinkSpec,
     /// auto | none | gzip | zstd | snappy | hadoop-snappy | zip.
     #[arg(
         long,
@@ -140,14 +146,14 @@ struct Opts {
         env = "FIREHOSE_REPLAY_DEAD_LETTER",
         default_value = "dir:./dead-letter"
     )]
-    dead_letter: String,
+    pub(crate) dead_letter: String,
     /// Objects processed at once (default: cores × 2 — fetching overlaps decoding).
     #[arg(long, global = true, env = "FIREHOSE_REPLAY_CONCURRENCY")]
-    concurrency: Option<usize>,
+    pub(crate) concurrency: Option<usize>,
     /// Which objects are done: file:PATH, s3://bucket/prefix/ (safe for concurrent workers) or
     /// none. Default: a file in the ndjson output directory; none for stdout.
     #[arg(long, global = true, env = "FIREHOSE_REPLAY_LEDGER")]
-    ledger: Option<LedgerSpec>,
+    pub(crate) ledger: Option<LedgerSpec>,
     /// Process objects even if the ledger has them as done.
     #[arg(long, global = true, env = "FIREHOSE_REPLAY_FORCE")]
     force: bool,
@@ -161,7 +167,7 @@ struct Opts {
     claim_ttl_secs: u64,
     /// Use path-style S3 addressing (automatic when AWS_ENDPOINT_URL[_S3] is set).
     #[arg(long, global = true, env = "FIREHOSE_REPLAY_S3_PATH_STYLE")]
-    s3_path_style: bool,
+    pub(crate) s3_path_style: bool,
     /// Seconds between progress log lines when stderr is not a terminal (0: none).
     #[arg(
         long,
@@ -177,7 +183,7 @@ struct Opts {
         env = "FIREHOSE_REPLAY_LOG_LEVEL",
         default_value = "info"
     )]
-    log_level: String,
+    pub(crate) log_level: String,
 }
 
 impl Opts {
@@ -195,6 +201,39 @@ impl Opts {
             },
             row_id_column: Some(self.row_id_column.clone()).filter(|c| !c.is_empty()),
         }
+    }
+
+    /// The parts every object shares: settings, sink, dead letters, ledger.
+    pub(crate) async fn shared(&self, aws: &mut Aws) -> anyhow::Result<Shared> {
+        let ledger: Arc<dyn Ledger> = match self
+            .ledger
+            .clone()
+            .unwrap_or_else(|| default_ledger(&self.sink))
+        {
+            LedgerSpec::None => Arc::new(NoLedger),
+            LedgerSpec::File(path) => Arc::new(FileLedger::open(path)?),
+            LedgerSpec::S3 { bucket, prefix } => Arc::new(S3Ledger::new(
+                aws.client().await,
+                bucket,
+                prefix,
+                worker_id(),
+                std::time::Duration::from_secs(self.claim_ttl_secs),
+            )),
+        };
+        Ok(Shared {
+            settings: Arc::new(self.settings()),
+            sink: Arc::from(self.sink.build()),
+            dead_letters: Arc::new(self.dead_letters()?),
+            ledger,
+            force: self.force,
+            worker: Arc::from(worker_id()),
+        })
+    }
+
+    /// `--concurrency`, defaulting to cores × 2.
+    pub(crate) fn concurrency(&self) -> usize {
+        self.concurrency
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()) * 2)
     }
 
     fn dead_letters(&self) -> anyhow::Result<DeadLetterDir> {
@@ -254,13 +293,13 @@ fn init_logging(level: &str) {
 }
 
 /// Lazily built S3 client: only runs that touch S3 load AWS configuration.
-struct Aws {
-    path_style: bool,
-    client: Option<aws_sdk_s3::Client>,
+pub(crate) struct Aws {
+    pub(crate) path_style: bool,
+    pub(crate) client: Option<aws_sdk_s3::Client>,
 }
 
 impl Aws {
-    async fn client(&mut self) -> aws_sdk_s3::Client {
+    pub(crate) async fn client(&mut self) -> aws_sdk_s3::Client {
         if self.client.is_none() {
             self.client = Some(firehose_replay::source::s3::client(self.path_style).await);
         }
@@ -284,7 +323,11 @@ async fn run(cli: Cli) -> anyhow::Result<Option<Summary>> {
             include_error_output,
             layout,
             dry_run,
+            manifest,
         } => {
+            if manifest.is_some() && !root.starts_with("s3://") {
+                bail!("--manifest needs an s3:// root: S3 Batch Operations reads objects from S3");
+            }
             let range = HourRange::parse(from, to).map_err(anyhow::Error::msg)?;
             let (store, base): (Arc<dyn ObjectStore>, String) = if root.starts_with("s3://") {
                 let uri: S3Uri = root.parse().map_err(anyhow::Error::msg)?;
@@ -308,6 +351,17 @@ async fn run(cli: Cli) -> anyhow::Result<Option<Summary>> {
                 mib = format!("{:.1}", bytes as f64 / 1048576.0),
                 "backfill planned"
             );
+            if let Some(path) = manifest {
+                write_manifest(path, &objects)
+                    .with_context(|| format!("writing the manifest {}", path.display()))?;
+                eprintln!(
+                    "manifest: {} objects, {} bytes, written to {}",
+                    objects.len(),
+                    bytes,
+                    path.display()
+                );
+                return Ok(None);
+            }
             if *dry_run {
                 println!(
                     "plan: {} hours ({} .. {}), {} objects, {} bytes",
@@ -331,32 +385,8 @@ async fn run(cli: Cli) -> anyhow::Result<Option<Summary>> {
                 .collect()
         }
     };
-    let ledger: Arc<dyn Ledger> = match opts
-        .ledger
-        .clone()
-        .unwrap_or_else(|| default_ledger(&opts.sink))
-    {
-        LedgerSpec::None => Arc::new(NoLedger),
-        LedgerSpec::File(path) => Arc::new(FileLedger::open(path)?),
-        LedgerSpec::S3 { bucket, prefix } => Arc::new(S3Ledger::new(
-            aws.client().await,
-            bucket,
-            prefix,
-            worker_id(),
-            std::time::Duration::from_secs(opts.claim_ttl_secs),
-        )),
-    };
-    let shared = Shared {
-        settings: Arc::new(opts.settings()),
-        sink: Arc::from(opts.sink.build()),
-        dead_letters: Arc::new(opts.dead_letters()?),
-        ledger,
-        force: opts.force,
-        worker: Arc::from(worker_id()),
-    };
-    let concurrency = opts
-        .concurrency
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()) * 2);
+    let shared = opts.shared(&mut aws).await?;
+    let concurrency = opts.concurrency();
     let progress = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         Progress::Bar
     } else if opts.progress_interval > 0 {
@@ -378,6 +408,27 @@ async fn run(cli: Cli) -> anyhow::Result<Option<Summary>> {
     Ok(Some(
         runner::run(jobs, shared, concurrency, progress, stop).await,
     ))
+}
+
+/// An S3 Batch Operations CSV manifest: `bucket,key` per line, keys URL-encoded as the
+/// service requires. Written to a temporary file and renamed, so a failed run leaves no
+/// half-written manifest behind.
+fn write_manifest(path: &std::path::Path, objects: &[ObjectRef]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    {
+        let mut w = std::io::BufWriter::new(tmp.as_file_mut());
+        for o in objects {
+            writeln!(w, "{},{}", o.bucket, url_encode_key(&o.key))?;
+        }
+        w.flush()?;
+    }
+    tmp.persist(path)?;
+    Ok(())
 }
 
 /// The CLI's default ledger: a file inside the NDJSON output directory (deleting the output

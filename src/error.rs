@@ -81,6 +81,8 @@ pub enum Cause {
     Sink(String),
     #[error("dead-letter destination failed: {0}")]
     DeadLetter(String),
+    #[error("the time budget ran out before the object was finished; nothing of it was committed")]
+    DeadlineExceeded,
 }
 
 /// A failure of one object, with enough context to act on it.

@@ -18,3 +18,4 @@ pub mod row;
 pub mod runner;
 pub mod sink;
 pub mod source;
+pub mod trigger;

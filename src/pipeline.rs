@@ -154,6 +154,9 @@ pub struct Context<'a> {
     pub force: bool,
     /// Recorded in ledger entries.
     pub worker: &'a str,
+    /// Give up (transiently, committing nothing) once this passes: a Lambda invocation's
+    /// remaining time minus a margin. Checked between record batches.
+    pub deadline: Option<Instant>,
 }
 
 /// Processes one object. Blocking: call it from a blocking thread.
@@ -287,6 +290,14 @@ fn run(
     };
 
     let finished = loop {
+        if cx.deadline.is_some_and(|d| Instant::now() >= d) {
+            // Dropping the writer abandons the rows written so far.
+            return Err(Error::new(
+                Stage::Fetch,
+                crate::error::Class::Transient,
+                Cause::DeadlineExceeded,
+            ));
+        }
         let batch = match records.next_batch().map_err(at_compressed)? {
             Next::Batch(b) => b,
             Next::Finished(f) => break f,

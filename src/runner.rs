@@ -169,6 +169,7 @@ pub async fn run(
                         ledger: shared.ledger.as_ref(),
                         force: shared.force,
                         worker: &shared.worker,
+                        deadline: None,
                     };
                     process_object(&cx, job.object)
                 });
@@ -223,7 +224,7 @@ pub async fn run(
                 }
             },
             Err(failure) => {
-                settle_failure(&failure, &shared.dead_letters);
+                let _ = settle_failure(&failure, &shared.dead_letters);
                 summary.failures.push(failure);
             }
         }
@@ -309,18 +310,30 @@ fn log_report(r: &ObjectReport, info: bool) {
     }
 }
 
-fn settle_failure(failure: &ObjectFailure, dead_letters: &DeadLetterDir) {
+/// Dead-letters a failed object and logs it; the error says where the dead letter could not be
+/// written (the object is then not kept anywhere, which callers must treat as not done).
+pub fn settle_failure(
+    failure: &ObjectFailure,
+    dead_letters: &DeadLetterDir,
+) -> Result<std::path::PathBuf, Error> {
     match dead_letters.object(&failure.object, &failure.error, 1) {
-        Ok(path) => tracing::error!(
-            object = %failure.object,
-            dead_letter = %path.display(),
-            "object failed: {}",
-            failure.error
-        ),
-        Err(e) => tracing::error!(
-            object = %failure.object,
-            "object failed: {} (and could not be dead-lettered: {e})",
-            failure.error
-        ),
+        Ok(path) => {
+            tracing::error!(
+                object = %failure.object,
+                class = %failure.error.class,
+                dead_letter = %path.display(),
+                "object failed: {}",
+                failure.error
+            );
+            Ok(path)
+        }
+        Err(e) => {
+            tracing::error!(
+                object = %failure.object,
+                "object failed: {} (and could not be dead-lettered: {e})",
+                failure.error
+            );
+            Err(e)
+        }
     }
 }

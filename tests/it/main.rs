@@ -4,6 +4,7 @@ mod bad_input;
 mod cli;
 mod decoding;
 mod envelopes;
+mod lambda;
 mod moto;
 mod s3;
 mod support;

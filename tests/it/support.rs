@@ -124,6 +124,7 @@ impl Bucket {
             ledger: &NoLedger,
             force: false,
             worker: "test",
+            deadline: None,
         };
         let result = process_object(&cx, ObjectRef::new("bucket", key)).map(|p| match p {
             Processed::Done(r) => r,

@@ -1,0 +1,280 @@
+//! Lambda payloads → the objects to process, and the response each trigger expects.
+//!
+//! Every way an S3 `ObjectCreated` notification reaches a function is recognised from the payload
+//! itself: direct S3 notifications, S3 → SQS, S3 → SNS, SNS → SQS, EventBridge `Object Created`,
+//! S3 Batch Operations (schemas 1.0 and 2.0), and the `s3:TestEvent` S3 sends when a notification
+//! is configured.
+
+pub mod handler;
+pub mod keys;
+
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use aws_lambda_events::event::s3::S3Event;
+use aws_lambda_events::event::sns::SnsEvent;
+use aws_lambda_events::event::sqs::SqsEvent;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::object::ObjectRef;
+use keys::url_decode_key;
+
+/// An S3 Batch Operations task. Our own type: `aws_lambda_events`' lacks schema 2.0's `s3Bucket`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchTask {
+    pub task_id: String,
+    pub s3_key: String,
+    #[serde(default)]
+    pub s3_version_id: Option<String>,
+    #[serde(default)]
+    pub s3_bucket_arn: Option<String>,
+    #[serde(default)]
+    pub s3_bucket: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BatchEvent {
+    invocation_schema_version: String,
+    invocation_id: String,
+    tasks: Vec<BatchTask>,
+}
+
+/// `detail` of an EventBridge `Object Created` event.
+#[derive(Debug, Clone, Deserialize)]
+struct ObjectCreatedDetail {
+    bucket: NameOnly,
+    object: EventBridgeObject,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct NameOnly {
+    name: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct EventBridgeObject {
+    key: String,
+    #[serde(default, rename = "version-id")]
+    version_id: Option<String>,
+    #[serde(default)]
+    size: Option<u64>,
+}
+
+/// One SQS message and the objects its body names — or why it names none we can use (one bad
+/// message must not fail the whole batch).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub id: String,
+    pub objects: Result<Vec<ObjectRef>, TriggerError>,
+}
+
+/// A task of an S3 Batch Operations job and its object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Task {
+    pub id: String,
+    pub object: ObjectRef,
+}
+
+/// What a payload asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Invocation {
+    /// S3 notification, direct or via SNS, or EventBridge: the platform retries the whole
+    /// invocation on error.
+    Objects {
+        source: &'static str,
+        objects: Vec<ObjectRef>,
+    },
+    /// SQS: answered per message (`batchItemFailures`).
+    Sqs { messages: Vec<Message> },
+    /// S3 Batch Operations: answered per task.
+    Batch {
+        schema: String,
+        invocation_id: String,
+        tasks: Vec<Task>,
+    },
+    /// `s3:TestEvent`: acknowledged, nothing to do.
+    Test,
+}
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum TriggerError {
+    #[error("unrecognised event payload: {0}")]
+    Unknown(String),
+    #[error("malformed {what} event: {detail}")]
+    Malformed { what: &'static str, detail: String },
+}
+
+fn malformed(what: &'static str, e: impl std::fmt::Display) -> TriggerError {
+    TriggerError::Malformed {
+        what,
+        detail: e.to_string(),
+    }
+}
+
+/// Objects named by an S3 notification document (`{"Records":[...]}`); ignores non-created
+/// events. `s3:TestEvent` documents name none.
+fn s3_notification(v: &Value) -> Result<Vec<ObjectRef>, TriggerError> {
+    if v.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") {
+        return Ok(Vec::new());
+    }
+    let event: S3Event = serde_json::from_value(v.clone()).map_err(|e| malformed("S3", e))?;
+    let mut out = Vec::new();
+    for r in event.records {
+        let created = r
+            .event_name
+            .as_deref()
+            .is_none_or(|n| n.starts_with("ObjectCreated"));
+        if !created {
+            tracing::debug!(event = ?r.event_name, "ignoring a non-ObjectCreated S3 event");
+            continue;
+        }
+        let bucket =
+            r.s3.bucket
+                .name
+                .ok_or_else(|| malformed("S3", "record without bucket name"))?;
+        let key =
+            r.s3.object
+                .key
+                .ok_or_else(|| malformed("S3", "record without object key"))?;
+        let mut o = ObjectRef::new(bucket, url_decode_key(&key));
+        o.version_id =
+            r.s3.object
+                .version_id
+                .filter(|v| !v.is_empty() && v != "null");
+        o.size = r.s3.object.size.map(|s| s as u64);
+        out.push(o);
+    }
+    Ok(out)
+}
+
+/// An SNS message or SQS body that carries an S3 notification (possibly inside SNS).
+fn s3_in_text(text: &str) -> Result<Vec<ObjectRef>, TriggerError> {
+    let v: Value = serde_json::from_str(text).map_err(|e| malformed("S3 notification", e))?;
+    // SNS → SQS without raw delivery: the body is the SNS envelope.
+    if v.get("Type").and_then(Value::as_str) == Some("Notification") {
+        let inner = v
+            .get("Message")
+            .and_then(Value::as_str)
+            .ok_or_else(|| malformed("SNS", "notification without Message"))?;
+        return s3_in_text(inner);
+    }
+    s3_notification(&v)
+}
+
+fn bucket_of_arn(arn: &str) -> Option<&str> {
+    arn.strip_prefix("arn:aws:s3:::")
+        .or_else(|| arn.rsplit_once(":::").map(|(_, b)| b))
+}
+
+impl Invocation {
+    pub fn parse(payload: &Value) -> Result<Invocation, TriggerError> {
+        if payload.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") {
+            return Ok(Invocation::Test);
+        }
+        if payload.get("invocationSchemaVersion").is_some() && payload.get("tasks").is_some() {
+            let b: BatchEvent = serde_json::from_value(payload.clone())
+                .map_err(|e| malformed("S3 Batch Operations", e))?;
+            let tasks = b
+                .tasks
+                .into_iter()
+                .map(|t| {
+                    let bucket = t
+                        .s3_bucket
+                        .clone()
+                        .or_else(|| {
+                            t.s3_bucket_arn
+                                .as_deref()
+                                .and_then(bucket_of_arn)
+                                .map(str::to_string)
+                        })
+                        .ok_or_else(|| {
+                            malformed(
+                                "S3 Batch Operations",
+                                format!("task {} has no bucket", t.task_id),
+                            )
+                        })?;
+                    let mut o = ObjectRef::new(bucket, url_decode_key(&t.s3_key));
+                    o.version_id = t.s3_version_id.filter(|v| !v.is_empty());
+                    Ok(Task {
+                        id: t.task_id,
+                        object: o,
+                    })
+                })
+                .collect::<Result<_, TriggerError>>()?;
+            return Ok(Invocation::Batch {
+                schema: b.invocation_schema_version,
+                invocation_id: b.invocation_id,
+                tasks,
+            });
+        }
+        if payload.get("detail-type").is_some() && payload.get("source").is_some() {
+            let e: EventBridgeEvent<Value> =
+                serde_json::from_value(payload.clone()).map_err(|e| malformed("EventBridge", e))?;
+            if e.source != "aws.s3" || e.detail_type != "Object Created" {
+                return Err(TriggerError::Unknown(format!(
+                    "EventBridge event `{}` from `{}` (expected `Object Created` from `aws.s3`)",
+                    e.detail_type, e.source
+                )));
+            }
+            let d: ObjectCreatedDetail =
+                serde_json::from_value(e.detail).map_err(|e| malformed("EventBridge", e))?;
+            // EventBridge URL-encodes keys like S3 notifications do (a space arrives as `+`).
+            let mut o = ObjectRef::new(d.bucket.name, url_decode_key(&d.object.key));
+            o.version_id = d.object.version_id;
+            o.size = d.object.size;
+            return Ok(Invocation::Objects {
+                source: "eventbridge",
+                objects: vec![o],
+            });
+        }
+        let first_source = payload
+            .get("Records")
+            .and_then(Value::as_array)
+            .and_then(|r| r.first())
+            .and_then(|r| r.get("eventSource").or_else(|| r.get("EventSource")))
+            .and_then(Value::as_str);
+        match first_source {
+            Some("aws:s3") => Ok(Invocation::Objects {
+                source: "s3",
+                objects: s3_notification(payload)?,
+            }),
+            Some("aws:sqs") => {
+                let e: SqsEvent =
+                    serde_json::from_value(payload.clone()).map_err(|e| malformed("SQS", e))?;
+                let messages = e
+                    .records
+                    .into_iter()
+                    .map(|m| Message {
+                        id: m.message_id.unwrap_or_default(),
+                        objects: s3_in_text(m.body.as_deref().unwrap_or("")),
+                    })
+                    .collect();
+                Ok(Invocation::Sqs { messages })
+            }
+            Some("aws:sns") => {
+                let e: SnsEvent =
+                    serde_json::from_value(payload.clone()).map_err(|e| malformed("SNS", e))?;
+                let mut objects = Vec::new();
+                for r in e.records {
+                    objects.extend(s3_in_text(&r.sns.message)?);
+                }
+                Ok(Invocation::Objects {
+                    source: "sns",
+                    objects,
+                })
+            }
+            _ => {
+                let mut shape: Vec<String> = payload
+                    .as_object()
+                    .map(|o| o.keys().cloned().collect())
+                    .unwrap_or_default();
+                shape.truncate(8);
+                Err(TriggerError::Unknown(format!(
+                    "top-level keys [{}]; expected an S3, SQS, SNS, EventBridge or S3 Batch Operations event",
+                    shape.join(", ")
+                )))
+            }
+        }
+    }
+}
