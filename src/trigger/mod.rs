@@ -118,9 +118,34 @@ fn s3_notification(v: &Value) -> Result<Vec<ObjectRef>, TriggerError> {
     if v.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") {
         return Ok(Vec::new());
     }
-    let event: S3Event = serde_json::from_value(v.clone()).map_err(|e| malformed("S3", e))?;
+    let records = match serde_json::from_value::<S3Event>(v.clone()) {
+        Ok(event) => event
+            .records
+            .into_iter()
+            .map(|r| LeanS3Record {
+                event_name: r.event_name,
+                s3: LeanS3 {
+                    bucket: LeanBucket {
+                        name: r.s3.bucket.name,
+                    },
+                    object: LeanObject {
+                        key: r.s3.object.key,
+                        version_id: r.s3.object.version_id,
+                        size: r.s3.object.size.map(|s| s as u64),
+                    },
+                },
+            })
+            .collect(),
+        // S3-compatible stores and emulators (MinIO, moto, LocalStack) send leaner records
+        // than S3 itself; what we need from them is the same.
+        Err(strict) => {
+            serde_json::from_value::<LeanS3Event>(v.clone())
+                .map_err(|_| malformed("S3", strict))?
+                .records
+        }
+    };
     let mut out = Vec::new();
-    for r in event.records {
+    for r in records {
         let created = r
             .event_name
             .as_deref()
@@ -142,10 +167,48 @@ fn s3_notification(v: &Value) -> Result<Vec<ObjectRef>, TriggerError> {
             r.s3.object
                 .version_id
                 .filter(|v| !v.is_empty() && v != "null");
-        o.size = r.s3.object.size.map(|s| s as u64);
+        o.size = r.s3.object.size;
         out.push(o);
     }
     Ok(out)
+}
+
+/// The parts of an S3 notification record we use, for producers that omit the rest.
+#[derive(Debug, Deserialize)]
+struct LeanS3Event {
+    #[serde(rename = "Records")]
+    records: Vec<LeanS3Record>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LeanS3Record {
+    #[serde(default)]
+    event_name: Option<String>,
+    s3: LeanS3,
+}
+
+#[derive(Debug, Deserialize)]
+struct LeanS3 {
+    bucket: LeanBucket,
+    object: LeanObject,
+}
+
+#[derive(Debug, Deserialize)]
+struct LeanBucket {
+    #[serde(default)]
+    name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LeanObject {
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    version_id: Option<String>,
+    #[serde(default)]
+    size: Option<u64>,
 }
 
 /// An SNS message or SQS body that carries an S3 notification (possibly inside SNS).

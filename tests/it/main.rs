@@ -5,6 +5,7 @@ mod cli;
 mod decoding;
 mod envelopes;
 mod lambda;
+mod lambda_runtime;
 mod moto;
 mod s3;
 mod support;

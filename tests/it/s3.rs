@@ -542,3 +542,84 @@ fn two_concurrent_backfills_with_an_s3_ledger_write_each_object_once() {
         "claims are released"
     );
 }
+
+#[test]
+fn backfill_manifest_lists_the_range_for_s3_batch_operations_without_processing_it() {
+    use firehose_replay::trigger::keys::url_decode_key;
+    let moto = Moto::start();
+    let rt = moto::rt();
+    let s3 = moto.s3();
+    let keys = [
+        "fh/2026/11/25/12/before-range.gz",
+        "fh/2026/11/25/13/a b+c ü.gz",
+        "fh/2026/11/25/14/plain.gz",
+        "fh/2026/11/25/15/after-range.gz",
+    ];
+    rt.block_on(async {
+        moto::create_bucket(&s3, "arch").await;
+        for k in keys {
+            moto::put(&s3, "arch", k, gzip(b"{\"a\":1}\n")).await;
+        }
+    });
+    let work = tempfile::tempdir().unwrap();
+    let (out, stderr) = run(
+        &moto,
+        work.path(),
+        &[
+            "backfill",
+            "s3://arch/fh/",
+            "--from",
+            "2026-11-25T13",
+            "--to",
+            "2026-11-25T14",
+            "--manifest",
+            "manifest.csv",
+        ],
+    );
+    assert!(out.status.success(), "{stderr}");
+    let manifest = std::fs::read_to_string(work.path().join("manifest.csv")).unwrap();
+    let lines: Vec<&str> = manifest.lines().collect();
+    // URL-encoded as S3 Batch Operations requires: no raw spaces, commas or plus signs.
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.matches(',').count() == 1 && !l.contains(' ') && !l.contains('+')),
+        "{manifest}"
+    );
+    let decoded: Vec<(String, String)> = lines
+        .iter()
+        .map(|l| {
+            let (b, k) = l.split_once(',').unwrap();
+            (b.to_string(), url_decode_key(k))
+        })
+        .collect();
+    assert_eq!(
+        decoded,
+        vec![
+            ("arch".to_string(), keys[1].to_string()),
+            ("arch".to_string(), keys[2].to_string()),
+        ]
+    );
+    // Nothing was processed.
+    assert!(!work.path().join("out").exists());
+    // A local root cannot feed S3 Batch Operations.
+    let (out, stderr) = run(
+        &moto,
+        work.path(),
+        &[
+            "backfill",
+            ".",
+            "--from",
+            "2026-11-25",
+            "--to",
+            "2026-11-25",
+            "--manifest",
+            "m.csv",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--manifest needs an s3:// root"),
+        "{stderr}"
+    );
+}
