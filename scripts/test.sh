@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it. Needs only the Rust toolchain and Python 3 with pip:
-# rustfmt/clippy are added if missing, and the tests' local AWS server (moto) is installed into
-# .venv (git-ignored). Tests start and stop their servers themselves.
+# The whole test suite, as CI runs it. Needs only the Rust toolchain, Python 3 with pip and a
+# Python 3.13 (pyenv's or on PATH): rustfmt/clippy are added if missing, the tests' local AWS
+# server (moto) is installed into .venv and the BigQuery emulator (local-bigquery) into .venv-bq.
+# Tests start and stop their servers themselves.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +12,40 @@ if ! .venv/bin/python -c "import moto, sys; sys.exit(moto.__version__ != '$MOTO_
   echo "== installing moto[server]==$MOTO_VERSION into .venv"
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+fi
+
+# local-bigquery: an offline BigQuery emulator (REST + Storage Write gRPC) for the integration
+# tests, in its own venv: it needs Python 3.13, and runs on duckdb 1.5.5 (it declares duckdb>=2,
+# but the offline DuckDB extension wheels exist only for 1.5.5, hence --no-deps). Started through
+# tests/bigquery_emulator.py.
+BQ_VERSION=0.4.0
+DUCKDB_VERSION=1.5.5
+if ! .venv-bq/bin/python -c "
+import sys
+from importlib.metadata import version
+sys.exit(version('local-bigquery') != '$BQ_VERSION' or version('duckdb') != '$DUCKDB_VERSION'
+         or version('duckdb-extension-ducklake') != '$DUCKDB_VERSION'
+         or version('duckdb-extension-spatial') != '$DUCKDB_VERSION'
+         or version('duckdb-extensions') != '$DUCKDB_VERSION')" 2>/dev/null; then
+  py313=
+  for candidate in "$(pyenv root 2>/dev/null)"/versions/3.13*/bin/python3 /root/.pyenv/versions/3.13*/bin/python3 \
+                   "$(command -v python3.13 || true)" "$(command -v python3 || true)"; do
+    if [ -x "$candidate" ] && "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' 2>/dev/null; then
+      py313=$candidate
+      break
+    fi
+  done
+  if [ -z "$py313" ]; then
+    echo "error: local-bigquery $BQ_VERSION needs Python 3.13 (looked in pyenv's versions/3.13*, python3.13, python3)" >&2
+    exit 1
+  fi
+  echo "== installing local-bigquery==$BQ_VERSION (duckdb $DUCKDB_VERSION) into .venv-bq with $py313"
+  rm -rf .venv-bq
+  "$py313" -m venv .venv-bq
+  .venv-bq/bin/pip install --quiet --disable-pip-version-check "local-bigquery==$BQ_VERSION" pytz
+  .venv-bq/bin/pip install --quiet --disable-pip-version-check --no-deps "duckdb==$DUCKDB_VERSION" \
+    "duckdb-extension-ducklake==$DUCKDB_VERSION" "duckdb-extension-spatial==$DUCKDB_VERSION" \
+    "duckdb-extensions==$DUCKDB_VERSION"
 fi
 
 for component in rustfmt clippy; do

@@ -21,6 +21,9 @@ use firehose_replay::record::Envelope;
 use firehose_replay::row::RowIdSource;
 use firehose_replay::runner::{self, Job, Summary};
 use firehose_replay::runner::{Progress, Shared};
+use firehose_replay::sink::bigquery::auth::CredentialSource;
+use firehose_replay::sink::bigquery::request::Flags;
+use firehose_replay::sink::bigquery::{self, BigQuery, CreateTable, TableRef};
 use firehose_replay::sink::SinkSpec;
 use firehose_replay::source::local::{locate, LocalStore};
 use firehose_replay::source::s3::{S3Store, S3Uri};
@@ -82,7 +85,8 @@ enum Command {
 
 #[derive(Args, Debug)]
 pub(crate) struct Opts {
-    /// Where rows go: ndjson:DIR (one file per object) or stdout.
+    /// Where rows go: ndjson:DIR (one file per object), stdout, or
+    /// bigquery:PROJECT.DATASET.TABLE (streaming inserts).
     #[arg(
         long,
         global = true,
@@ -176,6 +180,8 @@ pub(crate) struct Opts {
         default_value_t = 10
     )]
     progress_interval: u64,
+    #[command(flatten)]
+    pub(crate) bigquery: BigQueryOpts,
     /// Log filter (error, warn, info, debug, or a tracing filter).
     #[arg(
         long,
@@ -184,6 +190,119 @@ pub(crate) struct Opts {
         default_value = "info"
     )]
     pub(crate) log_level: String,
+}
+
+/// Flags of `--sink bigquery:PROJECT.DATASET.TABLE`.
+#[derive(Args, Debug)]
+pub(crate) struct BigQueryOpts {
+    /// BigQuery API base URL (an emulator); without credentials, requests go unauthenticated.
+    #[arg(long, global = true, env = "FIREHOSE_REPLAY_BIGQUERY_ENDPOINT")]
+    bigquery_endpoint: Option<String>,
+    /// Google credentials file: service-account key, authorized user, or an external-account
+    /// (workload identity federation) configuration.
+    #[arg(long, global = true, env = "FIREHOSE_REPLAY_GCP_CREDENTIALS")]
+    gcp_credentials: Option<PathBuf>,
+    /// The credentials JSON itself (e.g. from Secrets Manager). Never logged.
+    #[arg(
+        long,
+        global = true,
+        env = "FIREHOSE_REPLAY_GCP_CREDENTIALS_JSON",
+        hide_env_values = true
+    )]
+    gcp_credentials_json: Option<String>,
+    /// Rows per insertAll request.
+    #[arg(
+        long,
+        global = true,
+        env = "FIREHOSE_REPLAY_BATCH_ROWS",
+        default_value_t = 500
+    )]
+    batch_rows: usize,
+    /// Encoded bytes per insertAll request (BigQuery's limit is 10 MB).
+    #[arg(long, global = true, env = "FIREHOSE_REPLAY_MAX_REQUEST_BYTES", default_value_t = 9 * 1024 * 1024)]
+    max_request_bytes: usize,
+    /// insertAll requests in flight per object.
+    #[arg(
+        long,
+        global = true,
+        env = "FIREHOSE_REPLAY_MAX_IN_FLIGHT",
+        default_value_t = 4
+    )]
+    max_in_flight: usize,
+    /// Let BigQuery write the valid rows of a request that has invalid ones.
+    #[arg(long, global = true, env = "FIREHOSE_REPLAY_SKIP_INVALID_ROWS")]
+    skip_invalid_rows: bool,
+    /// Let BigQuery drop fields the table does not have instead of refusing the row.
+    #[arg(long, global = true, env = "FIREHOSE_REPLAY_IGNORE_UNKNOWN_VALUES")]
+    ignore_unknown_values: bool,
+    /// Tries per insertAll request (the first included) on throttling, 5xx and network errors.
+    #[arg(
+        long,
+        global = true,
+        env = "FIREHOSE_REPLAY_INSERT_MAX_ATTEMPTS",
+        default_value_t = 5
+    )]
+    insert_max_attempts: usize,
+    /// First retry delay; doubles each time (with full jitter) up to 32 s.
+    #[arg(
+        long,
+        global = true,
+        env = "FIREHOSE_REPLAY_RETRY_MIN_DELAY_MS",
+        default_value_t = 500
+    )]
+    retry_min_delay_ms: u64,
+    /// Per-request timeout.
+    #[arg(
+        long,
+        global = true,
+        env = "FIREHOSE_REPLAY_BIGQUERY_TIMEOUT_SECS",
+        default_value_t = 30
+    )]
+    bigquery_timeout_secs: u64,
+    /// Create the table from this BigQuery JSON schema file when it does not exist.
+    #[arg(long, global = true, env = "FIREHOSE_REPLAY_CREATE_TABLE_SCHEMA")]
+    create_table_schema: Option<PathBuf>,
+    /// With --create-table-schema: day-partition on this TIMESTAMP/DATE column.
+    #[arg(long, global = true, env = "FIREHOSE_REPLAY_PARTITION_BY")]
+    partition_by: Option<String>,
+    /// With --create-table-schema: cluster on these columns (comma-separated).
+    #[arg(
+        long,
+        global = true,
+        env = "FIREHOSE_REPLAY_CLUSTER_BY",
+        value_delimiter = ','
+    )]
+    cluster_by: Vec<String>,
+}
+
+impl BigQueryOpts {
+    fn config(&self, table: &TableRef) -> bigquery::Config {
+        let mut c = bigquery::Config::new(table.clone());
+        c.endpoint = self.bigquery_endpoint.clone().filter(|e| !e.is_empty());
+        c.credentials = CredentialSource {
+            file: self.gcp_credentials.clone(),
+            json: self.gcp_credentials_json.clone().filter(|j| !j.is_empty()),
+        };
+        c.flags = Flags {
+            skip_invalid_rows: self.skip_invalid_rows,
+            ignore_unknown_values: self.ignore_unknown_values,
+        };
+        c.limits.batch_rows = self.batch_rows.max(1);
+        c.limits.max_request_bytes = self.max_request_bytes;
+        c.limits.max_in_flight = self.max_in_flight.max(1);
+        c.retry.max_attempts = self.insert_max_attempts.max(1);
+        c.retry.min_delay = std::time::Duration::from_millis(self.retry_min_delay_ms);
+        c.timeout = std::time::Duration::from_secs(self.bigquery_timeout_secs.max(1));
+        c.create_table = self
+            .create_table_schema
+            .clone()
+            .map(|schema_file| CreateTable {
+                schema_file,
+                partition_by: self.partition_by.clone(),
+                cluster_by: self.cluster_by.clone(),
+            });
+        c
+    }
 }
 
 impl Opts {
@@ -222,7 +341,13 @@ impl Opts {
         };
         Ok(Shared {
             settings: Arc::new(self.settings()),
-            sink: Arc::from(self.sink.build()),
+            sink: match (&self.sink, self.sink.build_local()) {
+                (_, Some(local)) => Arc::from(local),
+                (SinkSpec::BigQuery(table), None) => {
+                    Arc::new(BigQuery::connect(self.bigquery.config(table)).await?)
+                }
+                (spec, None) => bail!("sink {spec:?} cannot be built"),
+            },
             dead_letters: Arc::new(self.dead_letters()?),
             ledger,
             force: self.force,
@@ -437,6 +562,9 @@ fn default_ledger(sink: &SinkSpec) -> LedgerSpec {
     match sink {
         SinkSpec::Ndjson(dir) => LedgerSpec::File(dir.join(".ledger.jsonl")),
         SinkSpec::Stdout => LedgerSpec::None,
+        SinkSpec::BigQuery(t) => {
+            LedgerSpec::File(PathBuf::from(format!(".firehose-replay/ledger-{t}.jsonl")))
+        }
     }
 }
 

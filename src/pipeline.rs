@@ -307,7 +307,8 @@ fn run(
                 ItemKind::Payload { .. } => {
                     let payload = batch.payload(item).expect("a payload item");
                     match rows.build(&payload, item.ordinal) {
-                        Ok(row) => {
+                        Ok(mut row) => {
+                            row.byte_offset = item.offset;
                             writer.write_row(&row)?;
                             counts.rows += 1;
                         }
@@ -334,10 +335,16 @@ fn run(
     counts.records = finished.records;
     counts.control_messages = finished.control_messages;
     counts.bytes_out = finished.bytes_out;
-    // Dead letters first: an object must never count as delivered while its bad records are
-    // not yet kept somewhere.
+    // The sink may refuse single rows only when committing (BigQuery answers per row); they
+    // take the record-level policy like any other bad record. The object counts as delivered
+    // only once its dead letters are kept too.
+    let committed = writer.commit()?;
+    for r in &committed.rejected {
+        settle.settle_at(r.ordinal, r.byte_offset, Stage::Sink, &r.row, &r.error)?;
+        counts.rows -= 1;
+        counts.record_errors += 1;
+    }
     let dead_letter = letter.finish()?;
-    writer.commit()?;
     Ok(Processed::Done(ObjectReport {
         object: object.clone(),
         counts,
@@ -358,7 +365,17 @@ struct RecordSettler<'a> {
 
 impl RecordSettler<'_> {
     fn settle(&mut self, item: &Item, stage: Stage, raw: &[u8], error: &str) -> Result<(), Error> {
-        let (ordinal, offset) = (item.ordinal, item.offset);
+        self.settle_at(item.ordinal, item.offset, stage, raw, error)
+    }
+
+    fn settle_at(
+        &mut self,
+        ordinal: u64,
+        offset: u64,
+        stage: Stage,
+        raw: &[u8],
+        error: &str,
+    ) -> Result<(), Error> {
         match self.policy {
             RecordPolicy::Fail => {
                 return Err(Error::permanent(

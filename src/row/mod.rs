@@ -34,6 +34,9 @@ impl RowIdSource {
 pub struct Row<'a> {
     pub id: &'a RowId,
     pub ordinal: u64,
+    /// Where the record starts in the decompressed object (for dead letters of rows a sink
+    /// refuses); set by the caller, which knows the framing.
+    pub byte_offset: u64,
     parts: [&'a [u8]; 3],
 }
 
@@ -151,6 +154,7 @@ impl RowBuilder {
         Ok(Row {
             id: &self.id,
             ordinal,
+            byte_offset: 0,
             parts: [head, body, &self.tail],
         })
     }

@@ -6,6 +6,7 @@
 //! synchronous because rows are produced on a blocking decode thread; network sinks hand batches
 //! to their own tasks.
 
+pub mod bigquery;
 pub mod ndjson;
 
 use std::str::FromStr;
@@ -20,7 +21,26 @@ pub trait Sink: Send + Sync {
 
 pub trait ObjectWriter: Send {
     fn write_row(&mut self, row: &Row<'_>) -> Result<(), Error>;
-    fn commit(self: Box<Self>) -> Result<(), Error>;
+    /// Makes the rows visible or durable. Rows the destination refused one by one (BigQuery's
+    /// per-row `invalid`) come back as [`Rejected`], for the record-level policy; everything
+    /// else was accepted.
+    fn commit(self: Box<Self>) -> Result<Committed, Error>;
+}
+
+/// What a commit accepted and refused.
+#[derive(Debug, Default)]
+pub struct Committed {
+    pub rejected: Vec<Rejected>,
+}
+
+/// A row the destination refused, with its reason in the destination's words.
+#[derive(Debug, Clone)]
+pub struct Rejected {
+    pub ordinal: u64,
+    pub byte_offset: u64,
+    /// The row as it was sent.
+    pub row: Vec<u8>,
+    pub error: String,
 }
 
 /// `--sink`.
@@ -30,6 +50,8 @@ pub enum SinkSpec {
     Ndjson(std::path::PathBuf),
     /// `stdout` — rows as NDJSON on standard output.
     Stdout,
+    /// `bigquery:PROJECT.DATASET.TABLE` — streaming inserts.
+    BigQuery(bigquery::TableRef),
 }
 
 impl FromStr for SinkSpec {
@@ -39,6 +61,9 @@ impl FromStr for SinkSpec {
         if s == "stdout" {
             return Ok(SinkSpec::Stdout);
         }
+        if let Some(t) = s.strip_prefix("bigquery:") {
+            return Ok(SinkSpec::BigQuery(t.parse()?));
+        }
         if let Some(dir) = s.strip_prefix("ndjson:") {
             if dir.is_empty() {
                 return Err("`ndjson:` needs a directory, e.g. ndjson:./out".into());
@@ -46,16 +71,19 @@ impl FromStr for SinkSpec {
             return Ok(SinkSpec::Ndjson(dir.into()));
         }
         Err(format!(
-            "unknown sink `{s}` (expected ndjson:DIR or stdout)"
+            "unknown sink `{s}` (expected ndjson:DIR, stdout or bigquery:PROJECT.DATASET.TABLE)"
         ))
     }
 }
 
 impl SinkSpec {
-    pub fn build(&self) -> Box<dyn Sink> {
+    /// The sinks that need no configuration beyond the spec; `None` for BigQuery (see
+    /// [`bigquery::BigQuery::connect`]).
+    pub fn build_local(&self) -> Option<Box<dyn Sink>> {
         match self {
-            SinkSpec::Ndjson(dir) => Box::new(ndjson::NdjsonDir::new(dir.clone())),
-            SinkSpec::Stdout => Box::new(ndjson::Stdout),
+            SinkSpec::Ndjson(dir) => Some(Box::new(ndjson::NdjsonDir::new(dir.clone()))),
+            SinkSpec::Stdout => Some(Box::new(ndjson::Stdout)),
+            SinkSpec::BigQuery(_) => None,
         }
     }
 }

@@ -5,7 +5,7 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use super::{ObjectWriter, Sink};
+use super::{Committed, ObjectWriter, Sink};
 use crate::error::{Cause, Error, Stage};
 use crate::object::ObjectRef;
 use crate::row::Row;
@@ -89,14 +89,14 @@ impl ObjectWriter for FileWriter {
             .map_err(|e| sink_error(e, &self.path))
     }
 
-    fn commit(self: Box<Self>) -> Result<(), Error> {
+    fn commit(self: Box<Self>) -> Result<Committed, Error> {
         let path = self.path;
         let tmp = self
             .out
             .into_inner()
             .map_err(|e| sink_error(e.into_error(), &path))?;
         tmp.persist(&path).map_err(|e| sink_error(e.error, &path))?;
-        Ok(())
+        Ok(Committed::default())
     }
 }
 
@@ -146,8 +146,9 @@ impl ObjectWriter for StdoutWriter {
         Ok(())
     }
 
-    fn commit(mut self: Box<Self>) -> Result<(), Error> {
-        self.flush()
+    fn commit(mut self: Box<Self>) -> Result<Committed, Error> {
+        self.flush()?;
+        Ok(Committed::default())
     }
 }
 

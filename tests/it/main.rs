@@ -1,6 +1,8 @@
 //! Integration tests: one binary so the dependency graph links once.
 
 mod bad_input;
+mod bigquery_faults;
+mod bq_emulator;
 mod cli;
 mod decoding;
 mod envelopes;

@@ -1,0 +1,306 @@
+//! BigQuery through streaming inserts (`tabledata.insertAll`), with each row's ID as its
+//! `insertId`.
+//!
+//! Request bodies are built as bytes from the rows the pipeline produces (see `request`), sent
+//! by `reqwest` — the HTTP client `gcp-bigquery-client` uses — with that crate's authenticators
+//! (`auth`), and its table API creates a missing table from a schema file. Several requests per
+//! object are in flight while the next batch is decoded (`writer`); `insert` settles each
+//! request row by row.
+
+pub mod auth;
+pub mod insert;
+pub mod request;
+pub mod writer;
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gcp_bigquery_client::model::clustering::Clustering;
+use gcp_bigquery_client::model::table::Table;
+use gcp_bigquery_client::model::table_field_schema::TableFieldSchema;
+use gcp_bigquery_client::model::table_schema::TableSchema;
+use gcp_bigquery_client::model::time_partitioning::TimePartitioning;
+
+use self::auth::CredentialSource;
+use self::insert::{Endpoint, RetryPolicy};
+use self::request::Flags;
+use self::writer::{Limits, Writer};
+use super::{ObjectWriter, Sink};
+use crate::error::{Cause, Class, Error, Stage};
+use crate::object::ObjectRef;
+
+pub const DEFAULT_ENDPOINT: &str = "https://bigquery.googleapis.com";
+
+/// `PROJECT.DATASET.TABLE` (BigQuery's notation; `PROJECT:DATASET.TABLE` is accepted too).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableRef {
+    pub project: String,
+    pub dataset: String,
+    pub table: String,
+}
+
+impl FromStr for TableRef {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("`{s}` is not a table: expected PROJECT.DATASET.TABLE");
+        // Project IDs may contain a domain and a colon (`example.com:proj`); datasets and tables
+        // contain no dots.
+        let (rest, table) = s.rsplit_once('.').ok_or_else(bad)?;
+        let (project, dataset) = rest
+            .rsplit_once('.')
+            .or_else(|| rest.rsplit_once(':'))
+            .ok_or_else(bad)?;
+        if [project, dataset, table].iter().any(|p| p.is_empty()) {
+            return Err(bad());
+        }
+        Ok(TableRef {
+            project: project.into(),
+            dataset: dataset.into(),
+            table: table.into(),
+        })
+    }
+}
+
+impl fmt::Display for TableRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.project, self.dataset, self.table)
+    }
+}
+
+/// Creating the table when it is missing.
+#[derive(Debug, Clone, Default)]
+pub struct CreateTable {
+    /// A BigQuery JSON schema file: `[{"name","type","mode"?,"fields"?}]` or `{"fields":[…]}`.
+    pub schema_file: std::path::PathBuf,
+    /// Day-partition on this TIMESTAMP/DATE column.
+    pub partition_by: Option<String>,
+    pub cluster_by: Vec<String>,
+}
+
+/// Everything the BigQuery sink is configured with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub table: TableRef,
+    /// Base URL without `/bigquery/v2`; `None` for Google's.
+    pub endpoint: Option<String>,
+    pub credentials: CredentialSource,
+    pub flags: Flags,
+    pub limits: Limits,
+    pub retry: RetryPolicy,
+    pub timeout: Duration,
+    pub create_table: Option<CreateTable>,
+}
+
+impl Config {
+    pub fn new(table: TableRef) -> Config {
+        Config {
+            table,
+            endpoint: None,
+            credentials: CredentialSource::default(),
+            flags: Flags::default(),
+            limits: Limits {
+                batch_rows: 500,
+                max_request_bytes: 9 * 1024 * 1024,
+                max_in_flight: 4,
+            },
+            retry: RetryPolicy::default(),
+            timeout: Duration::from_secs(30),
+            create_table: None,
+        }
+    }
+}
+
+/// `--sink bigquery:…`.
+pub struct BigQuery {
+    endpoint: Arc<Endpoint>,
+    policy: Arc<RetryPolicy>,
+    flags: Flags,
+    limits: Limits,
+    handle: tokio::runtime::Handle,
+}
+
+fn setup_error(class: Class, msg: String) -> Error {
+    Error::new(Stage::Sink, class, Cause::Sink(msg))
+}
+
+impl BigQuery {
+    /// Builds the client (no network call unless the table must be created). Call within a
+    /// Tokio runtime: requests run on it.
+    pub async fn connect(config: Config) -> Result<BigQuery, Error> {
+        let base = config
+            .endpoint
+            .clone()
+            .unwrap_or_else(|| DEFAULT_ENDPOINT.to_string());
+        let base = base.trim_end_matches('/').to_string();
+        let auth = auth::authenticator(&config.credentials, config.endpoint.is_some()).await?;
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| setup_error(Class::Permanent, format!("HTTP client: {e}")))?;
+        let t = &config.table;
+        let enc = |s: &str| {
+            percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+        };
+        let url = format!(
+            "{base}/bigquery/v2/projects/{}/datasets/{}/tables/{}/insertAll",
+            enc(&t.project),
+            enc(&t.dataset),
+            enc(&t.table)
+        );
+        if let Some(create) = &config.create_table {
+            create_table_if_missing(&base, http.clone(), auth.clone(), t, create).await?;
+        }
+        Ok(BigQuery {
+            endpoint: Arc::new(Endpoint {
+                http,
+                url,
+                auth,
+                table: t.to_string(),
+            }),
+            policy: Arc::new(config.retry),
+            flags: config.flags,
+            limits: config.limits,
+            handle: tokio::runtime::Handle::current(),
+        })
+    }
+}
+
+impl Sink for BigQuery {
+    fn open(&self, _object: &ObjectRef) -> Result<Box<dyn ObjectWriter>, Error> {
+        Ok(Box::new(Writer {
+            endpoint: self.endpoint.clone(),
+            policy: self.policy.clone(),
+            flags: self.flags,
+            limits: self.limits.clone(),
+            handle: self.handle.clone(),
+            batch: None,
+            in_flight: Vec::new(),
+            slots: Arc::new(tokio::sync::Semaphore::new(
+                self.limits.max_in_flight.max(1),
+            )),
+            rejected: Vec::new(),
+        }))
+    }
+}
+
+/// No-auth stand-in for the crate's client when requests go out unauthenticated.
+#[derive(Clone)]
+struct Anonymous;
+
+#[async_trait::async_trait]
+impl gcp_bigquery_client::auth::Authenticator for Anonymous {
+    async fn access_token(&self) -> Result<String, gcp_bigquery_client::error::BQError> {
+        Ok(String::new())
+    }
+}
+
+/// Reads a BigQuery JSON schema file (a list of fields, or `{"fields": [...]}`).
+pub fn read_schema(path: &std::path::Path) -> Result<Vec<TableFieldSchema>, Error> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| setup_error(Class::Permanent, format!("schema {}: {e}", path.display())))?;
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum SchemaFile {
+        List(Vec<TableFieldSchema>),
+        Wrapped { fields: Vec<TableFieldSchema> },
+    }
+    match serde_json::from_slice::<SchemaFile>(&bytes) {
+        Ok(SchemaFile::List(f)) | Ok(SchemaFile::Wrapped { fields: f }) => Ok(f),
+        Err(e) => Err(setup_error(
+            Class::Permanent,
+            format!(
+                "schema {} is not a BigQuery JSON schema: {e}",
+                path.display()
+            ),
+        )),
+    }
+}
+
+async fn create_table_if_missing(
+    base: &str,
+    http: reqwest::Client,
+    auth: Option<Arc<dyn gcp_bigquery_client::auth::Authenticator>>,
+    t: &TableRef,
+    create: &CreateTable,
+) -> Result<(), Error> {
+    let fields = read_schema(&create.schema_file)?;
+    let auth: Arc<dyn gcp_bigquery_client::auth::Authenticator> = match auth {
+        Some(a) => a,
+        None => Arc::new(Anonymous),
+    };
+    let client = gcp_bigquery_client::client_builder::ClientBuilder::new()
+        .with_v2_base_url(format!("{base}/bigquery/v2"))
+        .with_client(http)
+        .build_from_authenticator(auth)
+        .await
+        .map_err(|e| setup_error(Class::Permanent, format!("BigQuery client: {e}")))?;
+    match client
+        .table()
+        .get(&t.project, &t.dataset, &t.table, None)
+        .await
+    {
+        Ok(_) => return Ok(()),
+        Err(gcp_bigquery_client::error::BQError::ResponseError { error })
+            if error.error.code == 404 => {}
+        Err(e) => {
+            return Err(setup_error(
+                Class::Transient,
+                format!("looking up table {t}: {e}"),
+            ));
+        }
+    }
+    let mut table = Table::new(&t.project, &t.dataset, &t.table, TableSchema::new(fields));
+    if let Some(field) = &create.partition_by {
+        table.time_partitioning = Some(TimePartitioning {
+            r#type: "DAY".into(),
+            field: Some(field.clone()),
+            expiration_ms: None,
+            require_partition_filter: None,
+        });
+    }
+    if !create.cluster_by.is_empty() {
+        table.clustering = Some(Clustering {
+            fields: Some(create.cluster_by.clone()),
+        });
+    }
+    match client.table().create(table).await {
+        Ok(_) => {
+            tracing::info!(table = %t, "created the table from {}", create.schema_file.display());
+            Ok(())
+        }
+        // Created by a concurrent worker in the meantime.
+        Err(gcp_bigquery_client::error::BQError::ResponseError { error })
+            if error.error.code == 409 =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(setup_error(
+            Class::Permanent,
+            format!("creating table {t}: {e}"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_bigquery_table_notation() {
+        let t: TableRef = "test-proj.bi.events".parse().unwrap();
+        assert_eq!(
+            (t.project.as_str(), t.dataset.as_str(), t.table.as_str()),
+            ("test-proj", "bi", "events")
+        );
+        let t: TableRef = "example.com:proj.bi.events".parse().unwrap();
+        assert_eq!(t.project, "example.com:proj");
+        let t: TableRef = "proj:bi.events".parse().unwrap();
+        assert_eq!((t.project.as_str(), t.dataset.as_str()), ("proj", "bi"));
+        assert!("bi.events".parse::<TableRef>().is_err());
+        assert!("a..b".parse::<TableRef>().is_err());
+    }
+}

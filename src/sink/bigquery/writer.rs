@@ -1,0 +1,140 @@
+//! One object's rows → insertAll requests, several in flight.
+//!
+//! Rows arrive on the blocking decode thread; full batches are handed to the async runtime and
+//! sent while the next batch is being decoded. At most `max_in_flight` requests per object are
+//! outstanding: when that many are, the decode thread waits (backpressure, bounded memory).
+
+use std::sync::Arc;
+
+use tokio::runtime::Handle;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+
+use super::insert::{send, Endpoint, RetryPolicy};
+use super::request::{Batch, Flags};
+use crate::error::{Cause, Class, Error, Stage};
+use crate::row::Row;
+use crate::sink::{Committed, ObjectWriter, Rejected};
+
+/// Limits a writer works within.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub batch_rows: usize,
+    /// Encoded request size to stay under (BigQuery's HTTP limit is 10 MB).
+    pub max_request_bytes: usize,
+    pub max_in_flight: usize,
+}
+
+pub(super) struct Writer {
+    pub(super) endpoint: Arc<Endpoint>,
+    pub(super) policy: Arc<RetryPolicy>,
+    pub(super) flags: Flags,
+    pub(super) limits: Limits,
+    pub(super) handle: Handle,
+    pub(super) batch: Option<Batch>,
+    pub(super) in_flight: Vec<JoinHandle<Result<Vec<Rejected>, Error>>>,
+    pub(super) slots: Arc<Semaphore>,
+    pub(super) rejected: Vec<Rejected>,
+}
+
+impl Writer {
+    fn new_batch(&self) -> Batch {
+        Batch::new(self.flags, self.limits.max_request_bytes.min(1 << 20))
+    }
+
+    /// Sends the current batch (if any) in the background.
+    fn submit(&mut self) -> Result<(), Error> {
+        let Some(batch) = self.batch.take() else {
+            return Ok(());
+        };
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.reap(false)?;
+        let permit = self
+            .handle
+            .block_on(self.slots.clone().acquire_owned())
+            .expect("the semaphore is never closed");
+        let (endpoint, policy) = (self.endpoint.clone(), self.policy.clone());
+        let sent = batch.finish();
+        self.in_flight.push(self.handle.spawn(async move {
+            let _slot = permit;
+            send(&endpoint, sent, &policy).await
+        }));
+        Ok(())
+    }
+
+    /// Collects finished requests (all of them, waiting, when `wait`); the first failure ends
+    /// the object.
+    fn reap(&mut self, wait: bool) -> Result<(), Error> {
+        let mut first_error = None;
+        let mut still = Vec::new();
+        for task in self.in_flight.drain(..) {
+            if !wait && !task.is_finished() {
+                still.push(task);
+                continue;
+            }
+            match self.handle.block_on(task) {
+                Ok(Ok(rejected)) => self.rejected.extend(rejected),
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(join) => {
+                    first_error.get_or_insert(Error::new(
+                        Stage::Sink,
+                        Class::Transient,
+                        Cause::Sink(format!("insertAll task failed: {join}")),
+                    ));
+                }
+            }
+        }
+        self.in_flight = still;
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+impl ObjectWriter for Writer {
+    fn write_row(&mut self, row: &Row<'_>) -> Result<(), Error> {
+        let entry = Batch::entry_len(row);
+        // A row that cannot fit in a request on its own is a record-level error.
+        let alone = Batch::new(self.flags, 0).encoded_len() + entry;
+        if alone > self.limits.max_request_bytes {
+            self.rejected.push(Rejected {
+                ordinal: row.ordinal,
+                byte_offset: row.byte_offset,
+                row: row.to_vec(),
+                error: format!(
+                    "row is {} bytes: over the {} bytes an insertAll request may carry",
+                    row.len(),
+                    self.limits.max_request_bytes
+                ),
+            });
+            return Ok(());
+        }
+        let full = self.batch.as_ref().is_some_and(|b| {
+            b.len() >= self.limits.batch_rows
+                || b.encoded_len() + entry > self.limits.max_request_bytes
+        });
+        if full {
+            self.submit()?;
+        }
+        if self.batch.is_none() {
+            self.batch = Some(self.new_batch());
+        }
+        self.batch.as_mut().expect("set above").push(row);
+        Ok(())
+    }
+
+    fn commit(mut self: Box<Self>) -> Result<Committed, Error> {
+        let submitted = self.submit();
+        let reaped = self.reap(true);
+        submitted?;
+        reaped?;
+        let mut rejected = std::mem::take(&mut self.rejected);
+        rejected.sort_by_key(|r| r.ordinal);
+        Ok(Committed { rejected })
+    }
+}
