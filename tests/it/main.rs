@@ -1,6 +1,7 @@
 //! Integration tests: one binary so the dependency graph links once.
 
 mod bad_input;
+mod bigquery_emulator;
 mod bigquery_faults;
 mod bq_emulator;
 mod cli;
