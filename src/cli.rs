@@ -143,6 +143,18 @@ pub(crate) struct Opts {
         default_value = "_row_id"
     )]
     row_id_column: String,
+    /// Extra columns: any of source_uri, record_ordinal, ingested_at (comma-separated), written
+    /// as _source_uri, _record_ordinal, _ingested_at.
+    #[arg(
+        long,
+        global = true,
+        env = "FIREHOSE_REPLAY_METADATA_COLUMNS",
+        default_value = "none"
+    )]
+    metadata_columns: firehose_replay::row::Metadata,
+    /// Field mapping applied to every record: {"rename":{"a.b":"col"},"drop":["x"],"json":["payload"]}.
+    #[arg(long, global = true, env = "FIREHOSE_REPLAY_MAP")]
+    map: Option<PathBuf>,
     /// Where failed objects and records go: dir:PATH.
     #[arg(
         long,
@@ -306,8 +318,14 @@ impl BigQueryOpts {
 }
 
 impl Opts {
-    fn settings(&self) -> Settings {
-        Settings {
+    fn settings(&self) -> anyhow::Result<Settings> {
+        let mapping = match &self.map {
+            Some(path) => {
+                Some(firehose_replay::row::map::Mapping::load(path).map_err(anyhow::Error::msg)?)
+            }
+            None => None,
+        };
+        Ok(Settings {
             compression: self.compression,
             framing: self.framing,
             envelope: self.envelope,
@@ -319,7 +337,9 @@ impl Opts {
                 None => RowIdSource::Position,
             },
             row_id_column: Some(self.row_id_column.clone()).filter(|c| !c.is_empty()),
-        }
+            metadata: self.metadata_columns,
+            mapping,
+        })
     }
 
     /// The parts every object shares: settings, sink, dead letters, ledger.
@@ -340,7 +360,7 @@ impl Opts {
             )),
         };
         Ok(Shared {
-            settings: Arc::new(self.settings()),
+            settings: Arc::new(self.settings()?),
             sink: match (&self.sink, self.sink.build_local()) {
                 (_, Some(local)) => Arc::from(local),
                 (SinkSpec::BigQuery(table), None) => {

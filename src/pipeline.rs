@@ -63,6 +63,10 @@ pub struct Settings {
     /// Column that carries the row ID in each row; `None` leaves it out (the ID is still used
     /// by sinks that dedup, e.g. as BigQuery's insertId).
     pub row_id_column: Option<String>,
+    /// `--metadata-columns`.
+    pub metadata: crate::row::Metadata,
+    /// `--map`: field renames, drops and JSON columns applied to every record.
+    pub mapping: Option<crate::row::map::Mapping>,
 }
 
 impl Default for Settings {
@@ -76,6 +80,8 @@ impl Default for Settings {
             on_record_error: RecordPolicy::DeadLetter,
             row_id: RowIdSource::Position,
             row_id_column: Some("_row_id".into()),
+            metadata: crate::row::Metadata::default(),
+            mapping: None,
         }
     }
 }
@@ -281,6 +287,11 @@ fn run(
         ObjectSeed::new(object),
         settings.row_id.clone(),
         settings.row_id_column.as_deref(),
+    )
+    .with_metadata(
+        settings.metadata,
+        object,
+        &chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
     );
     let mut counts = Counts::default();
     let mut settle = RecordSettler {
@@ -289,6 +300,7 @@ fn run(
         object,
     };
 
+    let mut mapped = Vec::new();
     let finished = loop {
         if cx.deadline.is_some_and(|d| Instant::now() >= d) {
             // Dropping the writer abandons the rows written so far.
@@ -305,7 +317,20 @@ fn run(
         for item in &batch.items {
             match &item.kind {
                 ItemKind::Payload { .. } => {
-                    let payload = batch.payload(item).expect("a payload item");
+                    let mut payload = batch.payload(item).expect("a payload item");
+                    if let Some(mapping) = &settings.mapping {
+                        match mapping.apply(payload.json, &mut mapped) {
+                            Ok(shape) => {
+                                payload.json = &mapped;
+                                payload.shape = shape;
+                            }
+                            Err(e) => {
+                                settle.settle(item, Stage::Parse, batch.bytes(item), &e)?;
+                                counts.record_errors += 1;
+                                continue;
+                            }
+                        }
+                    }
                     match rows.build(&payload, item.ordinal) {
                         Ok(mut row) => {
                             row.byte_offset = item.offset;

@@ -6,6 +6,7 @@
 //! (BigQuery's JSON loader, serde_json, jq) see ours.
 
 pub mod id;
+pub mod map;
 
 pub use id::{ObjectSeed, RowId};
 
@@ -66,12 +67,48 @@ impl<'a> Row<'a> {
     }
 }
 
+/// Optional columns describing where a row came from (`--metadata-columns`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Metadata {
+    /// `_source_uri`: `s3://bucket/key` (for a local tree, its directory name plays the bucket).
+    pub source_uri: bool,
+    /// `_record_ordinal`: the record's 0-based position in the object.
+    pub record_ordinal: bool,
+    /// `_ingested_at`: when this run started the object (RFC 3339, UTC, milliseconds).
+    pub ingested_at: bool,
+}
+
+impl std::str::FromStr for Metadata {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut m = Metadata::default();
+        for name in s.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            match name.trim_start_matches('_') {
+                "source_uri" => m.source_uri = true,
+                "record_ordinal" => m.record_ordinal = true,
+                "ingested_at" => m.ingested_at = true,
+                "none" => {}
+                other => {
+                    return Err(format!(
+                        "unknown metadata column `{other}` (expected source_uri, record_ordinal, ingested_at)"
+                    ))
+                }
+            }
+        }
+        Ok(m)
+    }
+}
+
 /// Builds rows; its buffers are reused from row to row.
 pub struct RowBuilder {
     seed: ObjectSeed,
     source: RowIdSource,
     /// `"<column>":"` with the column name JSON-escaped, or `None` when the column is disabled.
     column_prefix: Option<Vec<u8>>,
+    /// Per-object metadata columns, ready to splice: `"_source_uri":"…","_ingested_at":"…"`.
+    object_columns: Vec<u8>,
+    record_ordinal: bool,
     /// The record made single-line, when it had raw line breaks (rare).
     body: Vec<u8>,
     /// What follows the body: the ID column and the closing brace.
@@ -91,9 +128,64 @@ impl RowBuilder {
             seed,
             source,
             column_prefix,
+            object_columns: Vec::new(),
+            record_ordinal: false,
             body: Vec::new(),
             tail: Vec::with_capacity(256),
             id,
+        }
+    }
+
+    /// Adds the chosen metadata columns to every row of `object`.
+    pub fn with_metadata(
+        mut self,
+        metadata: Metadata,
+        object: &crate::object::ObjectRef,
+        ingested_at: &str,
+    ) -> RowBuilder {
+        let mut cols = Vec::new();
+        let mut add = |name: &str, value: &str| {
+            if !cols.is_empty() {
+                cols.push(b',');
+            }
+            cols.extend_from_slice(format!("\"{name}\":").as_bytes());
+            cols.extend_from_slice(&serde_json::to_vec(value).expect("a string serialises"));
+        };
+        if metadata.source_uri {
+            add(
+                "_source_uri",
+                &format!("s3://{}/{}", object.bucket, object.key),
+            );
+        }
+        if metadata.ingested_at {
+            add("_ingested_at", ingested_at);
+        }
+        self.object_columns = cols;
+        self.record_ordinal = metadata.record_ordinal;
+        self
+    }
+
+    /// Everything spliced after the record's own fields, without the leading comma and the
+    /// closing brace; empty when nothing is.
+    fn extra_columns(&mut self, ordinal: u64) {
+        let tail = &mut self.tail;
+        if let Some(prefix) = &self.column_prefix {
+            tail.extend_from_slice(prefix);
+            tail.extend_from_slice(self.id.as_str().as_bytes());
+            tail.push(b'"');
+        }
+        if !self.object_columns.is_empty() {
+            if !tail.is_empty() {
+                tail.push(b',');
+            }
+            tail.extend_from_slice(&self.object_columns);
+        }
+        if self.record_ordinal {
+            if !tail.is_empty() {
+                tail.push(b',');
+            }
+            tail.extend_from_slice(b"\"_record_ordinal\":");
+            tail.extend_from_slice(ordinal.to_string().as_bytes());
         }
     }
 
@@ -119,27 +211,24 @@ impl RowBuilder {
         };
         let json = payload.json;
         self.tail.clear();
-        let (head, body): (&'static [u8], &[u8]) = match (payload.shape, &self.column_prefix) {
-            (Shape::Object { empty }, Some(prefix)) => {
+        self.extra_columns(ordinal);
+        let extras = !self.tail.is_empty();
+        let (head, body): (&'static [u8], &[u8]) = match payload.shape {
+            Shape::Object { empty } if extras => {
                 let close = json
                     .iter()
                     .rposition(|&b| b == b'}')
                     .expect("a valid JSON object ends with `}`");
                 if !empty {
-                    self.tail.push(b',');
+                    self.tail.insert(0, b',');
                 }
-                self.tail.extend_from_slice(prefix);
-                self.tail.extend_from_slice(self.id.as_str().as_bytes());
-                self.tail.extend_from_slice(b"\"}");
+                self.tail.push(b'}');
                 (b"", &json[..close])
             }
-            (Shape::Object { .. }, None) => (b"", trim_end(json)),
-            (Shape::Other, prefix) => {
-                if let Some(prefix) = prefix {
-                    self.tail.push(b',');
-                    self.tail.extend_from_slice(prefix);
-                    self.tail.extend_from_slice(self.id.as_str().as_bytes());
-                    self.tail.push(b'"');
+            Shape::Object { .. } => (b"", trim_end(json)),
+            Shape::Other => {
+                if extras {
+                    self.tail.insert(0, b',');
                 }
                 self.tail.push(b'}');
                 (b"{\"value\":", trim_end(json))
@@ -224,6 +313,39 @@ mod tests {
             build("{\n\"a\":\r\n1}", Some("id\"x"), p.clone()).unwrap(),
             r#"{ "a":  1,"id\"x":"ID"}"#
         );
+    }
+
+    #[test]
+    fn metadata_columns_follow_the_row_id() {
+        let seed = ObjectSeed::new(&ObjectRef::new("b", "k/x \"y\".gz"));
+        let all: Metadata = "source_uri,_record_ordinal,ingested_at".parse().unwrap();
+        let object = ObjectRef::new("b", "k/x \"y\".gz");
+        let mut rb = RowBuilder::new(seed.clone(), RowIdSource::Position, Some("_row_id"))
+            .with_metadata(all, &object, "2026-11-27T23:00:00.000Z");
+        let row = |rb: &mut RowBuilder, json: &str| {
+            let payload = Payload {
+                json: json.as_bytes(),
+                shape: validate(json.as_bytes()).unwrap(),
+                sub: &[],
+            };
+            let r = rb.build(&payload, 3).unwrap();
+            serde_json::from_slice::<serde_json::Value>(&r.to_vec()).unwrap()
+        };
+        let v = row(&mut rb, r#"{"a":1}"#);
+        assert_eq!(v["a"], 1);
+        assert_eq!(v["_row_id"], seed.id(3, &[]).as_str());
+        assert_eq!(v["_source_uri"], "s3://b/k/x \"y\".gz");
+        assert_eq!(v["_record_ordinal"], 3);
+        assert_eq!(v["_ingested_at"], "2026-11-27T23:00:00.000Z");
+        assert_eq!(row(&mut rb, "{}")["_record_ordinal"], 3);
+        assert_eq!(row(&mut rb, "[1]")["value"], serde_json::json!([1]));
+        // Without the ID column the metadata still goes in.
+        let only: Metadata = "record_ordinal".parse().unwrap();
+        let mut rb =
+            RowBuilder::new(seed, RowIdSource::Position, None).with_metadata(only, &object, "");
+        let v = row(&mut rb, r#"{"a":1}"#);
+        assert_eq!(v, serde_json::json!({"a": 1, "_record_ordinal": 3}));
+        assert!("bogus".parse::<Metadata>().is_err());
     }
 
     #[test]

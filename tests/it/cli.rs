@@ -242,3 +242,62 @@ fn flags_can_come_from_the_environment() {
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout), "{\"a\":1}\n");
 }
+
+#[test]
+fn metadata_columns_and_a_field_map_shape_every_row() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("arch/2026/11/25/13");
+    std::fs::create_dir_all(&dir).unwrap();
+    let name = "s-1-2026-11-25-13-00-00-0f8fad5b-d9cb-469f-a165-70867728950e";
+    std::fs::write(
+        dir.join(name),
+        "{\"ts\":\"2026-11-25T13:00:00Z\",\"debug\":1,\"detail\":{\"id\":\"e-1\",\"k\":[1]}}\n[1]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        work.path().join("map.json"),
+        r#"{"rename":{"detail.id":"event_id"},"drop":["debug"],"json":["detail"]}"#,
+    )
+    .unwrap();
+    let out = bin()
+        .current_dir(work.path())
+        .args(["replay", "arch", "--map", "map.json"])
+        .args([
+            "--metadata-columns",
+            "source_uri,record_ordinal,ingested_at",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = read_ndjson(
+        &work
+            .path()
+            .join(format!("out/arch/2026/11/25/13/{name}.ndjson")),
+    );
+    assert_eq!(rows.len(), 2);
+    let r = &rows[0];
+    assert_eq!(r["event_id"], "e-1");
+    assert_eq!(
+        r["detail"], "{\"k\":[1]}",
+        "a JSON column is sent as JSON text"
+    );
+    assert!(r.get("debug").is_none());
+    assert_eq!(r["_source_uri"], format!("s3://arch/2026/11/25/13/{name}"));
+    assert_eq!(r["_record_ordinal"], 0);
+    assert!(r["_ingested_at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(rows[1]["value"], serde_json::json!([1]));
+    assert_eq!(rows[1]["_record_ordinal"], 1);
+    // A bad map is a usage error.
+    std::fs::write(work.path().join("bad.json"), r#"{"renames":{}}"#).unwrap();
+    let out = bin()
+        .current_dir(work.path())
+        .args(["replay", "arch", "--map", "bad.json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a mapping"));
+}

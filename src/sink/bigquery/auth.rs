@@ -130,10 +130,15 @@ async fn from_document(doc: &[u8], origin: &str) -> Result<Arc<dyn Authenticator
     }
 }
 
-async fn external_account(_doc: &[u8], origin: &str) -> Result<Arc<dyn Authenticator>, Error> {
-    Err(auth_error(format!(
-        "{origin}: external_account (workload identity federation) credentials are not supported yet"
-    )))
+/// Workload identity federation from AWS: the function's own AWS credentials are exchanged
+/// for a Google token, so no long-lived Google key is needed.
+async fn external_account(doc: &[u8], origin: &str) -> Result<Arc<dyn Authenticator>, Error> {
+    let config = super::federation::load_external_account(doc)
+        .map_err(|e| auth_error(format!("{origin}: {e}")))?;
+    let auth = super::federation::AwsFederatedAuthenticator::new(config)
+        .await
+        .map_err(|e| auth_error(format!("{origin}: {e}")))?;
+    Ok(auth.into_authenticator())
 }
 
 /// yup-oauth2's authenticators (service account, user, metadata server) as the crate's

@@ -8,6 +8,7 @@
 //! request row by row.
 
 pub mod auth;
+pub mod federation;
 pub mod insert;
 pub mod request;
 pub mod writer;
