@@ -18,13 +18,19 @@ DATA=${BENCH_DATA:-bench-data}
 TIME=/usr/bin/time
 [ -x "$TIME" ] || { echo "bench needs GNU time at /usr/bin/time (apt-get install time)" >&2; exit 1; }
 
-cargo build --quiet --release --bin firehose-replay --example gen_sample_data --example inflate_only
+cargo build --quiet --release --bin firehose-replay --example gen_sample_data --example inflate_only \
+  --example insert_all_server
 BIN=target/release/firehose-replay
 GEN=target/release/examples/gen_sample_data
 INFLATE=target/release/examples/inflate_only
 mkdir -p "$DATA"
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+# A local insertAll endpoint (no latency, no faults) for the BigQuery sink's rows.
+target/release/examples/insert_all_server >"$work/bq.addr" &
+bq_pid=$!
+trap 'kill $bq_pid 2>/dev/null; rm -rf "$work"' EXIT
+for _ in $(seq 100); do [ -s "$work/bq.addr" ] && break; sleep 0.05; done
+BQ=$(head -n1 "$work/bq.addr")
 
 mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
 
@@ -79,7 +85,11 @@ for size in $SIZES; do
       --sink "ndjson:$work/out" --dead-letter "dir:$work/dl")
     row "gzip -dc (GNU)" "$g" "$grss" "$bytes" "$g" 0
     row "inflate only (zlib-rs)" "$f" "$frss" "$bytes" "$g" "$f"
+    read -r q qrss < <(measure "$runs" "$BIN" --log-level error replay "$obj" --ledger none \
+      --sink bigquery:bench.bi.events --bigquery-endpoint "$BQ" --dead-letter "dir:$work/dl")
     row "firehose-replay → ndjson" "$t" "$trss" "$bytes" "$g" "$f"
+    row "firehose-replay → BigQuery" "$q" "$qrss" "$bytes" "$g" "$f"
+    awk -v q="$q" -v t="$t" 'BEGIN { printf "  BigQuery insertAll path: %+.1f%% wall time vs the NDJSON sink\n", (q / t - 1) * 100 }'
     if [ "$size" -eq 64 ] && [ "$framing" = newline ]; then
       if command -v node >/dev/null; then
         read -r p prss < <(measure 3 node scripts/bench/peer.js "$obj" "$work/node.out")
