@@ -9,7 +9,10 @@ use std::io::Read;
 
 fn main() {
     let server = tiny_http::Server::http("127.0.0.1:0").expect("bind");
-    println!("http://{}", server.server_addr().to_ip().expect("an IP address"));
+    println!(
+        "http://{}",
+        server.server_addr().to_ip().expect("an IP address")
+    );
     let ok = r#"{"kind":"bigquery#tableDataInsertAllResponse"}"#;
     for mut req in server.incoming_requests() {
         std::thread::spawn(move || {

@@ -9,7 +9,8 @@ use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 
 use firehose_replay::backfill::{self, HourRange};
-use firehose_replay::dead_letter::DeadLetterDir;
+use firehose_replay::dead_letter::remote::{self, Remote, S3Target};
+use firehose_replay::dead_letter::DeadLetters;
 use firehose_replay::decode::CompressionChoice;
 use firehose_replay::frame::Framing;
 use firehose_replay::ledger::file::FileLedger;
@@ -18,6 +19,7 @@ use firehose_replay::ledger::{worker_id, Ledger, LedgerSpec, NoLedger};
 use firehose_replay::object::ObjectRef;
 use firehose_replay::pipeline::{RecordPolicy, Settings};
 use firehose_replay::record::Envelope;
+use firehose_replay::retry::ObjectRetry;
 use firehose_replay::row::RowIdSource;
 use firehose_replay::runner::{self, Job, Summary};
 use firehose_replay::runner::{Progress, Shared};
@@ -81,6 +83,25 @@ enum Command {
         #[arg(long, conflicts_with = "dry_run")]
         manifest: Option<PathBuf>,
     },
+    /// Deliver dead letters again into the configured sink: failed objects are processed from
+    /// their source, failed records are rebuilt with their original row IDs. Each letter is
+    /// removed once everything in it was delivered; what still fails is reported (and records
+    /// that still fail go to --dead-letter).
+    Redrive(RedriveArgs),
+}
+
+/// `redrive`'s arguments.
+#[derive(Args, Debug)]
+struct RedriveArgs {
+    /// Where the dead letters are: dir:PATH (or a path), s3://bucket/prefix/ or sqs:QUEUE_URL.
+    source: String,
+    /// List the dead letters (kind, object, reason) and change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// A local directory that plays the bucket of object letters written by local runs (its
+    /// name is the bucket name); other buckets are read from S3.
+    #[arg(long)]
+    source_root: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -155,7 +176,7 @@ pub(crate) struct Opts {
     /// Field mapping applied to every record: {"rename":{"a.b":"col"},"drop":["x"],"json":["payload"]}.
     #[arg(long, global = true, env = "FIREHOSE_REPLAY_MAP")]
     map: Option<PathBuf>,
-    /// Where failed objects and records go: dir:PATH.
+    /// Where failed objects and records go: dir:PATH, s3://bucket/prefix/ or sqs:QUEUE_URL.
     #[arg(
         long,
         global = true,
@@ -163,6 +184,10 @@ pub(crate) struct Opts {
         default_value = "dir:./dead-letter"
     )]
     pub(crate) dead_letter: String,
+    /// With --dead-letter sqs:…, where dead letters over SQS's 256 KiB limit are stored
+    /// (s3://bucket/prefix/); the message then refers to them.
+    #[arg(long, global = true, env = "FIREHOSE_REPLAY_DEAD_LETTER_OVERFLOW")]
+    dead_letter_overflow: Option<String>,
     /// Objects processed at once (default: cores × 2 — fetching overlaps decoding).
     #[arg(long, global = true, env = "FIREHOSE_REPLAY_CONCURRENCY")]
     pub(crate) concurrency: Option<usize>,
@@ -170,6 +195,18 @@ pub(crate) struct Opts {
     /// none. Default: a file in the ndjson output directory; none for stdout.
     #[arg(long, global = true, env = "FIREHOSE_REPLAY_LEDGER")]
     pub(crate) ledger: Option<LedgerSpec>,
+    /// Tries per object (the first included) when it fails transiently; then it is
+    /// dead-lettered (CLI) or reported for the platform to retry (Lambda).
+    #[arg(
+        long,
+        global = true,
+        env = "FIREHOSE_REPLAY_MAX_ATTEMPTS",
+        default_value_t = 3
+    )]
+    max_attempts: u32,
+    /// Seconds one object may take, retries included (CLI; Lambda uses the invocation's time).
+    #[arg(long, global = true, env = "FIREHOSE_REPLAY_OBJECT_TIMEOUT")]
+    object_timeout: Option<u64>,
     /// Process objects even if the ledger has them as done.
     #[arg(long, global = true, env = "FIREHOSE_REPLAY_FORCE")]
     force: bool,
@@ -262,7 +299,7 @@ pub(crate) struct BigQueryOpts {
         env = "FIREHOSE_REPLAY_RETRY_MIN_DELAY_MS",
         default_value_t = 500
     )]
-    retry_min_delay_ms: u64,
+    pub(crate) retry_min_delay_ms: u64,
     /// Per-request timeout.
     #[arg(
         long,
@@ -368,10 +405,16 @@ impl Opts {
                 }
                 (spec, None) => bail!("sink {spec:?} cannot be built"),
             },
-            dead_letters: Arc::new(self.dead_letters()?),
+            dead_letters: Arc::new(self.dead_letters(aws).await?),
             ledger,
             force: self.force,
             worker: Arc::from(worker_id()),
+            retry: ObjectRetry {
+                max_attempts: self.max_attempts.max(1),
+                min_delay: std::time::Duration::from_millis(self.bigquery.retry_min_delay_ms),
+                ..ObjectRetry::default()
+            },
+            object_timeout: self.object_timeout.map(std::time::Duration::from_secs),
         })
     }
 
@@ -381,13 +424,47 @@ impl Opts {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()) * 2)
     }
 
-    fn dead_letters(&self) -> anyhow::Result<DeadLetterDir> {
-        let spec = &self.dead_letter;
-        let dir = spec.strip_prefix("dir:").unwrap_or(spec);
-        if dir.is_empty() || spec.contains("://") || spec.starts_with("sqs:") {
-            bail!("unsupported --dead-letter `{spec}`: use dir:PATH");
+    async fn dead_letters(&self, aws: &mut Aws) -> anyhow::Result<DeadLetters> {
+        let spec = self.dead_letter.as_str();
+        let s3_target = |uri: &str, client: aws_sdk_s3::Client| -> anyhow::Result<S3Target> {
+            let uri: S3Uri = uri.parse().map_err(anyhow::Error::msg)?;
+            let mut prefix = uri.key;
+            if !prefix.is_empty() && !prefix.ends_with('/') {
+                prefix.push('/');
+            }
+            Ok(S3Target {
+                client,
+                bucket: uri.bucket,
+                prefix,
+            })
+        };
+        if spec.starts_with("s3://") {
+            let target = s3_target(spec, aws.client().await)?;
+            return Ok(DeadLetters::remote(Remote::S3 {
+                target,
+                handle: tokio::runtime::Handle::current(),
+            }));
         }
-        Ok(DeadLetterDir::new(dir))
+        if let Some(url) = spec.strip_prefix("sqs:") {
+            if url.is_empty() {
+                bail!("`sqs:` needs a queue URL");
+            }
+            let overflow = match &self.dead_letter_overflow {
+                Some(uri) => Some(s3_target(uri, aws.client().await)?),
+                None => None,
+            };
+            return Ok(DeadLetters::remote(Remote::Sqs {
+                client: remote::sqs_client().await,
+                queue_url: url.to_string(),
+                overflow,
+                handle: tokio::runtime::Handle::current(),
+            }));
+        }
+        let dir = spec.strip_prefix("dir:").unwrap_or(spec);
+        if dir.is_empty() || spec.contains("://") {
+            bail!("unsupported --dead-letter `{spec}`: use dir:PATH, s3://bucket/prefix/ or sqs:QUEUE_URL");
+        }
+        Ok(DeadLetters::new(dir))
     }
 }
 
@@ -426,9 +503,33 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Libraries that log secrets at debug level (yup-oauth2: the signed JWT and the access token;
+/// HTTP stacks: headers, which carry bearer tokens and AWS signatures). They stay at `warn`
+/// unless the filter names them explicitly, so `--log-level debug` never leaks credentials.
+const SECRET_LOGGING_TARGETS: [&str; 8] = [
+    "yup_oauth2",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "reqwest",
+    "rustls",
+    "aws_smithy_runtime",
+    "aws_sigv4",
+];
+
+pub(crate) fn log_filter(level: &str) -> tracing_subscriber::EnvFilter {
+    let mut spec = level.to_string();
+    for t in SECRET_LOGGING_TARGETS {
+        if !level.contains(t) {
+            spec.push_str(&format!(",{t}=warn"));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(&spec)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+}
+
 fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = log_filter(level);
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -460,6 +561,7 @@ async fn run(cli: Cli) -> anyhow::Result<Option<Summary>> {
         client: None,
     };
     let jobs = match &cli.command {
+        Command::Redrive(args) => return redrive(opts, args, &mut aws).await,
         Command::Replay { sources } => replay_jobs(sources, &mut aws).await?,
         Command::Backfill {
             root,
@@ -553,6 +655,148 @@ async fn run(cli: Cli) -> anyhow::Result<Option<Summary>> {
     Ok(Some(
         runner::run(jobs, shared, concurrency, progress, stop).await,
     ))
+}
+
+/// `redrive`: object letters become jobs for the normal runner; records letters are rebuilt
+/// into rows one letter at a time.
+async fn redrive(
+    opts: &Opts,
+    args: &RedriveArgs,
+    aws: &mut Aws,
+) -> anyhow::Result<Option<Summary>> {
+    use firehose_replay::redrive::{self, Source};
+    let spec = args.source.as_str();
+    let source = if let Some(url) = spec.strip_prefix("sqs:") {
+        Source::Sqs {
+            sqs: remote::sqs_client().await,
+            s3: aws.client().await,
+            queue_url: url.to_string(),
+        }
+    } else if spec.starts_with("s3://") {
+        let uri: S3Uri = spec.parse().map_err(anyhow::Error::msg)?;
+        Source::S3 {
+            client: aws.client().await,
+            bucket: uri.bucket,
+            prefix: uri.key,
+        }
+    } else if let Some(dir) = redrive::dir_of(spec) {
+        Source::Dir(dir.to_path_buf())
+    } else {
+        bail!("unsupported dead-letter source `{spec}`: use dir:PATH, s3://bucket/prefix/ or sqs:QUEUE_URL");
+    };
+    let letters = source.list(900).await?;
+    if args.dry_run {
+        println!("{} dead letters", letters.len());
+        for l in &letters {
+            let kind = match &l.doc.records {
+                Some(r) => format!("records ({})", r.len()),
+                None => "object".to_string(),
+            };
+            println!(
+                "{kind}\t{}/{}\t{} {}: {}\t{}",
+                l.doc.object.bucket,
+                l.doc.object.key,
+                l.doc.class,
+                l.doc.stage,
+                l.doc.error,
+                l.location
+            );
+        }
+        return Ok(None);
+    }
+    let shared = opts.shared(aws).await?;
+    let started = std::time::Instant::now();
+    let mut summary = Summary::default();
+    // Object letters: through the runner (retries, ledger, concurrency).
+    let (object_letters, record_letters): (Vec<_>, Vec<_>) =
+        letters.into_iter().partition(|l| l.doc.records.is_none());
+    let mut jobs = Vec::new();
+    for l in &object_letters {
+        let object = l.doc.object_ref();
+        let store: Arc<dyn ObjectStore> = match &args.source_root {
+            Some(root) if LocalStore::new(root)?.bucket() == object.bucket => {
+                Arc::new(LocalStore::new(root)?)
+            }
+            _ => Arc::new(S3Store::new(aws.client().await, &object.bucket)),
+        };
+        jobs.push(Job { store, object });
+    }
+    if !jobs.is_empty() {
+        let ran = runner::run(
+            jobs,
+            shared.clone(),
+            opts.concurrency(),
+            Progress::Off,
+            Arc::new(AtomicBool::new(false)),
+        )
+        .await;
+        for l in &object_letters {
+            let failed = ran.failures.iter().any(|f| {
+                f.object.bucket == l.doc.object.bucket && f.object.key == l.doc.object.key
+            });
+            if !failed {
+                source.remove(&l.location).await?;
+                eprintln!(
+                    "redriven: {}/{} ({})",
+                    l.doc.object.bucket, l.doc.object.key, l.location
+                );
+            }
+        }
+        summary = ran;
+    }
+    // Records letters.
+    for l in record_letters {
+        let (doc, sh) = (l.doc.clone(), shared.clone());
+        let result = tokio::task::spawn_blocking(move || {
+            redrive::redrive_records(&doc, &sh.settings, sh.sink.as_ref(), &sh.dead_letters)
+        })
+        .await?;
+        let object = l.doc.object_ref();
+        match result {
+            Ok(outcome) => {
+                summary.counts.rows += outcome.delivered;
+                summary.counts.record_errors += outcome.still_failing;
+                let replaced_in_place =
+                    outcome.new_letter.as_deref() == Some(l.location.to_string().as_str());
+                if !replaced_in_place {
+                    source.remove(&l.location).await?;
+                }
+                if outcome.still_failing == 0 {
+                    summary.objects_ok += 1;
+                    eprintln!(
+                        "redriven: {} records of {}/{} ({})",
+                        outcome.delivered, object.bucket, object.key, l.location
+                    );
+                } else {
+                    summary
+                        .failures
+                        .push(Box::new(firehose_replay::pipeline::ObjectFailure {
+                            object,
+                            error: firehose_replay::error::Error::permanent(
+                                firehose_replay::error::Stage::Parse,
+                                firehose_replay::error::Cause::DeadLetter(format!(
+                                    "{} records still fail (kept in {})",
+                                    outcome.still_failing,
+                                    outcome.new_letter.as_deref().unwrap_or("?")
+                                )),
+                            ),
+                            attempts: 1,
+                        }));
+                }
+            }
+            Err(error) => {
+                summary
+                    .failures
+                    .push(Box::new(firehose_replay::pipeline::ObjectFailure {
+                        object,
+                        error,
+                        attempts: 1,
+                    }))
+            }
+        }
+    }
+    summary.elapsed = started.elapsed();
+    Ok(Some(summary))
 }
 
 /// An S3 Batch Operations CSV manifest: `bucket,key` per line, keys URL-encoded as the

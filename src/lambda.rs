@@ -60,8 +60,7 @@ pub fn main() -> ExitCode {
 
 /// Lambda's logs are read by machines (CloudWatch Logs Insights): one JSON object per line.
 fn init_json_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = crate::cli::log_filter(level);
     tracing_subscriber::fmt()
         .json()
         .flatten_event(true)

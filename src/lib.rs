@@ -14,6 +14,8 @@ pub mod ledger;
 pub mod object;
 pub mod pipeline;
 pub mod record;
+pub mod redrive;
+pub mod retry;
 pub mod row;
 pub mod runner;
 pub mod sink;

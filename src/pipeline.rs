@@ -5,7 +5,6 @@
 //! buffers, and settles each bad record by the configured policy. An object either commits all
 //! its rows (and its dead-lettered records) or, on an object-level error, commits nothing.
 
-use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
@@ -121,7 +120,7 @@ pub struct ObjectReport {
     pub framing: Option<&'static str>,
     pub envelope: Option<Envelope>,
     /// Where the object's failed records were dead-lettered, if any were.
-    pub dead_letter: Option<PathBuf>,
+    pub dead_letter: Option<String>,
     pub elapsed: Duration,
 }
 
@@ -130,6 +129,8 @@ pub struct ObjectReport {
 pub struct ObjectFailure {
     pub object: ObjectRef,
     pub error: Error,
+    /// Tries made, the failed one included.
+    pub attempts: u32,
 }
 
 /// What happened to an object that did not fail.
@@ -178,7 +179,13 @@ pub fn process_object(
             Ok(Begin::Proceed(c)) => claim = Some(c),
             Ok(Begin::Done) => return Ok(skipped(object, Skip::AlreadyDone)),
             Ok(Begin::Busy(who)) => return Ok(skipped(object, Skip::Busy(who))),
-            Err(error) => return Err(Box::new(ObjectFailure { object, error })),
+            Err(error) => {
+                return Err(Box::new(ObjectFailure {
+                    object,
+                    error,
+                    attempts: 1,
+                }))
+            }
         }
     }
     let compressed = Counter::default();
@@ -210,7 +217,11 @@ pub fn process_object(
             let claim = claim.take().unwrap_or_default();
             if let Err(error) = cx.ledger.finish(&object, claim, &summary) {
                 // The rows are in the sink; a rerun will write them again (same row IDs).
-                return Err(Box::new(ObjectFailure { object, error }));
+                return Err(Box::new(ObjectFailure {
+                    object,
+                    error,
+                    attempts: 1,
+                }));
             }
             report.object = object;
             Ok(Processed::Done(report))
@@ -225,7 +236,11 @@ pub fn process_object(
             if let Some(c) = claim {
                 cx.ledger.abandon(&object, c);
             }
-            Err(Box::new(ObjectFailure { object, error }))
+            Err(Box::new(ObjectFailure {
+                object,
+                error,
+                attempts: 1,
+            }))
         }
     }
 }

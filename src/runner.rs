@@ -32,6 +32,10 @@ pub struct Shared {
     pub ledger: Arc<dyn Ledger>,
     pub force: bool,
     pub worker: Arc<str>,
+    /// Object-level retries of transient failures.
+    pub retry: crate::retry::ObjectRetry,
+    /// Budget per object, retries included (`--object-timeout`).
+    pub object_timeout: Option<Duration>,
 }
 
 /// How progress is shown.
@@ -161,6 +165,7 @@ pub async fn run(
                     return (object, Outcome::NotStarted);
                 }
                 let task = tokio::task::spawn_blocking(move || {
+                    let deadline = shared.object_timeout.map(|t| Instant::now() + t);
                     let cx = Context {
                         store: job.store.as_ref(),
                         settings: &shared.settings,
@@ -169,9 +174,11 @@ pub async fn run(
                         ledger: shared.ledger.as_ref(),
                         force: shared.force,
                         worker: &shared.worker,
-                        deadline: None,
+                        deadline,
                     };
-                    process_object(&cx, job.object)
+                    shared
+                        .retry
+                        .run(deadline, |_| process_object(&cx, job.object.clone()))
                 });
                 match task.await {
                     Ok(r) => (object, Outcome::Processed(Box::new(r))),
@@ -187,6 +194,7 @@ pub async fn run(
                             Outcome::Processed(Box::new(Err(Box::new(ObjectFailure {
                                 object,
                                 error,
+                                attempts: 1,
                             })))),
                         )
                     }
@@ -315,13 +323,13 @@ fn log_report(r: &ObjectReport, info: bool) {
 pub fn settle_failure(
     failure: &ObjectFailure,
     dead_letters: &DeadLetterDir,
-) -> Result<std::path::PathBuf, Error> {
-    match dead_letters.object(&failure.object, &failure.error, 1) {
+) -> Result<String, Error> {
+    match dead_letters.object(&failure.object, &failure.error, failure.attempts) {
         Ok(path) => {
             tracing::error!(
                 object = %failure.object,
                 class = %failure.error.class,
-                dead_letter = %path.display(),
+                dead_letter = %path,
                 "object failed: {}",
                 failure.error
             );

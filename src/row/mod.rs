@@ -42,6 +42,16 @@ pub struct Row<'a> {
 }
 
 impl<'a> Row<'a> {
+    /// A row that is already complete (a row a sink refused earlier, being redriven).
+    pub fn whole(id: &'a RowId, ordinal: u64, bytes: &'a [u8]) -> Row<'a> {
+        Row {
+            id,
+            ordinal,
+            byte_offset: 0,
+            parts: [b"", bytes, b""],
+        }
+    }
+
     pub fn parts(&self) -> &[&'a [u8]; 3] {
         &self.parts
     }

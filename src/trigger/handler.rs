@@ -283,7 +283,9 @@ impl Handler {
                 worker: &shared.worker,
                 deadline: Some(give_up_at),
             };
-            process_object(&cx, object)
+            shared
+                .retry
+                .run(Some(give_up_at), |_| process_object(&cx, object.clone()))
         });
         // The pipeline checks the deadline between batches; this backstop covers a stalled read.
         let backstop = give_up_at + (self.margin / 4);

@@ -13,6 +13,7 @@ use firehose_replay::ledger::file::FileLedger;
 use firehose_replay::ledger::{Ledger, NoLedger};
 use firehose_replay::object::ObjectRef;
 use firehose_replay::pipeline::Settings;
+use firehose_replay::retry::ObjectRetry;
 use firehose_replay::runner::Shared;
 use firehose_replay::sink::ndjson::NdjsonDir;
 use firehose_replay::source::local::LocalStore;
@@ -82,6 +83,11 @@ impl World {
                 ledger,
                 force: false,
                 worker: Arc::from("test"),
+                retry: ObjectRetry {
+                    max_attempts: 1,
+                    ..ObjectRetry::default()
+                },
+                object_timeout: None,
             },
             concurrency: 4,
             margin: Duration::from_millis(200),

@@ -1,12 +1,14 @@
 //! Integration tests: one binary so the dependency graph links once.
 
 mod bad_input;
+mod bigquery_auth;
 mod bigquery_emulator;
 mod bigquery_faults;
 mod bq_emulator;
 mod cli;
 mod decoding;
 mod envelopes;
+mod failures;
 mod lambda;
 mod lambda_runtime;
 mod moto;

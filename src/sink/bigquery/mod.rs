@@ -121,6 +121,7 @@ pub struct BigQuery {
     flags: Flags,
     limits: Limits,
     handle: tokio::runtime::Handle,
+    delivered: Arc<writer::Delivered>,
 }
 
 fn setup_error(class: Class, msg: String) -> Error {
@@ -166,13 +167,21 @@ impl BigQuery {
             flags: config.flags,
             limits: config.limits,
             handle: tokio::runtime::Handle::current(),
+            delivered: Arc::default(),
         })
     }
 }
 
 impl Sink for BigQuery {
-    fn open(&self, _object: &ObjectRef) -> Result<Box<dyn ObjectWriter>, Error> {
+    fn open(&self, object: &ObjectRef) -> Result<Box<dyn ObjectWriter>, Error> {
         Ok(Box::new(Writer {
+            object_id: format!(
+                "{}/{}#{}",
+                object.bucket,
+                object.key,
+                object.etag.as_deref().unwrap_or("")
+            ),
+            delivered: self.delivered.clone(),
             endpoint: self.endpoint.clone(),
             policy: self.policy.clone(),
             flags: self.flags,

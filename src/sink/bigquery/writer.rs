@@ -25,7 +25,17 @@ pub struct Limits {
     pub max_in_flight: usize,
 }
 
+/// Batches a sink has delivered, per object, kept until the object commits: when an object is
+/// tried again after a transient failure, the batches BigQuery already accepted are not sent
+/// again. Batching is deterministic (same rows, same limits → same batches), so a batch is known
+/// by its first ordinal and row count.
+pub(super) type Delivered = std::sync::Mutex<
+    std::collections::HashMap<String, std::collections::HashMap<(u64, usize), Vec<Rejected>>>,
+>;
+
 pub(super) struct Writer {
+    pub(super) object_id: String,
+    pub(super) delivered: Arc<Delivered>,
     pub(super) endpoint: Arc<Endpoint>,
     pub(super) policy: Arc<RetryPolicy>,
     pub(super) flags: Flags,
@@ -51,15 +61,35 @@ impl Writer {
             return Ok(());
         }
         self.reap(false)?;
+        let batch_id = (batch.rows[0].ordinal, batch.len());
+        let known = self
+            .delivered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&self.object_id)
+            .and_then(|m| m.get(&batch_id).cloned());
+        if let Some(rejected) = known {
+            tracing::debug!(object = %self.object_id, first = batch_id.0, rows = batch_id.1, "batch already delivered in an earlier attempt");
+            self.rejected.extend(rejected);
+            return Ok(());
+        }
         let permit = self
             .handle
             .block_on(self.slots.clone().acquire_owned())
             .expect("the semaphore is never closed");
         let (endpoint, policy) = (self.endpoint.clone(), self.policy.clone());
+        let (delivered, object_id) = (self.delivered.clone(), self.object_id.clone());
         let sent = batch.finish();
         self.in_flight.push(self.handle.spawn(async move {
             let _slot = permit;
-            send(&endpoint, sent, &policy).await
+            let rejected = send(&endpoint, sent, &policy).await?;
+            delivered
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(object_id)
+                .or_default()
+                .insert(batch_id, rejected.clone());
+            Ok(rejected)
         }));
         Ok(())
     }
@@ -133,6 +163,10 @@ impl ObjectWriter for Writer {
         let reaped = self.reap(true);
         submitted?;
         reaped?;
+        self.delivered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.object_id);
         let mut rejected = std::mem::take(&mut self.rejected);
         rejected.sort_by_key(|r| r.ordinal);
         Ok(Committed { rejected })

@@ -7,9 +7,20 @@
 //! — `records` (raw bytes in base64) for record-level failures, absent when the whole object
 //! failed. Enough to retry without the original notification.
 //!
-//! This module writes them to a local directory (`dir:PATH`), as
-//! `PATH/<bucket>/<key>.records.json` and `PATH/<bucket>/<key>.object.json`: one per object and
-//! kind, so a rerun replaces rather than piles up.
+//! Destinations (`--dead-letter`):
+//! - `dir:PATH` — `PATH/<bucket>/<key>.records.json` and `PATH/<bucket>/<key>.object.json`: one
+//!   per object and kind, so a rerun replaces rather than piles up;
+//! - `s3://bucket/prefix/` — the same documents as objects
+//!   `prefix/YYYY/MM/DD/<bucket>/<key>.<kind>.json` (the UTC day it failed), so redrive can
+//!   list them by date;
+//! - `sqs:QUEUE_URL` — one message per document, with attributes `class`, `stage`, `kind`; a
+//!   document over SQS's 256 KiB limit goes to `--dead-letter-overflow s3://…` and the message
+//!   carries a reference (`{"version":1,"object":…,"location":"s3://…"}`) instead.
+//!
+//! Record letters are spooled to a local temporary file while the object is processed, so
+//! memory stays flat however many records fail.
+
+pub mod remote;
 
 use std::fs;
 use std::io::{BufWriter, Write};
@@ -25,13 +36,40 @@ use crate::sink::ndjson::mirrored_path;
 
 pub const VERSION: u32 = 1;
 
-#[derive(Debug, Clone)]
-pub struct DeadLetterDir {
-    dir: PathBuf,
+/// Where dead letters go.
+#[derive(Clone)]
+pub enum Destination {
+    Dir(PathBuf),
+    Remote(std::sync::Arc<remote::Remote>),
+}
+
+/// The dead-letter destination of a run.
+#[derive(Clone)]
+pub struct DeadLetters {
+    dest: Destination,
+}
+
+/// The local-directory destination (the CLI's default).
+pub type DeadLetterDir = DeadLetters;
+
+/// What kind of dead letter a document is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Object,
+    Records,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Object => "object",
+            Kind::Records => "records",
+        }
+    }
 }
 
 #[derive(Serialize)]
-struct ObjectInfo<'a> {
+pub(crate) struct ObjectInfo<'a> {
     bucket: &'a str,
     key: &'a str,
     etag: Option<&'a str>,
@@ -81,13 +119,49 @@ fn dl_error(e: impl std::fmt::Display, path: &Path) -> Error {
     )
 }
 
-impl DeadLetterDir {
+impl DeadLetters {
+    /// `dir:PATH`.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        DeadLetterDir { dir: dir.into() }
+        DeadLetters {
+            dest: Destination::Dir(dir.into()),
+        }
     }
 
-    pub fn path(&self) -> &Path {
-        &self.dir
+    pub fn remote(remote: remote::Remote) -> Self {
+        DeadLetters {
+            dest: Destination::Remote(std::sync::Arc::new(remote)),
+        }
+    }
+
+    pub fn destination(&self) -> &Destination {
+        &self.dest
+    }
+
+    /// Where a document goes: its final local path, or (remote) its name below the prefix.
+    fn local_path(&self, object: &ObjectRef, kind: Kind) -> PathBuf {
+        let suffix = format!(".{}.json", kind.name());
+        match &self.dest {
+            Destination::Dir(dir) => mirrored_path(dir, object, &suffix),
+            Destination::Remote(_) => mirrored_path(&std::env::temp_dir(), object, &suffix),
+        }
+    }
+
+    /// Keeps a finished document that is in `file`; returns where it went.
+    fn deliver(
+        &self,
+        object: &ObjectRef,
+        kind: Kind,
+        header: &HeaderInfo,
+        file: tempfile::NamedTempFile,
+        path: &Path,
+    ) -> Result<String, Error> {
+        match &self.dest {
+            Destination::Dir(_) => {
+                file.persist(path).map_err(|e| dl_error(e.error, path))?;
+                Ok(path.display().to_string())
+            }
+            Destination::Remote(r) => r.deliver(object, kind, header, file.path()),
+        }
     }
 
     /// Records that a whole object failed.
@@ -96,8 +170,8 @@ impl DeadLetterDir {
         object: &ObjectRef,
         error: &Error,
         attempts: u32,
-    ) -> Result<PathBuf, Error> {
-        let path = mirrored_path(&self.dir, object, ".object.json");
+    ) -> Result<String, Error> {
+        let path = self.local_path(object, Kind::Object);
         let at = now();
         let text = error.to_string();
         let header = Header {
@@ -112,32 +186,48 @@ impl DeadLetterDir {
         };
         let mut body = serde_json::to_vec_pretty(&header).expect("serialisable");
         body.push(b'\n');
-        write_atomically(&path, &body)?;
-        Ok(path)
+        let file = spool(&path, &body)?;
+        let info = HeaderInfo {
+            class: error.class,
+            stage: error.stage,
+        };
+        self.deliver(object, Kind::Object, &info, file, &path)
     }
 
     /// A writer for one object's failed records, created on the first failure so that clean
     /// objects leave nothing behind.
     pub fn records(&self, object: &ObjectRef) -> RecordLetter {
         RecordLetter {
-            path: mirrored_path(&self.dir, object, ".records.json"),
+            path: self.local_path(object, Kind::Records),
             object: object.clone(),
             out: None,
             count: 0,
+            dest: self.clone(),
         }
     }
 }
 
-fn write_atomically(path: &Path, body: &[u8]) -> Result<(), Error> {
+/// The class and stage a document reports (message attributes for SQS).
+#[derive(Debug, Clone, Copy)]
+pub struct HeaderInfo {
+    pub class: Class,
+    pub stage: Stage,
+}
+
+/// A temporary file next to `path` (so a local letter is renamed into place atomically).
+fn spool_file(path: &Path) -> Result<tempfile::NamedTempFile, Error> {
     let parent = path.parent().expect("below the dead-letter directory");
     fs::create_dir_all(parent).map_err(|e| dl_error(e, parent))?;
-    let mut tmp = tempfile::Builder::new()
+    tempfile::Builder::new()
         .prefix(".tmp-")
         .tempfile_in(parent)
-        .map_err(|e| dl_error(e, parent))?;
+        .map_err(|e| dl_error(e, parent))
+}
+
+fn spool(path: &Path, body: &[u8]) -> Result<tempfile::NamedTempFile, Error> {
+    let mut tmp = spool_file(path)?;
     tmp.write_all(body).map_err(|e| dl_error(e, path))?;
-    tmp.persist(path).map_err(|e| dl_error(e.error, path))?;
-    Ok(())
+    Ok(tmp)
 }
 
 /// Streams failed records into one dead letter (memory stays flat however many fail).
@@ -146,6 +236,7 @@ pub struct RecordLetter {
     object: ObjectRef,
     out: Option<BufWriter<tempfile::NamedTempFile>>,
     count: u64,
+    dest: DeadLetters,
 }
 
 impl RecordLetter {
@@ -158,12 +249,7 @@ impl RecordLetter {
         error: &str,
     ) -> Result<(), Error> {
         if self.out.is_none() {
-            let parent = self.path.parent().expect("below the dead-letter directory");
-            fs::create_dir_all(parent).map_err(|e| dl_error(e, parent))?;
-            let tmp = tempfile::Builder::new()
-                .prefix(".tmp-")
-                .tempfile_in(parent)
-                .map_err(|e| dl_error(e, parent))?;
+            let tmp = spool_file(&self.path)?;
             let mut out = BufWriter::new(tmp);
             let at = now();
             let header = Header {
@@ -202,8 +288,8 @@ impl RecordLetter {
         self.count
     }
 
-    /// Completes the document and moves it into place; `None` if no record failed.
-    pub fn finish(self) -> Result<Option<PathBuf>, Error> {
+    /// Completes the document and delivers it; `None` if no record failed.
+    pub fn finish(self) -> Result<Option<String>, Error> {
         let Some(mut out) = self.out else {
             return Ok(None);
         };
@@ -212,8 +298,12 @@ impl RecordLetter {
         let tmp = out
             .into_inner()
             .map_err(|e| dl_error(e.error(), &self.path))?;
-        tmp.persist(&self.path)
-            .map_err(|e| dl_error(e.error, &self.path))?;
-        Ok(Some(self.path))
+        let info = HeaderInfo {
+            class: Class::Permanent,
+            stage: Stage::Parse,
+        };
+        self.dest
+            .deliver(&self.object, Kind::Records, &info, tmp, &self.path)
+            .map(Some)
     }
 }

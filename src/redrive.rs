@@ -1,0 +1,433 @@
+//! `firehose-replay redrive URI`: read dead letters back and deliver what they hold.
+//!
+//! An object letter names an object that failed as a whole: it is processed again from its
+//! source, through the normal pipeline and ledger. A records letter holds the raw bytes of the
+//! records (or refused rows) of one object: they are turned into rows again — with the row IDs
+//! they would have had, so nothing is double-counted — and written to the sink. A letter is
+//! removed only once everything in it was delivered; records that still fail stay in a letter
+//! that replaces it.
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::dead_letter::DeadLetters;
+use crate::error::{Cause, Class, Error, Stage};
+use crate::object::ObjectRef;
+use crate::pipeline::Settings;
+use crate::record::validate;
+use crate::row::{id, ObjectSeed, Row, RowBuilder};
+use crate::sink::Sink;
+
+/// Where dead letters are read from (the same URIs as `--dead-letter`).
+#[derive(Clone)]
+pub enum Source {
+    Dir(PathBuf),
+    S3 {
+        client: aws_sdk_s3::Client,
+        bucket: String,
+        prefix: String,
+    },
+    Sqs {
+        sqs: aws_sdk_sqs::Client,
+        s3: aws_sdk_s3::Client,
+        queue_url: String,
+    },
+}
+
+/// Where one letter is, so it can be removed.
+#[derive(Debug, Clone)]
+pub enum Location {
+    File(PathBuf),
+    S3 {
+        bucket: String,
+        key: String,
+    },
+    Sqs {
+        queue_url: String,
+        receipt_handle: String,
+        /// The document itself, when the message only referred to it.
+        s3: Option<(String, String)>,
+    },
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::File(p) => write!(f, "{}", p.display()),
+            Location::S3 { bucket, key } => write!(f, "s3://{bucket}/{key}"),
+            Location::Sqs { queue_url, s3, .. } => match s3 {
+                Some((b, k)) => write!(f, "{queue_url} → s3://{b}/{k}"),
+                None => write!(f, "{queue_url}"),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LetterObject {
+    pub bucket: String,
+    pub key: String,
+    #[serde(default)]
+    pub etag: Option<String>,
+    #[serde(default)]
+    pub version_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LetterRecord {
+    pub ordinal: u64,
+    #[serde(default)]
+    pub byte_offset: u64,
+    #[serde(default)]
+    pub stage: Option<String>,
+    pub raw: String,
+    pub error: String,
+}
+
+/// A dead letter as written by `dead_letter`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Document {
+    pub version: u32,
+    pub object: LetterObject,
+    pub stage: String,
+    pub class: String,
+    pub error: String,
+    #[serde(default)]
+    pub attempts: u32,
+    #[serde(default)]
+    pub records: Option<Vec<LetterRecord>>,
+}
+
+impl Document {
+    pub fn object_ref(&self) -> ObjectRef {
+        let mut o = ObjectRef::new(&self.object.bucket, &self.object.key);
+        o.etag = self.object.etag.clone();
+        o.version_id = self.object.version_id.clone();
+        o
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Letter {
+    pub location: Location,
+    pub doc: Document,
+}
+
+fn redrive_error(msg: impl std::fmt::Display) -> Error {
+    Error::new(
+        Stage::Fetch,
+        Class::Transient,
+        Cause::DeadLetter(msg.to_string()),
+    )
+}
+
+fn parse(bytes: &[u8], origin: &str) -> Result<Document, Error> {
+    let doc: Document = serde_json::from_slice(bytes).map_err(|e| {
+        Error::permanent(
+            Stage::Parse,
+            Cause::DeadLetter(format!("{origin} is not a dead letter: {e}")),
+        )
+    })?;
+    if doc.version != crate::dead_letter::VERSION {
+        return Err(Error::permanent(
+            Stage::Parse,
+            Cause::DeadLetter(format!(
+                "{origin}: dead-letter version {} is not supported",
+                doc.version
+            )),
+        ));
+    }
+    Ok(doc)
+}
+
+async fn get_s3(client: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<Vec<u8>, Error> {
+    let resp = client
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| crate::source::s3::classify(Stage::Fetch, "GetObject", e))?;
+    let body = resp
+        .body
+        .collect()
+        .await
+        .map_err(|e| redrive_error(format!("s3://{bucket}/{key}: {e}")))?;
+    Ok(body.into_bytes().to_vec())
+}
+
+impl Source {
+    /// Every dead letter at the source. SQS messages are received (and hidden for
+    /// `visibility_secs`) until the queue answers empty.
+    pub async fn list(&self, visibility_secs: i32) -> Result<Vec<Letter>, Error> {
+        let mut out = Vec::new();
+        match self {
+            Source::Dir(dir) => {
+                let mut files: Vec<PathBuf> = walkdir::WalkDir::new(dir)
+                    .into_iter()
+                    .filter_map(Result::ok)
+                    .filter(|e| e.file_type().is_file())
+                    .map(|e| e.into_path())
+                    .filter(|p| {
+                        let name = p
+                            .file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_default();
+                        !name.starts_with('.')
+                            && (name.ends_with(".object.json") || name.ends_with(".records.json"))
+                    })
+                    .collect();
+                files.sort();
+                for p in files {
+                    let bytes = std::fs::read(&p)
+                        .map_err(|e| redrive_error(format!("{}: {e}", p.display())))?;
+                    let doc = parse(&bytes, &p.display().to_string())?;
+                    out.push(Letter {
+                        location: Location::File(p),
+                        doc,
+                    });
+                }
+            }
+            Source::S3 {
+                client,
+                bucket,
+                prefix,
+            } => {
+                let mut pages = client
+                    .list_objects_v2()
+                    .bucket(bucket)
+                    .prefix(prefix)
+                    .into_paginator()
+                    .send();
+                while let Some(page) = pages.next().await {
+                    let page = page.map_err(|e| {
+                        crate::source::s3::classify(Stage::Fetch, "ListObjectsV2", e)
+                    })?;
+                    for o in page.contents() {
+                        let Some(key) = o.key() else { continue };
+                        if !key.ends_with(".json") {
+                            continue;
+                        }
+                        let bytes = get_s3(client, bucket, key).await?;
+                        let doc = parse(&bytes, &format!("s3://{bucket}/{key}"))?;
+                        out.push(Letter {
+                            location: Location::S3 {
+                                bucket: bucket.clone(),
+                                key: key.to_string(),
+                            },
+                            doc,
+                        });
+                    }
+                }
+            }
+            Source::Sqs { sqs, s3, queue_url } => loop {
+                let resp = sqs
+                    .receive_message()
+                    .queue_url(queue_url)
+                    .max_number_of_messages(10)
+                    .wait_time_seconds(1)
+                    .visibility_timeout(visibility_secs)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        redrive_error(format!(
+                            "ReceiveMessage {queue_url}: {}",
+                            aws_sdk_sqs::error::DisplayErrorContext(e)
+                        ))
+                    })?;
+                let messages = resp.messages();
+                if messages.is_empty() {
+                    break;
+                }
+                for m in messages {
+                    let body = m.body().unwrap_or_default();
+                    let receipt_handle = m.receipt_handle().unwrap_or_default().to_string();
+                    let v: Value = serde_json::from_str(body).map_err(|e| {
+                        Error::permanent(
+                            Stage::Parse,
+                            Cause::DeadLetter(format!(
+                                "SQS message {}: {e}",
+                                m.message_id().unwrap_or("?")
+                            )),
+                        )
+                    })?;
+                    let (doc, s3_ref) = match v.get("location").and_then(Value::as_str) {
+                        Some(loc) => {
+                            let uri: crate::source::s3::S3Uri =
+                                loc.parse().map_err(redrive_error)?;
+                            let bytes = get_s3(s3, &uri.bucket, &uri.key).await?;
+                            (parse(&bytes, loc)?, Some((uri.bucket, uri.key)))
+                        }
+                        None => (parse(body.as_bytes(), "SQS message")?, None),
+                    };
+                    out.push(Letter {
+                        location: Location::Sqs {
+                            queue_url: queue_url.clone(),
+                            receipt_handle,
+                            s3: s3_ref,
+                        },
+                        doc,
+                    });
+                }
+            },
+        }
+        Ok(out)
+    }
+
+    /// Removes a letter that was delivered.
+    pub async fn remove(&self, location: &Location) -> Result<(), Error> {
+        match (self, location) {
+            (_, Location::File(p)) => {
+                std::fs::remove_file(p).map_err(|e| redrive_error(format!("{}: {e}", p.display())))
+            }
+            (Source::S3 { client, .. }, Location::S3 { bucket, key }) => {
+                client
+                    .delete_object()
+                    .bucket(bucket)
+                    .key(key)
+                    .send()
+                    .await
+                    .map_err(|e| crate::source::s3::classify(Stage::Sink, "DeleteObject", e))?;
+                Ok(())
+            }
+            (
+                Source::Sqs { sqs, s3, .. },
+                Location::Sqs {
+                    queue_url,
+                    receipt_handle,
+                    s3: doc,
+                },
+            ) => {
+                if let Some((bucket, key)) = doc {
+                    s3.delete_object()
+                        .bucket(bucket)
+                        .key(key)
+                        .send()
+                        .await
+                        .map_err(|e| crate::source::s3::classify(Stage::Sink, "DeleteObject", e))?;
+                }
+                sqs.delete_message()
+                    .queue_url(queue_url)
+                    .receipt_handle(receipt_handle)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        redrive_error(format!(
+                            "DeleteMessage {queue_url}: {}",
+                            aws_sdk_sqs::error::DisplayErrorContext(e)
+                        ))
+                    })?;
+                Ok(())
+            }
+            _ => Err(redrive_error(format!(
+                "cannot remove {location} from this source"
+            ))),
+        }
+    }
+}
+
+/// What redriving a records letter came to.
+#[derive(Debug, Default)]
+pub struct RecordsOutcome {
+    pub delivered: u64,
+    /// Where the records that still fail were kept (a new letter), if any did.
+    pub still_failing: u64,
+    pub new_letter: Option<String>,
+}
+
+/// Turns a records letter's records into rows again and writes them to `sink`. Blocking.
+///
+/// Records refused by a sink (`stage: sink`) are complete rows: they are sent as they are, with
+/// the ID in their row-ID column. Others are validated and built like the pipeline does, with
+/// the row ID of their original position — the same ID they would have had.
+pub fn redrive_records(
+    doc: &Document,
+    settings: &Settings,
+    sink: &dyn Sink,
+    dead_letters: &DeadLetters,
+) -> Result<RecordsOutcome, Error> {
+    let object = doc.object_ref();
+    let seed = ObjectSeed::new(&object);
+    let mut builder = RowBuilder::new(
+        seed.clone(),
+        settings.row_id.clone(),
+        settings.row_id_column.as_deref(),
+    );
+    // A distinct identity for the sink, so a file sink writes these rows beside the object's
+    // original output instead of replacing it.
+    let mut target = object.clone();
+    target.key.push_str(".redriven");
+    let mut writer = sink.open(&target)?;
+    let mut letter = dead_letters.records(&object);
+    let mut out = RecordsOutcome::default();
+    let records = doc.records.as_deref().unwrap_or_default();
+    for r in records {
+        let raw = match base64::engine::general_purpose::STANDARD.decode(&r.raw) {
+            Ok(b) => b,
+            Err(e) => {
+                letter.add(
+                    r.ordinal,
+                    r.byte_offset,
+                    Stage::Parse,
+                    &[],
+                    &format!("unreadable raw bytes in the dead letter: {e}"),
+                )?;
+                out.still_failing += 1;
+                continue;
+            }
+        };
+        let stage = if r.stage.as_deref() == Some("sink") {
+            Stage::Sink
+        } else {
+            Stage::Parse
+        };
+        let shape = match validate(&raw) {
+            Ok(s) => s,
+            Err(e) => {
+                letter.add(r.ordinal, r.byte_offset, stage, &raw, &e.to_string())?;
+                out.still_failing += 1;
+                continue;
+            }
+        };
+        if stage == Stage::Sink {
+            let column = settings.row_id_column.as_deref().unwrap_or("_row_id");
+            let rid = match id::lookup(&raw, &[column.to_string()]) {
+                Ok(Some(v)) => id::from_field(v),
+                _ => seed.id(r.ordinal, &[]),
+            };
+            writer.write_row(&Row::whole(&rid, r.ordinal, &raw))?;
+        } else {
+            let payload = crate::record::Payload {
+                json: &raw,
+                shape,
+                sub: &[],
+            };
+            match builder.build(&payload, r.ordinal) {
+                Ok(row) => writer.write_row(&row)?,
+                Err(e) => {
+                    letter.add(r.ordinal, r.byte_offset, stage, &raw, &e.to_string())?;
+                    out.still_failing += 1;
+                    continue;
+                }
+            }
+        }
+        out.delivered += 1;
+    }
+    let committed = writer.commit()?;
+    for r in &committed.rejected {
+        letter.add(r.ordinal, r.byte_offset, Stage::Sink, &r.row, &r.error)?;
+        out.still_failing += 1;
+        out.delivered -= 1;
+    }
+    out.new_letter = letter.finish()?;
+    Ok(out)
+}
+
+/// `dir:PATH` or a bare path.
+pub fn dir_of(spec: &str) -> Option<&Path> {
+    let d = spec.strip_prefix("dir:").unwrap_or(spec);
+    (!d.is_empty() && !d.contains("://") && !d.starts_with("sqs:")).then(|| Path::new(d))
+}
