@@ -48,6 +48,27 @@ sys.exit(version('local-bigquery') != '$BQ_VERSION' or version('duckdb') != '$DU
     "duckdb-extensions==$DUCKDB_VERSION"
 fi
 
+# The SAM deployment (template.yaml): cfn-lint validates it offline, tests/template_test.py checks
+# what cfn-lint does not (least-privilege IAM, the trigger and failure paths, the alarms), also on
+# the template as expanded by the SAM transform (aws-sam-translator).
+CFN_LINT_VERSION=1.58.0
+PYYAML_VERSION=6.0.4
+SAM_TRANSLATOR_VERSION=1.115.0
+if ! .venv/bin/python -c "
+import sys
+from importlib.metadata import version
+sys.exit(version('cfn-lint') != '$CFN_LINT_VERSION' or version('pyyaml') != '$PYYAML_VERSION'
+         or version('aws-sam-translator') != '$SAM_TRANSLATOR_VERSION')" 2>/dev/null; then
+  echo "== installing cfn-lint==$CFN_LINT_VERSION, pyyaml==$PYYAML_VERSION, aws-sam-translator==$SAM_TRANSLATOR_VERSION into .venv"
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check "cfn-lint==$CFN_LINT_VERSION" \
+    "pyyaml==$PYYAML_VERSION" "aws-sam-translator==$SAM_TRANSLATOR_VERSION"
+fi
+echo "== cfn-lint template.yaml"
+.venv/bin/cfn-lint template.yaml
+echo "== template checks"
+.venv/bin/python tests/template_test.py
+
 for component in rustfmt clippy; do
   if ! rustup component list --installed 2>/dev/null | grep -q "^${component}"; then
     rustup component add "${component}"

@@ -168,15 +168,10 @@ async fn attempt(
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .body(sent.body.clone());
     if let Some(auth) = &endpoint.auth {
-        let token = auth.access_token().await.map_err(|e| {
-            Error::new(
-                Stage::Sink,
-                Class::Transient,
-                Cause::Sink(format!("cannot get a Google access token: {e}")),
-            )
-        })?;
+        let token = auth.access_token().await.map_err(token_error)?;
         req = req.bearer_auth(token);
     }
+    tracing::debug!(table = %endpoint.table, rows = sent.rows.len(), bytes = sent.body.len(), "insertAll request");
     let resp = match req.send().await {
         Ok(r) => r,
         Err(e) => {
@@ -283,6 +278,22 @@ fn settle_rows(sent: &Sent, answer: InsertAllResponse, rejected: &mut Vec<Reject
     } else {
         Attempt::RetryRows(retry)
     }
+}
+
+/// A token endpoint that answers with an OAuth error (`invalid_grant`: a revoked or wrong key)
+/// will answer the same next time: permanent. Network trouble is transient.
+pub fn token_error(e: gcp_bigquery_client::error::BQError) -> Error {
+    use gcp_bigquery_client::error::BQError;
+    use gcp_bigquery_client::yup_oauth2::Error as Yup;
+    let class = match &e {
+        BQError::YupAuthError(Yup::AuthError(_)) | BQError::AuthError(_) => Class::Permanent,
+        _ => Class::Transient,
+    };
+    Error::new(
+        Stage::Sink,
+        class,
+        Cause::Sink(format!("cannot get a Google access token: {e}")),
+    )
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

@@ -153,6 +153,12 @@ impl BigQuery {
             enc(&t.dataset),
             enc(&t.table)
         );
+        if let Some(a) = &auth {
+            // One token up front: bad credentials fail once, at start, instead of once per
+            // object, and the first requests do not all race to fetch a token.
+            a.access_token().await.map_err(insert::token_error)?;
+            tracing::debug!("Google access token obtained");
+        }
         if let Some(create) = &config.create_table {
             create_table_if_missing(&base, http.clone(), auth.clone(), t, create).await?;
         }
