@@ -5,7 +5,6 @@
 //!
 //!     cargo run --release --example insert_all_server
 
-
 fn main() {
     let server = tiny_http::Server::http("127.0.0.1:0").expect("bind");
     println!(

@@ -94,6 +94,9 @@ async fn build(config: LambdaConfig) -> anyhow::Result<Handler> {
         shared,
         concurrency: opts.concurrency(),
         margin: Duration::from_millis(config.deadline_margin_ms),
+        metrics: Some(
+            std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "firehose-replay".into()),
+        ),
     })
 }
 

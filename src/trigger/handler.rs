@@ -121,6 +121,8 @@ pub struct Handler {
     /// No object is started with less than this left before the deadline, and objects in
     /// flight give up at half of it, leaving time to answer.
     pub margin: Duration,
+    /// Print a CloudWatch EMF metrics line per object under this function name.
+    pub metrics: Option<String>,
 }
 
 impl Handler {
@@ -343,6 +345,18 @@ impl Handler {
             &outcome,
             counts.map(|c| (c, started.elapsed())),
         );
+        if let Some(function) = &self.metrics {
+            let m = super::metrics::ObjectMetrics {
+                function,
+                object: &object,
+                outcome: outcome.name(),
+                counts: counts.unwrap_or_default(),
+                elapsed: started.elapsed(),
+                now: chrono::Utc::now(),
+            };
+            // Its own line on stdout, where the Lambda runtime sends it to CloudWatch Logs.
+            println!("{}", m.emf());
+        }
         outcome
     }
 }

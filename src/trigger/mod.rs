@@ -7,6 +7,7 @@
 
 pub mod handler;
 pub mod keys;
+pub mod metrics;
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::s3::S3Event;

@@ -91,6 +91,7 @@ impl World {
             },
             concurrency: 4,
             margin: Duration::from_millis(200),
+            metrics: None,
         }
     }
     /// A handler over the local buckets, no ledger.

@@ -363,4 +363,72 @@ print(json.dumps(out))
     assert!(object_lines
         .iter()
         .any(|l| l["key"] == k_corrupt && l["outcome"] == "dead_lettered"));
+
+    // Metrics: one CloudWatch Embedded Metric Format line per object, valid per the spec.
+    let emf: Vec<&Value> = lines.iter().filter(|l| l.get("_aws").is_some()).collect();
+    let processed = lines.iter().filter(|l| l["message"] == "object").count();
+    assert_eq!(emf.len(), processed, "{logs}");
+    for doc in &emf {
+        assert_valid_emf(doc);
+        assert_eq!(doc["Function"], "firehose-replay");
+    }
+    let plain = emf
+        .iter()
+        .find(|d| d["key"] == k_plain && d["outcome"] == "done")
+        .expect("metrics for the plain object");
+    assert_eq!(plain["RowsWritten"], 40);
+    assert_eq!(plain["RecordsIn"], 40);
+    assert!(plain["BytesDecompressed"].as_u64().unwrap() > 0);
+    // Written "2026-11-25 13:00:00" per its name: the lag is at least the time since then.
+    assert!(plain["ObjectLagSeconds"].as_f64().unwrap() > 0.0);
+    let dead = emf.iter().find(|d| d["key"] == k_corrupt).unwrap();
+    assert_eq!(dead["ObjectsDeadLettered"], 1);
+}
+
+/// Checks a document against the Embedded Metric Format specification: a root `_aws` with an
+/// integer millisecond `Timestamp` and `CloudWatchMetrics` directives, each with a namespace,
+/// dimension sets (arrays of at most 30 names, each a string member of the root) and metric
+/// definitions (a name, an optional standard unit) whose values are numbers at the root.
+fn assert_valid_emf(doc: &Value) {
+    let aws = &doc["_aws"];
+    assert!(aws["Timestamp"].is_u64(), "Timestamp: {doc}");
+    let directives = aws["CloudWatchMetrics"]
+        .as_array()
+        .expect("CloudWatchMetrics array");
+    assert!(!directives.is_empty());
+    const UNITS: [&str; 6] = [
+        "Count",
+        "Bytes",
+        "Milliseconds",
+        "Seconds",
+        "None",
+        "Percent",
+    ];
+    for d in directives {
+        let ns = d["Namespace"].as_str().expect("Namespace");
+        assert!(!ns.is_empty() && ns.len() <= 255 && !ns.starts_with("AWS/"));
+        for set in d["Dimensions"].as_array().expect("Dimensions") {
+            let set = set.as_array().expect("a dimension set is an array");
+            assert!(set.len() <= 30);
+            for name in set {
+                let name = name.as_str().expect("dimension names are strings");
+                assert!(
+                    doc[name].is_string(),
+                    "dimension {name} must be a string member: {doc}"
+                );
+            }
+        }
+        let metrics = d["Metrics"].as_array().expect("Metrics");
+        assert!(!metrics.is_empty() && metrics.len() <= 100);
+        for m in metrics {
+            let name = m["Name"].as_str().expect("Name");
+            if let Some(unit) = m.get("Unit") {
+                assert!(UNITS.contains(&unit.as_str().unwrap()), "unit {unit}");
+            }
+            assert!(
+                doc[name].is_number(),
+                "metric {name} must be a number member: {doc}"
+            );
+        }
+    }
 }
