@@ -259,6 +259,13 @@ pub(crate) struct BigQueryOpts {
         hide_env_values = true
     )]
     gcp_credentials_json: Option<String>,
+    /// A Secrets Manager secret (ARN or name) holding the credentials JSON, read once at start.
+    #[arg(
+        long,
+        global = true,
+        env = "FIREHOSE_REPLAY_GCP_CREDENTIALS_SECRET_ARN"
+    )]
+    gcp_credentials_secret_arn: Option<String>,
     /// Rows per insertAll request.
     #[arg(
         long,
@@ -401,7 +408,18 @@ impl Opts {
             sink: match (&self.sink, self.sink.build_local()) {
                 (_, Some(local)) => Arc::from(local),
                 (SinkSpec::BigQuery(table), None) => {
-                    Arc::new(BigQuery::connect(self.bigquery.config(table)).await?)
+                    let mut config = self.bigquery.config(table);
+                    if let Some(arn) = self
+                        .bigquery
+                        .gcp_credentials_secret_arn
+                        .as_deref()
+                        .filter(|a| !a.is_empty())
+                    {
+                        let client = firehose_replay::secrets::client().await;
+                        config.credentials.json =
+                            Some(firehose_replay::secrets::secret_string(&client, arn).await?);
+                    }
+                    Arc::new(BigQuery::connect(config).await?)
                 }
                 (spec, None) => bail!("sink {spec:?} cannot be built"),
             },

@@ -13,4 +13,5 @@ mod lambda;
 mod lambda_runtime;
 mod moto;
 mod s3;
+mod secrets;
 mod support;
