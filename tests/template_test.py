@@ -1,0 +1,480 @@
+#!/usr/bin/env python3
+"""Checks of template.yaml (the SAM deployment) that cfn-lint does not make.
+
+Plain Python 3 + PyYAML (scripts/test.sh installs both into .venv); run from anywhere:
+    .venv/bin/python tests/template_test.py
+When aws-sam-translator is importable (scripts/test.sh installs it too), the template is also
+expanded the way CloudFormation's SAM transform expands it, and the IAM checks run again on the
+result, so a policy SAM would add implicitly cannot slip through.
+
+Each group of checks prints one line (-v: every check); a failure names what is wrong and where,
+and the exit status is then 1.
+"""
+
+import copy
+import os
+import re
+import sys
+from pathlib import Path
+
+import yaml
+
+TEMPLATE = Path(os.environ.get("FIREHOSE_REPLAY_TEMPLATE") or Path(__file__).resolve().parent.parent / "template.yaml")
+
+
+# --- loading: a YAML loader that understands CloudFormation's short tags ---------------------
+
+
+class CfnLoader(yaml.SafeLoader):
+    pass
+
+
+def _construct_tag(loader, tag_suffix, node):
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    if tag_suffix == "Ref":
+        return {"Ref": value}
+    if tag_suffix == "Condition":
+        return {"Condition": value}
+    if tag_suffix == "GetAtt" and isinstance(value, str):
+        resource, _, attribute = value.partition(".")
+        return {"Fn::GetAtt": [resource, attribute]}
+    return {"Fn::" + tag_suffix: value}
+
+
+CfnLoader.add_multi_constructor("!", _construct_tag)
+
+
+def load_template(path=TEMPLATE):
+    with open(path, encoding="utf-8") as f:
+        return yaml.load(f, Loader=CfnLoader)
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+FAILURES = []
+PASSED = [0]
+VERBOSE = "-v" in sys.argv
+
+
+def check(ok, what, why=""):
+    """Record one named check; `why` says what is wrong when it fails. Passes print with -v."""
+    if ok:
+        PASSED[0] += 1
+        if VERBOSE:
+            print(f"ok   {what}")
+    else:
+        print(f"FAIL {what}: {why}")
+        FAILURES.append(what)
+    return ok
+
+
+def section(title, fn, *args):
+    before, failed_before = PASSED[0], len(FAILURES)
+    result = fn(*args)
+    status = "FAILED" if len(FAILURES) > failed_before else "ok"
+    print(f"{status:6} {title} ({PASSED[0] - before} checks passed)")
+    return result
+
+
+def as_list(v):
+    return v if isinstance(v, list) else [v]
+
+
+def branches(v):
+    """The alternatives of a value: both sides of Fn::If (recursively), minus AWS::NoValue."""
+    if isinstance(v, dict) and set(v) == {"Fn::If"}:
+        _, yes, no = v["Fn::If"]
+        return branches(yes) + branches(no)
+    if v == {"Ref": "AWS::NoValue"}:
+        return []
+    return [v]
+
+
+def literal_strings(v):
+    """Every plain string a value can evaluate to at its top level (Sub templates included)."""
+    out = []
+    for b in branches(v):
+        if isinstance(b, str):
+            out.append(b)
+        elif isinstance(b, dict) and "Fn::Sub" in b:
+            sub = b["Fn::Sub"]
+            out.append(sub if isinstance(sub, str) else sub[0])
+        elif isinstance(b, dict) and "Fn::Join" in b:
+            sep, parts = b["Fn::Join"]
+            if isinstance(parts, list) and all(isinstance(p, str) for p in parts):
+                out.append(sep.join(parts))
+    return out
+
+
+def resources_of(template, rtype):
+    return {
+        name: r
+        for name, r in template.get("Resources", {}).items()
+        if r.get("Type") == rtype
+    }
+
+
+def refers_to(value, resource):
+    """Whether a value is !Ref resource or !GetAtt resource.X."""
+    if isinstance(value, dict):
+        if value.get("Ref") == resource:
+            return True
+        getatt = value.get("Fn::GetAtt")
+        if isinstance(getatt, list) and getatt and getatt[0] == resource:
+            return True
+    return False
+
+
+def policy_documents(template):
+    """(where, document) for every IAM policy document in the template."""
+    docs = []
+    for name, r in template.get("Resources", {}).items():
+        rtype, props = r.get("Type"), r.get("Properties") or {}
+        if rtype == "AWS::IAM::Role":
+            for p in as_list(props.get("Policies", [])):
+                for b in branches(p):
+                    docs.append((f"{name} policy {b.get('PolicyName')}", b.get("PolicyDocument", {})))
+        elif rtype in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            docs.append((name, props.get("PolicyDocument", {})))
+        elif rtype in (
+            "AWS::SQS::QueuePolicy",
+            "AWS::SNS::TopicPolicy",
+            "AWS::S3::BucketPolicy",
+            "AWS::KMS::Key",
+        ):
+            key = "KeyPolicy" if rtype == "AWS::KMS::Key" else "PolicyDocument"
+            docs.append((name, props.get(key, {})))
+        elif rtype == "AWS::Serverless::Function":
+            for p in as_list(props.get("Policies", [])):
+                if isinstance(p, dict) and "Statement" in p:
+                    docs.append((f"{name} Policies", p))
+    return docs
+
+
+def statements(document):
+    out = []
+    for s in as_list(document.get("Statement", [])):
+        out.extend(branches(s))
+    return out
+
+
+ACTION = re.compile(r"^[a-z0-9-]+:[A-Za-z0-9]+$")
+
+
+def check_iam(template, label):
+    """No "*" resource and no wildcard action in any statement of any policy."""
+    docs = policy_documents(template)
+    check(docs, f"{label}: the template has IAM policy documents", "none found")
+    for where, doc in docs:
+        for i, s in enumerate(statements(doc)):
+            sid = s.get("Sid", f"statement {i}")
+            here = f"{label}: {where} / {sid}"
+            for forbidden in ("NotResource", "NotAction"):
+                check(forbidden not in s, f"{here} has no {forbidden}", f"{forbidden} grants everything else")
+            if s.get("Effect") != "Allow":
+                continue
+            resources = []
+            for r in as_list(s.get("Resource", [])):
+                resources.extend(branches(r))
+            if "Principal" not in s:  # identity policies must name their resources
+                check(resources, f"{here} names its resources", "no Resource")
+            for r in resources:
+                for text in literal_strings(r):
+                    check(
+                        text.strip() not in ("*", "arn:*", "arn:${AWS::Partition}:*"),
+                        f"{here} resource {text!r} is scoped (not '*')",
+                        "a '*' resource grants the action on every resource in the account",
+                    )
+            for a in as_list(s.get("Action", [])):
+                for text in literal_strings(a) or [str(a)]:
+                    check(
+                        bool(ACTION.match(text)),
+                        f"{here} action {text!r} is a single named action",
+                        "wildcards ('*', 's3:*', 's3:Get*') grant more than the function uses",
+                    )
+
+
+def only(d, what):
+    check(len(d) == 1, f"exactly one {what}", f"found {sorted(d) or 'none'}")
+    return next(iter(d.items())) if d else (None, {})
+
+
+# --- the checks ------------------------------------------------------------------------------
+
+
+def check_function(t):
+    name, fn = only(resources_of(t, "AWS::Serverless::Function"), "AWS::Serverless::Function")
+    props = fn.get("Properties", {})
+    check(t.get("Transform") == "AWS::Serverless-2016-10-31", "Transform is AWS::Serverless-2016-10-31",
+          f"got {t.get('Transform')!r}")
+    check(props.get("Runtime") == "provided.al2023", "function runtime is provided.al2023",
+          f"got {props.get('Runtime')!r}")
+    check(props.get("Handler") == "bootstrap", "function handler is bootstrap", f"got {props.get('Handler')!r}")
+    check(props.get("Architectures") == [{"Ref": "Architecture"}], "Architectures is [!Ref Architecture]",
+          f"got {props.get('Architectures')!r}")
+    arch = t.get("Parameters", {}).get("Architecture", {})
+    check(arch.get("Default") == "arm64" and set(arch.get("AllowedValues", [])) == {"arm64", "x86_64"},
+          "Architecture parameter: arm64 by default, x86_64 allowed", f"got {arch}")
+    meta = fn.get("Metadata", {})
+    check(meta.get("BuildMethod") == "rust-cargolambda", "function is built with rust-cargolambda",
+          f"Metadata.BuildMethod is {meta.get('BuildMethod')!r}")
+    check((meta.get("BuildProperties") or {}).get("Binary") == "firehose-replay",
+          "BuildProperties.Binary is firehose-replay", f"got {meta.get('BuildProperties')!r}")
+    for p in ("MemorySize", "Timeout"):
+        param = t.get("Parameters", {}).get(p, {})
+        check(props.get(p) == {"Ref": p} and "Default" in param and len(param.get("Description", "")) > 40,
+              f"{p} is a parameter with a default and an explanation",
+              f"property {props.get(p)!r}, parameter {param!r}")
+    # The role is explicit and carries no managed policy: SAM's implicit SQS poller policy and
+    # AWSLambdaSQSQueueExecutionRole use Resource "*".
+    role = props.get("Role")
+    check(isinstance(role, dict) and refers_to(role, "ReplayFunctionRole"),
+          "function uses the template's own role (so SAM adds no implicit policies)", f"Role is {role!r}")
+    check("Policies" not in props, "function declares no SAM Policies", "SAM policy templates hide their resources")
+    for rname, r in resources_of(t, "AWS::IAM::Role").items():
+        check(not r.get("Properties", {}).get("ManagedPolicyArns"), f"{rname} attaches no managed policy",
+              f"ManagedPolicyArns {r['Properties'].get('ManagedPolicyArns')}")
+    env = (props.get("Environment") or {}).get("Variables", {})
+    for var in ("FIREHOSE_REPLAY_SINK", "FIREHOSE_REPLAY_LEDGER", "FIREHOSE_REPLAY_DEAD_LETTER",
+                "FIREHOSE_REPLAY_ON_RECORD_ERROR", "FIREHOSE_REPLAY_LOG_LEVEL"):
+        check(var in env, f"function sets {var}", f"environment has {sorted(env)}")
+    check({"FIREHOSE_REPLAY_GCP_CREDENTIALS_SECRET_ARN", "FIREHOSE_REPLAY_GCP_CREDENTIALS_JSON"} <= set(env),
+          "function can be given GCP credentials (secret ARN or external_account JSON)",
+          f"environment has {sorted(env)}")
+    return name, props
+
+
+def check_trigger(t, fn_props):
+    queues = resources_of(t, "AWS::SQS::Queue")
+    sqs_events = [e for e in (fn_props.get("Events") or {}).values() if e.get("Type") == "SQS"]
+    check(len(sqs_events) == 1, "function has one SQS event source", f"found {len(sqs_events)}")
+    if not sqs_events:
+        return
+    ev = sqs_events[0].get("Properties", {})
+    check("ReportBatchItemFailures" in ev.get("FunctionResponseTypes", []),
+          "SQS event source reports batch item failures",
+          f"FunctionResponseTypes is {ev.get('FunctionResponseTypes')!r}")
+    queue = ev.get("Queue", {})
+    qname = queue.get("Fn::GetAtt", [None])[0] if isinstance(queue, dict) else None
+    check(qname in queues, "SQS event source reads a queue of this template", f"Queue is {queue!r}")
+    if qname not in queues:
+        return
+    qprops = queues[qname].get("Properties", {})
+    redrive = qprops.get("RedrivePolicy") or {}
+    dlq = redrive.get("deadLetterTargetArn")
+    check(isinstance(dlq, dict) and dlq.get("Fn::GetAtt", [None])[0] in queues,
+          f"{qname} redrives to a dead-letter queue of this template", f"RedrivePolicy is {redrive!r}")
+    # Visibility timeout ≥ 6 × function timeout, for every allowed timeout.
+    vis = qprops.get("VisibilityTimeout")
+    timeout = t.get("Parameters", {}).get("Timeout", {})
+    if isinstance(vis, dict) and "Fn::FindInMap" in vis:
+        mapname, key, attr = vis["Fn::FindInMap"]
+        table = t.get("Mappings", {}).get(mapname, {})
+        allowed = timeout.get("AllowedValues", [])
+        check(key == {"Ref": "Timeout"} and allowed, f"{qname} visibility timeout follows the Timeout parameter",
+              f"looked up with {key!r}, Timeout allows {allowed!r}")
+        for v in allowed:
+            got = table.get(str(v), {}).get(attr)
+            check(isinstance(got, int) and got >= 6 * int(v),
+                  f"visibility timeout for a {v} s function is ≥ 6× ({got})",
+                  f"{mapname}[{v}].{attr} = {got!r}, AWS asks for ≥ {6 * int(v)}")
+    else:
+        check(False, f"{qname} visibility timeout follows the Timeout parameter", f"VisibilityTimeout is {vis!r}")
+    # S3 may send to it, from the source bucket of this account only.
+    s3_statements = [
+        s
+        for r in resources_of(t, "AWS::SQS::QueuePolicy").values()
+        if any(refers_to(q, qname) for q in r["Properties"].get("Queues", []))
+        for s in statements(r["Properties"].get("PolicyDocument", {}))
+        if (s.get("Principal") or {}).get("Service") == "s3.amazonaws.com"
+    ]
+    check(len(s3_statements) == 1, f"{qname} policy lets s3.amazonaws.com send", f"found {len(s3_statements)}")
+    for s in s3_statements:
+        cond = s.get("Condition", {})
+        keys = {k for block in cond.values() for k in block}
+        check(s.get("Action") in ("sqs:SendMessage", ["sqs:SendMessage"]), "S3 may only SendMessage",
+              f"Action {s.get('Action')!r}")
+        check({"aws:SourceArn", "aws:SourceAccount"} <= keys,
+              "S3 statement is bound to the bucket (aws:SourceArn) and account (aws:SourceAccount)",
+              f"conditions {cond!r}")
+
+
+def check_failure_paths(t, fn_props):
+    queues = resources_of(t, "AWS::SQS::Queue")
+    on_failure = ((fn_props.get("EventInvokeConfig") or {}).get("DestinationConfig") or {}).get("OnFailure") or {}
+    dest = on_failure.get("Destination")
+    check(on_failure.get("Type") == "SQS" and isinstance(dest, dict) and dest.get("Fn::GetAtt", [None])[0] in queues,
+          "asynchronous invocations have an SQS OnFailure destination in this template", f"OnFailure is {on_failure!r}")
+    check("DeadLetterQueue" in queues, "the dead-letter queue for failed objects exists", f"queues: {sorted(queues)}")
+    dl = t.get("Parameters", {}).get("DeadLetter", {})
+    check(dl.get("Default") == "sqs" and re.fullmatch(dl.get("AllowedPattern", "^$"), "s3://bucket/prefix/"),
+          "DeadLetter parameter: sqs by default, an s3:// prefix allowed", f"got {dl!r}")
+
+
+def check_alarms(t, fn_name):
+    alarms = resources_of(t, "AWS::CloudWatch::Alarm")
+
+    def find(metric, namespace):
+        return {n: a["Properties"] for n, a in alarms.items()
+                if a["Properties"].get("MetricName") == metric and a["Properties"].get("Namespace") == namespace}
+
+    depth = find("ApproximateNumberOfMessagesVisible", "AWS/SQS")
+    watched = set()
+    for name, a in depth.items():
+        queue = [d["Value"].get("Fn::GetAtt", [None])[0] for d in a.get("Dimensions", [])
+                 if d.get("Name") == "QueueName" and isinstance(d.get("Value"), dict)]
+        watched.update(queue)
+        check(a.get("Threshold") == 0 and a.get("ComparisonOperator") == "GreaterThanThreshold",
+              f"{name} (depth of {queue}) fires at > 0",
+              f"Threshold {a.get('Threshold')!r}, {a.get('ComparisonOperator')}")
+    queues = resources_of(t, "AWS::SQS::Queue")
+    notification_dlqs = {
+        q["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+        for q in queues.values()
+        if (q.get("Properties") or {}).get("RedrivePolicy")
+    }
+    for q in sorted(notification_dlqs | {"DeadLetterQueue"}):
+        check(q in watched, f"depth alarm on {q}", f"depth alarms watch {sorted(watched)}")
+    errors = find("Errors", "AWS/Lambda")
+    check(any(any(d.get("Name") == "FunctionName" and refers_to(d.get("Value"), fn_name) for d in a.get("Dimensions", []))
+              and a.get("Threshold") == 0 for a in errors.values()),
+          "Errors > 0 alarm on the function", f"Errors alarms: {errors}")
+    lag = find("ObjectLagSeconds", "FirehoseReplay")
+    check(any(any(d.get("Name") == "Function" and refers_to(d.get("Value"), fn_name) for d in a.get("Dimensions", []))
+              and a.get("Threshold") == {"Ref": "ObjectLagThresholdSeconds"} for a in lag.values()),
+          "object lag alarm: FirehoseReplay/ObjectLagSeconds, Function = the function, threshold a parameter",
+          f"ObjectLagSeconds alarms: {lag}")
+    check(t.get("Parameters", {}).get("ObjectLagThresholdSeconds", {}).get("Default") == 3600,
+          "object lag threshold defaults to 3600 s", "see Parameters.ObjectLagThresholdSeconds")
+
+
+def check_least_privilege(t):
+    role = resources_of(t, "AWS::IAM::Role").get("ReplayFunctionRole", {})
+    stmts = []
+    for p in role.get("Properties", {}).get("Policies", []):
+        stmts.extend(statements(p.get("PolicyDocument", {})))
+    by_action = {}
+    for s in stmts:
+        for a in as_list(s.get("Action", [])):
+            by_action.setdefault(a, []).append(s)
+
+    def resources(s):
+        return [x for r in as_list(s.get("Resource", [])) for b in branches(r) for x in literal_strings(b)]
+
+    get = [r for s in by_action.get("s3:GetObject", []) for r in resources(s)]
+    source = "arn:${AWS::Partition}:s3:::${SourceBucket}/${SourcePrefix}*"
+    check(source in get, "s3:GetObject on the source prefix", f"s3:GetObject resources {get}")
+    check(all(r == source or r.endswith("/${LedgerPrefix}*") for r in get),
+          "s3:GetObject on nothing but the source and ledger prefixes", f"s3:GetObject resources {get}")
+    for s in by_action.get("s3:ListBucket", []):
+        check("s3:prefix" in (s.get("Condition") or {}).get("StringLike", {}),
+              f"s3:ListBucket ({s.get('Sid')}) is limited by an s3:prefix condition", f"Condition {s.get('Condition')!r}")
+    for a in ("s3:PutObject", "s3:DeleteObject"):
+        for s in by_action.get(a, []):
+            for r in resources(s):
+                check(r.endswith("*") and ("${LedgerPrefix}" in r or "${Location}" in r),
+                      f"{a} only under the ledger or dead-letter prefix ({r})", "broader than a prefix")
+    check(any(s.get("Sid") == "ReadGcpCredentialsSecret" for s in stmts),
+          "secretsmanager:GetSecretValue on the one secret (when given)", "statement missing")
+    for s in by_action.get("secretsmanager:GetSecretValue", []):
+        check(s.get("Resource") == {"Ref": "GcpCredentialsSecretArn"}, "GetSecretValue names only the configured secret",
+              f"Resource {s.get('Resource')!r}")
+
+
+def check_outputs(t):
+    outputs = t.get("Outputs", {})
+    for o in ("FunctionArn", "NotificationQueueArn", "NotificationQueueUrl", "NotificationDLQUrl", "DeadLetterQueueUrl"):
+        check(o in outputs, f"output {o}", f"outputs are {sorted(outputs)}")
+
+
+def expanded(t):
+    """The template after the SAM transform, or None without aws-sam-translator."""
+    try:
+        from samtranslator.translator.transform import transform
+        from samtranslator.yaml_helper import yaml_parse
+    except ImportError:
+        return None
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    with open(TEMPLATE, encoding="utf-8") as f:
+        sam = yaml_parse(f.read())
+    for r in sam.get("Resources", {}).values():
+        if r.get("Type") == "AWS::Serverless::Function":
+            r["Properties"]["CodeUri"] = "s3://bucket/bootstrap.zip"  # what `sam package` puts there
+
+    class NoManagedPolicies:
+        def load(self):
+            return {}
+
+    return transform(sam, {"SourceBucket": "bucket", "SinkTable": "project.dataset.table"}, NoManagedPolicies())
+
+
+def check_expanded(x):
+    check(not any(r.get("Type", "").startswith("AWS::Serverless::") for r in x["Resources"].values()),
+          "SAM transform: every resource expanded", "")
+    check_iam(x, "after SAM transform")
+    esm = resources_of(x, "AWS::Lambda::EventSourceMapping")
+    check(any("ReportBatchItemFailures" in e["Properties"].get("FunctionResponseTypes", []) for e in esm.values()),
+          "after SAM transform: the event source mapping reports batch item failures", f"mappings {esm}")
+    roles = resources_of(x, "AWS::IAM::Role")
+    check(set(roles) == {"ReplayFunctionRole"}, "after SAM transform: no role besides ReplayFunctionRole",
+          f"roles {sorted(roles)}")
+
+
+def check_the_checker():
+    """The IAM check must flag what it is meant to flag (run silently on a bad template)."""
+    bad = {"Resources": {"R": {"Type": "AWS::IAM::Role", "Properties": {"Policies": [{
+        "PolicyName": "p", "PolicyDocument": {"Statement": [
+            {"Sid": "StarResource", "Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"},
+            {"Sid": "StarInIf", "Effect": "Allow", "Action": "sqs:SendMessage",
+             "Resource": {"Fn::If": ["C", {"Fn::Sub": "*"}, {"Ref": "AWS::NoValue"}]}},
+            {"Sid": "WildcardAction", "Effect": "Allow", "Action": ["s3:*"], "Resource": "arn:aws:s3:::b/*"},
+            {"Sid": "PrefixAction", "Effect": "Allow", "Action": "s3:Get*", "Resource": "arn:aws:s3:::b/*"},
+        ]}}]}}}}
+    global FAILURES, VERBOSE
+    saved, saved_verbose, FAILURES, VERBOSE = FAILURES, VERBOSE, [], False
+    saved_passed = PASSED[0]
+    stdout = sys.stdout
+    try:
+        sys.stdout = open(os.devnull, "w")
+        check_iam(bad, "bad")
+    finally:
+        sys.stdout.close()
+        sys.stdout = stdout
+        flagged, FAILURES, VERBOSE = FAILURES, saved, saved_verbose
+        PASSED[0] = saved_passed
+    for sid in ("StarResource", "StarInIf", "WildcardAction", "PrefixAction"):
+        check(any(f"/ {sid} " in f for f in flagged), f"the IAM check flags a statement like {sid}",
+              f"it flagged only {flagged}")
+
+
+def main():
+    t = load_template()
+    fn_name, fn_props = section("function: provided.al2023, bootstrap, architecture, build, role, environment",
+                                check_function, t)
+    section("trigger: S3 → SQS (redrive to a DLQ, 6× visibility, S3-only policy) → ReportBatchItemFailures",
+            check_trigger, t, fn_props)
+    section("failure paths: OnFailure destination, dead-letter queue", check_failure_paths, t, fn_props)
+    section("alarms: DLQ depths > 0, Errors > 0, ObjectLagSeconds", check_alarms, t, fn_name)
+    section("IAM: no '*' resources, no wildcard actions", check_iam, t, "template")
+    section("IAM: S3/secret grants limited to their prefixes and ARN", check_least_privilege, t)
+    section("outputs", check_outputs, t)
+    section("the IAM check itself catches '*' resources and wildcard actions", check_the_checker)
+    x = expanded(copy.deepcopy(t))
+    if x is None:
+        print("skip   the SAM-transformed template (aws-sam-translator is not installed)")
+    else:
+        section("after the SAM transform: IAM again, no implicit role or policy", check_expanded, x)
+    if FAILURES:
+        print(f"\n{len(FAILURES)} template check(s) failed:", *FAILURES, sep="\n  ")
+        return 1
+    print(f"template checks passed ({PASSED[0]})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
