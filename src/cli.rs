@@ -774,8 +774,18 @@ async fn redrive(
             Ok(outcome) => {
                 summary.counts.rows += outcome.delivered;
                 summary.counts.record_errors += outcome.still_failing;
-                let replaced_in_place =
-                    outcome.new_letter.as_deref() == Some(l.location.to_string().as_str());
+                // Records that still fail may have been written over the very letter being
+                // redriven (same destination); that one must stay.
+                let replaced_in_place = match (&l.location, outcome.new_letter.as_deref()) {
+                    (redrive::Location::File(old), Some(new)) => {
+                        match (std::fs::canonicalize(old), std::fs::canonicalize(new)) {
+                            (Ok(a), Ok(b)) => a == b,
+                            _ => false,
+                        }
+                    }
+                    (loc, Some(new)) => loc.to_string() == new,
+                    (_, None) => false,
+                };
                 if !replaced_in_place {
                     source.remove(&l.location).await?;
                 }
