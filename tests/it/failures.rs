@@ -296,6 +296,8 @@ fn with_a_fifth_of_sink_requests_failing_one_redrive_delivers_every_valid_record
             "bigquery:test-proj.bi.events",
         ])
         .args(["--bigquery-endpoint", &fake.endpoint, "--batch-rows", "10"])
+        // A request whose answer is lost is retried after the client timeout; keep it short.
+        .args(["--bigquery-timeout-secs", "3"])
         .args([
             "--insert-max-attempts",
             "1",
