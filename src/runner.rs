@@ -38,6 +38,30 @@ pub struct Shared {
     pub object_timeout: Option<Duration>,
 }
 
+impl Shared {
+    /// Processes one object from `store` with these settings, retrying transient failures
+    /// within the policy and `deadline`. Blocking: call it from a blocking thread.
+    pub fn process(
+        &self,
+        store: &dyn ObjectStore,
+        object: ObjectRef,
+        deadline: Option<Instant>,
+    ) -> Result<Processed, Box<ObjectFailure>> {
+        let cx = Context {
+            store,
+            settings: &self.settings,
+            sink: self.sink.as_ref(),
+            dead_letters: &self.dead_letters,
+            ledger: self.ledger.as_ref(),
+            force: self.force,
+            worker: &self.worker,
+            deadline,
+        };
+        self.retry
+            .run(deadline, |_| process_object(&cx, object.clone()))
+    }
+}
+
 /// How progress is shown.
 #[derive(Debug, Clone, Copy)]
 pub enum Progress {
@@ -166,19 +190,7 @@ pub async fn run(
                 }
                 let task = tokio::task::spawn_blocking(move || {
                     let deadline = shared.object_timeout.map(|t| Instant::now() + t);
-                    let cx = Context {
-                        store: job.store.as_ref(),
-                        settings: &shared.settings,
-                        sink: shared.sink.as_ref(),
-                        dead_letters: &shared.dead_letters,
-                        ledger: shared.ledger.as_ref(),
-                        force: shared.force,
-                        worker: &shared.worker,
-                        deadline,
-                    };
-                    shared
-                        .retry
-                        .run(deadline, |_| process_object(&cx, job.object.clone()))
+                    shared.process(job.store.as_ref(), job.object, deadline)
                 });
                 match task.await {
                     Ok(r) => (object, Outcome::Processed(Box::new(r))),

@@ -5,14 +5,7 @@ use crate::error::{Cause, Class, Error, Stage};
 
 /// A Secrets Manager client from the environment's configuration.
 pub async fn client() -> aws_sdk_secretsmanager::Client {
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .load()
-        .await;
-    let mut conf = aws_sdk_secretsmanager::config::Builder::from(&sdk);
-    if sdk.region().is_none() {
-        conf = conf.region(aws_sdk_secretsmanager::config::Region::new("us-east-1"));
-    }
-    aws_sdk_secretsmanager::Client::from_conf(conf.build())
+    aws_sdk_secretsmanager::Client::new(&crate::source::s3::sdk_config().await)
 }
 
 /// The secret's string value (a secret stored as binary is read as UTF-8).

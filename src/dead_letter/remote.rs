@@ -185,12 +185,5 @@ impl Remote {
 
 /// An SQS client from the environment's configuration (`AWS_ENDPOINT_URL[_SQS]` included).
 pub async fn sqs_client() -> aws_sdk_sqs::Client {
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .load()
-        .await;
-    let mut conf = aws_sdk_sqs::config::Builder::from(&sdk);
-    if sdk.region().is_none() {
-        conf = conf.region(aws_sdk_sqs::config::Region::new("us-east-1"));
-    }
-    aws_sdk_sqs::Client::from_conf(conf.build())
+    aws_sdk_sqs::Client::new(&crate::source::s3::sdk_config().await)
 }

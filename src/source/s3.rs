@@ -52,19 +52,28 @@ impl fmt::Display for S3Uri {
 /// An S3 client from the environment's configuration. Path-style addressing when asked for or
 /// when the endpoint is overridden (local servers rarely resolve virtual-host bucket names).
 pub async fn client(force_path_style: bool) -> Client {
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .load()
-        .await;
+    let sdk = sdk_config().await;
     let endpoint_overridden = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
         .iter()
         .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()));
-    let mut conf = aws_sdk_s3::config::Builder::from(&sdk)
+    let conf = aws_sdk_s3::config::Builder::from(&sdk)
         .force_path_style(force_path_style || endpoint_overridden);
-    if sdk.region().is_none() {
-        tracing::warn!("no AWS region configured; using us-east-1 (set AWS_REGION)");
-        conf = conf.region(aws_sdk_s3::config::Region::new("us-east-1"));
-    }
     Client::from_conf(conf.build())
+}
+
+/// The AWS SDK configuration from the environment (credentials chain, region, endpoint
+/// overrides), shared by every AWS client here; us-east-1 when no region is configured.
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
+    if sdk.region().is_some() {
+        return sdk;
+    }
+    tracing::warn!("no AWS region configured; using us-east-1 (set AWS_REGION)");
+    sdk.into_builder()
+        .region(aws_config::Region::new("us-east-1"))
+        .build()
 }
 
 /// One bucket as an [`ObjectStore`].

@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use super::{Invocation, TriggerError};
 use crate::error::Class;
 use crate::object::ObjectRef;
-use crate::pipeline::{process_object, Context, Counts, Processed, Skip};
+use crate::pipeline::{Counts, Processed, Skip};
 use crate::runner::{settle_failure, Shared};
 use crate::source::s3::S3Store;
 use crate::source::ObjectStore;
@@ -275,19 +275,7 @@ impl Handler {
         let shared = self.shared.clone();
         let started = Instant::now();
         let task = tokio::task::spawn_blocking(move || {
-            let cx = Context {
-                store: store.as_ref(),
-                settings: &shared.settings,
-                sink: shared.sink.as_ref(),
-                dead_letters: &shared.dead_letters,
-                ledger: shared.ledger.as_ref(),
-                force: shared.force,
-                worker: &shared.worker,
-                deadline: Some(give_up_at),
-            };
-            shared
-                .retry
-                .run(Some(give_up_at), |_| process_object(&cx, object.clone()))
+            shared.process(store.as_ref(), object, Some(give_up_at))
         });
         // The pipeline checks the deadline between batches; this backstop covers a stalled read.
         let backstop = give_up_at + (self.margin / 4);
