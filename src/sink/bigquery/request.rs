@@ -27,6 +27,13 @@ impl Flags {
         )
         .into_bytes()
     }
+
+    /// The size of a request with no rows (header and closing bytes), without building one.
+    pub fn empty_request_len(&self) -> usize {
+        const BASE: usize = r#"{"kind":"bigquery#tableDataInsertAllRequest","skipInvalidRows":,"ignoreUnknownValues":,"rows":["#.len();
+        let word = |b: bool| if b { 4 } else { 5 };
+        BASE + word(self.skip_invalid_rows) + word(self.ignore_unknown_values) + FOOTER.len()
+    }
 }
 
 const FOOTER: &[u8] = b"]}";
@@ -216,6 +223,20 @@ mod tests {
         assert_ne!(rows[0]["insertId"], rows[1]["insertId"]);
         let row1: serde_json::Value = serde_json::from_slice(sent.row_json(1)).unwrap();
         assert_eq!(row1, rows[1]["json"]);
+    }
+
+    #[test]
+    fn the_empty_request_size_matches_a_built_empty_request() {
+        for (skip, ignore) in [(false, false), (true, false), (false, true), (true, true)] {
+            let flags = Flags {
+                skip_invalid_rows: skip,
+                ignore_unknown_values: ignore,
+            };
+            assert_eq!(
+                flags.empty_request_len(),
+                Batch::new(flags, 0).encoded_len()
+            );
+        }
     }
 
     #[test]

@@ -130,7 +130,7 @@ impl ObjectWriter for Writer {
     fn write_row(&mut self, row: &Row<'_>) -> Result<(), Error> {
         let entry = Batch::entry_len(row);
         // A row that cannot fit in a request on its own is a record-level error.
-        let alone = Batch::new(self.flags, 0).encoded_len() + entry;
+        let alone = self.flags.empty_request_len() + entry;
         if alone > self.limits.max_request_bytes {
             self.rejected.push(Rejected {
                 ordinal: row.ordinal,
