@@ -162,3 +162,16 @@ impl std::error::Error for Error {
         Some(&self.cause)
     }
 }
+
+/// An error and its sources on one line: the top-level message of SDK and HTTP client errors
+/// alone is vague ("dispatch failure", "error sending request").
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut s = err.to_string();
+    let mut src = err.source();
+    while let Some(e) = src {
+        s.push_str(": ");
+        s.push_str(&e.to_string());
+        src = e.source();
+    }
+    s
+}

@@ -162,26 +162,14 @@ where
             Error::new(
                 stage,
                 Class::Transient,
-                Cause::Remote(format!("{what}: {}", aws_smithy_error_chain(&err))),
+                Cause::Remote(format!("{what}: {}", crate::error::error_chain(&err))),
             )
         }
         _ => Error::permanent(
             stage,
-            Cause::Remote(format!("{what}: {}", aws_smithy_error_chain(&err))),
+            Cause::Remote(format!("{what}: {}", crate::error::error_chain(&err))),
         ),
     }
-}
-
-/// The error and its sources on one line (the SDK's top-level message alone is vague).
-fn aws_smithy_error_chain(err: &dyn std::error::Error) -> String {
-    let mut s = err.to_string();
-    let mut src = err.source();
-    while let Some(e) = src {
-        s.push_str(": ");
-        s.push_str(&e.to_string());
-        src = e.source();
-    }
-    s
 }
 
 impl ObjectStore for S3Store {

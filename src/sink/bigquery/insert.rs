@@ -178,7 +178,7 @@ async fn attempt(
             // Connection refused before anything was sent, resets, timeouts: all retried; the
             // ambiguous ones are made harmless by insertId.
             return Ok(Attempt::RetryAll {
-                why: format!("request failed: {}", error_chain(&e)),
+                why: format!("request failed: {}", crate::error::error_chain(&e)),
                 quota: false,
             });
         }
@@ -188,7 +188,10 @@ async fn attempt(
         Ok(b) => b,
         Err(e) => {
             return Ok(Attempt::RetryAll {
-                why: format!("reading the answer failed: {}", error_chain(&e)),
+                why: format!(
+                    "reading the answer failed: {}",
+                    crate::error::error_chain(&e)
+                ),
                 quota: false,
             })
         }
@@ -294,15 +297,4 @@ pub fn token_error(e: gcp_bigquery_client::error::BQError) -> Error {
         class,
         Cause::Sink(format!("cannot get a Google access token: {e}")),
     )
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(x) = src {
-        s.push_str(": ");
-        s.push_str(&x.to_string());
-        src = x.source();
-    }
-    s
 }
