@@ -15,3 +15,4 @@ mod moto;
 mod s3;
 mod secrets;
 mod support;
+mod h2_proxy;

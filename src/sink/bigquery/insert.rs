@@ -43,7 +43,7 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    fn delays(&self) -> impl Iterator<Item = Duration> {
+    pub(crate) fn delays(&self) -> impl Iterator<Item = Duration> {
         ExponentialBuilder::default()
             .with_min_delay(self.min_delay)
             .with_max_delay(self.max_delay)

@@ -10,6 +10,8 @@
 pub mod auth;
 pub mod federation;
 pub mod insert;
+pub mod load_job;
+pub mod proto;
 pub mod request;
 pub mod writer;
 
