@@ -87,7 +87,7 @@ for size in $SIZES; do
     row "inflate only (zlib-rs)" "$f" "$frss" "$bytes" "$g" "$f"
     cpu0=$(awk '{ print $14 + $15 }' "/proc/$bq_pid/stat")
     read -r q qrss < <(measure "$runs" "$BIN" --log-level error replay "$obj" --ledger none \
-      --sink bigquery:bench.bi.events --bigquery-endpoint "$BQ" --dead-letter "dir:$work/dl")
+      --sink bigquery:bench.bi.events --bigquery-mode insert-all --bigquery-endpoint "$BQ" --dead-letter "dir:$work/dl")
     cpu1=$(awk '{ print $14 + $15 }' "/proc/$bq_pid/stat")
     # CPU the local endpoint itself spent per run: on 2 cores it is taken from the decoders.
     bq_cpu=$(awk -v a="$cpu0" -v b="$cpu1" -v n="$runs" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.3f", (b - a) / hz / n }')

@@ -25,7 +25,7 @@ use firehose_replay::runner::{self, Job, Summary};
 use firehose_replay::runner::{Progress, Shared};
 use firehose_replay::sink::bigquery::auth::CredentialSource;
 use firehose_replay::sink::bigquery::request::Flags;
-use firehose_replay::sink::bigquery::{self, BigQuery, CreateTable, TableRef};
+use firehose_replay::sink::bigquery::{self, CreateTable, TableRef};
 use firehose_replay::sink::SinkSpec;
 use firehose_replay::source::local::{locate, LocalStore};
 use firehose_replay::source::s3::{S3Store, S3Uri};
@@ -315,6 +315,58 @@ pub(crate) struct BigQueryOpts {
         default_value_t = 30
     )]
     bigquery_timeout_secs: u64,
+    /// How rows reach the table: storage-write (Storage Write API, one pending stream per object
+    /// committed atomically: exactly once), load (batched load jobs with deterministic IDs:
+    /// free, exactly once, minutes to appear; replay/backfill only) or insert-all (legacy
+    /// streaming with insertId: best-effort dedup).
+    #[arg(
+        long,
+        global = true,
+        env = "FIREHOSE_REPLAY_BIGQUERY_MODE",
+        default_value = "storage-write"
+    )]
+    pub(crate) bigquery_mode: bigquery::Mode,
+    /// Storage Write API endpoint (an emulator's `http://host:port`); Google's by default.
+    #[arg(long, global = true, env = "FIREHOSE_REPLAY_BIGQUERY_STORAGE_ENDPOINT")]
+    bigquery_storage_endpoint: Option<String>,
+    /// The dataset's location (US, EU, a region) for load jobs; BigQuery finds jobs outside the
+    /// US only with it.
+    #[arg(long, global = true, env = "FIREHOSE_REPLAY_BIGQUERY_LOCATION")]
+    bigquery_location: Option<String>,
+    /// Load mode: objects per load job at most.
+    #[arg(
+        long,
+        global = true,
+        env = "FIREHOSE_REPLAY_LOAD_BATCH_OBJECTS",
+        default_value_t = 500
+    )]
+    pub(crate) load_batch_objects: usize,
+    /// Load mode: listed (compressed) MiB per load job at most.
+    #[arg(
+        long,
+        global = true,
+        env = "FIREHOSE_REPLAY_LOAD_BATCH_MIB",
+        default_value_t = 1024
+    )]
+    pub(crate) load_batch_mib: u64,
+    /// Load mode: load jobs one run may use of the table's daily quota (1,500); batches widen
+    /// to fit.
+    #[arg(
+        long,
+        global = true,
+        env = "FIREHOSE_REPLAY_LOAD_JOBS_PER_DAY",
+        default_value_t = 1000
+    )]
+    pub(crate) load_jobs_per_day: usize,
+    /// Load mode: seconds between job status polls.
+    #[arg(
+        long,
+        global = true,
+        env = "FIREHOSE_REPLAY_LOAD_POLL_MS",
+        default_value_t = 1000,
+        hide = true
+    )]
+    pub(crate) load_poll_ms: u64,
     /// Create the table from this BigQuery JSON schema file when it does not exist.
     #[arg(long, global = true, env = "FIREHOSE_REPLAY_CREATE_TABLE_SCHEMA")]
     create_table_schema: Option<PathBuf>,
@@ -332,7 +384,15 @@ pub(crate) struct BigQueryOpts {
 }
 
 impl BigQueryOpts {
-    fn config(&self, table: &TableRef) -> bigquery::Config {
+    pub(crate) fn load_bounds(&self) -> firehose_replay::load_runner::Bounds {
+        firehose_replay::load_runner::Bounds {
+            max_objects: self.load_batch_objects.max(1),
+            max_bytes: self.load_batch_mib.max(1).saturating_mul(1024 * 1024),
+            jobs_per_day: self.load_jobs_per_day.max(1),
+        }
+    }
+
+    pub(crate) fn config(&self, table: &TableRef) -> bigquery::Config {
         let mut c = bigquery::Config::new(table.clone());
         c.endpoint = self.bigquery_endpoint.clone().filter(|e| !e.is_empty());
         c.credentials = CredentialSource {
@@ -349,6 +409,12 @@ impl BigQueryOpts {
         c.retry.max_attempts = self.insert_max_attempts.max(1);
         c.retry.min_delay = std::time::Duration::from_millis(self.retry_min_delay_ms);
         c.timeout = std::time::Duration::from_secs(self.bigquery_timeout_secs.max(1));
+        c.mode = self.bigquery_mode;
+        c.storage_endpoint = self
+            .bigquery_storage_endpoint
+            .clone()
+            .filter(|e| !e.is_empty());
+        c.location = self.bigquery_location.clone().filter(|l| !l.is_empty());
         c.create_table = self
             .create_table_schema
             .clone()
@@ -393,7 +459,7 @@ impl Opts {
             .clone()
             .unwrap_or_else(|| default_ledger(&self.sink))
         {
-            LedgerSpec::None => Arc::new(NoLedger),
+            LedgerSpec::None => Arc::new(NoLedger::default()),
             LedgerSpec::File(path) => Arc::new(FileLedger::open(path)?),
             LedgerSpec::S3 { bucket, prefix } => Arc::new(S3Ledger::new(
                 aws.client().await,
@@ -419,7 +485,12 @@ impl Opts {
                         config.credentials.json =
                             Some(firehose_replay::secrets::secret_string(&client, arn).await?);
                     }
-                    Arc::new(BigQuery::connect(config).await?)
+                    if config.mode == bigquery::Mode::Load {
+                        // The load runner swaps in its own spool sink.
+                        Arc::new(firehose_replay::load_runner::LoadOnly)
+                    } else {
+                        bigquery::connect(config).await?
+                    }
                 }
                 (spec, None) => bail!("sink {spec:?} cannot be built"),
             },
@@ -434,6 +505,12 @@ impl Opts {
             },
             object_timeout: self.object_timeout.map(std::time::Duration::from_secs),
         })
+    }
+
+    /// `--sink bigquery:… --bigquery-mode load`.
+    pub(crate) fn load_mode(&self) -> bool {
+        matches!(self.sink, SinkSpec::BigQuery(_))
+            && self.bigquery.bigquery_mode == bigquery::Mode::Load
     }
 
     /// `--concurrency`, defaulting to cores × 2.
@@ -639,6 +716,11 @@ async fn run(cli: Cli) -> anyhow::Result<Option<Summary>> {
                 for o in &objects {
                     println!("{}/{}\t{}", o.bucket, o.key, o.size.unwrap_or(0));
                 }
+                if opts.load_mode() {
+                    let bounds = opts.bigquery.load_bounds();
+                    let plan = firehose_replay::load_runner::plan(&objects, &bounds);
+                    println!("{}", plan.describe(objects.len(), &bounds));
+                }
                 return Ok(None);
             }
             objects
@@ -670,6 +752,28 @@ async fn run(cli: Cli) -> anyhow::Result<Option<Summary>> {
             }
         }
     });
+    if opts.load_mode() {
+        let SinkSpec::BigQuery(table) = &opts.sink else {
+            unreachable!("load mode implies a BigQuery sink")
+        };
+        let config = opts.bigquery.config(table);
+        let (loads, encoder) = bigquery::connect_load(
+            &config,
+            std::time::Duration::from_millis(opts.bigquery.load_poll_ms.max(10)),
+        )
+        .await?;
+        let run = firehose_replay::load_runner::LoadRun {
+            shared,
+            loads,
+            encoder,
+            bounds: opts.bigquery.load_bounds(),
+            concurrency,
+            spool_dir: None,
+        };
+        return Ok(Some(
+            firehose_replay::load_runner::run(jobs, run, stop).await,
+        ));
+    }
     Ok(Some(
         runner::run(jobs, shared, concurrency, progress, stop).await,
     ))

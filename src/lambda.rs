@@ -101,6 +101,13 @@ async fn build(config: LambdaConfig) -> anyhow::Result<Handler> {
 }
 
 async fn serve(config: LambdaConfig) -> anyhow::Result<()> {
+    if config.opts.load_mode() {
+        bail!(
+            "FIREHOSE_REPLAY_BIGQUERY_MODE=load batches many objects into one load job and runs \
+             in `replay`/`backfill`; a Lambda writes each notification's objects with \
+             storage-write (the default) or insert-all"
+        );
+    }
     // Built once per container (cold start) and reused by every invocation.
     let handler = Arc::new(build(config).await?);
     tracing::info!(

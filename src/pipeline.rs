@@ -14,7 +14,7 @@ use crate::dead_letter::{DeadLetterDir, RecordLetter};
 use crate::decode::{self, limit::Counting, pump::Pump, Compression, CompressionChoice, Counter};
 use crate::error::{Cause, Error, Stage};
 use crate::frame::Framing;
-use crate::ledger::{Begin, Claim, Finished, Ledger};
+use crate::ledger::{Begin, Claim, Finished, Ledger, Staged};
 use crate::object::ObjectRef;
 use crate::record::batch::{Item, ItemKind, Next, Records};
 use crate::record::Envelope;
@@ -189,16 +189,24 @@ pub fn process_object(
         }
     }
     let compressed = Counter::default();
-    let result = cx.store.open(&mut object).and_then(|opened| {
-        run(
-            cx,
-            &mut object,
-            Box::new(Counting::new(opened.reader, compressed.clone())),
-            opened.etag,
-            &compressed,
-            &mut claim,
-        )
-    });
+    let early = match &claim {
+        Some(c) => recovered(cx, &object, c),
+        None => Ok(None),
+    };
+    let result = match early {
+        Ok(Some(report)) => Ok(Processed::Done(report)),
+        Ok(None) => cx.store.open(&mut object).and_then(|opened| {
+            run(
+                cx,
+                &mut object,
+                Box::new(Counting::new(opened.reader, compressed.clone())),
+                opened.etag,
+                &compressed,
+                &mut claim,
+            )
+        }),
+        Err(e) => Err(e),
+    };
     match result {
         Ok(Processed::Done(mut report)) => {
             report.counts.bytes_in = compressed.get();
@@ -249,6 +257,39 @@ fn skipped(object: ObjectRef, reason: Skip) -> Processed {
     Processed::Skipped { object, reason }
 }
 
+/// An earlier attempt staged this object's rows and stopped before recording it done: if the
+/// sink says that commit happened, the object is done as that attempt counted it, and is not
+/// read or written again. (A staged entry exists only for an unfinished object, so this holds
+/// under `--force` too.)
+fn recovered(
+    cx: &Context<'_>,
+    object: &ObjectRef,
+    claim: &Claim,
+) -> Result<Option<ObjectReport>, Error> {
+    let Some(staged) = &claim.staged else {
+        return Ok(None);
+    };
+    if !cx.sink.committed(staged)? {
+        tracing::info!(object = %object, staged = %staged.token, "rows staged by an earlier attempt were not committed; writing the object again");
+        return Ok(None);
+    }
+    tracing::info!(object = %object, staged = %staged.token, "rows staged by an earlier attempt were committed; recording the object as done");
+    Ok(Some(ObjectReport {
+        object: object.clone(),
+        counts: Counts {
+            records: staged.records,
+            rows: staged.rows,
+            record_errors: staged.record_errors,
+            ..Counts::default()
+        },
+        compression: Vec::new(),
+        framing: None,
+        envelope: None,
+        dead_letter: None,
+        elapsed: Duration::ZERO,
+    }))
+}
+
 fn run(
     cx: &Context<'_>,
     object: &mut ObjectRef,
@@ -289,8 +330,14 @@ fn run(
     }
     if claim.is_none() {
         match cx.ledger.begin(object, cx.force)? {
-            Begin::Proceed(c) => *claim = Some(c),
-            // Dropping `records` stops the decode threads.
+            Begin::Proceed(c) => {
+                // Dropping `records` stops the decode threads.
+                if let Some(report) = recovered(cx, object, &c)? {
+                    *claim = Some(c);
+                    return Ok(Processed::Done(report));
+                }
+                *claim = Some(c)
+            }
             Begin::Done => return Ok(skipped(object.clone(), Skip::AlreadyDone)),
             Begin::Busy(who) => return Ok(skipped(object.clone(), Skip::Busy(who))),
         }
@@ -378,13 +425,40 @@ fn run(
     // The sink may refuse single rows only when committing (BigQuery answers per row); they
     // take the record-level policy like any other bad record. The object counts as delivered
     // only once its dead letters are kept too.
-    let committed = writer.commit()?;
-    for r in &committed.rejected {
+    let prepared = writer.prepare()?;
+    for r in &prepared.rejected {
         settle.settle_at(r.ordinal, r.byte_offset, Stage::Sink, &r.row, &r.error)?;
         counts.rows -= 1;
         counts.record_errors += 1;
     }
-    let dead_letter = letter.finish()?;
+    let dead_letter = match prepared.token {
+        Some(token) => {
+            // Staged: dead letters are kept and the stage recorded *before* the rows become
+            // visible, because after the commit a rerun finishes the object from the ledger
+            // alone.
+            let dead_letter = letter.finish()?;
+            let staged = Staged {
+                token,
+                records: counts.records,
+                rows: counts.rows,
+                record_errors: counts.record_errors,
+            };
+            let claim = claim.as_ref().expect("claimed before writing");
+            cx.ledger.stage(object, claim, &staged)?;
+            let committed = writer.commit()?;
+            debug_assert!(committed.rejected.is_empty(), "staged rows are settled");
+            dead_letter
+        }
+        None => {
+            let committed = writer.commit()?;
+            for r in &committed.rejected {
+                settle.settle_at(r.ordinal, r.byte_offset, Stage::Sink, &r.row, &r.error)?;
+                counts.rows -= 1;
+                counts.record_errors += 1;
+            }
+            letter.finish()?
+        }
+    };
     Ok(Processed::Done(ObjectReport {
         object: object.clone(),
         counts,

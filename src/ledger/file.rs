@@ -5,13 +5,13 @@
 //! line, which loading ignores. Claims are kept in memory: this ledger serialises the workers of
 //! one process; for several machines use the S3 ledger.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use super::{identity, Begin, Claim, Finished, Ledger};
+use super::{identity, Begin, Claim, Finished, Ledger, Staged};
 use crate::error::{Cause, Error, Stage};
 use crate::object::ObjectRef;
 
@@ -20,15 +20,28 @@ type Id = (String, String, String);
 pub struct FileLedger {
     path: PathBuf,
     done: Mutex<HashSet<Id>>,
+    /// Staged-but-not-finished entries (the last one per object wins).
+    staged: Mutex<HashMap<Id, Staged>>,
     in_flight: Mutex<HashSet<Id>>,
     file: Mutex<File>,
 }
 
+/// A line: a finished object, or (with `staged`) rows about to be committed.
 #[derive(serde::Deserialize)]
 struct Entry {
     bucket: String,
     key: String,
     etag: String,
+    #[serde(default)]
+    staged: Option<Staged>,
+}
+
+#[derive(serde::Serialize)]
+struct StagedEntry<'a> {
+    bucket: &'a str,
+    key: &'a str,
+    etag: &'a str,
+    staged: &'a Staged,
 }
 
 fn ledger_error(path: &Path, e: impl std::fmt::Display) -> Error {
@@ -45,13 +58,23 @@ impl FileLedger {
             std::fs::create_dir_all(parent).map_err(|e| ledger_error(&path, e))?;
         }
         let mut done = HashSet::new();
+        let mut staged = HashMap::new();
         if let Ok(f) = File::open(&path) {
             for line in BufReader::new(f).split(b'\n') {
                 let line = line.map_err(|e| ledger_error(&path, e))?;
                 // A torn last line (killed mid-write) does not parse and is ignored: its object
                 // is simply not done.
                 if let Ok(e) = serde_json::from_slice::<Entry>(&line) {
-                    done.insert((e.bucket, e.key, e.etag));
+                    let id = (e.bucket, e.key, e.etag);
+                    match e.staged {
+                        Some(s) => {
+                            staged.insert(id, s);
+                        }
+                        None => {
+                            staged.remove(&id);
+                            done.insert(id);
+                        }
+                    }
                 }
             }
         }
@@ -76,9 +99,18 @@ impl FileLedger {
         Ok(FileLedger {
             path,
             done: Mutex::new(done),
+            staged: Mutex::new(staged),
             in_flight: Mutex::new(HashSet::new()),
             file: Mutex::new(file),
         })
+    }
+
+    /// One `write` per line (see the module docs: a kill leaves whole lines and at most one torn
+    /// last line). Not fsynced: a killed process loses nothing written; a lost machine may lose
+    /// the last lines, and then objects are redone (insertAll) or found staged-but-unrecorded.
+    fn write_line(&self, line: &[u8]) -> Result<(), Error> {
+        let mut f = self.file.lock().expect("ledger lock");
+        f.write_all(line).map_err(|e| ledger_error(&self.path, e))
     }
 
     pub fn path(&self) -> &Path {
@@ -100,22 +132,46 @@ impl Ledger for FileLedger {
         if !force && self.done.lock().expect("ledger lock").contains(&id) {
             return Ok(Begin::Done);
         }
-        if !self.in_flight.lock().expect("ledger lock").insert(id) {
+        if !self
+            .in_flight
+            .lock()
+            .expect("ledger lock")
+            .insert(id.clone())
+        {
             return Ok(Begin::Busy("another task of this run".into()));
         }
-        Ok(Begin::Proceed(Claim::default()))
+        let staged = self.staged.lock().expect("ledger lock").get(&id).cloned();
+        Ok(Begin::Proceed(Claim {
+            token: None,
+            staged,
+        }))
+    }
+
+    fn stage(&self, object: &ObjectRef, _: &Claim, staged: &Staged) -> Result<(), Error> {
+        let (bucket, key, etag) = identity(object);
+        let mut line = serde_json::to_vec(&StagedEntry {
+            bucket: &bucket,
+            key: &key,
+            etag: &etag,
+            staged,
+        })
+        .expect("serialisable");
+        line.push(b'\n');
+        self.write_line(&line)?;
+        self.staged
+            .lock()
+            .expect("ledger lock")
+            .insert((bucket, key, etag), staged.clone());
+        Ok(())
     }
 
     fn finish(&self, object: &ObjectRef, _: Claim, summary: &Finished) -> Result<(), Error> {
         let mut line = serde_json::to_vec(summary).expect("serialisable");
         line.push(b'\n');
-        {
-            let mut f = self.file.lock().expect("ledger lock");
-            f.write_all(&line)
-                .map_err(|e| ledger_error(&self.path, e))?;
-        }
+        self.write_line(&line)?;
         let id = identity(object);
         self.in_flight.lock().expect("ledger lock").remove(&id);
+        self.staged.lock().expect("ledger lock").remove(&id);
         self.done.lock().expect("ledger lock").insert(id);
         Ok(())
     }
@@ -192,5 +248,40 @@ mod tests {
             "--force"
         );
         assert_eq!(l.len(), 2);
+    }
+
+    #[test]
+    fn a_staged_entry_comes_back_in_the_next_claim_until_the_object_is_finished() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.jsonl");
+        let a = obj("a", "e1");
+        let staged = Staged {
+            token: "projects/p/datasets/d/tables/t/streams/s1".into(),
+            records: 3,
+            rows: 2,
+            record_errors: 1,
+        };
+        {
+            let l = FileLedger::open(&path).unwrap();
+            let Begin::Proceed(c) = l.begin(&a, false).unwrap() else {
+                panic!()
+            };
+            assert_eq!(c.staged, None);
+            l.stage(&a, &c, &staged).unwrap();
+            // Killed here: no finish.
+        }
+        let l = FileLedger::open(&path).unwrap();
+        let Begin::Proceed(c) = l.begin(&a, false).unwrap() else {
+            panic!("staged is not done")
+        };
+        assert_eq!(c.staged.as_ref(), Some(&staged));
+        l.finish(&a, c, &summary(&a)).unwrap();
+        drop(l);
+        let l = FileLedger::open(&path).unwrap();
+        assert!(matches!(l.begin(&a, false).unwrap(), Begin::Done));
+        let Begin::Proceed(c) = l.begin(&a, true).unwrap() else {
+            panic!()
+        };
+        assert_eq!(c.staged, None, "a finished object's staged entry is spent");
     }
 }

@@ -30,6 +30,20 @@ pub enum Begin {
 #[derive(Debug, Default)]
 pub struct Claim {
     pub token: Option<String>,
+    /// What an earlier run staged for this object and may have committed before it stopped.
+    pub staged: Option<Staged>,
+}
+
+/// Rows a sink has staged but not yet made visible (a Storage Write `PENDING` stream, a load
+/// job), recorded *before* the commit: if the process dies between the commit and
+/// [`Ledger::finish`], the next run asks the sink about `token` instead of writing the object
+/// again. The counts let that run finish the object without reading it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Staged {
+    pub token: String,
+    pub records: u64,
+    pub rows: u64,
+    pub record_errors: u64,
 }
 
 /// The summary kept with a finished object.
@@ -48,18 +62,49 @@ pub struct Finished {
 pub trait Ledger: Send + Sync {
     /// Blocking. `force` processes even objects already done (claims still apply).
     fn begin(&self, object: &ObjectRef, force: bool) -> Result<Begin, Error>;
+    /// Records what is about to be committed (see [`Staged`]); it comes back in the claim of the
+    /// next `begin` for this object until the object is finished. Ledgers that remember nothing
+    /// across runs keep nothing.
+    fn stage(&self, object: &ObjectRef, claim: &Claim, staged: &Staged) -> Result<(), Error> {
+        let _ = (object, claim, staged);
+        Ok(())
+    }
     fn finish(&self, object: &ObjectRef, claim: Claim, summary: &Finished) -> Result<(), Error>;
     fn abandon(&self, object: &ObjectRef, claim: Claim);
 }
 
-/// `--ledger none`: every object is processed.
-pub struct NoLedger;
+/// `--ledger none`: every object is processed. Staged entries are kept in memory only, so an
+/// object retried within this process after an ambiguous commit is still not written twice.
+#[derive(Default)]
+pub struct NoLedger {
+    staged: std::sync::Mutex<std::collections::HashMap<(String, String, String), Staged>>,
+}
 
 impl Ledger for NoLedger {
-    fn begin(&self, _: &ObjectRef, _: bool) -> Result<Begin, Error> {
-        Ok(Begin::Proceed(Claim::default()))
+    fn begin(&self, object: &ObjectRef, _: bool) -> Result<Begin, Error> {
+        let staged = self
+            .staged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&identity(object))
+            .cloned();
+        Ok(Begin::Proceed(Claim {
+            token: None,
+            staged,
+        }))
     }
-    fn finish(&self, _: &ObjectRef, _: Claim, _: &Finished) -> Result<(), Error> {
+    fn stage(&self, object: &ObjectRef, _: &Claim, staged: &Staged) -> Result<(), Error> {
+        self.staged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(identity(object), staged.clone());
+        Ok(())
+    }
+    fn finish(&self, object: &ObjectRef, _: Claim, _: &Finished) -> Result<(), Error> {
+        self.staged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&identity(object));
         Ok(())
     }
     fn abandon(&self, _: &ObjectRef, _: Claim) {}

@@ -4,6 +4,9 @@
 //! - `…/<bucket>/<key>#E.claim` — created with `If-None-Match: *`, so exactly one worker wins it.
 //!   It holds the worker and an expiry; a worker that finds an expired claim (its holder died)
 //!   takes it over with `If-Match: <claim's ETag>`, so two such workers cannot both win.
+//! - `…/<bucket>/<key>#E.staged` — written by the claim holder just before a sink commits
+//!   staged rows (a Storage Write stream); the next claim holder reads it to find out whether
+//!   that commit happened. Deleted when the object is done.
 //! - `…/<bucket>/<key>#E.done` — written after the object's rows were committed; it holds the
 //!   run's summary. Its presence means done.
 //!
@@ -18,7 +21,7 @@ use chrono::{SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::runtime::Handle;
 
-use super::{Begin, Claim, Finished, Ledger};
+use super::{Begin, Claim, Finished, Ledger, Staged};
 use crate::error::{Error, Stage};
 use crate::object::ObjectRef;
 use crate::source::s3::{classify, unquote};
@@ -133,6 +136,28 @@ impl S3Ledger {
         }
     }
 
+    /// Reads a staged marker; a missing or unreadable one is no staged commit.
+    fn read_staged(&self, key: &str) -> Result<Option<Staged>, Error> {
+        let r = self.handle.block_on(
+            self.client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .send(),
+        );
+        let out = match r {
+            Ok(o) => o,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+            Err(e) => return Err(classify(Stage::Fetch, "ledger GetObject", e)),
+        };
+        let bytes = self
+            .handle
+            .block_on(out.body.collect())
+            .map_err(|e| Error::from_io(Stage::Fetch, std::io::Error::other(e)))?
+            .into_bytes();
+        Ok(serde_json::from_slice(&bytes).ok())
+    }
+
     /// Reads a claim: its ETag and whether it expired.
     fn read_claim(&self, key: &str) -> Result<Option<(String, ClaimBody)>, Error> {
         let r = self.handle.block_on(
@@ -211,7 +236,27 @@ impl Ledger for S3Ledger {
             self.delete(&claim_key);
             return Ok(Begin::Done);
         }
-        Ok(Begin::Proceed(Claim { token: Some(token) }))
+        let staged = self.read_staged(&self.marker(object, "staged"))?;
+        Ok(Begin::Proceed(Claim {
+            token: Some(token),
+            staged,
+        }))
+    }
+
+    fn stage(&self, object: &ObjectRef, _: &Claim, staged: &Staged) -> Result<(), Error> {
+        let put = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(self.marker(object, "staged"))
+            .content_type("application/json")
+            .body(ByteStream::from(
+                serde_json::to_vec_pretty(staged).expect("serialisable"),
+            ));
+        self.handle
+            .block_on(put.send())
+            .map_err(|e| classify(Stage::Sink, "ledger PutObject", e))?;
+        Ok(())
     }
 
     fn finish(&self, object: &ObjectRef, _claim: Claim, summary: &Finished) -> Result<(), Error> {
@@ -227,6 +272,7 @@ impl Ledger for S3Ledger {
         self.handle
             .block_on(put.send())
             .map_err(|e| classify(Stage::Sink, "ledger PutObject", e))?;
+        self.delete(&self.marker(object, "staged"));
         self.delete(&self.marker(object, "claim"));
         Ok(())
     }

@@ -12,19 +12,42 @@ pub mod ndjson;
 use std::str::FromStr;
 
 use crate::error::Error;
+use crate::ledger::Staged;
 use crate::object::ObjectRef;
 use crate::row::Row;
 
 pub trait Sink: Send + Sync {
     fn open(&self, object: &ObjectRef) -> Result<Box<dyn ObjectWriter>, Error>;
+
+    /// Whether rows an earlier attempt staged (as the ledger recorded) were committed after
+    /// all; if so the object is done without being read again. Blocking. Sinks that stage
+    /// nothing answer `false`.
+    fn committed(&self, staged: &Staged) -> Result<bool, Error> {
+        let _ = staged;
+        Ok(false)
+    }
 }
 
 pub trait ObjectWriter: Send {
     fn write_row(&mut self, row: &Row<'_>) -> Result<(), Error>;
+    /// Delivers everything written so far without making it visible, where the destination
+    /// can stage (Storage Write `PENDING` streams): rows it refused come back, and `token` names
+    /// the staged rows for the ledger to record before [`ObjectWriter::commit`]. Sinks that
+    /// cannot stage do nothing here and deliver in `commit`.
+    fn prepare(&mut self) -> Result<Prepared, Error> {
+        Ok(Prepared::default())
+    }
     /// Makes the rows visible or durable. Rows the destination refused one by one (BigQuery's
     /// per-row `invalid`) come back as [`Rejected`], for the record-level policy; everything
     /// else was accepted.
     fn commit(self: Box<Self>) -> Result<Committed, Error>;
+}
+
+/// What [`ObjectWriter::prepare`] staged.
+#[derive(Debug, Default)]
+pub struct Prepared {
+    pub rejected: Vec<Rejected>,
+    pub token: Option<String>,
 }
 
 /// What a commit accepted and refused.

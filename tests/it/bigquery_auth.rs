@@ -355,7 +355,12 @@ fn replay(google: &FakeGoogle, work: &Path) -> Command {
         .env("HOME", work)
         .current_dir(work)
         .args(["replay", "arch", "--sink", "bigquery:test-proj.bi.events"])
-        .args(["--bigquery-endpoint", &google.endpoint])
+        .args([
+            "--bigquery-endpoint",
+            &google.endpoint,
+            "--bigquery-mode",
+            "insert-all",
+        ])
         .args([
             "--batch-rows",
             "3",

@@ -25,7 +25,12 @@ fn backfill(emu: &BqEmulator, work: &Path, extra: &[&str]) -> String {
         ])
         .arg("--include-error-output")
         .args(["--sink", "bigquery:test-proj.bi.events"])
-        .args(["--bigquery-endpoint", &emu.endpoint])
+        .args([
+            "--bigquery-endpoint",
+            &emu.endpoint,
+            "--bigquery-mode",
+            "insert-all",
+        ])
         .args(["--create-table-schema", schema.to_str().unwrap()])
         .args(["--partition-by", "event_time", "--ignore-unknown-values"])
         .args(extra)
@@ -134,7 +139,12 @@ fn rows_the_emulator_refuses_reach_the_dead_letter_with_its_message() {
     let out = bin()
         .current_dir(work.path())
         .args(["replay", "in", "--sink", "bigquery:test-proj.bi.strict"])
-        .args(["--bigquery-endpoint", &emu.endpoint])
+        .args([
+            "--bigquery-endpoint",
+            &emu.endpoint,
+            "--bigquery-mode",
+            "insert-all",
+        ])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

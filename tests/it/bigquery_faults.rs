@@ -244,7 +244,7 @@ pub fn replay(bucket: &Bucket, key: &str, config: Config) -> Run {
                     settings: &settings,
                     sink: &sink,
                     dead_letters: &dl,
-                    ledger: &NoLedger,
+                    ledger: &NoLedger::default(),
                     force: false,
                     worker: "test",
                     deadline: None,

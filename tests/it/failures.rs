@@ -31,6 +31,8 @@ fn run(work: &Path, fake: &FakeBigQuery, args: &[&str]) -> (Output, String) {
         .args([
             "--sink",
             "bigquery:test-proj.bi.events",
+            "--bigquery-mode",
+            "insert-all",
             "--bigquery-endpoint",
             &fake.endpoint,
         ])
@@ -295,7 +297,14 @@ fn with_a_fifth_of_sink_requests_failing_one_redrive_delivers_every_valid_record
             "--sink",
             "bigquery:test-proj.bi.events",
         ])
-        .args(["--bigquery-endpoint", &fake.endpoint, "--batch-rows", "10"])
+        .args([
+            "--bigquery-endpoint",
+            &fake.endpoint,
+            "--bigquery-mode",
+            "insert-all",
+            "--batch-rows",
+            "10",
+        ])
         // A request whose answer is lost is retried after the client timeout; keep it short.
         .args(["--bigquery-timeout-secs", "3"])
         .args([
@@ -323,6 +332,8 @@ fn with_a_fifth_of_sink_requests_failing_one_redrive_delivers_every_valid_record
         .args([
             "--sink",
             "bigquery:test-proj.bi.events",
+            "--bigquery-mode",
+            "insert-all",
             "--bigquery-endpoint",
             &fake.endpoint,
         ])
@@ -421,6 +432,8 @@ print(boto3.client("sqs").create_queue(QueueName="dead-letters")["QueueUrl"])
             .args([
                 "--sink",
                 "bigquery:test-proj.bi.events",
+                "--bigquery-mode",
+                "insert-all",
                 "--bigquery-endpoint",
                 &fake.endpoint,
             ])

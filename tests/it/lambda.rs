@@ -96,7 +96,7 @@ impl World {
     }
     /// A handler over the local buckets, no ledger.
     fn local(&self) -> Handler {
-        self.handler(self.local_stores(), Arc::new(NoLedger))
+        self.handler(self.local_stores(), Arc::new(NoLedger::default()))
     }
     fn local_stores(&self) -> Arc<dyn Stores> {
         let root = self.buckets();
@@ -389,7 +389,7 @@ fn sqs_batch_reports_exactly_the_messages_whose_objects_failed_transiently() {
     let w = World::new();
     let (event, ids, keys) = ten_messages(&w);
     let fail = [keys[3].as_str(), keys[7].as_str()];
-    let h = w.handler(faulty(&w, &fail, None), Arc::new(NoLedger));
+    let h = w.handler(faulty(&w, &fail, None), Arc::new(NoLedger::default()));
     let resp = rt().block_on(h.handle(&event, later(), "r")).unwrap();
     assert_eq!(
         resp,
@@ -465,7 +465,7 @@ fn permanent_failures_are_dead_lettered_and_not_retried() {
 fn direct_invocations_fail_when_an_object_must_be_retried() {
     let w = World::new();
     w.put_fixture_objects();
-    let h = w.handler(faulty(&w, &[K2], None), Arc::new(NoLedger));
+    let h = w.handler(faulty(&w, &[K2], None), Arc::new(NoLedger::default()));
     for file in [
         "s3-notification.json",
         "sns-s3.json",
@@ -517,7 +517,7 @@ fn s3_batch_operations_get_a_result_per_task() {
     let w = World::new();
     w.put_fixture_objects();
     w.put(K2, b"\x1f\x8b\x08\x00garbage");
-    let h = w.handler(faulty(&w, &[K1], None), Arc::new(NoLedger));
+    let h = w.handler(faulty(&w, &[K1], None), Arc::new(NoLedger::default()));
     let resp = rt()
         .block_on(h.handle(&fixture("s3-batch-2.0.json"), later(), "r"))
         .unwrap();
@@ -588,7 +588,7 @@ fn an_object_still_running_at_the_deadline_gives_up_and_commits_nothing() {
     w.put(K2, &ndjson(3000));
     let mut h = w.handler(
         faulty(&w, &[], Some(Duration::from_millis(2))),
-        Arc::new(NoLedger),
+        Arc::new(NoLedger::default()),
     );
     h.margin = Duration::from_millis(400);
     let deadline = Instant::now() + Duration::from_millis(700);

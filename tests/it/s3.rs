@@ -623,3 +623,59 @@ fn backfill_manifest_lists_the_range_for_s3_batch_operations_without_processing_
         "{stderr}"
     );
 }
+
+#[test]
+fn the_s3_ledger_hands_a_staged_commit_to_the_next_claim_and_forgets_it_once_done() {
+    use firehose_replay::ledger::s3::S3Ledger;
+    use firehose_replay::ledger::{Begin, Finished, Ledger, Staged};
+    use firehose_replay::object::ObjectRef;
+    let moto = Moto::start();
+    let rt = moto::rt();
+    let s3 = moto.s3();
+    rt.block_on(moto::create_bucket(&s3, "ledger"));
+    let ledger = {
+        let _in = rt.enter();
+        S3Ledger::new(
+            s3,
+            "ledger".into(),
+            "l/".into(),
+            "w1".into(),
+            Duration::from_secs(1),
+        )
+    };
+    let mut o = ObjectRef::new("src", "2026/11/25/13/a b.gz");
+    o.etag = Some("e1".into());
+    let staged = Staged {
+        token: "projects/p/datasets/d/tables/t/streams/abc".into(),
+        records: 5,
+        rows: 4,
+        record_errors: 1,
+    };
+    let Begin::Proceed(claim) = ledger.begin(&o, false).unwrap() else {
+        panic!("fresh object")
+    };
+    assert_eq!(claim.staged, None);
+    ledger.stage(&o, &claim, &staged).unwrap();
+    // The worker dies here; its claim expires (1 s lease) and another worker takes over.
+    std::thread::sleep(Duration::from_millis(1100));
+    let Begin::Proceed(taken) = ledger.begin(&o, false).unwrap() else {
+        panic!("an expired claim is taken over")
+    };
+    assert_eq!(taken.staged.as_ref(), Some(&staged));
+    let summary = Finished {
+        bucket: "src".into(),
+        key: o.key.clone(),
+        etag: "e1".into(),
+        records: 5,
+        rows: 4,
+        record_errors: 1,
+        finished_at: "t".into(),
+        worker: "w2".into(),
+    };
+    ledger.finish(&o, taken, &summary).unwrap();
+    assert!(matches!(ledger.begin(&o, false).unwrap(), Begin::Done));
+    let Begin::Proceed(forced) = ledger.begin(&o, true).unwrap() else {
+        panic!("--force")
+    };
+    assert_eq!(forced.staged, None, "finish removed the staged marker");
+}

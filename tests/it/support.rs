@@ -121,7 +121,7 @@ impl Bucket {
             settings,
             sink: &sink,
             dead_letters: &dl,
-            ledger: &NoLedger,
+            ledger: &NoLedger::default(),
             force: false,
             worker: "test",
             deadline: None,

@@ -13,6 +13,7 @@ pub mod insert;
 pub mod load_job;
 pub mod proto;
 pub mod request;
+pub mod storage_write;
 pub mod writer;
 
 use std::fmt;
@@ -73,6 +74,44 @@ impl fmt::Display for TableRef {
     }
 }
 
+/// How rows reach the table (`--bigquery-mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Legacy streaming inserts with `insertId`: rows visible in seconds, dedup best-effort
+    /// (about a minute), exactly once only through the `_row_id` dedup view.
+    InsertAll,
+    /// Storage Write API, one `PENDING` stream per object committed atomically: exactly once.
+    #[default]
+    StorageWrite,
+    /// Load jobs over many objects with deterministic job IDs: free, exactly once, minutes.
+    Load,
+}
+
+impl FromStr for Mode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "insert-all" => Ok(Mode::InsertAll),
+            "storage-write" => Ok(Mode::StorageWrite),
+            "load" => Ok(Mode::Load),
+            _ => Err(format!(
+                "unknown BigQuery mode `{s}` (expected insert-all, storage-write or load)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::InsertAll => "insert-all",
+            Mode::StorageWrite => "storage-write",
+            Mode::Load => "load",
+        })
+    }
+}
+
 /// Creating the table when it is missing.
 #[derive(Debug, Clone, Default)]
 pub struct CreateTable {
@@ -95,6 +134,12 @@ pub struct Config {
     pub retry: RetryPolicy,
     pub timeout: Duration,
     pub create_table: Option<CreateTable>,
+    pub mode: Mode,
+    /// Storage Write API endpoint (`http://` for an emulator's plaintext gRPC); `None` for
+    /// Google's.
+    pub storage_endpoint: Option<String>,
+    /// Where load jobs run (`US`, `EU`, a region); `None` lets BigQuery use the dataset's.
+    pub location: Option<String>,
 }
 
 impl Config {
@@ -112,6 +157,9 @@ impl Config {
             retry: RetryPolicy::default(),
             timeout: Duration::from_secs(30),
             create_table: None,
+            mode: Mode::default(),
+            storage_endpoint: None,
+            location: None,
         }
     }
 }
@@ -130,21 +178,154 @@ fn setup_error(class: Class, msg: String) -> Error {
     Error::new(Stage::Sink, class, Cause::Sink(msg))
 }
 
+/// What every mode needs: the REST base URL, an HTTP client, the authenticator (one token
+/// fetched up front, so bad credentials fail once, at start, instead of once per object), and
+/// the table (created first when asked).
+pub(crate) struct Connected {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub auth: Option<Arc<dyn gcp_bigquery_client::auth::Authenticator>>,
+}
+
+pub(crate) async fn connect_rest(config: &Config) -> Result<Connected, Error> {
+    let base = config
+        .endpoint
+        .clone()
+        .unwrap_or_else(|| DEFAULT_ENDPOINT.to_string());
+    let base = base.trim_end_matches('/').to_string();
+    let auth = auth::authenticator(&config.credentials, config.endpoint.is_some()).await?;
+    let http = reqwest::Client::builder()
+        .timeout(config.timeout)
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| setup_error(Class::Permanent, format!("HTTP client: {e}")))?;
+    if let Some(a) = &auth {
+        a.access_token().await.map_err(insert::token_error)?;
+        tracing::debug!("Google access token obtained");
+    }
+    if let Some(create) = &config.create_table {
+        create_table_if_missing(&base, http.clone(), auth.clone(), &config.table, create).await?;
+    }
+    Ok(Connected { base, http, auth })
+}
+
+/// The sink for `--bigquery-mode insert-all` or `storage-write`. (`load` batches objects and
+/// is driven by `load_runner`, not through a per-object sink.) Call within a Tokio runtime.
+pub async fn connect(config: Config) -> Result<Arc<dyn Sink>, Error> {
+    match config.mode {
+        Mode::InsertAll => Ok(Arc::new(BigQuery::connect(config).await?)),
+        Mode::StorageWrite => {
+            let endpoint = match (&config.storage_endpoint, &config.endpoint) {
+                (Some(e), _) => e.clone(),
+                (None, None) => storage_write::DEFAULT_STORAGE_ENDPOINT.to_string(),
+                (None, Some(_)) => {
+                    return Err(setup_error(
+                        Class::Permanent,
+                        "--bigquery-endpoint points REST at another server; give the Storage \
+                         Write API's too (--bigquery-storage-endpoint), or use \
+                         --bigquery-mode insert-all"
+                            .into(),
+                    ))
+                }
+            };
+            let c = connect_rest(&config).await?;
+            let rpc = storage_write::rpc::Rpc::connect(
+                &endpoint,
+                c.auth,
+                config.timeout,
+                Arc::new(config.retry.clone()),
+            )?;
+            Ok(Arc::new(storage_write::StorageWrite::new(
+                rpc,
+                &config.table,
+                config.limits.clone(),
+                config.flags.ignore_unknown_values,
+            )))
+        }
+        Mode::Load => Err(setup_error(
+            Class::Permanent,
+            "--bigquery-mode load batches objects into load jobs: it runs in `replay` and \
+             `backfill`, not per object (use storage-write in Lambda)"
+                .into(),
+        )),
+    }
+}
+
+/// What `--bigquery-mode load` needs: the load-job client and an encoder for the table's
+/// schema (fetched with `tables.get`), which checks each row before it is spooled.
+pub async fn connect_load(
+    config: &Config,
+    poll_interval: Duration,
+) -> Result<(Arc<load_job::LoadJobs>, Arc<proto::Encoder>), Error> {
+    let c = connect_rest(config).await?;
+    let t = &config.table;
+    let auth: Arc<dyn gcp_bigquery_client::auth::Authenticator> = match c.auth.clone() {
+        Some(a) => a,
+        None => Arc::new(Anonymous),
+    };
+    let client = gcp_bigquery_client::client_builder::ClientBuilder::new()
+        .with_v2_base_url(format!("{}/bigquery/v2", c.base))
+        .with_client(c.http.clone())
+        .build_from_authenticator(auth)
+        .await
+        .map_err(|e| setup_error(Class::Permanent, format!("BigQuery client: {e}")))?;
+    let table = client
+        .table()
+        .get(&t.project, &t.dataset, &t.table, None)
+        .await
+        .map_err(|e| match &e {
+            gcp_bigquery_client::error::BQError::ResponseError { error }
+                if error.error.code == 404 =>
+            {
+                setup_error(
+                    Class::Permanent,
+                    format!("table {t} does not exist (create it, or give --create-table-schema)"),
+                )
+            }
+            _ => setup_error(Class::Transient, format!("looking up table {t}: {e}")),
+        })?;
+    let fields = table
+        .schema
+        .fields
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .map(proto::Field::from_rest)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| setup_error(Class::Permanent, format!("table {t} schema: {e}")))?;
+    let encoder = proto::Encoder::new(
+        fields,
+        proto::Options {
+            ignore_unknown_values: config.flags.ignore_unknown_values,
+        },
+    )
+    .map_err(|e| setup_error(Class::Permanent, format!("table {t} schema: {e}")))?;
+    let loads = load_job::LoadJobs::new(
+        c.http,
+        &c.base,
+        c.auth,
+        t.clone(),
+        load_job::LoadJobOptions {
+            location: config.location.clone(),
+            retry: config.retry.clone(),
+            poll_interval,
+            ignore_unknown_values: config.flags.ignore_unknown_values,
+            schema: table
+                .schema
+                .fields
+                .as_ref()
+                .and_then(|f| serde_json::to_value(f).ok()),
+            ..load_job::LoadJobOptions::default()
+        },
+    );
+    Ok((Arc::new(loads), Arc::new(encoder)))
+}
+
 impl BigQuery {
     /// Builds the client (no network call unless the table must be created). Call within a
     /// Tokio runtime: requests run on it.
     pub async fn connect(config: Config) -> Result<BigQuery, Error> {
-        let base = config
-            .endpoint
-            .clone()
-            .unwrap_or_else(|| DEFAULT_ENDPOINT.to_string());
-        let base = base.trim_end_matches('/').to_string();
-        let auth = auth::authenticator(&config.credentials, config.endpoint.is_some()).await?;
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| setup_error(Class::Permanent, format!("HTTP client: {e}")))?;
+        let Connected { base, http, auth } = connect_rest(&config).await?;
         let t = &config.table;
         let enc = |s: &str| {
             percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
@@ -155,15 +336,6 @@ impl BigQuery {
             enc(&t.dataset),
             enc(&t.table)
         );
-        if let Some(a) = &auth {
-            // One token up front: bad credentials fail once, at start, instead of once per
-            // object, and the first requests do not all race to fetch a token.
-            a.access_token().await.map_err(insert::token_error)?;
-            tracing::debug!("Google access token obtained");
-        }
-        if let Some(create) = &config.create_table {
-            create_table_if_missing(&base, http.clone(), auth.clone(), t, create).await?;
-        }
         Ok(BigQuery {
             endpoint: Arc::new(Endpoint {
                 http,

@@ -1,0 +1,605 @@
+//! `--bigquery-mode load`: many objects → one BigQuery load job, exactly once.
+//!
+//! Objects are planned into batches (key order, bounded by object count and listed bytes, and
+//! widened so the whole run fits the table's daily load-job quota). Each batch runs through the
+//! normal pipeline — decode, record policy, dead letters — into a spool sink that checks every
+//! row against the table schema (a row BigQuery would refuse would fail the whole job, so it
+//! takes the record-level policy here instead) and writes NDJSON to a local file. The spooled
+//! objects' ledger entries are held back; each is *staged* with the batch's job ID, the job is
+//! loaded (`load_job::LoadJobs::load`: deterministic job IDs, GET before submit, 409 = already
+//! submitted), and only then are the objects finished. A run that dies anywhere in between
+//! finds the staged job ID in the ledger next time and asks BigQuery whether that job loaded
+//! the rows, instead of loading them again.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+use tokio::runtime::Handle;
+
+use crate::error::{Cause, Class, Error, Stage};
+use crate::ledger::{identity, Begin, Claim, Finished, Ledger, Staged};
+use crate::object::ObjectRef;
+use crate::pipeline::ObjectFailure;
+use crate::row::Row;
+use crate::runner::{self, settle_failure, Job, Progress, Shared, Summary};
+use crate::sink::bigquery::load_job::{job_id, JobState, LoadJobs, ObjectKey, MAX_JOB_ATTEMPTS};
+use crate::sink::bigquery::proto::Encoder;
+use crate::sink::{Committed, ObjectWriter, Prepared, Rejected, Sink};
+
+/// BigQuery's per-table daily quota of load jobs.
+pub const DAILY_LOAD_JOB_QUOTA: usize = 1_500;
+
+/// `--load-batch-objects`, `--load-batch-mib`, `--load-jobs-per-day`.
+#[derive(Debug, Clone)]
+pub struct Bounds {
+    pub max_objects: usize,
+    /// Listed (compressed) bytes per batch.
+    pub max_bytes: u64,
+    /// Jobs this run may spend of the table's daily quota.
+    pub jobs_per_day: usize,
+}
+
+/// Batches of indices into the planned objects, and what bounds were used.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub batches: Vec<Vec<usize>>,
+    pub max_objects: usize,
+    pub max_bytes: u64,
+    /// Set when the bounds were widened to fit the quota.
+    pub widened: bool,
+}
+
+impl Plan {
+    /// One line for `--dry-run` and the log.
+    pub fn describe(&self, objects: usize, bounds: &Bounds) -> String {
+        let mut s = format!(
+            "load plan: {objects} objects → {} load jobs (≤ {} objects, ≤ {:.0} MiB listed each); \
+             {} of the {} jobs/day budget (table quota {DAILY_LOAD_JOB_QUOTA}/day)",
+            self.batches.len(),
+            self.max_objects,
+            self.max_bytes as f64 / 1048576.0,
+            self.batches.len(),
+            bounds.jobs_per_day
+        );
+        if self.widened {
+            s.push_str(&format!(
+                "; batches widened from ≤ {} objects / {:.0} MiB to fit the budget",
+                bounds.max_objects,
+                bounds.max_bytes as f64 / 1048576.0
+            ));
+        }
+        s
+    }
+}
+
+fn cut(sizes: &[u64], max_objects: usize, max_bytes: u64) -> Vec<Vec<usize>> {
+    let mut batches: Vec<Vec<usize>> = Vec::new();
+    let mut bytes = 0u64;
+    for (i, &size) in sizes.iter().enumerate() {
+        let full = batches
+            .last()
+            .is_none_or(|b| b.len() >= max_objects || (bytes + size > max_bytes && !b.is_empty()));
+        if full {
+            batches.push(Vec::new());
+            bytes = 0;
+        }
+        batches.last_mut().expect("pushed").push(i);
+        bytes += size;
+    }
+    batches
+}
+
+/// Cuts `objects` (in order) into batches within `bounds`; when that makes more jobs than the
+/// daily budget, the bounds grow until it does not (a run over several days' quota would
+/// otherwise stall on `quotaExceeded` half-way).
+pub fn plan(objects: &[ObjectRef], bounds: &Bounds) -> Plan {
+    let sizes: Vec<u64> = objects.iter().map(|o| o.size.unwrap_or(0)).collect();
+    let (mut max_objects, mut max_bytes) = (bounds.max_objects.max(1), bounds.max_bytes.max(1));
+    let budget = bounds.jobs_per_day.max(1);
+    let mut batches = cut(&sizes, max_objects, max_bytes);
+    let mut widened = false;
+    while batches.len() > budget {
+        widened = true;
+        let factor = batches.len().div_ceil(budget).max(2);
+        max_objects = max_objects.saturating_mul(factor);
+        max_bytes = max_bytes.saturating_mul(factor as u64);
+        batches = cut(&sizes, max_objects, max_bytes);
+    }
+    Plan {
+        batches,
+        max_objects,
+        max_bytes,
+        widened,
+    }
+}
+
+/// The staged token of a batch: its first job ID; the attempts' IDs follow from it.
+const TOKEN_PREFIX: &str = "bigquery-load:";
+
+fn attempt_id(first: &str, attempt: u32) -> Option<String> {
+    let base = first.strip_suffix("_0")?;
+    Some(format!("{base}_{attempt}"))
+}
+
+/// Whether any attempt of the job chain starting at `first` loaded its rows (waiting for one
+/// that still runs).
+async fn chain_loaded(loads: &LoadJobs, first: &str) -> Result<bool, Error> {
+    for attempt in 0..MAX_JOB_ATTEMPTS {
+        let Some(id) = attempt_id(first, attempt) else {
+            return Ok(false);
+        };
+        let mut state = loads.state_of(&id).await?;
+        if state == JobState::Running {
+            state = loads.wait(&id).await?;
+        }
+        match state {
+            JobState::Succeeded { .. } => return Ok(true),
+            JobState::Missing => return Ok(false),
+            JobState::Failed { .. } | JobState::Running => continue,
+        }
+    }
+    Ok(false)
+}
+
+/// What one spooled object left behind.
+struct Spooled {
+    path: PathBuf,
+    rows: u64,
+}
+
+/// The pipeline's sink in load mode: rows checked against the schema, written to a file per
+/// object under `dir`.
+struct Spool {
+    dir: PathBuf,
+    encoder: Arc<Encoder>,
+    loads: Arc<LoadJobs>,
+    handle: Handle,
+    spooled: Mutex<HashMap<(String, String, String), Spooled>>,
+    next: std::sync::atomic::AtomicU64,
+}
+
+struct SpoolWriter {
+    spool: Arc<Spool>,
+    object: ObjectRef,
+    path: PathBuf,
+    out: BufWriter<File>,
+    rows: u64,
+    rejected: Vec<Rejected>,
+    scratch: Vec<u8>,
+}
+
+fn spool_error(path: &Path, e: std::io::Error) -> Error {
+    Error::new(
+        Stage::Sink,
+        Class::Transient,
+        Cause::Sink(format!("spool file {}: {e}", path.display())),
+    )
+}
+
+struct SpoolSink(Arc<Spool>);
+
+impl Sink for SpoolSink {
+    fn open(&self, object: &ObjectRef) -> Result<Box<dyn ObjectWriter>, Error> {
+        let n = self
+            .0
+            .next
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = self.0.dir.join(format!("{n}.ndjson"));
+        let file = File::create(&path).map_err(|e| spool_error(&path, e))?;
+        Ok(Box::new(SpoolWriter {
+            spool: self.0.clone(),
+            object: object.clone(),
+            path,
+            out: BufWriter::with_capacity(256 * 1024, file),
+            rows: 0,
+            rejected: Vec::new(),
+            scratch: Vec::new(),
+        }))
+    }
+
+    fn committed(&self, staged: &Staged) -> Result<bool, Error> {
+        let Some(first) = staged.token.strip_prefix(TOKEN_PREFIX) else {
+            return Ok(false);
+        };
+        let loads = self.0.loads.clone();
+        let first = first.to_string();
+        self.0
+            .handle
+            .block_on(async move { chain_loaded(&loads, &first).await })
+    }
+}
+
+impl ObjectWriter for SpoolWriter {
+    fn write_row(&mut self, row: &Row<'_>) -> Result<(), Error> {
+        let json = row.to_vec();
+        self.scratch.clear();
+        if let Err(why) = self.spool.encoder.encode(&json, &mut self.scratch) {
+            self.rejected.push(Rejected {
+                ordinal: row.ordinal,
+                byte_offset: row.byte_offset,
+                row: json,
+                error: format!("does not fit the table schema: {why}"),
+            });
+            return Ok(());
+        }
+        self.out
+            .write_all(&json)
+            .and_then(|_| self.out.write_all(b"\n"))
+            .map_err(|e| spool_error(&self.path, e))?;
+        self.rows += 1;
+        Ok(())
+    }
+
+    fn prepare(&mut self) -> Result<Prepared, Error> {
+        Ok(Prepared {
+            rejected: std::mem::take(&mut self.rejected),
+            token: None,
+        })
+    }
+
+    fn commit(mut self: Box<Self>) -> Result<Committed, Error> {
+        self.out.flush().map_err(|e| spool_error(&self.path, e))?;
+        let rejected = std::mem::take(&mut self.rejected);
+        self.spool
+            .spooled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                identity(&self.object),
+                Spooled {
+                    path: self.path.clone(),
+                    rows: self.rows,
+                },
+            );
+        Ok(Committed { rejected })
+    }
+}
+
+/// A finish the pipeline asked for, held until the batch's job has loaded.
+struct HeldFinish {
+    object: ObjectRef,
+    claim: Claim,
+    summary: Finished,
+}
+
+/// The real ledger, except that `finish` is held back (see the module docs).
+struct HoldingLedger {
+    inner: Arc<dyn Ledger>,
+    held: Mutex<Vec<HeldFinish>>,
+}
+
+impl Ledger for HoldingLedger {
+    fn begin(&self, object: &ObjectRef, force: bool) -> Result<Begin, Error> {
+        self.inner.begin(object, force)
+    }
+    fn stage(&self, object: &ObjectRef, claim: &Claim, staged: &Staged) -> Result<(), Error> {
+        self.inner.stage(object, claim, staged)
+    }
+    fn finish(&self, object: &ObjectRef, claim: Claim, summary: &Finished) -> Result<(), Error> {
+        self.held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(HeldFinish {
+                object: object.clone(),
+                claim,
+                summary: summary.clone(),
+            });
+        Ok(())
+    }
+    fn abandon(&self, object: &ObjectRef, claim: Claim) {
+        self.inner.abandon(object, claim)
+    }
+}
+
+/// The sink a load run's [`Shared`] is built with before [`run`] puts its spool in: objects in
+/// load mode never go to a per-object sink.
+pub struct LoadOnly;
+
+impl Sink for LoadOnly {
+    fn open(&self, _: &ObjectRef) -> Result<Box<dyn ObjectWriter>, Error> {
+        Err(Error::new(
+            Stage::Sink,
+            Class::Permanent,
+            Cause::Sink(
+                "--bigquery-mode load runs in `replay` and `backfill` only (batches of objects)"
+                    .into(),
+            ),
+        ))
+    }
+}
+
+/// Everything a load run needs besides the objects.
+pub struct LoadRun {
+    pub shared: Shared,
+    pub loads: Arc<LoadJobs>,
+    pub encoder: Arc<Encoder>,
+    pub bounds: Bounds,
+    pub concurrency: usize,
+    /// Spool files go under here (a temporary directory per batch).
+    pub spool_dir: Option<PathBuf>,
+}
+
+fn batch_failure(object: ObjectRef, error: &Error) -> Box<ObjectFailure> {
+    Box::new(ObjectFailure {
+        object,
+        error: Error::new(
+            error.stage,
+            error.class,
+            Cause::Sink(error.cause.to_string()),
+        ),
+        attempts: 1,
+    })
+}
+
+/// Runs every batch in order. Objects whose spooling failed are dead-lettered by the runner as
+/// usual; objects of a batch whose job failed for good are dead-lettered with the job's error.
+pub async fn run(jobs: Vec<Job>, run: LoadRun, stop: Arc<AtomicBool>) -> Summary {
+    let started = std::time::Instant::now();
+    let objects: Vec<ObjectRef> = jobs.iter().map(|j| j.object.clone()).collect();
+    let plan = plan(&objects, &run.bounds);
+    tracing::info!("{}", plan.describe(objects.len(), &run.bounds));
+    let mut jobs: Vec<Option<Job>> = jobs.into_iter().map(Some).collect();
+    let mut summary = Summary::default();
+    let total = plan.batches.len();
+    for (n, batch) in plan.batches.iter().enumerate() {
+        let batch_jobs: Vec<Job> = batch.iter().filter_map(|&i| jobs[i].take()).collect();
+        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+            summary.not_started += batch_jobs.len() as u64;
+            continue;
+        }
+        let s = run_batch(batch_jobs, &run, stop.clone(), n + 1, total).await;
+        summary.objects_ok += s.objects_ok;
+        summary.skipped_done += s.skipped_done;
+        summary.skipped_busy += s.skipped_busy;
+        summary.not_started += s.not_started;
+        summary.failures.extend(s.failures);
+        summary.counts += s.counts;
+    }
+    summary.elapsed = started.elapsed();
+    summary
+}
+
+async fn run_batch(
+    jobs: Vec<Job>,
+    run: &LoadRun,
+    stop: Arc<AtomicBool>,
+    n: usize,
+    total: usize,
+) -> Summary {
+    let dir = match &run.spool_dir {
+        Some(d) => tempfile::Builder::new().prefix("load-batch-").tempdir_in(d),
+        None => tempfile::Builder::new()
+            .prefix("firehose-replay-load-")
+            .tempdir(),
+    };
+    let dir = match dir {
+        Ok(d) => d,
+        Err(e) => {
+            let error = Error::new(
+                Stage::Sink,
+                Class::Transient,
+                Cause::Sink(format!("spool directory: {e}")),
+            );
+            let mut summary = Summary::default();
+            for job in jobs {
+                let failure = batch_failure(job.object, &error);
+                let _ = settle_failure(&failure, &run.shared.dead_letters);
+                summary.failures.push(failure);
+            }
+            return summary;
+        }
+    };
+    let spool = Arc::new(Spool {
+        dir: dir.path().to_path_buf(),
+        encoder: run.encoder.clone(),
+        loads: run.loads.clone(),
+        handle: Handle::current(),
+        spooled: Mutex::default(),
+        next: Default::default(),
+    });
+    let holding = Arc::new(HoldingLedger {
+        inner: run.shared.ledger.clone(),
+        held: Mutex::default(),
+    });
+    let mut shared = run.shared.clone();
+    shared.sink = Arc::new(SpoolSink(spool.clone()));
+    shared.ledger = holding.clone();
+    let mut summary = runner::run(jobs, shared, run.concurrency, Progress::Off, stop).await;
+
+    // Objects finished without rows to load (recovered from an earlier run's job, or every
+    // record refused) are done now; the others wait for the job.
+    let held = std::mem::take(&mut *holding.held.lock().unwrap_or_else(|p| p.into_inner()));
+    let mut spooled_files =
+        std::mem::take(&mut *spool.spooled.lock().unwrap_or_else(|p| p.into_inner()));
+    let mut to_load = Vec::new();
+    for h in held {
+        match spooled_files.remove(&identity(&h.object)) {
+            Some(s) if s.rows > 0 => to_load.push((h, s)),
+            _ => {
+                if let Err(e) = run.shared.ledger.finish(&h.object, h.claim, &h.summary) {
+                    tracing::warn!(object = %h.object, "could not record the object as done: {e}");
+                }
+            }
+        }
+    }
+    if to_load.is_empty() {
+        return summary;
+    }
+    to_load.sort_by(|a, b| a.0.object.key.cmp(&b.0.object.key));
+    let keys: Vec<ObjectKey> = to_load
+        .iter()
+        .map(|(h, _)| ObjectKey {
+            bucket: h.object.bucket.clone(),
+            key: h.object.key.clone(),
+            etag: h.object.etag.clone().unwrap_or_default(),
+        })
+        .collect();
+    let first = job_id(run.loads.table(), &keys, 0);
+    let rows: u64 = to_load.iter().map(|(_, s)| s.rows).sum();
+    let outcome = load_batch(run, dir.path(), &to_load, &first).await;
+    match outcome {
+        Ok(loaded) => {
+            tracing::info!(batch = format!("{n}/{total}"), objects = to_load.len(), rows, job_id = %loaded, "batch loaded");
+            for (h, _) in to_load {
+                if let Err(e) = run.shared.ledger.finish(&h.object, h.claim, &h.summary) {
+                    // Loaded: the next run finds the staged job and records it then.
+                    tracing::warn!(object = %h.object, "could not record the object as done: {e}");
+                }
+            }
+        }
+        Err(error) => {
+            tracing::error!(
+                batch = format!("{n}/{total}"),
+                objects = to_load.len(),
+                "batch not loaded: {error}"
+            );
+            for (h, s) in to_load {
+                summary.objects_ok = summary.objects_ok.saturating_sub(1);
+                summary.counts.rows = summary.counts.rows.saturating_sub(s.rows);
+                run.shared.ledger.abandon(&h.object, h.claim);
+                let failure = batch_failure(h.object, &error);
+                let _ = settle_failure(&failure, &run.shared.dead_letters);
+                summary.failures.push(failure);
+            }
+        }
+    }
+    summary
+}
+
+/// Stages every object with the job chain, builds the upload file and loads it.
+async fn load_batch(
+    run: &LoadRun,
+    dir: &Path,
+    to_load: &[(HeldFinish, Spooled)],
+    first: &str,
+) -> Result<String, Error> {
+    let ledger = run.shared.ledger.clone();
+    let token = format!("{TOKEN_PREFIX}{first}");
+    let staged: Vec<(ObjectRef, Staged)> = to_load
+        .iter()
+        .map(|(h, _)| {
+            (
+                h.object.clone(),
+                Staged {
+                    token: token.clone(),
+                    records: h.summary.records,
+                    rows: h.summary.rows,
+                    record_errors: h.summary.record_errors,
+                },
+            )
+        })
+        .collect();
+    for ((h, _), (object, s)) in to_load.iter().zip(&staged) {
+        let (ledger, object, s) = (ledger.clone(), object.clone(), s.clone());
+        let claim = Claim {
+            token: h.claim.token.clone(),
+            staged: None,
+        };
+        tokio::task::spawn_blocking(move || ledger.stage(&object, &claim, &s))
+            .await
+            .map_err(|e| {
+                Error::new(
+                    Stage::Sink,
+                    Class::Transient,
+                    Cause::Sink(format!("ledger: {e}")),
+                )
+            })??;
+    }
+    // One upload file: the objects' spool files in key order, each removed once copied.
+    let upload = dir.join("upload.ndjson");
+    let files: Vec<PathBuf> = to_load.iter().map(|(_, s)| s.path.clone()).collect();
+    let upload_path = upload.clone();
+    tokio::task::spawn_blocking(move || -> Result<(), Error> {
+        let mut out = File::create(&upload_path).map_err(|e| spool_error(&upload_path, e))?;
+        for f in files {
+            let mut input = File::open(&f).map_err(|e| spool_error(&f, e))?;
+            std::io::copy(&mut input, &mut out).map_err(|e| spool_error(&upload_path, e))?;
+            let _ = std::fs::remove_file(&f);
+        }
+        out.sync_all().map_err(|e| spool_error(&upload_path, e))
+    })
+    .await
+    .map_err(|e| {
+        Error::new(
+            Stage::Sink,
+            Class::Transient,
+            Cause::Sink(format!("spool: {e}")),
+        )
+    })??;
+    let keys: Vec<ObjectKey> = to_load
+        .iter()
+        .map(|(h, _)| ObjectKey {
+            bucket: h.object.bucket.clone(),
+            key: h.object.key.clone(),
+            etag: h.object.etag.clone().unwrap_or_default(),
+        })
+        .collect();
+    let loaded = run.loads.load(&keys, &upload).await?;
+    Ok(loaded.job_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn objects(sizes: &[u64]) -> Vec<ObjectRef> {
+        sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| {
+                let mut o = ObjectRef::new("b", format!("k{i:04}"));
+                o.size = Some(s);
+                o
+            })
+            .collect()
+    }
+
+    #[test]
+    fn batches_are_cut_by_object_count_and_bytes_in_key_order() {
+        let bounds = Bounds {
+            max_objects: 3,
+            max_bytes: 100,
+            jobs_per_day: 1000,
+        };
+        let p = plan(&objects(&[10, 10, 10, 10, 60, 50, 200, 1]), &bounds);
+        assert_eq!(
+            p.batches,
+            vec![vec![0, 1, 2], vec![3, 4], vec![5], vec![6], vec![7]],
+            "an object larger than the byte bound gets a batch of its own"
+        );
+        assert!(!p.widened);
+    }
+
+    #[test]
+    fn a_run_that_would_exceed_the_daily_job_budget_gets_wider_batches() {
+        let bounds = Bounds {
+            max_objects: 10,
+            max_bytes: u64::MAX,
+            jobs_per_day: 7,
+        };
+        let p = plan(&objects(&[1; 1000]), &bounds);
+        assert!(p.batches.len() <= 7, "{} jobs", p.batches.len());
+        assert!(p.widened);
+        assert_eq!(p.batches.iter().map(Vec::len).sum::<usize>(), 1000);
+        let all: Vec<usize> = p.batches.concat();
+        assert_eq!(
+            all,
+            (0..1000).collect::<Vec<_>>(),
+            "every object once, in order"
+        );
+        assert!(p.describe(1000, &bounds).contains("widened"));
+    }
+
+    #[test]
+    fn attempt_ids_follow_from_the_first() {
+        assert_eq!(
+            attempt_id("firehose_replay_ab_0", 3).as_deref(),
+            Some("firehose_replay_ab_3")
+        );
+        assert_eq!(attempt_id("firehose_replay_ab_1", 3), None);
+    }
+}

@@ -1,0 +1,307 @@
+//! Appending one object's rows to its `PENDING` stream, with explicit offsets.
+//!
+//! Every append names the offset its first row must land at, which makes resending safe: an
+//! append BigQuery already took answers `ALREADY_EXISTS` (counted as done), one past the end
+//! answers `OUT_OF_RANGE`. So whenever the connection breaks, an answer is lost or an append is
+//! refused, the task opens a new AppendRows call and resends every unacknowledged append from
+//! the last acknowledged offset, in order. Up to `window` appends are in flight at once; the
+//! decode thread waits when the window is full (bounded memory).
+
+use std::collections::VecDeque;
+
+use gcp_bigquery_client::google::cloud::bigquery::storage::v1::{
+    append_rows_request, append_rows_response, AppendRowsRequest, AppendRowsResponse, ProtoRows,
+    ProtoSchema,
+};
+use prost_types::DescriptorProto;
+use tokio::sync::mpsc;
+use tonic::Code;
+
+use super::rpc::{sink_error, status_error, transient, Rpc};
+use crate::error::{Class, Error};
+use crate::sink::Rejected;
+
+/// Where a row came from, to report it if BigQuery refuses it.
+#[derive(Debug, Clone)]
+pub(super) struct RowSource {
+    pub ordinal: u64,
+    pub byte_offset: u64,
+    /// The row as JSON (what a dead letter holds).
+    pub json: Vec<u8>,
+}
+
+/// One append: protobuf rows and where each came from.
+#[derive(Debug, Default)]
+pub(super) struct Append {
+    pub rows: Vec<Vec<u8>>,
+    pub sources: Vec<RowSource>,
+    pub bytes: usize,
+}
+
+impl Append {
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+}
+
+/// What the appends came to.
+#[derive(Debug, Default)]
+pub(super) struct Appended {
+    /// Rows in the stream.
+    pub rows: i64,
+    /// Rows BigQuery refused one by one.
+    pub rejected: Vec<Rejected>,
+}
+
+struct Connection {
+    tx: mpsc::UnboundedSender<AppendRowsRequest>,
+    answers: tonic::Streaming<AppendRowsResponse>,
+}
+
+pub(super) struct Session {
+    pub rpc: Rpc,
+    pub stream: String,
+    pub schema: DescriptorProto,
+    pub window: usize,
+}
+
+enum Answer {
+    /// The front append is in the stream.
+    Acked,
+    /// Open a new connection and resend everything unacknowledged.
+    Reconnect(Error),
+}
+
+impl Session {
+    /// Runs until `input` is closed and every append is acknowledged.
+    pub async fn run(self, mut input: mpsc::Receiver<Append>) -> Result<Appended, Error> {
+        let mut pending: VecDeque<Append> = VecDeque::new();
+        let mut acked: i64 = 0;
+        let mut rejected = Vec::new();
+        let mut conn: Option<Connection> = None;
+        let mut closed = false;
+        let mut delays = self.rpc.policy.delays();
+        let mut failures = 0usize;
+        loop {
+            if closed && pending.is_empty() {
+                return Ok(Appended {
+                    rows: acked,
+                    rejected,
+                });
+            }
+            if conn.is_none() && !pending.is_empty() {
+                match self.connect(&pending, acked).await {
+                    Ok(c) => conn = Some(c),
+                    Err(e) => {
+                        failures += 1;
+                        self.back_off(&mut delays, failures, e).await?;
+                        continue;
+                    }
+                }
+            }
+            let window_open = !closed && pending.len() < self.window.max(1);
+            tokio::select! {
+                biased;
+                answer = next_answer(&mut conn, self.rpc.timeout), if conn.is_some() => {
+                    let verdict = match answer {
+                        Ok(a) => self.settle(a, &mut pending, &mut acked, &mut rejected),
+                        Err(e) => Answer::Reconnect(e),
+                    };
+                    match verdict {
+                        Answer::Acked => {
+                            failures = 0;
+                            delays = self.rpc.policy.delays();
+                        }
+                        Answer::Reconnect(e) => {
+                            conn = None;
+                            if !e.is_transient() {
+                                return Err(e);
+                            }
+                            failures += 1;
+                            self.back_off(&mut delays, failures, e).await?;
+                        }
+                    }
+                }
+                next = input.recv(), if window_open => match next {
+                    None => closed = true,
+                    Some(append) => {
+                        let offset = acked + pending.iter().map(|a| a.len() as i64).sum::<i64>();
+                        if let Some(c) = &conn {
+                            // A send error means the call ended; the answer loop sees it.
+                            let _ = c.tx.send(self.request(&append, offset, false));
+                        }
+                        pending.push_back(append);
+                    }
+                },
+            }
+        }
+    }
+
+    async fn back_off(
+        &self,
+        delays: &mut impl Iterator<Item = std::time::Duration>,
+        failures: usize,
+        e: Error,
+    ) -> Result<(), Error> {
+        match delays.next() {
+            Some(d) => {
+                tracing::debug!(stream = %self.stream, failures, delay_ms = d.as_millis() as u64, "AppendRows: resending unacknowledged appends: {e}");
+                tokio::time::sleep(d).await;
+                Ok(())
+            }
+            None => Err(sink_error(
+                Class::Transient,
+                format!(
+                    "BigQuery Storage Write AppendRows still failing after {failures} tries: {e}"
+                ),
+            )),
+        }
+    }
+
+    fn request(&self, append: &Append, offset: i64, first: bool) -> AppendRowsRequest {
+        AppendRowsRequest {
+            // Named in every request: cheap, and any request may be the first a server sees.
+            write_stream: self.stream.clone(),
+            offset: Some(offset),
+            rows: Some(append_rows_request::Rows::ProtoRows(
+                append_rows_request::ProtoData {
+                    writer_schema: first.then(|| ProtoSchema {
+                        proto_descriptor: Some(self.schema.clone()),
+                    }),
+                    rows: Some(ProtoRows {
+                        serialized_rows: append.rows.clone(),
+                    }),
+                },
+            )),
+            ..Default::default()
+        }
+    }
+
+    /// A new AppendRows call with every unacknowledged append queued on it, offsets counted
+    /// from `acked`.
+    async fn connect(&self, pending: &VecDeque<Append>, acked: i64) -> Result<Connection, Error> {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut offset = acked;
+        for (i, append) in pending.iter().enumerate() {
+            let _ = tx.send(self.request(append, offset, i == 0));
+            offset += append.len() as i64;
+        }
+        let requests = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
+        let answers = self.rpc.append_rows(&self.stream, requests).await?;
+        Ok(Connection { tx, answers })
+    }
+
+    /// Applies one answer to the front append.
+    fn settle(
+        &self,
+        answer: AppendRowsResponse,
+        pending: &mut VecDeque<Append>,
+        acked: &mut i64,
+        rejected: &mut Vec<Rejected>,
+    ) -> Answer {
+        let Some(front) = pending.front_mut() else {
+            return Answer::Reconnect(sink_error(
+                Class::Transient,
+                "AppendRows answered an append that was not sent".into(),
+            ));
+        };
+        if !answer.row_errors.is_empty() {
+            // The whole append was refused because of these rows: drop them (record-level
+            // policy) and resend the rest, at offsets counted again.
+            let mut bad: Vec<(usize, String)> = answer
+                .row_errors
+                .iter()
+                .filter_map(|e| {
+                    usize::try_from(e.index)
+                        .ok()
+                        .filter(|&i| i < front.len())
+                        .map(|i| (i, e.message.clone()))
+                })
+                .collect();
+            if bad.is_empty() {
+                return Answer::Reconnect(sink_error(
+                    Class::Permanent,
+                    "AppendRows refused rows it did not name".into(),
+                ));
+            }
+            bad.sort_by_key(|(i, _)| std::cmp::Reverse(*i));
+            bad.dedup_by_key(|(i, _)| *i);
+            for (i, message) in bad {
+                front.rows.remove(i);
+                let source = front.sources.remove(i);
+                rejected.push(Rejected {
+                    ordinal: source.ordinal,
+                    byte_offset: source.byte_offset,
+                    row: source.json,
+                    error: message,
+                });
+            }
+            if front.rows.is_empty() {
+                pending.pop_front();
+            }
+            return Answer::Reconnect(sink_error(
+                Class::Transient,
+                "resending an append without the rows BigQuery refused".into(),
+            ));
+        }
+        match answer.response {
+            Some(append_rows_response::Response::AppendResult(_)) => {
+                *acked += front.len() as i64;
+                pending.pop_front();
+                Answer::Acked
+            }
+            Some(append_rows_response::Response::Error(status)) => {
+                let code = Code::from_i32(status.code);
+                match code {
+                    Code::AlreadyExists => {
+                        // Landed in an earlier try whose answer was lost.
+                        tracing::info!(stream = %self.stream, offset = *acked, rows = front.len(), "append already in the stream (answer lost earlier)");
+                        *acked += front.len() as i64;
+                        pending.pop_front();
+                        Answer::Acked
+                    }
+                    Code::OutOfRange => Answer::Reconnect(sink_error(
+                        Class::Transient,
+                        format!("offset past the end of the stream: {}", status.message),
+                    )),
+                    _ => {
+                        let s = tonic::Status::new(code, status.message);
+                        let e = status_error("AppendRows", &s);
+                        if transient(code) {
+                            Answer::Reconnect(e)
+                        } else {
+                            Answer::Reconnect(Error::new(e.stage, Class::Permanent, e.cause))
+                        }
+                    }
+                }
+            }
+            None => Answer::Reconnect(sink_error(
+                Class::Transient,
+                "AppendRows answer without a result".into(),
+            )),
+        }
+    }
+}
+
+async fn next_answer(
+    conn: &mut Option<Connection>,
+    timeout: std::time::Duration,
+) -> Result<AppendRowsResponse, Error> {
+    let Some(c) = conn.as_mut() else {
+        return Err(sink_error(Class::Transient, "no connection".into()));
+    };
+    match tokio::time::timeout(timeout, c.answers.message()).await {
+        Ok(Ok(Some(a))) => Ok(a),
+        Ok(Ok(None)) => Err(sink_error(
+            Class::Transient,
+            "AppendRows call ended with appends unanswered".into(),
+        )),
+        // A broken connection is transient (resending is safe: offsets); a refused call
+        // (table gone, permission) is not.
+        Ok(Err(s)) => Err(status_error("AppendRows", &s)),
+        Err(_) => Err(sink_error(
+            Class::Transient,
+            "AppendRows: no answer in time".into(),
+        )),
+    }
+}

@@ -1,0 +1,360 @@
+//! The Storage Write API's unary calls, over our own tonic channel.
+//!
+//! The generated client of `gcp-bigquery-client` is used with a channel we build, so the
+//! endpoint is configurable (`--bigquery-storage-endpoint`: an emulator speaks plaintext h2c)
+//! and every call carries the bearer token and the `x-goog-request-params` routing header
+//! BigQuery expects. Unary calls are retried on transient status codes; the commit is the one
+//! call whose failure is ambiguous, so it asks the stream's state before trying again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gcp_bigquery_client::auth::Authenticator;
+use gcp_bigquery_client::google::cloud::bigquery::storage::v1::big_query_write_client::BigQueryWriteClient;
+use gcp_bigquery_client::google::cloud::bigquery::storage::v1::{
+    write_stream, AppendRowsRequest, AppendRowsResponse, BatchCommitWriteStreamsRequest,
+    CreateWriteStreamRequest, FinalizeWriteStreamRequest, GetWriteStreamRequest, WriteStream,
+    WriteStreamView,
+};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+use tonic::Code;
+
+use crate::error::{Cause, Class, Error, Stage};
+use crate::sink::bigquery::insert::{token_error, RetryPolicy};
+
+pub const DEFAULT_STORAGE_ENDPOINT: &str = "https://bigquerystorage.googleapis.com";
+
+/// A connected Storage Write client. Cheap to clone: clones share the HTTP/2 connection.
+#[derive(Clone)]
+pub struct Rpc {
+    client: BigQueryWriteClient<Channel>,
+    auth: Option<Arc<dyn Authenticator>>,
+    pub(super) timeout: Duration,
+    pub(super) policy: Arc<RetryPolicy>,
+}
+
+pub(super) fn sink_error(class: Class, msg: String) -> Error {
+    Error::new(Stage::Sink, class, Cause::Sink(msg))
+}
+
+/// Status codes worth another try: the service or the connection had trouble, not the request.
+pub(super) fn transient(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Unavailable
+            | Code::Internal
+            | Code::Aborted
+            | Code::ResourceExhausted
+            | Code::DeadlineExceeded
+            | Code::Cancelled
+            | Code::Unknown
+    )
+}
+
+pub(super) fn status_error(what: &str, s: &tonic::Status) -> Error {
+    let class = if transient(s.code()) {
+        Class::Transient
+    } else {
+        Class::Permanent
+    };
+    sink_error(
+        class,
+        format!(
+            "BigQuery Storage Write {what}: {:?}: {}",
+            s.code(),
+            s.message()
+        ),
+    )
+}
+
+/// BigQuery routes requests by this header; values are URL-encoded like Google's clients do.
+fn routing(key: &str, value: &str) -> String {
+    let value = percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC);
+    format!("{key}={value}")
+}
+
+impl Rpc {
+    /// Connects lazily: no network traffic until the first call.
+    pub fn connect(
+        endpoint: &str,
+        auth: Option<Arc<dyn Authenticator>>,
+        timeout: Duration,
+        policy: Arc<RetryPolicy>,
+    ) -> Result<Rpc, Error> {
+        let bad = |e: tonic::transport::Error| {
+            sink_error(
+                Class::Permanent,
+                format!("Storage Write endpoint {endpoint}: {e}"),
+            )
+        };
+        let mut ep = Endpoint::from_shared(endpoint.to_string())
+            .map_err(bad)?
+            .connect_timeout(Duration::from_secs(10))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_while_idle(true);
+        if endpoint.starts_with("https://") {
+            ep = ep
+                .tls_config(ClientTlsConfig::new().with_native_roots())
+                .map_err(bad)?;
+        }
+        let client = BigQueryWriteClient::new(ep.connect_lazy())
+            // Appends are bounded by BigQuery at 10 MB; answers are small.
+            .max_encoding_message_size(16 * 1024 * 1024);
+        Ok(Rpc {
+            client,
+            auth,
+            timeout,
+            policy,
+        })
+    }
+
+    /// Wraps `msg` with the bearer token and the routing header.
+    pub(super) async fn request<T>(
+        &self,
+        msg: T,
+        key: &str,
+        value: &str,
+    ) -> Result<tonic::Request<T>, Error> {
+        let mut req = tonic::Request::new(msg);
+        let md = req.metadata_mut();
+        if let Some(auth) = &self.auth {
+            let token = auth.access_token().await.map_err(token_error)?;
+            let bearer = format!("Bearer {token}")
+                .parse()
+                .map_err(|_| sink_error(Class::Permanent, "unusable access token".into()))?;
+            md.insert("authorization", bearer);
+        }
+        if let Ok(v) = routing(key, value).parse() {
+            md.insert("x-goog-request-params", v);
+        }
+        Ok(req)
+    }
+
+    /// Retries `call` on transient errors with the policy's backoff.
+    async fn retrying<T, F, Fut>(&self, what: &str, mut call: F) -> Result<T, Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, Error>>,
+    {
+        let mut delays = self.policy.delays();
+        loop {
+            match call().await {
+                Err(e) if e.is_transient() => match delays.next() {
+                    Some(d) => {
+                        tracing::debug!(
+                            delay_ms = d.as_millis() as u64,
+                            "Storage Write {what} retry: {e}"
+                        );
+                        tokio::time::sleep(d).await;
+                    }
+                    None => return Err(e),
+                },
+                other => return other,
+            }
+        }
+    }
+
+    /// A `PENDING` stream on `table` (`projects/P/datasets/D/tables/T`): rows appended to it
+    /// stay invisible until it is finalized and committed.
+    pub async fn create_pending(&self, table: &str) -> Result<WriteStream, Error> {
+        self.retrying("CreateWriteStream", || async {
+            let req = self
+                .request(
+                    CreateWriteStreamRequest {
+                        parent: table.to_string(),
+                        write_stream: Some(WriteStream {
+                            r#type: write_stream::Type::Pending as i32,
+                            ..Default::default()
+                        }),
+                    },
+                    "parent",
+                    table,
+                )
+                .await?;
+            let mut client = self.client.clone();
+            match tokio::time::timeout(self.timeout, client.create_write_stream(req)).await {
+                Ok(Ok(r)) => Ok(r.into_inner()),
+                Ok(Err(s)) => Err(status_error("CreateWriteStream", &s)),
+                Err(_) => Err(sink_error(
+                    Class::Transient,
+                    "BigQuery Storage Write CreateWriteStream: no answer in time".into(),
+                )),
+            }
+        })
+        .await
+    }
+
+    /// Opens the bidirectional AppendRows call; `requests` must already hold the first request
+    /// (some servers answer the call's headers only after it).
+    pub(super) async fn append_rows(
+        &self,
+        stream: &str,
+        requests: impl futures::Stream<Item = AppendRowsRequest> + Send + 'static,
+    ) -> Result<tonic::Streaming<AppendRowsResponse>, Error> {
+        let req = self.request(requests, "write_stream", stream).await?;
+        let mut client = self.client.clone();
+        match tokio::time::timeout(self.timeout, client.append_rows(req)).await {
+            Ok(Ok(r)) => Ok(r.into_inner()),
+            Ok(Err(s)) => Err(status_error("AppendRows", &s)),
+            Err(_) => Err(sink_error(
+                Class::Transient,
+                "BigQuery Storage Write AppendRows: no answer in time".into(),
+            )),
+        }
+    }
+
+    /// Ends the stream (no more appends); returns how many rows it holds.
+    pub async fn finalize(&self, stream: &str) -> Result<i64, Error> {
+        self.retrying("FinalizeWriteStream", || async {
+            let req = self
+                .request(
+                    FinalizeWriteStreamRequest {
+                        name: stream.to_string(),
+                    },
+                    "name",
+                    stream,
+                )
+                .await?;
+            let mut client = self.client.clone();
+            match tokio::time::timeout(self.timeout, client.finalize_write_stream(req)).await {
+                Ok(Ok(r)) => Ok(r.into_inner().row_count),
+                Ok(Err(s)) => Err(status_error("FinalizeWriteStream", &s)),
+                Err(_) => Err(sink_error(
+                    Class::Transient,
+                    "BigQuery Storage Write FinalizeWriteStream: no answer in time".into(),
+                )),
+            }
+        })
+        .await
+    }
+
+    /// The stream's state, `None` when BigQuery no longer knows it.
+    pub async fn get(&self, stream: &str) -> Result<Option<WriteStream>, Error> {
+        self.retrying("GetWriteStream", || async {
+            let req = self
+                .request(
+                    GetWriteStreamRequest {
+                        name: stream.to_string(),
+                        view: WriteStreamView::Basic as i32,
+                    },
+                    "name",
+                    stream,
+                )
+                .await?;
+            let mut client = self.client.clone();
+            match tokio::time::timeout(self.timeout, client.get_write_stream(req)).await {
+                Ok(Ok(r)) => Ok(Some(r.into_inner())),
+                Ok(Err(s)) if s.code() == Code::NotFound => Ok(None),
+                Ok(Err(s))
+                    if s.code() == Code::InvalidArgument && s.message().contains("stream name") =>
+                {
+                    Ok(None)
+                }
+                Ok(Err(s)) => Err(status_error("GetWriteStream", &s)),
+                Err(_) => Err(sink_error(
+                    Class::Transient,
+                    "BigQuery Storage Write GetWriteStream: no answer in time".into(),
+                )),
+            }
+        })
+        .await
+    }
+
+    /// Whether the stream's rows were committed (`commit_time` set).
+    pub async fn is_committed(&self, stream: &str) -> Result<bool, Error> {
+        match self.get(stream).await? {
+            Some(ws) => Ok(ws.commit_time.is_some()),
+            None => Err(sink_error(
+                Class::Permanent,
+                format!(
+                    "BigQuery no longer knows write stream {stream}, so whether its rows were \
+                     committed cannot be told: check the table for this object's _row_id values, \
+                     then redrive it with --force if they are missing"
+                ),
+            )),
+        }
+    }
+
+    /// Makes a finalized stream's rows visible, atomically. A commit whose answer was lost may
+    /// have happened, so before every retry the stream's state is asked; a stream that is
+    /// committed already counts as success.
+    pub async fn commit(&self, table: &str, stream: &str) -> Result<(), Error> {
+        let mut delays = self.policy.delays();
+        loop {
+            let outcome = self.commit_once(table, stream).await;
+            let e = match outcome {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            };
+            // Refused or ambiguous: was it committed after all (an earlier try, lost answer)?
+            match self.get(stream).await {
+                Ok(Some(ws)) if ws.commit_time.is_some() => {
+                    tracing::info!(stream, "commit answer lost, but the stream is committed");
+                    return Ok(());
+                }
+                Ok(_) | Err(_) if !e.is_transient() => return Err(e),
+                _ => {}
+            }
+            match delays.next() {
+                Some(d) => {
+                    tracing::debug!(
+                        stream,
+                        delay_ms = d.as_millis() as u64,
+                        "BatchCommitWriteStreams retry: {e}"
+                    );
+                    tokio::time::sleep(d).await;
+                }
+                None => return Err(e),
+            }
+        }
+    }
+
+    async fn commit_once(&self, table: &str, stream: &str) -> Result<(), Error> {
+        let req = self
+            .request(
+                BatchCommitWriteStreamsRequest {
+                    parent: table.to_string(),
+                    write_streams: vec![stream.to_string()],
+                },
+                "parent",
+                table,
+            )
+            .await?;
+        let mut client = self.client.clone();
+        let answer = match tokio::time::timeout(
+            self.timeout,
+            client.batch_commit_write_streams(req),
+        )
+        .await
+        {
+            Ok(Ok(r)) => r.into_inner(),
+            Ok(Err(s)) => return Err(status_error("BatchCommitWriteStreams", &s)),
+            Err(_) => {
+                return Err(sink_error(
+                    Class::Transient,
+                    "BigQuery Storage Write BatchCommitWriteStreams: no answer in time".into(),
+                ))
+            }
+        };
+        if answer.stream_errors.is_empty() && answer.commit_time.is_some() {
+            return Ok(());
+        }
+        let why: Vec<String> = answer
+            .stream_errors
+            .iter()
+            .map(|e| format!("{}: {}", e.entity, e.error_message))
+            .collect();
+        Err(sink_error(
+            Class::Permanent,
+            format!(
+                "BigQuery Storage Write BatchCommitWriteStreams refused: {}",
+                if why.is_empty() {
+                    "no commit time in the answer".to_string()
+                } else {
+                    why.join("; ")
+                }
+            ),
+        ))
+    }
+}
