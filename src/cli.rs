@@ -474,17 +474,7 @@ impl Opts {
             sink: match (&self.sink, self.sink.build_local()) {
                 (_, Some(local)) => Arc::from(local),
                 (SinkSpec::BigQuery(table), None) => {
-                    let mut config = self.bigquery.config(table);
-                    if let Some(arn) = self
-                        .bigquery
-                        .gcp_credentials_secret_arn
-                        .as_deref()
-                        .filter(|a| !a.is_empty())
-                    {
-                        let client = firehose_replay::secrets::client().await;
-                        config.credentials.json =
-                            Some(firehose_replay::secrets::secret_string(&client, arn).await?);
-                    }
+                    let config = self.bigquery_config(table).await?;
                     if config.mode == bigquery::Mode::Load {
                         // The load runner swaps in its own spool sink.
                         Arc::new(firehose_replay::load_runner::LoadOnly)
@@ -505,6 +495,25 @@ impl Opts {
             },
             object_timeout: self.object_timeout.map(std::time::Duration::from_secs),
         })
+    }
+
+    /// The BigQuery sink's configuration, with credentials from Secrets Manager when named.
+    pub(crate) async fn bigquery_config(
+        &self,
+        table: &TableRef,
+    ) -> anyhow::Result<bigquery::Config> {
+        let mut config = self.bigquery.config(table);
+        if let Some(arn) = self
+            .bigquery
+            .gcp_credentials_secret_arn
+            .as_deref()
+            .filter(|a| !a.is_empty())
+        {
+            let client = firehose_replay::secrets::client().await;
+            config.credentials.json =
+                Some(firehose_replay::secrets::secret_string(&client, arn).await?);
+        }
+        Ok(config)
     }
 
     /// `--sink bigquery:… --bigquery-mode load`.
@@ -756,7 +765,7 @@ async fn run(cli: Cli) -> anyhow::Result<Option<Summary>> {
         let SinkSpec::BigQuery(table) = &opts.sink else {
             unreachable!("load mode implies a BigQuery sink")
         };
-        let config = opts.bigquery.config(table);
+        let config = opts.bigquery_config(table).await?;
         let (loads, encoder) = bigquery::connect_load(
             &config,
             std::time::Duration::from_millis(opts.bigquery.load_poll_ms.max(10)),

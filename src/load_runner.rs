@@ -203,7 +203,17 @@ impl Sink for SpoolSink {
 
     fn committed(&self, staged: &Staged) -> Result<bool, Error> {
         let Some(first) = staged.token.strip_prefix(TOKEN_PREFIX) else {
-            return Ok(false);
+            // Staged by another mode: only that mode can tell whether it was committed, and
+            // guessing "no" could write the object twice.
+            return Err(Error::new(
+                Stage::Sink,
+                Class::Permanent,
+                Cause::Sink(format!(
+                    "an earlier run in another --bigquery-mode staged this object ({}) and \
+                     stopped before recording it done: rerun it in that mode",
+                    staged.token
+                )),
+            ));
         };
         let loads = self.0.loads.clone();
         let first = first.to_string();

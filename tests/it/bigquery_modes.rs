@@ -22,6 +22,10 @@ fn schema_file() -> String {
 
 /// `backfill` of the sample archive into `test-proj.bi.events` in `mode`.
 fn backfill_cmd(emu: &BqEmulator, grpc: &str, work: &Path, mode: &str) -> Command {
+    backfill_into(emu, grpc, work, mode, TABLE)
+}
+
+fn backfill_into(emu: &BqEmulator, grpc: &str, work: &Path, mode: &str, table: &str) -> Command {
     let mut cmd = bin();
     cmd.current_dir(work)
         .args([
@@ -33,7 +37,7 @@ fn backfill_cmd(emu: &BqEmulator, grpc: &str, work: &Path, mode: &str) -> Comman
             "2026-11-26",
         ])
         .arg("--include-error-output")
-        .args(["--sink", TABLE, "--bigquery-mode", mode])
+        .args(["--sink", table, "--bigquery-mode", mode])
         .args(["--bigquery-endpoint", &emu.endpoint])
         .args(["--bigquery-storage-endpoint", grpc])
         .args(["--create-table-schema", &schema_file()])
@@ -324,8 +328,22 @@ fn killed_at_random_points(mode: &str) {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos() as u64;
-    // An uninterrupted run takes 2–4 s here: kills land anywhere from start-up to the end.
-    let points = kill_points(seed, 5, 4000);
+    // Kill points spread over how long an uninterrupted run takes (measured into another
+    // dataset of the same emulator), from start-up to the last commit.
+    emu.create_dataset("probe");
+    let probe = tempfile::tempdir().unwrap();
+    let t0 = Instant::now();
+    let mut cmd = backfill_into(
+        &emu,
+        &emu.grpc_endpoint,
+        probe.path(),
+        mode,
+        "bigquery:test-proj.probe.events",
+    );
+    cmd.args(["--load-batch-objects", "4"]);
+    run_ok(cmd);
+    let run_ms = t0.elapsed().as_millis() as u64;
+    let points = kill_points(seed, 10, run_ms.max(200));
     for (i, ms) in points.iter().enumerate() {
         let mut cmd = backfill_cmd(&emu, &emu.grpc_endpoint, work.path(), mode);
         cmd.args(["--load-batch-objects", "4", "--concurrency", "2"])
@@ -361,4 +379,131 @@ fn storage_write_survives_kills_at_random_points_with_no_duplicates_and_no_gaps(
 #[test]
 fn load_mode_survives_kills_at_random_points_with_no_duplicates_and_no_gaps() {
     killed_at_random_points("load");
+}
+
+/// A table that takes integers only; four records, two of which do not fit.
+fn strict_table(emu: &BqEmulator, work: &Path) -> String {
+    emu.create_table(
+        "bi",
+        "strict",
+        serde_json::json!([
+            {"name": "_row_id", "type": "STRING", "mode": "REQUIRED"},
+            {"name": "n", "type": "INTEGER"}
+        ]),
+    );
+    let dir = work.join("in/2026/11/25/13");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("s-1-2026-11-25-13-00-00-0f8fad5b-d9cb-469f-a165-70867728950e"),
+        "{\"n\":1}\n{\"n\":\"many\"}\n{\"n\":3,\"bogus\":true}\n{\"n\":\"4\"}\n",
+    )
+    .unwrap();
+    "in".into()
+}
+
+fn records_that_do_not_fit_take_the_record_policy(mode: &str) {
+    let (emu, work) = start();
+    let src = strict_table(&emu, work.path());
+    let out = bin()
+        .current_dir(work.path())
+        .args(["replay", &src, "--sink", "bigquery:test-proj.bi.strict"])
+        .args(["--bigquery-mode", mode])
+        .args(["--bigquery-endpoint", &emu.endpoint])
+        .args(["--bigquery-storage-endpoint", &emu.grpc_endpoint])
+        .args(["--load-poll-ms", "50"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("2 rows written, 2 record errors"),
+        "{stderr}"
+    );
+    let mut ns: Vec<String> = emu
+        .rows("bi", "strict")
+        .iter()
+        .map(|r| r["n"].as_str().unwrap().to_string())
+        .collect();
+    ns.sort();
+    assert_eq!(
+        ns,
+        vec!["1", "4"],
+        "an integer given as a string is an integer"
+    );
+    let letters = crate::cli::files_under(&work.path().join("dead-letter"));
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let dl: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&letters[0]).unwrap()).unwrap();
+    let records = dl["records"].as_array().unwrap();
+    let errors: Vec<&str> = records
+        .iter()
+        .map(|r| r["error"].as_str().unwrap())
+        .collect();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        errors[0].contains("does not fit the table schema") && errors[0].contains('n'),
+        "{errors:?}"
+    );
+    assert!(errors[1].contains("no such field: bogus"), "{errors:?}");
+}
+
+#[test]
+fn storage_write_sends_records_that_do_not_fit_the_schema_to_the_dead_letter() {
+    records_that_do_not_fit_take_the_record_policy("storage-write");
+}
+
+#[test]
+fn load_mode_sends_records_that_do_not_fit_the_schema_to_the_dead_letter_not_the_job() {
+    records_that_do_not_fit_take_the_record_policy("load");
+}
+
+#[test]
+fn a_load_run_that_died_after_its_job_succeeded_is_finished_from_the_job_not_loaded_again() {
+    let (emu, work) = start();
+    let want = expected_ids(work.path());
+    let mut first = backfill_cmd(&emu, &emu.grpc_endpoint, work.path(), "load");
+    first.args(["--load-batch-objects", "5"]);
+    run_ok(first);
+    assert_exactly_once(&emu, &want, "first run");
+    // The ledger as it stood when the process died between the jobs' success and the
+    // objects' entries: every loaded object staged with its batch's job, none of them finished.
+    // (Objects without rows to load were finished before any job and keep their entries.)
+    let path = work.path().join("ledger.jsonl");
+    let ledger = std::fs::read_to_string(&path).unwrap();
+    let key_of = |l: &str| -> String {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        v["key"].as_str().unwrap().to_string()
+    };
+    let staged: Vec<&str> = ledger
+        .lines()
+        .filter(|l| l.contains("\"staged\""))
+        .collect();
+    let staged_keys: BTreeSet<String> = staged.iter().map(|l| key_of(l)).collect();
+    assert!(staged.len() >= 10, "{ledger}");
+    assert!(staged
+        .iter()
+        .all(|l| l.contains("bigquery-load:firehose_replay_")));
+    let kept: Vec<&str> = ledger
+        .lines()
+        .filter(|l| l.contains("\"staged\"") || !staged_keys.contains(&key_of(l)))
+        .collect();
+    std::fs::write(&path, kept.join("\n") + "\n").unwrap();
+
+    let mut again = backfill_cmd(&emu, &emu.grpc_endpoint, work.path(), "load");
+    again.args(["--load-batch-objects", "5"]);
+    let stderr = run_ok(again);
+    assert_eq!(
+        stderr
+            .matches("were committed; recording the object as done")
+            .count(),
+        staged.len(),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("batch loaded"),
+        "no job submitted: {stderr}"
+    );
+    assert_exactly_once(&emu, &want, "after recovery");
+    let third = run_ok(backfill_cmd(&emu, &emu.grpc_endpoint, work.path(), "load"));
+    assert!(third.contains("13 skipped by the ledger"), "{third}");
 }

@@ -1,6 +1,6 @@
 //! The real binary as a Lambda function: a local Lambda Runtime API (this file) hands it events,
 //! objects live in a moto server, the S3 → SQS notifications are produced by moto itself, and
-//! rows land in the NDJSON sink.
+//! rows land in the NDJSON sink (or, in the Storage Write kill test, the BigQuery emulator).
 
 use std::collections::HashMap;
 use std::process::{Child, Stdio};
@@ -431,4 +431,139 @@ fn assert_valid_emf(doc: &Value) {
             );
         }
     }
+}
+
+/// The function with the default BigQuery mode (Storage Write) against the emulator, an S3
+/// ledger in moto, and the gRPC connection through `grpc`.
+fn bigquery_function(
+    api: &RuntimeApi,
+    moto: &Moto,
+    emu: &crate::bq_emulator::BqEmulator,
+    grpc: &str,
+) -> Child {
+    bin()
+        .envs(moto.env())
+        .env("AWS_LAMBDA_RUNTIME_API", &api.addr)
+        .env("AWS_LAMBDA_FUNCTION_NAME", "firehose-replay")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("FIREHOSE_REPLAY_SINK", "bigquery:test-proj.bi.events")
+        .env("FIREHOSE_REPLAY_BIGQUERY_ENDPOINT", &emu.endpoint)
+        .env("FIREHOSE_REPLAY_BIGQUERY_STORAGE_ENDPOINT", grpc)
+        .env("FIREHOSE_REPLAY_LEDGER", "s3://archive/_ledger/")
+        .env("FIREHOSE_REPLAY_DEAD_LETTER", "s3://archive/_dead/")
+        .env("FIREHOSE_REPLAY_DEADLINE_MARGIN_MS", "2000")
+        .env("FIREHOSE_REPLAY_RETRY_MIN_DELAY_MS", "50")
+        // The killed container's claim lapses quickly, so Lambda's retry can take over.
+        .env("FIREHOSE_REPLAY_CLAIM_TTL_SECS", "2")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn a_lambda_killed_after_its_commit_is_not_written_twice_by_the_retried_invocation() {
+    let moto = Moto::start();
+    let s3 = moto.s3();
+    let key =
+        "events/2026/11/25/13/orders-1-2026-11-25-13-00-00-0f8fad5b-d9cb-469f-a165-70867728950e.gz";
+    rt().block_on(async {
+        create_bucket(&s3, "archive").await;
+        put(&s3, "archive", key, gzip(&ndjson(30))).await;
+    });
+    let emu = crate::bq_emulator::BqEmulator::start("test-proj");
+    emu.create_dataset("bi");
+    emu.create_table(
+        "bi",
+        "events",
+        json!([
+            {"name": "_row_id", "type": "STRING", "mode": "REQUIRED"},
+            {"name": "n", "type": "INTEGER"},
+            {"name": "name", "type": "STRING"}
+        ]),
+    );
+    let event = json!({ "Records": [s3_record("archive", key)] });
+    let ids = |emu: &crate::bq_emulator::BqEmulator| -> Vec<String> {
+        let mut v: Vec<String> = emu
+            .rows("bi", "events")
+            .iter()
+            .map(|r| r["_row_id"].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+
+    // Container 1 is killed while BatchCommitWriteStreams' answer is on its way (DATA frames:
+    // CreateWriteStream 1, the append 2, FinalizeWriteStream 3, the commit 4).
+    let upstream = emu
+        .grpc_endpoint
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let proxy =
+        crate::h2_proxy::H2Proxy::start(upstream, crate::h2_proxy::Fault::HoldServerData(4));
+    let api = RuntimeApi::start(Duration::from_secs(120));
+    let mut first = bigquery_function(&api, &moto, &emu, &proxy.endpoint());
+    api.events.send(("req-1".into(), event.clone())).unwrap();
+    assert!(
+        proxy.wait_fired(Duration::from_secs(60)),
+        "the commit's answer never came"
+    );
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let committed = ids(&emu);
+    assert_eq!(committed.len(), 30, "the commit happened before the kill");
+    drop(api);
+
+    // Lambda retries the event in a new container: the S3 ledger has the stream staged.
+    let api = RuntimeApi::start(Duration::from_secs(120));
+    let mut second = bigquery_function(&api, &moto, &emu, &emu.grpc_endpoint);
+    // Until the dead container's claim lapses, the object is reported for retry (as Lambda's
+    // async retries would find it); then the retry finishes it.
+    let until = Instant::now() + Duration::from_secs(30);
+    for attempt in 0.. {
+        let id = format!("req-2-{attempt}");
+        let answers = api.invoke_all(vec![(id.as_str(), event.clone())], &mut second);
+        let a = &answers[&id];
+        if a.kind == "response" {
+            break;
+        }
+        assert!(
+            a.body
+                .to_string()
+                .contains("another worker is processing it"),
+            "{a:?}"
+        );
+        assert!(Instant::now() < until, "the claim never lapsed");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(ids(&emu), committed, "no row written twice");
+    // A duplicate notification afterwards is a ledger hit.
+    let answers = api.invoke_all(vec![("req-3", event)], &mut second);
+    assert_eq!(answers["req-3"].kind, "response");
+    assert_eq!(ids(&emu), committed);
+    let markers = rt().block_on(async {
+        s3.list_objects_v2()
+            .bucket("archive")
+            .prefix("_ledger/")
+            .send()
+            .await
+            .unwrap()
+            .contents()
+            .iter()
+            .map(|o| o.key().unwrap().to_string())
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(
+        markers.iter().filter(|k| k.ends_with(".done")).count(),
+        1,
+        "{markers:?}"
+    );
+    assert!(
+        !markers.iter().any(|k| k.ends_with(".staged")),
+        "the staged marker is gone once done: {markers:?}"
+    );
+    second.kill().unwrap();
+    second.wait().unwrap();
 }

@@ -123,6 +123,17 @@ impl Sink for StorageWrite {
     }
 
     fn committed(&self, staged: &Staged) -> Result<bool, Error> {
+        if !staged.token.starts_with("projects/") {
+            // Staged by another mode (a load job): only that mode can tell.
+            return Err(sink_error(
+                Class::Permanent,
+                format!(
+                    "an earlier run in another --bigquery-mode staged this object ({}) and \
+                     stopped before recording it done: rerun it in that mode",
+                    staged.token
+                ),
+            ));
+        }
         let rpc = self.inner.rpc.clone();
         let name = staged.token.clone();
         self.inner
