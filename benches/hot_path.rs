@@ -1,5 +1,7 @@
 //! Micro-benchmarks of the per-record hot path: framing (newline, concatenated), JSON
-//! validation (ours against serde_json's, the baseline it replaced), and row IDs.
+//! validation (ours against serde_json's, the baseline it replaced), row IDs, and the Storage
+//! Write encoder (JSON → protobuf from the table schema) against parsing into a serde_json
+//! `Value` (the least any JSON-consuming encoder does).
 //! `cargo bench --bench hot_path`; end-to-end figures come from `scripts/bench.sh`.
 
 use std::hint::black_box;
@@ -98,5 +100,51 @@ fn row_ids(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, framing, validation, row_ids);
+fn proto_encoding(c: &mut Criterion) {
+    use firehose_replay::sink::bigquery::proto::{Encoder, Field, Kind, Mode, Options};
+    let nd = events("\n");
+    let lines: Vec<&[u8]> = nd
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    let s = |n: &str| Field::new(n, Kind::String);
+    let schema = vec![
+        s("event_id"),
+        s("event_type"),
+        Field::new("event_time", Kind::Timestamp),
+        s("user_id"),
+        s("session_id"),
+        Field::record("page", vec![s("url"), s("referrer"), s("title")]),
+        Field::record("device", vec![s("type"), s("os"), s("browser")]),
+        Field::new("geo", Kind::Json),
+        Field::new("amount", Kind::Numeric),
+        s("currency"),
+        Field::record("items", vec![s("sku"), Field::new("qty", Kind::Int64)])
+            .with_mode(Mode::Repeated),
+        s("tags").with_mode(Mode::Repeated),
+    ];
+    let enc = Encoder::new(schema, Options::default()).unwrap();
+    let mut out = Vec::new();
+    let mut g = c.benchmark_group("storage_write");
+    g.throughput(Throughput::Bytes(nd.len() as u64));
+    g.bench_function("proto::Encoder::encode", |b| {
+        b.iter(|| {
+            for l in &lines {
+                out.clear();
+                enc.encode(l, &mut out).unwrap();
+                black_box(&out);
+            }
+        })
+    });
+    g.bench_function("serde_json Value (baseline)", |b| {
+        b.iter(|| {
+            for l in &lines {
+                black_box(serde_json::from_slice::<serde_json::Value>(l).unwrap());
+            }
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, framing, validation, row_ids, proto_encoding);
 criterion_main!(benches);
