@@ -305,3 +305,170 @@ async fn next_answer(
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gcp_bigquery_client::google::cloud::bigquery::storage::v1::RowError;
+    use gcp_bigquery_client::google::rpc::Status;
+
+    fn session() -> Session {
+        // Connects lazily: no server is needed to settle answers.
+        let rpc = Rpc::connect(
+            "http://127.0.0.1:9",
+            None,
+            std::time::Duration::from_secs(1),
+            std::sync::Arc::new(crate::sink::bigquery::insert::RetryPolicy::default()),
+        )
+        .unwrap();
+        Session {
+            rpc,
+            stream: "projects/p/datasets/d/tables/t/streams/s".into(),
+            schema: DescriptorProto::default(),
+            window: 4,
+        }
+    }
+
+    fn append(first: u64, n: u64) -> Append {
+        let mut a = Append::default();
+        for i in first..first + n {
+            a.rows.push(vec![i as u8]);
+            a.sources.push(RowSource {
+                ordinal: i,
+                byte_offset: i * 10,
+                json: format!("{{\"i\":{i}}}").into_bytes(),
+            });
+        }
+        a
+    }
+
+    fn error(code: Code) -> AppendRowsResponse {
+        AppendRowsResponse {
+            response: Some(append_rows_response::Response::Error(Status {
+                code: code as i32,
+                message: "m".into(),
+                details: vec![],
+            })),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_append_that_already_landed_counts_as_acknowledged() {
+        let s = tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(async { session() });
+        let mut pending: VecDeque<Append> = [append(0, 3), append(3, 2)].into();
+        let (mut acked, mut rejected) = (0, Vec::new());
+        let a = s.settle(
+            error(Code::AlreadyExists),
+            &mut pending,
+            &mut acked,
+            &mut rejected,
+        );
+        assert!(matches!(a, Answer::Acked));
+        assert_eq!((acked, pending.len()), (3, 1));
+        let ok = AppendRowsResponse {
+            response: Some(append_rows_response::Response::AppendResult(
+                append_rows_response::AppendResult { offset: Some(3) },
+            )),
+            ..Default::default()
+        };
+        assert!(matches!(
+            s.settle(ok, &mut pending, &mut acked, &mut rejected),
+            Answer::Acked
+        ));
+        assert_eq!((acked, pending.len()), (5, 0));
+    }
+
+    #[test]
+    fn out_of_range_resends_and_other_refusals_are_classified() {
+        let s = tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(async { session() });
+        let mut pending: VecDeque<Append> = [append(0, 3)].into();
+        let (mut acked, mut rejected) = (0, Vec::new());
+        let Answer::Reconnect(e) = s.settle(
+            error(Code::OutOfRange),
+            &mut pending,
+            &mut acked,
+            &mut rejected,
+        ) else {
+            panic!("OUT_OF_RANGE resends")
+        };
+        assert!(e.is_transient());
+        assert_eq!((acked, pending.len()), (0, 1), "nothing counted");
+        let Answer::Reconnect(e) = s.settle(
+            error(Code::PermissionDenied),
+            &mut pending,
+            &mut acked,
+            &mut rejected,
+        ) else {
+            panic!()
+        };
+        assert!(!e.is_transient(), "permission is not a passing problem");
+        let Answer::Reconnect(e) = s.settle(
+            error(Code::Unavailable),
+            &mut pending,
+            &mut acked,
+            &mut rejected,
+        ) else {
+            panic!()
+        };
+        assert!(e.is_transient());
+    }
+
+    #[test]
+    fn rows_bigquery_refuses_leave_the_append_and_are_reported_with_their_source() {
+        let s = tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(async { session() });
+        let mut pending: VecDeque<Append> = [append(10, 4), append(14, 1)].into();
+        let (mut acked, mut rejected) = (0, Vec::new());
+        let mut answer = error(Code::InvalidArgument);
+        answer.row_errors = vec![
+            RowError {
+                index: 2,
+                code: 1,
+                message: "bad value for n".into(),
+            },
+            RowError {
+                index: 0,
+                code: 1,
+                message: "missing x".into(),
+            },
+            RowError {
+                index: 99,
+                code: 1,
+                message: "out of this append: ignored".into(),
+            },
+        ];
+        let Answer::Reconnect(e) = s.settle(answer, &mut pending, &mut acked, &mut rejected) else {
+            panic!("the rest of the append is resent")
+        };
+        assert!(e.is_transient());
+        assert_eq!(acked, 0, "a refused append wrote nothing");
+        let left: Vec<u64> = pending[0].sources.iter().map(|r| r.ordinal).collect();
+        assert_eq!(left, vec![11, 13]);
+        assert_eq!(pending[0].rows, vec![vec![11u8], vec![13u8]]);
+        let mut got: Vec<(u64, u64, String, String)> = rejected
+            .iter()
+            .map(|r| {
+                (
+                    r.ordinal,
+                    r.byte_offset,
+                    String::from_utf8(r.row.clone()).unwrap(),
+                    r.error.clone(),
+                )
+            })
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                (10, 100, "{\"i\":10}".into(), "missing x".into()),
+                (12, 120, "{\"i\":12}".into(), "bad value for n".into()),
+            ]
+        );
+    }
+}
