@@ -188,7 +188,9 @@ impl Writer {
             })?;
             let encoder = inner.encoder_for(&schema.fields)?;
             let window = inner.limits.max_in_flight.max(1);
-            let (tx, rx) = mpsc::channel(1);
+            // Two appends may wait for the task: the decode thread seldom blocks on a handover,
+            // and memory stays bounded (window + 2 appends per object).
+            let (tx, rx) = mpsc::channel(2);
             let session = Session {
                 rpc: inner.rpc.clone(),
                 stream: stream.name.clone(),
@@ -273,7 +275,10 @@ impl ObjectWriter for Writer {
         if self.batch.len() >= self.inner.limits.batch_rows || self.batch.bytes + size > limit {
             self.submit()?;
         }
-        self.batch.rows.push(self.scratch.clone());
+        // The encoded row moves into the batch; the next row gets a buffer of the same size.
+        let capacity = self.scratch.len().next_power_of_two();
+        let encoded = std::mem::replace(&mut self.scratch, Vec::with_capacity(capacity));
+        self.batch.rows.push(encoded);
         self.batch.bytes += size;
         self.batch.sources.push(RowSource {
             ordinal: row.ordinal,
