@@ -120,22 +120,8 @@ fn the_sample_archive_lands_in_the_emulator_with_unique_stable_row_ids() {
 fn rows_the_emulator_refuses_reach_the_dead_letter_with_its_message() {
     let emu = BqEmulator::start("test-proj");
     emu.create_dataset("bi");
-    emu.create_table(
-        "bi",
-        "strict",
-        serde_json::json!([
-            {"name": "_row_id", "type": "STRING", "mode": "REQUIRED"},
-            {"name": "n", "type": "INTEGER"}
-        ]),
-    );
     let work = tempfile::tempdir().unwrap();
-    let dir = work.path().join("in/2026/11/25/13");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("s-1-2026-11-25-13-00-00-0f8fad5b-d9cb-469f-a165-70867728950e"),
-        "{\"n\":1}\n{\"n\":\"many\"}\n{\"n\":3,\"bogus\":true}\n{\"n\":4}\n",
-    )
-    .unwrap();
+    crate::bigquery_modes::strict_table(&emu, work.path());
     let out = bin()
         .current_dir(work.path())
         .args(["replay", "in", "--sink", "bigquery:test-proj.bi.strict"])

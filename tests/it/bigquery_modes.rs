@@ -382,7 +382,7 @@ fn load_mode_survives_kills_at_random_points_with_no_duplicates_and_no_gaps() {
 }
 
 /// A table that takes integers only; four records, two of which do not fit.
-fn strict_table(emu: &BqEmulator, work: &Path) -> String {
+pub(crate) fn strict_table(emu: &BqEmulator, work: &Path) -> String {
     emu.create_table(
         "bi",
         "strict",

@@ -80,27 +80,29 @@ struct InsertError {
     errors: Vec<ErrorProto>,
 }
 
+/// BigQuery's `ErrorProto`: one reason of a failed row, request or job.
 #[derive(Deserialize, Default, Clone)]
-struct ErrorProto {
+pub(super) struct ErrorProto {
     #[serde(default)]
-    reason: String,
+    pub(super) reason: String,
     #[serde(default)]
-    location: String,
+    pub(super) location: String,
     #[serde(default)]
-    message: String,
+    pub(super) message: String,
+}
+
+/// The body of a Google API error answer: `{"error": {"message", "errors": [...]}}`.
+#[derive(Deserialize)]
+pub(super) struct ErrorResponse {
+    pub(super) error: ErrorBody,
 }
 
 #[derive(Deserialize)]
-struct ErrorResponse {
-    error: ErrorBody,
-}
-
-#[derive(Deserialize)]
-struct ErrorBody {
+pub(super) struct ErrorBody {
     #[serde(default)]
-    message: String,
+    pub(super) message: String,
     #[serde(default)]
-    errors: Vec<ErrorProto>,
+    pub(super) errors: Vec<ErrorProto>,
 }
 
 /// What one attempt came to.

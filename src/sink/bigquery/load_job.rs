@@ -31,7 +31,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::insert::{token_error, RetryPolicy};
+use super::insert::{token_error, ErrorProto, ErrorResponse, RetryPolicy};
 use super::TableRef;
 use crate::error::{error_chain, Cause, Class, Error, Stage};
 
@@ -231,17 +231,6 @@ impl Reply {
     /// `error.errors[0].reason` and `error.message` of a Google API error body; for bodies that
     /// are not one (proxies, the upload server), the start of the text.
     fn api_error(&self) -> (String, String) {
-        #[derive(Deserialize)]
-        struct ErrorResponse {
-            error: ErrorBody,
-        }
-        #[derive(Deserialize)]
-        struct ErrorBody {
-            #[serde(default)]
-            message: String,
-            #[serde(default)]
-            errors: Vec<ErrorProto>,
-        }
         match serde_json::from_slice::<ErrorResponse>(&self.body) {
             Ok(e) => (
                 e.error
@@ -282,14 +271,6 @@ impl Reply {
             },
         }
     }
-}
-
-#[derive(Deserialize, Default)]
-struct ErrorProto {
-    #[serde(default)]
-    reason: String,
-    #[serde(default)]
-    message: String,
 }
 
 /// The parts of BigQuery's Job resource that decide what to do next.
