@@ -473,14 +473,12 @@ impl Opts {
             settings: Arc::new(self.settings()?),
             sink: match (&self.sink, self.sink.build_local()) {
                 (_, Some(local)) => Arc::from(local),
+                // The load runner connects on its own and swaps in its spool sink.
+                (SinkSpec::BigQuery(_), None) if self.load_mode() => {
+                    Arc::new(firehose_replay::load_runner::LoadOnly)
+                }
                 (SinkSpec::BigQuery(table), None) => {
-                    let config = self.bigquery_config(table).await?;
-                    if config.mode == bigquery::Mode::Load {
-                        // The load runner swaps in its own spool sink.
-                        Arc::new(firehose_replay::load_runner::LoadOnly)
-                    } else {
-                        bigquery::connect(config).await?
-                    }
+                    bigquery::connect(self.bigquery_config(table).await?).await?
                 }
                 (spec, None) => bail!("sink {spec:?} cannot be built"),
             },

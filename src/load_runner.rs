@@ -450,7 +450,7 @@ async fn run_batch(
         .collect();
     let first = job_id(run.loads.table(), &keys, 0);
     let rows: u64 = to_load.iter().map(|(_, s)| s.rows).sum();
-    let outcome = load_batch(run, dir.path(), &to_load, &first).await;
+    let outcome = load_batch(run, dir.path(), &to_load, &keys, &first).await;
     match outcome {
         Ok(loaded) => {
             tracing::info!(batch = format!("{n}/{total}"), objects = to_load.len(), rows, job_id = %loaded, "batch loaded");
@@ -485,6 +485,7 @@ async fn load_batch(
     run: &LoadRun,
     dir: &Path,
     to_load: &[(HeldFinish, Spooled)],
+    keys: &[ObjectKey],
     first: &str,
 ) -> Result<String, Error> {
     let ledger = run.shared.ledger.clone();
@@ -540,15 +541,7 @@ async fn load_batch(
             Cause::Sink(format!("spool: {e}")),
         )
     })??;
-    let keys: Vec<ObjectKey> = to_load
-        .iter()
-        .map(|(h, _)| ObjectKey {
-            bucket: h.object.bucket.clone(),
-            key: h.object.key.clone(),
-            etag: h.object.etag.clone().unwrap_or_default(),
-        })
-        .collect();
-    let loaded = run.loads.load(&keys, &upload).await?;
+    let loaded = run.loads.load(keys, &upload).await?;
     Ok(loaded.job_id)
 }
 

@@ -98,6 +98,21 @@ impl S3Ledger {
         .expect("serialisable")
     }
 
+    /// Unconditional PUT (markers only the claim holder writes).
+    fn put(&self, key: &str, body: Vec<u8>) -> Result<(), Error> {
+        let put = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type("application/json")
+            .body(ByteStream::from(body));
+        self.handle
+            .block_on(put.send())
+            .map_err(|e| classify(Stage::Sink, "ledger PutObject", e))?;
+        Ok(())
+    }
+
     /// PUT with a precondition; `Ok(None)` when the precondition failed (someone else won).
     fn put_if(
         &self,
@@ -136,30 +151,8 @@ impl S3Ledger {
         }
     }
 
-    /// Reads a staged marker; a missing or unreadable one is no staged commit.
-    fn read_staged(&self, key: &str) -> Result<Option<Staged>, Error> {
-        let r = self.handle.block_on(
-            self.client
-                .get_object()
-                .bucket(&self.bucket)
-                .key(key)
-                .send(),
-        );
-        let out = match r {
-            Ok(o) => o,
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
-            Err(e) => return Err(classify(Stage::Fetch, "ledger GetObject", e)),
-        };
-        let bytes = self
-            .handle
-            .block_on(out.body.collect())
-            .map_err(|e| Error::from_io(Stage::Fetch, std::io::Error::other(e)))?
-            .into_bytes();
-        Ok(serde_json::from_slice(&bytes).ok())
-    }
-
-    /// Reads a claim: its ETag and whether it expired.
-    fn read_claim(&self, key: &str) -> Result<Option<(String, ClaimBody)>, Error> {
+    /// Reads a marker object: its ETag and bytes, `None` when there is none.
+    fn read_marker(&self, key: &str) -> Result<Option<(String, bytes::Bytes)>, Error> {
         let r = self.handle.block_on(
             self.client
                 .get_object()
@@ -178,6 +171,21 @@ impl S3Ledger {
             .block_on(out.body.collect())
             .map_err(|e| Error::from_io(Stage::Fetch, std::io::Error::other(e)))?
             .into_bytes();
+        Ok(Some((etag, bytes)))
+    }
+
+    /// Reads a staged marker; a missing or unreadable one is no staged commit.
+    fn read_staged(&self, key: &str) -> Result<Option<Staged>, Error> {
+        Ok(self
+            .read_marker(key)?
+            .and_then(|(_, bytes)| serde_json::from_slice(&bytes).ok()))
+    }
+
+    /// Reads a claim: its ETag and whether it expired.
+    fn read_claim(&self, key: &str) -> Result<Option<(String, ClaimBody)>, Error> {
+        let Some((etag, bytes)) = self.read_marker(key)? else {
+            return Ok(None);
+        };
         let body = serde_json::from_slice(&bytes).unwrap_or(ClaimBody {
             worker: "unknown (unreadable claim)".into(),
             claimed_at: String::new(),
@@ -244,34 +252,17 @@ impl Ledger for S3Ledger {
     }
 
     fn stage(&self, object: &ObjectRef, _: &Claim, staged: &Staged) -> Result<(), Error> {
-        let put = self
-            .client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(self.marker(object, "staged"))
-            .content_type("application/json")
-            .body(ByteStream::from(
-                serde_json::to_vec_pretty(staged).expect("serialisable"),
-            ));
-        self.handle
-            .block_on(put.send())
-            .map_err(|e| classify(Stage::Sink, "ledger PutObject", e))?;
-        Ok(())
+        self.put(
+            &self.marker(object, "staged"),
+            serde_json::to_vec_pretty(staged).expect("serialisable"),
+        )
     }
 
     fn finish(&self, object: &ObjectRef, _claim: Claim, summary: &Finished) -> Result<(), Error> {
-        let body = serde_json::to_vec_pretty(summary).expect("serialisable");
-        let done = self.marker(object, "done");
-        let put = self
-            .client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(&done)
-            .content_type("application/json")
-            .body(ByteStream::from(body));
-        self.handle
-            .block_on(put.send())
-            .map_err(|e| classify(Stage::Sink, "ledger PutObject", e))?;
+        self.put(
+            &self.marker(object, "done"),
+            serde_json::to_vec_pretty(summary).expect("serialisable"),
+        )?;
         self.delete(&self.marker(object, "staged"));
         self.delete(&self.marker(object, "claim"));
         Ok(())
