@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::dead_letter::{DeadLetterDir, RecordLetter};
+use crate::dead_letter::{DeadLetterDir, Failure, Raw, RecordLetter};
 use crate::decode::{self, limit::Counting, pump::Pump, Compression, CompressionChoice, Counter};
 use crate::error::{Cause, Error, Stage};
 use crate::frame::Framing;
@@ -345,16 +345,7 @@ fn run(
     let object = &*object;
     let mut writer = sink.open(object)?;
     let mut letter = dead_letters.records(object);
-    let mut rows = RowBuilder::new(
-        ObjectSeed::new(object),
-        settings.row_id.clone(),
-        settings.row_id_column.as_deref(),
-    )
-    .with_metadata(
-        settings.metadata,
-        object,
-        &chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-    );
+    let mut rows = row_builder(settings, object);
     let mut counts = Counts::default();
     let mut settle = RecordSettler {
         policy: settings.on_record_error,
@@ -379,39 +370,39 @@ fn run(
         for item in &batch.items {
             match &item.kind {
                 ItemKind::Payload { .. } => {
-                    let mut payload = batch.payload(item).expect("a payload item");
-                    if let Some(mapping) = &settings.mapping {
-                        match mapping.apply(payload.json, &mut mapped) {
-                            Ok(shape) => {
-                                payload.json = &mapped;
-                                payload.shape = shape;
-                            }
-                            Err(e) => {
-                                settle.settle(item, Stage::Parse, batch.bytes(item), &e)?;
-                                counts.record_errors += 1;
-                                continue;
-                            }
-                        }
-                    }
-                    match rows.build(&payload, item.ordinal) {
-                        Ok(mut row) => {
-                            row.byte_offset = item.offset;
+                    let payload = batch.payload(item).expect("a payload item");
+                    let built = build_row(
+                        settings,
+                        &mut rows,
+                        &mut mapped,
+                        payload,
+                        item.ordinal,
+                        item.offset,
+                    );
+                    match built {
+                        Ok(row) => {
                             writer.write_row(&row)?;
                             counts.rows += 1;
                         }
-                        Err(kind) => {
-                            settle.settle(
-                                item,
-                                Stage::Parse,
-                                batch.bytes(item),
-                                &kind.to_string(),
-                            )?;
+                        Err(e) => {
+                            settle.settle(item, Stage::Parse, batch.bytes(item), &e)?;
                             counts.record_errors += 1;
                         }
                     }
                 }
-                ItemKind::Error { stage, message } => {
-                    settle.settle(item, *stage, batch.bytes(item), message)?;
+                ItemKind::Error {
+                    stage,
+                    message,
+                    spooled,
+                    sub,
+                } => {
+                    let raw = match spooled {
+                        Some(s) => Raw::Spooled(s),
+                        None => Raw::Bytes(batch.bytes(item)),
+                    };
+                    let mut failure = Failure::new(item.ordinal, item.offset, *stage, message);
+                    failure.sub = sub.as_slice();
+                    settle.settle_failure(&failure, raw)?;
                     counts.record_errors += 1;
                 }
                 ItemKind::Control => {}
@@ -470,6 +461,40 @@ fn run(
     }))
 }
 
+/// The row builder for one object's rows: row IDs from its position, metadata columns.
+pub(crate) fn row_builder(settings: &Settings, object: &ObjectRef) -> RowBuilder {
+    RowBuilder::new(
+        ObjectSeed::new(object),
+        settings.row_id.clone(),
+        settings.row_id_column.as_deref(),
+    )
+    .with_metadata(
+        settings.metadata,
+        object,
+        &chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    )
+}
+
+/// The one way a payload becomes a row — `--map`, then the row ID and metadata columns — used
+/// by the pipeline and by `redrive` alike, so a redriven row is the row the pipeline would have
+/// written.
+pub(crate) fn build_row<'a>(
+    settings: &Settings,
+    rows: &'a mut RowBuilder,
+    mapped: &'a mut Vec<u8>,
+    mut payload: crate::record::Payload<'a>,
+    ordinal: u64,
+    offset: u64,
+) -> Result<crate::row::Row<'a>, String> {
+    if let Some(mapping) = &settings.mapping {
+        let shape = mapping.apply(payload.json, mapped)?;
+        payload.json = mapped;
+        payload.shape = shape;
+    }
+    rows.build(&payload, ordinal, offset)
+        .map_err(|kind| kind.to_string())
+}
+
 /// Applies `--on-record-error` to one failed record.
 struct RecordSettler<'a> {
     policy: RecordPolicy,
@@ -490,6 +515,14 @@ impl RecordSettler<'_> {
         raw: &[u8],
         error: &str,
     ) -> Result<(), Error> {
+        self.settle_failure(
+            &Failure::new(ordinal, offset, stage, error),
+            Raw::Bytes(raw),
+        )
+    }
+
+    fn settle_failure(&mut self, f: &Failure<'_>, raw: Raw<'_>) -> Result<(), Error> {
+        let (ordinal, offset, stage, error) = (f.ordinal, f.byte_offset, f.stage, f.error);
         match self.policy {
             RecordPolicy::Fail => {
                 return Err(Error::permanent(
@@ -502,7 +535,7 @@ impl RecordSettler<'_> {
                 .at_record(ordinal)
                 .at_byte(offset))
             }
-            RecordPolicy::DeadLetter => self.letter.add(ordinal, offset, stage, raw, error)?,
+            RecordPolicy::DeadLetter => self.letter.add_failure(f, raw)?,
             RecordPolicy::Skip => {}
         }
         tracing::warn!(

@@ -13,12 +13,12 @@ use base64::Engine;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::dead_letter::DeadLetters;
+use crate::dead_letter::{DeadLetters, Failure, Raw};
 use crate::error::{Cause, Class, Error, Stage};
 use crate::object::ObjectRef;
-use crate::pipeline::Settings;
-use crate::record::validate;
-use crate::row::{id, ObjectSeed, Row, RowBuilder};
+use crate::pipeline::{build_row, row_builder, Settings};
+use crate::record::{validate, Emitted, Unwrapper};
+use crate::row::{id, ObjectSeed, Row};
 use crate::sink::Sink;
 
 /// Where dead letters are read from (the same URIs as `--dead-letter`).
@@ -84,7 +84,17 @@ pub struct LetterRecord {
     #[serde(default)]
     pub stage: Option<String>,
     pub raw: String,
+    /// Why it first failed (kept across redrives).
     pub error: String,
+    #[serde(default)]
+    pub last_error: Option<String>,
+    #[serde(default)]
+    pub attempts: Option<u32>,
+    #[serde(default)]
+    pub first_failed_at: Option<String>,
+    /// The row inside the record that failed (a CloudWatch Logs event); empty: the record.
+    #[serde(default)]
+    pub sub: Vec<u32>,
 }
 
 /// A dead letter as written by `dead_letter`.
@@ -97,6 +107,8 @@ pub struct Document {
     pub error: String,
     #[serde(default)]
     pub attempts: u32,
+    #[serde(default)]
+    pub first_failed_at: Option<String>,
     #[serde(default)]
     pub records: Option<Vec<LetterRecord>>,
 }
@@ -341,8 +353,10 @@ pub struct RecordsOutcome {
 /// Turns a records letter's records into rows again and writes them to `sink`. Blocking.
 ///
 /// Records refused by a sink (`stage: sink`) are complete rows: they are sent as they are, with
-/// the ID in their row-ID column. Others are validated and built like the pipeline does, with
-/// the row ID of their original position — the same ID they would have had.
+/// the ID in their row-ID column. Others go through the pipeline's own row path — envelope,
+/// `--map`, row ID from their original position, metadata columns — so each becomes the row the
+/// pipeline would have written. A record that fails again keeps its original reason (`error`);
+/// the new one is `last_error`, and `attempts` and `first_failed_at` carry over.
 pub fn redrive_records(
     doc: &Document,
     settings: &Settings,
@@ -351,70 +365,122 @@ pub fn redrive_records(
 ) -> Result<RecordsOutcome, Error> {
     let object = doc.object_ref();
     let seed = ObjectSeed::new(&object);
-    let mut builder = RowBuilder::new(
-        seed.clone(),
-        settings.row_id.clone(),
-        settings.row_id_column.as_deref(),
-    );
+    let mut builder = row_builder(settings, &object);
+    let mut mapped = Vec::new();
     // A distinct identity for the sink, so a file sink writes these rows beside the object's
     // original output instead of replacing it.
     let mut target = object.clone();
     target.key.push_str(".redriven");
     let mut writer = sink.open(&target)?;
     let mut letter = dead_letters.records(&object);
+    letter.carry(doc.first_failed_at.clone(), doc.attempts.saturating_add(1));
     let mut out = RecordsOutcome::default();
     let records = doc.records.as_deref().unwrap_or_default();
     for r in records {
+        let stage = match r.stage.as_deref() {
+            Some("sink") => Stage::Sink,
+            Some("frame") => Stage::Frame,
+            _ => Stage::Parse,
+        };
+        let mut still = |raw: &[u8], sub: &[u32], why: &str| -> Result<(), Error> {
+            let failure = Failure {
+                ordinal: r.ordinal,
+                byte_offset: r.byte_offset,
+                stage,
+                error: &r.error,
+                last_error: Some(why),
+                attempts: r.attempts.unwrap_or(1).saturating_add(1),
+                first_failed_at: r
+                    .first_failed_at
+                    .as_deref()
+                    .or(doc.first_failed_at.as_deref()),
+                sub,
+            };
+            letter.add_failure(&failure, Raw::Bytes(raw))
+        };
         let raw = match base64::engine::general_purpose::STANDARD.decode(&r.raw) {
             Ok(b) => b,
             Err(e) => {
-                letter.add(
-                    r.ordinal,
-                    r.byte_offset,
-                    Stage::Parse,
+                still(
                     &[],
+                    &r.sub,
                     &format!("unreadable raw bytes in the dead letter: {e}"),
                 )?;
                 out.still_failing += 1;
                 continue;
             }
         };
-        let stage = if r.stage.as_deref() == Some("sink") {
-            Stage::Sink
-        } else {
-            Stage::Parse
-        };
-        let shape = match validate(&raw) {
-            Ok(s) => s,
-            Err(e) => {
-                letter.add(r.ordinal, r.byte_offset, stage, &raw, &e.to_string())?;
+        if raw.len() > settings.max_record_bytes {
+            let why = format!(
+                "record of {} bytes exceeds --max-record-bytes ({})",
+                raw.len(),
+                settings.max_record_bytes
+            );
+            still(&raw, &r.sub, &why)?;
+            out.still_failing += 1;
+            continue;
+        }
+        if stage == Stage::Sink {
+            if let Err(e) = validate(&raw) {
+                still(&raw, &r.sub, &e.to_string())?;
                 out.still_failing += 1;
                 continue;
             }
-        };
-        if stage == Stage::Sink {
             let column = settings.row_id_column.as_deref().unwrap_or("_row_id");
             let rid = match id::lookup(&raw, &[column.to_string()]) {
                 Ok(Some(v)) => id::from_field(v),
-                _ => seed.id(r.ordinal, &[]),
+                _ => seed.id(r.byte_offset, &r.sub),
             };
-            writer.write_row(&Row::whole(&rid, r.ordinal, &raw))?;
-        } else {
-            let payload = crate::record::Payload {
-                json: &raw,
-                shape,
-                sub: &[],
-            };
-            match builder.build(&payload, r.ordinal) {
-                Ok(row) => writer.write_row(&row)?,
-                Err(e) => {
-                    letter.add(r.ordinal, r.byte_offset, stage, &raw, &e.to_string())?;
-                    out.still_failing += 1;
-                    continue;
+            let mut row = Row::whole(&rid, r.ordinal, &raw);
+            row.byte_offset = r.byte_offset;
+            writer.write_row(&row)?;
+            out.delivered += 1;
+            continue;
+        }
+        // Through the envelope, as the pipeline did: a record may carry several rows (log
+        // events); only the one that failed is redriven when the letter names it.
+        let mut unwrapper = Unwrapper::new(settings.envelope, settings.max_record_bytes);
+        let mut delivered = 0u64;
+        let mut failed: Vec<(Vec<u32>, String)> = Vec::new();
+        let mut emit = |e: Emitted<'_>| -> Result<(), Redrive> {
+            match e {
+                Emitted::Row(p) => {
+                    if !r.sub.is_empty() && p.sub != r.sub.as_slice() {
+                        return Ok(());
+                    }
+                    match build_row(
+                        settings,
+                        &mut builder,
+                        &mut mapped,
+                        p,
+                        r.ordinal,
+                        r.byte_offset,
+                    ) {
+                        Ok(row) => {
+                            writer.write_row(&row).map_err(Redrive::Sink)?;
+                            delivered += 1;
+                        }
+                        Err(why) => failed.push((p.sub.to_vec(), why)),
+                    }
+                }
+                Emitted::Failed { sub, message } => {
+                    if r.sub.is_empty() || sub == r.sub.as_slice() {
+                        failed.push((sub.to_vec(), message));
+                    }
                 }
             }
+            Ok(())
+        };
+        match unwrapper.unwrap(&raw, false, &mut emit) {
+            Ok(_) => {}
+            Err(Redrive::Record(kind)) => failed.push((r.sub.clone(), kind.to_string())),
+            Err(Redrive::Sink(e)) => return Err(e),
         }
-        out.delivered += 1;
+        out.delivered += delivered;
+        for (sub, why) in failed {
+            still(&raw, &sub, &why)?;
+            out.still_failing += 1;
+        }
     }
     let committed = writer.commit()?;
     for r in &committed.rejected {
@@ -424,6 +490,18 @@ pub fn redrive_records(
     }
     out.new_letter = letter.finish()?;
     Ok(out)
+}
+
+/// Why emitting a redriven row stopped.
+enum Redrive {
+    Record(crate::record::RecordErrorKind),
+    Sink(Error),
+}
+
+impl From<crate::record::RecordErrorKind> for Redrive {
+    fn from(k: crate::record::RecordErrorKind) -> Self {
+        Redrive::Record(k)
+    }
 }
 
 /// `dir:PATH` or a bare path.

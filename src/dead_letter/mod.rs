@@ -3,9 +3,13 @@
 //!
 //! A dead letter is one versioned JSON document:
 //! `{"version":1,"object":{bucket,key,etag,version_id},"stage","class","error","attempts",
-//! "first_failed_at","last_failed_at","records":[{ordinal,byte_offset,stage,raw,error}]?}`
-//! — `records` (raw bytes in base64) for record-level failures, absent when the whole object
-//! failed. Enough to retry without the original notification.
+//! "first_failed_at","last_failed_at","records":[{ordinal,byte_offset,stage,raw,error,
+//! last_error?,attempts,sub?,first_failed_at?}]?}` — `records` (raw bytes in base64, always the
+//! whole record however large) for record-level failures, absent when the whole object failed.
+//! `error` is the reason a record first failed and is never replaced; a redrive that fails
+//! again adds `last_error` and counts `attempts`. `sub` names the row inside an envelope record
+//! (a CloudWatch Logs event) when only that row failed. Enough to retry without the original
+//! notification.
 //!
 //! Destinations (`--dead-letter`):
 //! - `dir:PATH` — `PATH/<bucket>/<key>.records.json` and `PATH/<bucket>/<key>.object.json`: one
@@ -26,7 +30,6 @@ use std::fs;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use base64::Engine;
 use chrono::{SecondsFormat, Utc};
 use serde::Serialize;
 
@@ -99,13 +102,44 @@ struct Header<'a> {
     last_failed_at: &'a str,
 }
 
-#[derive(Serialize)]
-struct RecordEntry<'a> {
-    ordinal: u64,
-    byte_offset: u64,
-    stage: Stage,
-    raw: String,
-    error: &'a str,
+/// A record's raw bytes: in memory, or spooled to disk (oversized records).
+#[derive(Clone, Copy)]
+pub enum Raw<'a> {
+    Bytes(&'a [u8]),
+    Spooled(&'a crate::frame::Spooled),
+}
+
+/// One failed record, with its history across redrives.
+#[derive(Debug, Clone, Copy)]
+pub struct Failure<'a> {
+    pub ordinal: u64,
+    pub byte_offset: u64,
+    pub stage: Stage,
+    /// The reason it first failed: never replaced by a later one.
+    pub error: &'a str,
+    /// Why the latest redrive failed, when that differs from `error`.
+    pub last_error: Option<&'a str>,
+    /// Tries so far (1 for a record that failed once).
+    pub attempts: u32,
+    /// When it first failed; `None`: now.
+    pub first_failed_at: Option<&'a str>,
+    /// The row below the record that failed (log event index, ...); empty: the record.
+    pub sub: &'a [u32],
+}
+
+impl<'a> Failure<'a> {
+    pub fn new(ordinal: u64, byte_offset: u64, stage: Stage, error: &'a str) -> Self {
+        Failure {
+            ordinal,
+            byte_offset,
+            stage,
+            error,
+            last_error: None,
+            attempts: 1,
+            first_failed_at: None,
+            sub: &[],
+        }
+    }
 }
 
 fn now() -> String {
@@ -203,6 +237,8 @@ impl DeadLetters {
             out: None,
             count: 0,
             dest: self.clone(),
+            first_failed_at: None,
+            attempts: 1,
         }
     }
 }
@@ -237,9 +273,17 @@ pub struct RecordLetter {
     out: Option<BufWriter<tempfile::NamedTempFile>>,
     count: u64,
     dest: DeadLetters,
+    first_failed_at: Option<String>,
+    attempts: u32,
 }
 
 impl RecordLetter {
+    /// Carries the history of the letter being redriven into this one.
+    pub fn carry(&mut self, first_failed_at: Option<String>, attempts: u32) {
+        self.first_failed_at = first_failed_at;
+        self.attempts = attempts.max(1);
+    }
+
     pub fn add(
         &mut self,
         ordinal: u64,
@@ -248,38 +292,78 @@ impl RecordLetter {
         raw: &[u8],
         error: &str,
     ) -> Result<(), Error> {
+        self.add_failure(
+            &Failure::new(ordinal, byte_offset, stage, error),
+            Raw::Bytes(raw),
+        )
+    }
+
+    /// Appends one record. The raw bytes are base64-encoded straight into the spooled letter,
+    /// so a record of any size costs constant memory.
+    pub fn add_failure(&mut self, f: &Failure<'_>, raw: Raw<'_>) -> Result<(), Error> {
+        let path = self.path.clone();
+        let io = |e: std::io::Error| dl_error(e, &path);
         if self.out.is_none() {
             let tmp = spool_file(&self.path)?;
             let mut out = BufWriter::new(tmp);
             let at = now();
+            let first = self.first_failed_at.clone().unwrap_or_else(|| at.clone());
             let header = Header {
                 version: VERSION,
                 object: (&self.object).into(),
                 stage: Stage::Parse,
                 class: Class::Permanent,
                 error: "records could not be turned into rows; see records[].error",
-                attempts: 1,
-                first_failed_at: &at,
+                attempts: self.attempts,
+                first_failed_at: &first,
                 last_failed_at: &at,
             };
             let mut head = serde_json::to_vec(&header).expect("serialisable");
             head.pop(); // reopen the object to append `records`
             head.extend_from_slice(b",\"records\":[\n");
-            out.write_all(&head).map_err(|e| dl_error(e, &self.path))?;
+            out.write_all(&head).map_err(io)?;
             self.out = Some(out);
         }
         let out = self.out.as_mut().expect("opened above");
-        let entry = RecordEntry {
-            ordinal,
-            byte_offset,
-            stage,
-            raw: base64::engine::general_purpose::STANDARD.encode(raw),
-            error,
-        };
         if self.count > 0 {
-            out.write_all(b",\n").map_err(|e| dl_error(e, &self.path))?;
+            out.write_all(b",\n").map_err(io)?;
         }
-        serde_json::to_writer(&mut *out, &entry).map_err(|e| dl_error(e, &self.path))?;
+        let stage = serde_json::to_string(&f.stage).expect("serialisable");
+        write!(
+            out,
+            "{{\"ordinal\":{},\"byte_offset\":{},\"stage\":{stage},\"raw\":\"",
+            f.ordinal, f.byte_offset
+        )
+        .map_err(io)?;
+        {
+            let mut enc = base64::write::EncoderWriter::new(
+                &mut *out,
+                &base64::engine::general_purpose::STANDARD,
+            );
+            match raw {
+                Raw::Bytes(b) => enc.write_all(b).map_err(io)?,
+                Raw::Spooled(s) => {
+                    std::io::copy(&mut s.reader(), &mut enc).map_err(io)?;
+                }
+            }
+            enc.finish().map_err(io)?;
+        }
+        out.write_all(b"\",\"error\":").map_err(io)?;
+        serde_json::to_writer(&mut *out, f.error).map_err(|e| dl_error(e, &path))?;
+        if let Some(last) = f.last_error.filter(|l| *l != f.error) {
+            out.write_all(b",\"last_error\":").map_err(io)?;
+            serde_json::to_writer(&mut *out, last).map_err(|e| dl_error(e, &path))?;
+        }
+        write!(out, ",\"attempts\":{}", f.attempts.max(1)).map_err(io)?;
+        if !f.sub.is_empty() {
+            out.write_all(b",\"sub\":").map_err(io)?;
+            serde_json::to_writer(&mut *out, f.sub).map_err(|e| dl_error(e, &path))?;
+        }
+        if let Some(first) = f.first_failed_at {
+            out.write_all(b",\"first_failed_at\":").map_err(io)?;
+            serde_json::to_writer(&mut *out, first).map_err(|e| dl_error(e, &path))?;
+        }
+        out.write_all(b"}").map_err(io)?;
         self.count += 1;
         Ok(())
     }

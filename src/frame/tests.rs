@@ -21,6 +21,55 @@ enum Out {
     E(u64, u64, FrameErrorKind),
 }
 
+/// Every event's bytes, with whether the framer validated them (`true`) or hands them on for
+/// the record stage to refuse (`false`); errors carry their spooled bytes.
+fn events(input: &[u8], framing: Framing, max: usize, step: usize) -> Vec<(u64, String, bool)> {
+    let mut f = Framer::new(Trickle { data: input, step }, framing, max);
+    let mut out = Vec::new();
+    while let Some(ev) = f.next_event().unwrap() {
+        out.push(match ev {
+            Event::Record(r) => (
+                r.offset,
+                String::from_utf8_lossy(r.bytes).into_owned(),
+                r.json_checked,
+            ),
+            Event::Error(e) => {
+                let mut raw = Vec::new();
+                e.raw.reader().read_to_end(&mut raw).unwrap();
+                assert_eq!(raw.len() as u64, e.raw.len());
+                (
+                    e.offset,
+                    format!("TOO LARGE {}", String::from_utf8_lossy(&raw)),
+                    false,
+                )
+            }
+        });
+    }
+    out
+}
+
+/// `events` at several read sizes, which must all agree.
+fn stream(input: &[u8], max: usize) -> Vec<(u64, String, bool)> {
+    let a = events(input, Framing::Auto, max, 1 << 20);
+    for step in [1, 3, 64, 4096] {
+        assert_eq!(
+            events(input, Framing::Auto, max, step),
+            a,
+            "read size {step} changed the result"
+        );
+    }
+    assert_eq!(events(input, Framing::Concatenated, max, 1 << 20), a);
+    a
+}
+
+fn ok(offset: u64, s: &str) -> (u64, String, bool) {
+    (offset, s.to_string(), true)
+}
+
+fn bad(offset: u64, s: &str) -> (u64, String, bool) {
+    (offset, s.to_string(), false)
+}
+
 fn frame_with(input: &[u8], framing: Framing, max: usize, step: usize) -> (Vec<Out>, Resolved) {
     let mut f = Framer::new(Trickle { data: input, step }, framing, max);
     let mut out = Vec::new();
@@ -90,16 +139,20 @@ fn concatenated_framing_splits_values_with_and_without_whitespace() {
 }
 
 #[test]
-fn auto_picks_newline_for_one_value_per_line() {
+fn auto_frames_one_value_per_line_and_hands_text_lines_on_to_be_refused() {
     let (out, mode) = frame(b"{\"a\":1}\n{\"a\":2}\nnot json\n", Framing::Auto);
-    assert_eq!(mode.name(), "newline");
+    assert_eq!(mode.name(), "json");
     assert_eq!(out.len(), 3);
+    assert_eq!(
+        stream(b"{\"a\":1}\n{\"a\":2}\nnot json\n", 1 << 20),
+        vec![ok(0, "{\"a\":1}"), ok(8, "{\"a\":2}"), bad(16, "not json")]
+    );
 }
 
 #[test]
-fn auto_picks_concatenated_for_values_back_to_back() {
+fn auto_frames_values_back_to_back() {
     let (out, mode) = frame(b"{\"a\":1}{\"a\":2}{\"a\":3}", Framing::Auto);
-    assert_eq!(mode.name(), "concatenated");
+    assert_eq!(mode.name(), "json");
     assert_eq!(
         out,
         vec![
@@ -111,17 +164,198 @@ fn auto_picks_concatenated_for_values_back_to_back() {
 }
 
 #[test]
-fn auto_picks_concatenated_for_pretty_printed_values() {
-    let (out, mode) = frame(b"{\n \"a\": 1\n}\n{\n \"a\": 2\n}\n", Framing::Auto);
-    assert_eq!(mode.name(), "concatenated");
+fn auto_frames_pretty_printed_values() {
+    let (out, _) = frame(b"{\n \"a\": 1\n}\n{\n \"a\": 2\n}\n", Framing::Auto);
     assert_eq!(out.len(), 2);
 }
 
 #[test]
 fn auto_on_an_empty_object_yields_nothing() {
-    let (out, mode) = frame(b"", Framing::Auto);
-    assert!(out.is_empty());
-    assert_eq!(mode.name(), "newline");
+    assert!(stream(b"", 100).is_empty());
+    assert!(stream(b"\n\n  \r\n\t", 100).is_empty());
+}
+
+#[test]
+fn mixed_delimiters_never_decide_the_framing_once() {
+    // Some producers append a newline and some do not: every record comes out either way.
+    let mut input = Vec::new();
+    let mut want = Vec::new();
+    for i in 0..1001u32 {
+        let rec = format!("{{\"i\":{i}}}");
+        want.push(ok(input.len() as u64, &rec));
+        input.extend_from_slice(rec.as_bytes());
+        if i % 10 != 9 {
+            input.push(b'\n');
+        }
+    }
+    assert_eq!(stream(&input, 1 << 20), want);
+
+    // The first record followed by " \n", then mostly nothing between records.
+    let mut input = b"{\"first\":true} \n".to_vec();
+    let mut want = vec![ok(0, "{\"first\":true}")];
+    for i in 0..799u32 {
+        let rec = format!("{{\"i\":{i},\"s\":\"x\\\"}}{{\"}}");
+        want.push(ok(input.len() as u64, &rec));
+        input.extend_from_slice(rec.as_bytes());
+        if i % 100 == 0 {
+            input.extend_from_slice(b"\r\n");
+        }
+    }
+    assert_eq!(stream(&input, 1 << 20), want);
+}
+
+#[test]
+fn a_bad_first_line_costs_only_itself_whatever_the_object_size() {
+    for first in [
+        "{\"a\":1",
+        "{\"a\":\"unterminated",
+        "{\"a\":[1,2",
+        "{\"a\":",
+    ] {
+        let mut input = format!("{first}\n").into_bytes();
+        let mut want = vec![bad(0, first)];
+        for i in 0..5000 {
+            let rec = format!("{{\"i\":{i}}}");
+            want.push(ok(input.len() as u64, &rec));
+            input.extend_from_slice(rec.as_bytes());
+            input.push(b'\n');
+        }
+        // max far below the object's size: the outcome must not depend on it.
+        assert_eq!(
+            events(&input, Framing::Auto, 1000, 1 << 20),
+            want,
+            "{first}"
+        );
+        assert_eq!(events(&input, Framing::Auto, 1000, 7), want, "{first}");
+    }
+}
+
+#[test]
+fn after_bad_bytes_the_framer_resynchronises_at_the_next_value() {
+    assert_eq!(
+        stream(b"{\"a\":tru}{\"b\":2}", 100),
+        vec![bad(0, "{\"a\":tru}"), ok(9, "{\"b\":2}")]
+    );
+    assert_eq!(
+        stream(b"{\"a\":1{\"b\":2}", 100),
+        vec![bad(0, "{\"a\":1"), ok(6, "{\"b\":2}")]
+    );
+    assert_eq!(
+        stream(b"hello {\"x\":1}\n123abc\n{\"b\":2} 7 \"s\" true\n", 100),
+        vec![
+            bad(0, "hello {\"x\":1}"),
+            bad(14, "123abc"),
+            ok(21, "{\"b\":2}"),
+            ok(29, "7"),
+            ok(31, "\"s\""),
+            ok(35, "true")
+        ]
+    );
+    // A broken pretty-printed value is one error; nothing inside it becomes a row.
+    let input = b"{\n  \"a\": {\"x\": 1}\n  \"b\": 2\n}\n{\"c\":3}\n";
+    assert_eq!(
+        stream(input, 100),
+        vec![
+            bad(0, "{\n  \"a\": {\"x\": 1}\n  \"b\": 2\n}"),
+            ok(29, "{\"c\":3}")
+        ]
+    );
+    // Truncated at the end of the object.
+    assert_eq!(
+        stream(b"{\"a\":1}{\"a\":", 100),
+        vec![ok(0, "{\"a\":1}"), bad(7, "{\"a\":")]
+    );
+}
+
+#[test]
+fn json_text_sequences_and_a_byte_order_mark_are_framed_too() {
+    assert_eq!(
+        stream(b"\x1e{\"a\":1}\n\x1e{\"a\":2}\n", 100),
+        vec![ok(1, "{\"a\":1}"), ok(10, "{\"a\":2}")]
+    );
+    let bom = b"\xEF\xBB\xBF{\"a\":1}{\"a\":2}{\"a\":3}";
+    assert_eq!(stream(bom, 100).len(), 3);
+    let (out, _) = frame(b"\xEF\xBB\xBF{\"a\":1}\n{\"a\":2}\n", Framing::Newline);
+    assert_eq!(out, vec![r(0, 3, "{\"a\":1}"), r(1, 11, "{\"a\":2}")]);
+}
+
+#[test]
+fn a_record_has_the_same_offset_under_every_framing_that_reads_it() {
+    let input = b"  {\"a\":1}  \r\n\t{\"a\":2}\n\n{\"a\":3}";
+    let newline: Vec<u64> = frame(input, Framing::Newline)
+        .0
+        .iter()
+        .map(|o| match o {
+            Out::R(_, off, _) | Out::E(_, off, _) => *off,
+        })
+        .collect();
+    let json: Vec<u64> = stream(input, 100).iter().map(|e| e.0).collect();
+    assert_eq!(newline, vec![2, 14, 23]);
+    assert_eq!(json, newline);
+}
+
+#[test]
+fn an_oversized_value_is_kept_whole_and_framing_goes_on() {
+    let big = format!("{{\"x\":\"{}\"}}", "y".repeat(300));
+    let input = format!("{{\"a\":1}}\n{big}{{\"a\":2}}\n");
+    assert_eq!(
+        stream(input.as_bytes(), 100),
+        vec![
+            ok(0, "{\"a\":1}"),
+            bad(8, &format!("TOO LARGE {big}")),
+            ok(8 + big.len() as u64, "{\"a\":2}")
+        ]
+    );
+}
+
+#[test]
+fn an_oversized_last_line_is_one_error_and_no_phantom_row() {
+    let big = format!("{{\"x\":\"{}\"}}", "y".repeat(300));
+    let input = format!("{{\"a\":1}}\n{big}");
+    for framing in [Framing::Newline, Framing::Auto] {
+        for step in [1, 7, 100, 1 << 20] {
+            assert_eq!(
+                events(input.as_bytes(), framing, 100, step),
+                vec![ok(0, "{\"a\":1}"), bad(8, &format!("TOO LARGE {big}"))]
+                    .into_iter()
+                    .map(|(o, s, c)| (o, s, c && framing == Framing::Auto))
+                    .collect::<Vec<_>>(),
+                "{framing:?} step {step}"
+            );
+        }
+    }
+}
+
+#[test]
+fn oversized_junk_is_kept_whole_too() {
+    let junk = "z".repeat(500);
+    let input = format!("{junk}\n{{\"a\":1}}");
+    assert_eq!(
+        stream(input.as_bytes(), 100),
+        vec![bad(0, &format!("TOO LARGE {junk}")), ok(501, "{\"a\":1}")]
+    );
+}
+
+#[test]
+fn whitespace_costs_constant_memory() {
+    // 8 MiB of blank lines, then a record: the window never grows past its initial size.
+    struct Blank(usize);
+    impl Read for Blank {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.0);
+            buf[..n].fill(b'\n');
+            self.0 -= n;
+            Ok(n)
+        }
+    }
+    let input = Blank(8 << 20).chain(&b"{\"a\":1}"[..]);
+    let mut f = Framer::new(input, Framing::Auto, 10 << 20);
+    match f.next_event().unwrap() {
+        Some(Event::Record(r)) => assert_eq!((r.offset, r.bytes), (8 << 20, &b"{\"a\":1}"[..])),
+        _ => panic!("expected the record"),
+    }
+    assert!(f.next_event().unwrap().is_none());
+    assert!(f.input.buf.len() <= 1 << 20, "{}", f.input.buf.len());
 }
 
 #[test]
@@ -158,18 +392,6 @@ fn an_oversized_concatenated_value_is_skipped_by_structure() {
             "step {step}"
         );
     }
-}
-
-#[test]
-fn an_unclosed_value_at_the_end_is_an_error_after_the_good_ones() {
-    let (out, _) = frame(b"{\"a\":1}{\"a\":", Framing::Concatenated);
-    assert_eq!(
-        out,
-        vec![
-            r(0, 0, "{\"a\":1}"),
-            Out::E(1, 7, FrameErrorKind::Unterminated)
-        ]
-    );
 }
 
 #[test]

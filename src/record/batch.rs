@@ -12,7 +12,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread;
 
 use super::unwrap::{Outcome, Unwrapper};
-use super::{Envelope, Payload, RecordErrorKind, Shape};
+use super::{Emitted, Envelope, Payload, RecordErrorKind, Shape};
 use crate::error::{Error, Stage};
 use crate::frame::{Event, Framer, Framing};
 
@@ -31,7 +31,7 @@ pub struct SubPath {
 }
 
 impl SubPath {
-    fn from_slice(s: &[u32]) -> SubPath {
+    pub fn from_slice(s: &[u32]) -> SubPath {
         let mut p = SubPath::default();
         for (i, v) in s.iter().take(2).enumerate() {
             p.parts[i] = *v;
@@ -49,9 +49,15 @@ impl SubPath {
 pub enum ItemKind {
     /// A payload to turn into a row; its bytes are `data[start..end]`.
     Payload { shape: Shape, sub: SubPath },
-    /// A record that could not become rows; `data[start..end]` holds its raw bytes (or their
-    /// first part, for oversized records).
-    Error { stage: Stage, message: String },
+    /// A record that could not become rows; `data[start..end]` holds its raw bytes, or, for
+    /// an oversized record, nothing: all of it is in `spooled`.
+    Error {
+        stage: Stage,
+        message: String,
+        spooled: Option<crate::frame::Spooled>,
+        /// The row below the record that failed (a log event), when not the record itself.
+        sub: SubPath,
+    },
     /// A record that carries no rows by design (CloudWatch Logs control message).
     Control,
 }
@@ -203,16 +209,32 @@ fn produce<R: Read>(
         match event {
             Event::Record(frame) => {
                 let (ordinal, offset) = (frame.ordinal, frame.offset);
-                let mut emit = |p: Payload<'_>| -> Result<(), RecordErrorKind> {
-                    batch.push(
-                        ordinal,
-                        offset,
-                        p.json,
-                        ItemKind::Payload {
-                            shape: p.shape,
-                            sub: SubPath::from_slice(p.sub),
-                        },
-                    );
+                let record = frame.bytes;
+                let mut emit = |e: Emitted<'_>| -> Result<(), RecordErrorKind> {
+                    match e {
+                        Emitted::Row(p) => batch.push(
+                            ordinal,
+                            offset,
+                            p.json,
+                            ItemKind::Payload {
+                                shape: p.shape,
+                                sub: SubPath::from_slice(p.sub),
+                            },
+                        ),
+                        // The whole record is kept, so a redrive can rebuild the row with its
+                        // envelope's columns; `sub` says which row it is.
+                        Emitted::Failed { sub, message } => batch.push(
+                            ordinal,
+                            offset,
+                            record,
+                            ItemKind::Error {
+                                stage: Stage::Parse,
+                                message,
+                                spooled: None,
+                                sub: SubPath::from_slice(sub),
+                            },
+                        ),
+                    }
                     Ok(())
                 };
                 match unwrapper.unwrap(frame.bytes, frame.json_checked, &mut emit) {
@@ -228,6 +250,8 @@ fn produce<R: Read>(
                         ItemKind::Error {
                             stage: Stage::Parse,
                             message: kind.to_string(),
+                            spooled: None,
+                            sub: SubPath::default(),
                         },
                     ),
                 }
@@ -235,10 +259,12 @@ fn produce<R: Read>(
             Event::Error(e) => batch.push(
                 e.ordinal,
                 e.offset,
-                &e.head,
+                &[],
                 ItemKind::Error {
                     stage: Stage::Frame,
                     message: e.kind.to_string(),
+                    spooled: Some(e.raw),
+                    sub: SubPath::default(),
                 },
             ),
         }

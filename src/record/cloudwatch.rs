@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Payload {
+struct Payload<'a> {
     message_type: String,
     #[serde(default)]
     owner: String,
@@ -18,7 +18,8 @@ struct Payload {
     log_group: String,
     #[serde(default)]
     log_stream: String,
-    log_events: Vec<LogEvent>,
+    #[serde(borrow)]
+    log_events: Vec<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -47,8 +48,9 @@ struct Row<'a> {
 #[derive(Debug)]
 pub enum Expanded {
     Control,
-    /// One JSON object per log event, in order.
-    Rows(Vec<Vec<u8>>),
+    /// One JSON object per log event, in order; an event that is not a log event (say, its
+    /// `message` is not a string) is an error of its own.
+    Rows(Vec<Result<Vec<u8>, String>>),
 }
 
 /// Expands one CloudWatch Logs record. The message is parsed into `message_json` when it is a
@@ -62,7 +64,16 @@ pub fn expand(record: &[u8]) -> Result<Expanded, String> {
         other => return Err(format!("unknown CloudWatch Logs messageType `{other}`")),
     }
     let mut rows = Vec::with_capacity(payload.log_events.len());
-    for event in &payload.log_events {
+    for (i, raw) in payload.log_events.iter().enumerate() {
+        let event: LogEvent = match serde_json::from_str(raw.get()) {
+            Ok(e) => e,
+            Err(e) => {
+                rows.push(Err(format!(
+                    "CloudWatch Logs event {i} is not a log event: {e}"
+                )));
+                continue;
+            }
+        };
         let trimmed = event.message.trim();
         let message_json = if trimmed.starts_with('{') || trimmed.starts_with('[') {
             serde_json::from_str::<&RawValue>(trimmed).ok()
@@ -78,7 +89,9 @@ pub fn expand(record: &[u8]) -> Result<Expanded, String> {
             log_stream: &payload.log_stream,
             owner: &payload.owner,
         };
-        rows.push(serde_json::to_vec(&row).expect("serialising owned strings cannot fail"));
+        rows.push(Ok(
+            serde_json::to_vec(&row).expect("serialising owned strings cannot fail")
+        ));
     }
     Ok(Expanded::Rows(rows))
 }
@@ -95,7 +108,7 @@ mod tests {
         };
         let rows: Vec<String> = rows
             .into_iter()
-            .map(|r| String::from_utf8(r).unwrap())
+            .map(|r| String::from_utf8(r.unwrap()).unwrap())
             .collect();
         assert_eq!(
             rows,
@@ -103,6 +116,21 @@ mod tests {
                 r#"{"id":"1","timestamp":5,"message":"{\"level\":\"INFO\"}","message_json":{"level":"INFO"},"logGroup":"/g","logStream":"s","owner":"123"}"#,
                 r#"{"id":"2","timestamp":6,"message":"plain text","logGroup":"/g","logStream":"s","owner":"123"}"#
             ]
+        );
+    }
+
+    #[test]
+    fn a_bad_log_event_fails_alone() {
+        let rec = br#"{"messageType":"DATA_MESSAGE","owner":"1","logGroup":"/g","logStream":"s","logEvents":[{"id":"1","timestamp":5,"message":"ok"},{"id":"2","timestamp":6,"message":42},{"id":"3","timestamp":7,"message":"also ok"}]}"#;
+        let Expanded::Rows(rows) = expand(rec).unwrap() else {
+            panic!("expected rows")
+        };
+        assert_eq!(rows.len(), 3);
+        assert!(rows[0].is_ok() && rows[2].is_ok());
+        let err = rows[1].as_ref().unwrap_err();
+        assert!(
+            err.contains("event 1") && err.contains("invalid type"),
+            "{err}"
         );
     }
 

@@ -65,13 +65,26 @@ pub fn check(b: &[u8]) -> Result<(), usize> {
     }
 }
 
-/// The end of the object or array starting at `b[0]`, if it is valid JSON: lets concatenated
-/// framing find a record's end and validate it in one pass. `Err` when it is invalid or not
-/// complete within `b` (the framer then falls back to its structural scanner).
-pub fn container_end(b: &[u8]) -> Result<usize, usize> {
-    match b.first() {
-        Some(b'{' | b'[') => value(b, 0),
-        _ => Err(0),
+/// How far one JSON value at the start of a buffer got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scan {
+    /// A valid value of this many bytes (a top-level number may go on past the buffer: the
+    /// caller decides whether the buffer is the whole stream).
+    Complete(usize),
+    /// Not valid JSON: the first byte where it went wrong.
+    Invalid(usize),
+    /// Valid so far, but the buffer ends inside the value.
+    Incomplete,
+}
+
+/// Validates and delimits the value starting at `b[0]` in one pass, telling a broken value from
+/// one that is only cut by the end of the buffer: what lets the JSON-stream framer find record
+/// ends and resynchronise after bad bytes.
+pub fn scan(b: &[u8]) -> Scan {
+    match value(b, 0) {
+        Ok(n) => Scan::Complete(n),
+        Err(p) if p >= b.len() => Scan::Incomplete,
+        Err(p) => Scan::Invalid(p),
     }
 }
 
@@ -168,6 +181,8 @@ fn ws(b: &[u8], mut i: usize) -> usize {
 fn literal(b: &[u8], i: usize, word: &[u8]) -> Result<usize, usize> {
     if b.len() >= i + word.len() && &b[i..i + word.len()] == word {
         Ok(i + word.len())
+    } else if b.len() < i + word.len() && word.starts_with(&b[i..]) {
+        Err(b.len()) // cut by the end of the buffer
     } else {
         Err(i)
     }
@@ -224,11 +239,16 @@ fn string(b: &[u8], i: usize) -> Result<usize, usize> {
             Some(b'\\') => match b.get(j + 1) {
                 Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => j += 2,
                 Some(b'u') => {
-                    if b.len() < j + 6 || !b[j + 2..j + 6].iter().all(u8::is_ascii_hexdigit) {
+                    let hex = &b[j + 2..(j + 6).min(b.len())];
+                    if !hex.iter().all(u8::is_ascii_hexdigit) {
                         return Err(j);
+                    }
+                    if hex.len() < 4 {
+                        return Err(b.len()); // cut by the end of the buffer
                     }
                     j += 6;
                 }
+                None => return Err(b.len()),
                 _ => return Err(j),
             },
             // A control character, or the end of the input.

@@ -14,7 +14,7 @@ pub mod unwrap;
 pub mod validate;
 
 pub use envelope::Envelope;
-pub use unwrap::{Outcome, Unwrapper};
+pub use unwrap::{Emitted, Outcome, Unwrapper};
 pub use validate::{validate, Shape};
 
 use std::fmt;

@@ -7,6 +7,14 @@ use super::validate::{validate, validate_checked, Shape};
 use super::{Payload, RecordErrorKind};
 use crate::frame::{Event, Framer, Framing};
 
+/// What the unwrapper hands on for one record: a row's payload, or a row below the record
+/// (a log event) that cannot be one.
+#[derive(Debug)]
+pub enum Emitted<'a> {
+    Row(Payload<'a>),
+    Failed { sub: &'a [u32], message: String },
+}
+
 /// What a record turned into, besides the payloads it emitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -43,7 +51,7 @@ impl Unwrapper {
         &mut self,
         record: &[u8],
         json_checked: bool,
-        emit: &mut dyn FnMut(Payload<'_>) -> Result<(), E>,
+        emit: &mut dyn FnMut(Emitted<'_>) -> Result<(), E>,
     ) -> Result<Outcome, E> {
         let envelope = match self.resolved {
             Some(e) => e,
@@ -65,11 +73,11 @@ impl Unwrapper {
                 } else {
                     validate(record)?
                 };
-                emit(Payload {
+                emit(Emitted::Row(Payload {
                     json: record,
                     shape,
                     sub: &[],
-                })?;
+                }))?;
                 Ok(Outcome::Payloads)
             }
             Envelope::CloudWatchLogs => cloudwatch_rows(record, &[], emit),
@@ -82,7 +90,7 @@ impl Unwrapper {
     fn error_record<E: From<RecordErrorKind>>(
         &self,
         record: &[u8],
-        emit: &mut dyn FnMut(Payload<'_>) -> Result<(), E>,
+        emit: &mut dyn FnMut(Emitted<'_>) -> Result<(), E>,
     ) -> Result<Outcome, E> {
         let max = self.max_record_bytes;
         let raw = firehose_error::raw_data(record, max).map_err(RecordErrorKind::Envelope)?;
@@ -109,11 +117,11 @@ impl Unwrapper {
             if matches!(shape, Shape::Object { .. }) && detect(sub) == Envelope::CloudWatchLogs {
                 cloudwatch_rows(sub, &[index], emit)?;
             } else {
-                emit(Payload {
+                emit(Emitted::Row(Payload {
                     json: sub,
                     shape,
                     sub: &[index],
-                })?;
+                }))?;
             }
             any = true;
             index += 1;
@@ -131,7 +139,7 @@ impl Unwrapper {
 fn cloudwatch_rows<E: From<RecordErrorKind>>(
     record: &[u8],
     prefix: &[u32],
-    emit: &mut dyn FnMut(Payload<'_>) -> Result<(), E>,
+    emit: &mut dyn FnMut(Emitted<'_>) -> Result<(), E>,
 ) -> Result<Outcome, E> {
     validate(record)?;
     match cloudwatch::expand(record).map_err(RecordErrorKind::Envelope)? {
@@ -139,13 +147,17 @@ fn cloudwatch_rows<E: From<RecordErrorKind>>(
         Expanded::Rows(rows) => {
             let mut sub = prefix.to_vec();
             sub.push(0);
-            for (i, row) in rows.iter().enumerate() {
+            for (i, row) in rows.into_iter().enumerate() {
                 *sub.last_mut().expect("pushed above") = i as u32;
-                emit(Payload {
-                    json: row,
-                    shape: Shape::Object { empty: false },
-                    sub: &sub,
-                })?;
+                match row {
+                    // One bad log event is its own record error; its neighbours still land.
+                    Err(message) => emit(Emitted::Failed { sub: &sub, message })?,
+                    Ok(row) => emit(Emitted::Row(Payload {
+                        json: &row,
+                        shape: Shape::Object { empty: false },
+                        sub: &sub,
+                    }))?,
+                }
             }
             Ok(Outcome::Payloads)
         }

@@ -1,9 +1,15 @@
 //! Deterministic row IDs.
 //!
-//! A row's ID is derived from where it came from — (bucket or root name, key, ETag, record
-//! ordinal, position inside an envelope) — so replaying an object yields the same IDs and a sink
-//! can drop duplicates, while new content (new ETag) yields new IDs. Or it is taken from a field
-//! of the record (`--row-id-field`), so the same event archived twice dedups too.
+//! A row's ID is derived from where it came from — (bucket or root name, key, ETag, the byte
+//! offset of the record's first byte in the decompressed object, position inside an envelope) —
+//! so replaying an object yields the same IDs and a sink can drop duplicates, while new content
+//! (new ETag) yields new IDs. Or it is taken from a field of the record (`--row-id-field`), so
+//! the same event archived twice dedups too.
+//!
+//! The offset, not the record's ordinal, is what makes an ID independent of framing: however an
+//! object is re-framed (`auto`, `newline`, `concatenated`), or however many bad bytes before a
+//! record became record errors, the record starts at the same byte. (Before v2 the ordinal was
+//! used: see the README on deduplicating across the change.)
 //!
 //! Hash: BLAKE3 (keyed by a fixed context string), truncated to 128 bits and written as 32
 //! lowercase hex characters. It is collision-resistant even against crafted field values, stable
@@ -18,7 +24,7 @@ use serde_json::value::RawValue;
 
 use crate::object::ObjectRef;
 
-const CONTEXT: &str = "firehose-replay 2026-11 row id v1";
+const CONTEXT: &str = "firehose-replay 2026-12 row id v2 (byte offset)";
 
 /// BigQuery's `insertId` is limited to 128 characters.
 pub const MAX_ID_LEN: usize = 128;
@@ -78,10 +84,11 @@ impl ObjectSeed {
         }
     }
 
-    /// The ID of record `ordinal`, or of a row inside it (`sub`: log event index, ...).
-    pub fn id(&self, ordinal: u64, sub: &[u32]) -> RowId {
+    /// The ID of the record starting at byte `offset` of the decompressed object, or of a row
+    /// inside it (`sub`: log event index, ...).
+    pub fn id(&self, offset: u64, sub: &[u32]) -> RowId {
         let mut input = [0u8; 8 + 4 * 4];
-        input[..8].copy_from_slice(&ordinal.to_le_bytes());
+        input[..8].copy_from_slice(&offset.to_le_bytes());
         let mut n = 8;
         for s in sub.iter().take(4) {
             input[n..n + 4].copy_from_slice(&s.to_le_bytes());
@@ -163,10 +170,12 @@ mod tests {
 
     #[test]
     fn the_id_of_a_known_position_never_changes() {
-        // Pinned: changing the hash input would re-key every table that dedups by row ID.
+        // Pinned: changing the hash input would re-key every table that dedups by row ID. (It
+        // changed once, from ordinals to byte offsets, in v2: the README says how to dedup
+        // across that change.)
         assert_eq!(ObjectSeed::new(&obj("e1")).id(0, &[]).as_str(), PINNED_ID);
     }
-    const PINNED_ID: &str = "e32c017734b25803dd435b1a2492894d";
+    const PINNED_ID: &str = "ad5d645c9fc155fd9f4d52fdb46dcc22";
 
     #[test]
     fn field_ids_are_verbatim_when_plain_and_hashed_otherwise() {

@@ -15,7 +15,8 @@ use crate::record::{Payload, RecordErrorKind, Shape};
 /// Where row IDs come from.
 #[derive(Debug, Clone, Default)]
 pub enum RowIdSource {
-    /// Source position: bucket, key, ETag, record ordinal.
+    /// Source position: bucket, key, ETag, the record's byte offset in the decompressed
+    /// object (and its position inside an envelope).
     #[default]
     Position,
     /// A field of the row (dotted path), e.g. `eventId` or `detail.id`.
@@ -199,14 +200,16 @@ impl RowBuilder {
         }
     }
 
-    /// Builds the row for one payload of record `ordinal`.
+    /// Builds the row for one payload of the record at `offset` (the `ordinal`-th of its
+    /// object).
     pub fn build<'a>(
         &'a mut self,
         payload: &Payload<'a>,
         ordinal: u64,
+        offset: u64,
     ) -> Result<Row<'a>, RecordErrorKind> {
         self.id = match &self.source {
-            RowIdSource::Position => self.seed.id(ordinal, payload.sub),
+            RowIdSource::Position => self.seed.id(offset, payload.sub),
             RowIdSource::Field(path) => {
                 let value = id::lookup(payload.json, path)
                     .map_err(RecordErrorKind::RowId)?
@@ -253,7 +256,7 @@ impl RowBuilder {
         Ok(Row {
             id: &self.id,
             ordinal,
-            byte_offset: 0,
+            byte_offset: offset,
             parts: [head, body, &self.tail],
         })
     }
@@ -298,14 +301,15 @@ mod tests {
             shape,
             sub: &[],
         };
-        let row = rb.build(&payload, 7)?;
-        let expected_id = seed.id(7, &[]);
+        let row = rb.build(&payload, 7, 70)?;
+        // The ID names the record's byte offset, not its ordinal.
+        let expected_id = seed.id(70, &[]);
         if positional {
             assert_eq!(row.id, &expected_id);
         }
         Ok(String::from_utf8(row.to_vec())
             .unwrap()
-            .replace(seed.id(7, &[]).as_str(), "ID"))
+            .replace(seed.id(70, &[]).as_str(), "ID"))
     }
 
     #[test]
@@ -338,12 +342,12 @@ mod tests {
                 shape: validate(json.as_bytes()).unwrap(),
                 sub: &[],
             };
-            let r = rb.build(&payload, 3).unwrap();
+            let r = rb.build(&payload, 3, 30).unwrap();
             serde_json::from_slice::<serde_json::Value>(&r.to_vec()).unwrap()
         };
         let v = row(&mut rb, r#"{"a":1}"#);
         assert_eq!(v["a"], 1);
-        assert_eq!(v["_row_id"], seed.id(3, &[]).as_str());
+        assert_eq!(v["_row_id"], seed.id(30, &[]).as_str());
         assert_eq!(v["_source_uri"], "s3://b/k/x \"y\".gz");
         assert_eq!(v["_record_ordinal"], 3);
         assert_eq!(v["_ingested_at"], "2026-11-27T23:00:00.000Z");

@@ -67,7 +67,7 @@ fn a_record_over_the_size_cap_is_skipped_and_framing_resumes() {
         r.dead_records(),
         vec![(
             1,
-            "record of 5011 bytes exceeds --max-record-bytes (1000); skipped to the next record"
+            "record of 5011 bytes exceeds --max-record-bytes (1000); kept whole in the dead letter"
                 .to_string()
         )]
     );
@@ -159,7 +159,7 @@ fn an_unclosed_value_at_the_end_of_a_concatenated_object_is_a_record_error() {
         r.dead_records(),
         vec![(
             2,
-            "JSON value is not closed before the end of the object (truncated?)".to_string()
+            "invalid JSON: EOF while parsing a value at line 1 column 5".to_string()
         )]
     );
 }

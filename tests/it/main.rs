@@ -10,6 +10,7 @@ mod cli;
 mod decoding;
 mod envelopes;
 mod failures;
+mod framing;
 mod h2_proxy;
 mod lambda;
 mod lambda_runtime;

@@ -198,7 +198,7 @@ mod tests {
                 shape: validate(r.as_bytes()).unwrap(),
                 sub: &[],
             };
-            let row = rb.build(&payload, i as u64).unwrap();
+            let row = rb.build(&payload, i as u64, i as u64 * 100).unwrap();
             let before = batch.encoded_len();
             let expected = Batch::entry_len(&row) - usize::from(batch.is_empty());
             batch.push(&row);

@@ -1,0 +1,379 @@
+//! `auto` (and `concatenated`): a stream of JSON values, separated by any whitespace or none.
+//!
+//! NDJSON, Firehose's back-to-back `{..}{..}`, any mix of the two and pretty-printed values all
+//! frame the same way, because a record is simply one complete JSON value: nothing is decided
+//! from the first value and frozen for the object. Each value is validated while it is framed
+//! (the record stage does not parse it again).
+//!
+//! Bytes that are not a valid value become one record error and the framer resynchronises:
+//! - a value that looked like JSON (`{`, `[`) and broke: at the first line break after its start
+//!   that is followed by a line starting a record (`{`, `[` or plain text — not a line that
+//!   looks like the inside of a pretty-printed value); failing that, at the byte where it broke
+//!   if that byte opens a new value (`{"a":1{"b":2}`), or at the next `{` that follows a `}` /
+//!   `]` (`{"a":tru}{"b":2}`), or at the next line starting a record;
+//! - anything else (plain text, `tru`, `12ab`): at the next line break, so text stays
+//!   line-framed.
+//!
+//! The error span is handed on as a record (the record stage words the JSON error), or, when it
+//! is larger than `--max-record-bytes`, spooled to disk whole. Values larger than
+//! `--max-record-bytes` are followed by structure only (see [`super::scan`]) and spooled whole.
+//! Memory stays bounded by the largest record, and whitespace costs constant memory and linear
+//! time however much of it there is.
+
+use std::io::{self, Read};
+
+use super::input::Input;
+use super::scan::Scanner;
+use super::spool::Held;
+use super::{FrameErrorKind, Step};
+use crate::record::json::{self, Scan};
+
+/// Between values: JSON whitespace, plus RFC 7464's record separator (JSON text sequences).
+#[inline]
+fn separator(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x1e)
+}
+
+/// What may follow a top-level number or literal (serde_json's rule for value ends).
+#[inline]
+fn ends_scalar(b: u8) -> bool {
+    matches!(
+        b,
+        b' ' | b'\n' | b'\t' | b'\r' | 0x1e | b'"' | b'[' | b']' | b'{' | b'}' | b',' | b':'
+    )
+}
+
+#[inline]
+fn opens(b: u8) -> bool {
+    matches!(b, b'{' | b'[')
+}
+
+/// Whether a line whose first non-blank bytes are `rest` starts a new record after a broken
+/// JSON value: it opens a value (`{`, `[`), or it is plain text. Lines that look like the inside
+/// of a pretty-printed value (`"key": …`, `}`, `]`, numbers, literals) stay part of the broken
+/// value, so nothing inside it becomes a phantom row.
+fn starts_record(rest: &[u8]) -> bool {
+    match rest.first() {
+        None => true,
+        Some(&b) if opens(b) => true,
+        Some(b'"' | b'}' | b']' | b',' | b':' | b'-' | b'0'..=b'9') => false,
+        Some(_) => {
+            !(rest.starts_with(b"true") || rest.starts_with(b"false") || rest.starts_with(b"null"))
+        }
+    }
+}
+
+enum State {
+    Between,
+    /// A value starts at the first unconsumed byte.
+    Value,
+    /// A value larger than `max`, followed by its structure; consumed bytes are in `held`.
+    Oversized {
+        scanner: Scanner,
+        held: Held,
+    },
+    /// Bytes that are not a value, from the first unconsumed byte (plus `held`, if spooled).
+    Junk(Junk),
+}
+
+struct Junk {
+    /// The bytes started like JSON (`{`/`[`): resynchronise on JSON-looking starts only.
+    json: bool,
+    /// Next unconsumed byte to look at.
+    pos: usize,
+    /// The last non-blank byte seen was `}` or `]`.
+    after_close: bool,
+    /// A line break seen since the last non-blank byte (its position).
+    line_break: Option<usize>,
+    held: Option<Held>,
+}
+
+pub(crate) struct Stream {
+    state: State,
+}
+
+impl Default for Stream {
+    fn default() -> Self {
+        Stream {
+            state: State::Between,
+        }
+    }
+}
+
+impl Stream {
+    pub(crate) fn next<R: Read>(&mut self, input: &mut Input<R>, max: usize) -> io::Result<Step> {
+        loop {
+            match &mut self.state {
+                State::Between => match input.data().iter().position(|&b| !separator(b)) {
+                    Some(p) => {
+                        input.consume(p);
+                        self.state = State::Value;
+                    }
+                    None => {
+                        let n = input.avail();
+                        input.consume(n);
+                        if !input.fill(READ_AHEAD)? {
+                            return Ok(Step::End);
+                        }
+                    }
+                },
+                State::Value => {
+                    if let Some(step) = self.value(input, max)? {
+                        return Ok(step);
+                    }
+                }
+                State::Oversized { scanner, held } => {
+                    let data = input.data();
+                    match scanner.advance(data, 0) {
+                        Some(len) => {
+                            held.spool.append(&data[..len])?;
+                            input.consume(len);
+                            let State::Oversized { held, .. } =
+                                std::mem::replace(&mut self.state, State::Between)
+                            else {
+                                unreachable!()
+                            };
+                            return Ok(too_large(held, max));
+                        }
+                        None => {
+                            held.spool.append(data)?;
+                            let n = data.len();
+                            input.consume(n);
+                            if !input.fill(READ_AHEAD)? {
+                                let State::Oversized { held, .. } =
+                                    std::mem::replace(&mut self.state, State::Between)
+                                else {
+                                    unreachable!()
+                                };
+                                return Ok(too_large(held, max));
+                            }
+                        }
+                    }
+                }
+                State::Junk(junk) => {
+                    if let Some(step) = junk_step(junk, input, max)? {
+                        self.state = State::Between;
+                        return Ok(step);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Frames the value at the first unconsumed byte; `None` when the state moved on without
+    /// producing anything yet.
+    fn value<R: Read>(&mut self, input: &mut Input<R>, max: usize) -> io::Result<Option<Step>> {
+        let data = input.data();
+        let Some(&first) = data.first() else {
+            self.state = State::Between;
+            return Ok(None);
+        };
+        if !matches!(
+            first,
+            b'{' | b'[' | b'"' | b'-' | b'0'..=b'9' | b't' | b'f' | b'n'
+        ) {
+            self.junk(input, 0, false);
+            return Ok(None);
+        }
+        let scalar = !matches!(first, b'{' | b'[' | b'"');
+        let outcome = match json::scan(data) {
+            Scan::Complete(len) if scalar && len == data.len() && !input.at_eof() => {
+                Scan::Incomplete
+            }
+            Scan::Complete(len) if scalar && len < data.len() && !ends_scalar(data[len]) => {
+                Scan::Invalid(len)
+            }
+            other => other,
+        };
+        match outcome {
+            Scan::Complete(len) => {
+                let offset = input.offset();
+                self.state = State::Between;
+                if len > max {
+                    let held = Held::start(offset, &data[..len])?;
+                    input.consume(len);
+                    return Ok(Some(too_large(held, max)));
+                }
+                let at = input.start;
+                input.consume(len);
+                Ok(Some(Step::Record {
+                    at,
+                    len,
+                    offset,
+                    checked: true,
+                }))
+            }
+            Scan::Invalid(at) => Ok(self.broken(input, at, opens(first), max)),
+            Scan::Incomplete if input.at_eof() => {
+                let at = data.len();
+                Ok(self.broken(input, at, opens(first), max))
+            }
+            Scan::Incomplete if data.len() > max => {
+                let mut scanner = Scanner::start(first);
+                if let Some(len) = scanner.advance(data, 0) {
+                    // Closed by structure although not valid: the span is the oversized record.
+                    let held = Held::start(input.offset(), &data[..len])?;
+                    input.consume(len);
+                    self.state = State::Between;
+                    return Ok(Some(too_large(held, max)));
+                }
+                let held = Held::start(input.offset(), data)?;
+                let n = data.len();
+                input.consume(n);
+                self.state = State::Oversized { scanner, held };
+                Ok(None)
+            }
+            Scan::Incomplete => {
+                // Rescan from the value's start once the window has doubled: at most twice the
+                // work for values that straddle many reads.
+                let want = (data.len() * 2).clamp(data.len() + 1, max + 1);
+                input.fill_until(want)?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// A value broke at `at` (relative to the first unconsumed byte).
+    fn broken<R: Read>(
+        &mut self,
+        input: &mut Input<R>,
+        at: usize,
+        json: bool,
+        max: usize,
+    ) -> Option<Step> {
+        let data = input.data();
+        self.state = State::Between;
+        if json {
+            // A line break inside the broken span, followed by a line that starts a value.
+            let upto = (at + 1).min(data.len());
+            let mut from = 0;
+            while let Some(p) = memchr::memchr(b'\n', &data[from..upto]) {
+                let nl = from + p;
+                let next = data[nl..].iter().position(|&b| !separator(b));
+                if next.is_none_or(|q| starts_record(&data[nl + q..])) {
+                    return Some(span(input, nl, nl + 1, max));
+                }
+                from = nl + 1;
+            }
+            if at > 0 && at < data.len() && opens(data[at]) {
+                return Some(span(input, at, at, max));
+            }
+        }
+        self.junk(input, at, json);
+        None
+    }
+
+    fn junk<R: Read>(&mut self, _input: &Input<R>, pos: usize, json: bool) {
+        self.state = State::Junk(Junk {
+            json,
+            pos,
+            after_close: false,
+            line_break: None,
+            held: None,
+        });
+    }
+}
+
+/// How much to read ahead when nothing is pending.
+const READ_AHEAD: usize = 64 * 1024;
+
+/// Emits the first `stop` unconsumed bytes as an error span and resumes at `resume`.
+fn span<R: Read>(input: &mut Input<R>, stop: usize, resume: usize, max: usize) -> Step {
+    let data = &input.data()[..stop];
+    let last = data
+        .iter()
+        .rposition(|&b| !separator(b))
+        .map_or(0, |p| p + 1);
+    let step = if last > max {
+        match Held::start(input.offset(), &data[..last]) {
+            Ok(held) => too_large(held, max),
+            Err(e) => Step::Failed(e),
+        }
+    } else {
+        Step::Record {
+            at: input.start,
+            len: last,
+            offset: input.offset(),
+            checked: false,
+        }
+    };
+    input.consume(resume);
+    step
+}
+
+/// Looks for the end of a junk stretch; `Some` once it is found (or the stream ended).
+fn junk_step<R: Read>(j: &mut Junk, input: &mut Input<R>, max: usize) -> io::Result<Option<Step>> {
+    let data = input.data();
+    let mut i = j.pos;
+    let mut found = None;
+    while i < data.len() {
+        let b = data[i];
+        if b == b'\n' {
+            if !j.json {
+                found = Some((i, i + 1));
+                break;
+            }
+            j.line_break.get_or_insert(i);
+        } else if !separator(b) {
+            if j.json {
+                if let Some(nl) = j.line_break.filter(|_| starts_record(&data[i..])) {
+                    found = Some((nl, i));
+                    break;
+                }
+                if j.after_close && b == b'{' {
+                    found = Some((i, i));
+                    break;
+                }
+            }
+            j.line_break = None;
+            j.after_close = matches!(b, b'}' | b']');
+        }
+        i += 1;
+    }
+    if let Some((stop, resume)) = found {
+        return Ok(Some(match j.held.take() {
+            None => span(input, stop, resume, max),
+            Some(mut held) => {
+                held.spool.append(&data[..stop])?;
+                input.consume(resume);
+                too_large(held, max)
+            }
+        }));
+    }
+    // Not found in what is buffered: spool what is certainly junk once it outgrows a record.
+    let keep_from = j.line_break.unwrap_or(data.len());
+    if j.held.is_some() || data.len() > max {
+        let certain = &data[..keep_from];
+        match &mut j.held {
+            Some(h) => h.spool.append(certain)?,
+            None => j.held = Some(Held::start(input.offset(), certain)?),
+        }
+        input.consume(keep_from);
+        i -= keep_from;
+        j.line_break = j.line_break.map(|_| 0);
+    }
+    j.pos = i;
+    if !input.fill(input.avail() + READ_AHEAD)? {
+        let n = input.avail();
+        return Ok(Some(match j.held.take() {
+            None => span(input, n, n, max),
+            Some(mut held) => {
+                held.spool.append(input.data())?;
+                input.consume(n);
+                too_large(held, max)
+            }
+        }));
+    }
+    Ok(None)
+}
+
+fn too_large(held: Held, max: usize) -> Step {
+    Step::Error {
+        offset: held.offset,
+        kind: FrameErrorKind::TooLarge {
+            len: held.spool.len(),
+            max,
+        },
+        raw: held.spool,
+    }
+}
