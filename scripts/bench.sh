@@ -6,6 +6,9 @@
 #
 #   scripts/bench.sh                 # everything (~3 minutes on 2 cores)
 #   SIZES=64 RUNS=3 scripts/bench.sh # quicker
+#   BASELINE_BIN=path/to/older/firehose-replay scripts/bench.sh
+#                                    # also time an older build's NDJSON path, same objects, same run
+#   ADVERSARIAL=0 scripts/bench.sh   # skip the whitespace-bomb and bad-lines rows
 #
 # Objects are cached in bench-data/ (git-ignored) and reused on the next run.
 set -euo pipefail
@@ -116,6 +119,12 @@ for size in $SIZES; do
       echo "warning: rows did not fit $SCHEMA (dead letters in the Storage Write run)" >&2
     fi
     row "firehose-replay → ndjson" "$t" "$trss" "$bytes" "$g" "$f"
+    if [ -n "${BASELINE_BIN:-}" ]; then
+      read -r o orss < <(measure "$runs" "$BASELINE_BIN" --log-level error replay "$obj" \
+        --sink "ndjson:$work/out" --dead-letter "dir:$work/dl")
+      row "baseline build → ndjson" "$o" "$orss" "$bytes" "$g" "$f"
+      awk -v o="$o" -v t="$t" 'BEGIN { printf "  this build: %+.1f%% wall time vs the baseline build\n", (t / o - 1) * 100 }'
+    fi
     row "firehose-replay → BigQuery" "$q" "$qrss" "$bytes" "$g" "$f"
     row "firehose-replay → Storage Write" "$w" "$wrss" "$bytes" "$g" "$f"
     awk -v q="$q" -v t="$t" -v c="$bq_cpu" 'BEGIN { printf "  BigQuery insertAll path: %+.1f%% wall time vs the NDJSON sink (the local endpoint used %.3f s CPU per run)\n", (q / t - 1) * 100, c }'
@@ -134,3 +143,36 @@ for size in $SIZES; do
     fi
   done
 done
+
+# Adversarial shapes: memory and time must not grow with whitespace or with bad records.
+if [ "${ADVERSARIAL:-1}" = 1 ]; then
+  bomb="$DATA/newline-bomb-1GiB.gz"
+  if [ ! -s "$bomb" ]; then
+    echo "generating $bomb ..." >&2
+    { head -c $((1024 * 1048576)) /dev/zero | tr '\0' '\n'; echo '{"after":"the bomb"}'; } | gzip -1 >"$bomb.tmp"
+    mv "$bomb.tmp" "$bomb"
+  fi
+  bad="$DATA/bad-lines-4M.gz"
+  if [ ! -s "$bad" ]; then
+    echo "generating $bad ..." >&2
+    yes '{"broken":' | head -n 4000000 | gzip -1 >"$bad.tmp"
+    mv "$bad.tmp" "$bad"
+  fi
+  echo
+  echo "== adversarial objects"
+  read -r t trss < <(measure 1 "$BIN" --log-level error replay "$bomb" --sink "ndjson:$work/out" --dead-letter "dir:$work/dl")
+  row "1 GiB of newlines, then a record" "$t" "$trss" $((1024 * 1048576)) "$t" 0
+  rm -rf "$work/bad-dl"
+  s=$EPOCHREALTIME
+  "$TIME" -f %M -o "$work/rss" "$BIN" --log-level error replay "$bad" --sink "ndjson:$work/out" \
+    --dead-letter "dir:$work/bad-dl" >/dev/null 2>&1 || true
+  e=$EPOCHREALTIME
+  letter=$(find "$work/bad-dl" -name '*.records.json' | head -n1)
+  awk -v s="$s" -v e="$e" -v r="$(tail -n1 "$work/rss")" -v b="$(stat -c %s "$letter")" 'BEGIN {
+    printf "  4M bad lines → one records letter    %7.3f s  letter %7.1f MiB  peak RSS %6.1f MiB\n", e - s, b / 1048576, r / 1024 }'
+  s=$EPOCHREALTIME
+  "$TIME" -f %M -o "$work/rss" "$BIN" --log-level error redrive "dir:$work/bad-dl" --dry-run >/dev/null 2>&1
+  e=$EPOCHREALTIME
+  awk -v s="$s" -v e="$e" -v r="$(tail -n1 "$work/rss")" 'BEGIN {
+    printf "  redrive --dry-run of that letter      %7.3f s  peak RSS %6.1f MiB\n", e - s, r / 1024 }'
+fi

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use firehose_replay::backfill::{self, HourRange};
 use firehose_replay::dead_letter::remote::{self, Remote, S3Target};
@@ -32,6 +32,8 @@ use firehose_replay::source::s3::{S3Store, S3Uri};
 use firehose_replay::source::ObjectStore;
 use firehose_replay::trigger::keys::url_encode_key;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::stdio::{say, OutputClosed};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -59,15 +61,17 @@ enum Command {
     Backfill {
         /// s3://bucket/prefix/ or a local directory that plays the bucket.
         root: String,
-        /// First UTC hour: YYYY-MM-DD (from 00:00) or YYYY-MM-DDTHH.
+        /// First UTC hour: YYYY-MM-DD (from 00:00), YYYY-MM-DDTHH or an RFC 3339 time on the
+        /// hour (2026-11-25T22:00:00Z); minutes and seconds are refused, the range is whole hours.
         #[arg(long, env = "FIREHOSE_REPLAY_FROM")]
         from: String,
-        /// Last UTC hour, inclusive: YYYY-MM-DD (through 23:00) or YYYY-MM-DDTHH.
+        /// Last UTC hour, inclusive: YYYY-MM-DD (through 23:00), YYYY-MM-DDTHH or an RFC 3339
+        /// time on the hour.
         #[arg(long, env = "FIREHOSE_REPLAY_TO")]
         to: String,
         /// Also replay Firehose's error output for the same hours
         /// (processing-failed/, format-conversion-failed/, ...).
-        #[arg(long, env = "FIREHOSE_REPLAY_INCLUDE_ERROR_OUTPUT")]
+        #[arg(long, env = "FIREHOSE_REPLAY_INCLUDE_ERROR_OUTPUT", value_parser = env_bool)]
         include_error_output: bool,
         /// The delivery stream's S3 prefix template, below ROOT, in Firehose's syntax, e.g.
         /// 'events/dt=!{timestamp:yyyy-MM-dd}/h=!{timestamp:HH}/'. !{partitionKeyFromQuery:..}
@@ -107,7 +111,7 @@ struct RedriveArgs {
 #[derive(Args, Debug)]
 pub(crate) struct Opts {
     /// Where rows go: ndjson:DIR (one file per object), stdout, or
-    /// bigquery:PROJECT.DATASET.TABLE (streaming inserts).
+    /// bigquery:PROJECT.DATASET.TABLE (written as --bigquery-mode says: storage-write by default).
     #[arg(
         long,
         global = true,
@@ -189,7 +193,12 @@ pub(crate) struct Opts {
     #[arg(long, global = true, env = "FIREHOSE_REPLAY_DEAD_LETTER_OVERFLOW")]
     dead_letter_overflow: Option<String>,
     /// Objects processed at once (default: cores × 2 — fetching overlaps decoding).
-    #[arg(long, global = true, env = "FIREHOSE_REPLAY_CONCURRENCY")]
+    #[arg(
+        long,
+        global = true,
+        env = "FIREHOSE_REPLAY_CONCURRENCY",
+        value_parser = at_least_one::<usize>
+    )]
     pub(crate) concurrency: Option<usize>,
     /// Which objects are done: file:PATH, s3://bucket/prefix/ (safe for concurrent workers) or
     /// none. Default: a file in the ndjson output directory; none for stdout.
@@ -201,14 +210,15 @@ pub(crate) struct Opts {
         long,
         global = true,
         env = "FIREHOSE_REPLAY_MAX_ATTEMPTS",
-        default_value_t = 3
+        default_value_t = 3,
+        value_parser = at_least_one::<u32>
     )]
     max_attempts: u32,
     /// Seconds one object may take, retries included (CLI; Lambda uses the invocation's time).
     #[arg(long, global = true, env = "FIREHOSE_REPLAY_OBJECT_TIMEOUT")]
     object_timeout: Option<u64>,
     /// Process objects even if the ledger has them as done.
-    #[arg(long, global = true, env = "FIREHOSE_REPLAY_FORCE")]
+    #[arg(long, global = true, env = "FIREHOSE_REPLAY_FORCE", value_parser = env_bool)]
     force: bool,
     /// How long an S3 ledger claim holds before another worker may take the object over.
     #[arg(
@@ -219,7 +229,12 @@ pub(crate) struct Opts {
     )]
     claim_ttl_secs: u64,
     /// Use path-style S3 addressing (automatic when AWS_ENDPOINT_URL[_S3] is set).
-    #[arg(long, global = true, env = "FIREHOSE_REPLAY_S3_PATH_STYLE")]
+    #[arg(
+        long,
+        global = true,
+        env = "FIREHOSE_REPLAY_S3_PATH_STYLE",
+        value_parser = env_bool
+    )]
     pub(crate) s3_path_style: bool,
     /// Seconds between progress log lines when stderr is not a terminal (0: none).
     #[arg(
@@ -231,12 +246,13 @@ pub(crate) struct Opts {
     progress_interval: u64,
     #[command(flatten)]
     pub(crate) bigquery: BigQueryOpts,
-    /// Log filter (error, warn, info, debug, or a tracing filter).
+    /// Log filter: error, warn, info, debug, trace, or a tracing filter (info,h2=debug).
     #[arg(
         long,
         global = true,
         env = "FIREHOSE_REPLAY_LOG_LEVEL",
-        default_value = "info"
+        default_value = "info",
+        value_parser = log_level
     )]
     pub(crate) log_level: String,
 }
@@ -266,18 +282,20 @@ pub(crate) struct BigQueryOpts {
         env = "FIREHOSE_REPLAY_GCP_CREDENTIALS_SECRET_ARN"
     )]
     gcp_credentials_secret_arn: Option<String>,
-    /// Rows per insertAll request.
+    /// Rows per request (a Storage Write append or an insertAll request).
     #[arg(
         long,
         global = true,
         env = "FIREHOSE_REPLAY_BATCH_ROWS",
-        default_value_t = 500
+        default_value_t = 500,
+        value_parser = at_least_one::<usize>
     )]
     batch_rows: usize,
-    /// Encoded bytes per insertAll request (BigQuery's limit is 10 MB).
+    /// Encoded bytes per request (a Storage Write append or an insertAll request; BigQuery's
+    /// limit is 10 MB).
     #[arg(long, global = true, env = "FIREHOSE_REPLAY_MAX_REQUEST_BYTES", default_value_t = 9 * 1024 * 1024)]
     max_request_bytes: usize,
-    /// insertAll requests in flight per object.
+    /// Requests (appends or insertAll requests) in flight per object.
     #[arg(
         long,
         global = true,
@@ -286,10 +304,20 @@ pub(crate) struct BigQueryOpts {
     )]
     max_in_flight: usize,
     /// Let BigQuery write the valid rows of a request that has invalid ones.
-    #[arg(long, global = true, env = "FIREHOSE_REPLAY_SKIP_INVALID_ROWS")]
+    #[arg(
+        long,
+        global = true,
+        env = "FIREHOSE_REPLAY_SKIP_INVALID_ROWS",
+        value_parser = env_bool
+    )]
     skip_invalid_rows: bool,
     /// Let BigQuery drop fields the table does not have instead of refusing the row.
-    #[arg(long, global = true, env = "FIREHOSE_REPLAY_IGNORE_UNKNOWN_VALUES")]
+    #[arg(
+        long,
+        global = true,
+        env = "FIREHOSE_REPLAY_IGNORE_UNKNOWN_VALUES",
+        value_parser = env_bool
+    )]
     ignore_unknown_values: bool,
     /// Tries per insertAll request (the first included) on throttling, 5xx and network errors.
     #[arg(
@@ -570,8 +598,12 @@ impl Opts {
     }
 }
 
+/// Exit status when standard output was closed by its reader (`| head`): 128 + SIGPIPE, what a
+/// shell reports for a tool the signal killed.
+const EXIT_OUTPUT_CLOSED: u8 = 141;
+
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse_args(std::env::args_os().collect());
     init_logging(&cli.opts.log_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -579,18 +611,20 @@ pub fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            say!("error: cannot start the async runtime: {e}");
             return ExitCode::from(1);
         }
     };
     match runtime.block_on(run(cli)) {
         Ok(None) => ExitCode::SUCCESS,
+        // Nobody reads the rows any more: stop quietly, like `grep … | head`.
+        Ok(Some(summary)) if summary.output_closed => ExitCode::from(EXIT_OUTPUT_CLOSED),
         Ok(Some(summary)) => {
-            eprintln!("{summary}");
+            say!("{summary}");
             for f in &summary.failures {
-                eprintln!("failed: {}: {}", f.object, f.error);
+                say!("failed: {}: {}", f.object, f.error);
             }
-            if summary.not_started > 0 {
+            if summary.interrupted || summary.not_started > 0 {
                 ExitCode::from(130)
             } else if summary.failures.is_empty() {
                 ExitCode::SUCCESS
@@ -598,11 +632,88 @@ pub fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         }
+        Err(e) if e.is::<OutputClosed>() => ExitCode::from(EXIT_OUTPUT_CLOSED),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            say!("error: {e:#}");
             ExitCode::from(2)
         }
     }
+}
+
+/// `Cli::parse`, except that an environment variable is not read for a flag given on the
+/// command line. (clap parses the variable of a `global` flag given after the subcommand anyway,
+/// clap-rs/clap#5588, so an invalid `FIREHOSE_REPLAY_SINK` would abort `replay … --sink stdout`.)
+fn parse_args(args: Vec<std::ffi::OsString>) -> Cli {
+    let given = given_longs(&args);
+    let mut cmd = Cli::command();
+    let overridden: Vec<clap::Id> = cmd
+        .get_arguments()
+        .filter(|a| a.get_env().is_some())
+        .filter(|a| a.get_long().is_some_and(|l| given.iter().any(|g| g == l)))
+        .map(|a| a.get_id().clone())
+        .collect();
+    for id in overridden {
+        cmd = cmd.mut_arg(id, |a| a.env(None));
+    }
+    let matches = cmd.clone().get_matches_from(args);
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut cmd).exit())
+}
+
+/// The long flags on a command line (`--name` or `--name=value`), up to a `--`.
+fn given_longs(args: &[std::ffi::OsString]) -> Vec<String> {
+    let mut longs = Vec::new();
+    for arg in args.iter().skip(1).filter_map(|a| a.to_str()) {
+        if arg == "--" {
+            break;
+        }
+        if let Some(name) = arg.strip_prefix("--") {
+            longs.push(name.split_once('=').map_or(name, |(n, _)| n).to_string());
+        }
+    }
+    longs
+}
+
+/// Boolean flags and their environment variables: `--force`, or `FIREHOSE_REPLAY_FORCE` set to
+/// 1/0, true/false, yes/no or on/off in any case (empty: not set).
+fn env_bool(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" | "" => Ok(false),
+        _ => Err("expected one of 1, 0, true, false, yes, no, on, off (any case)".into()),
+    }
+}
+
+/// Counts that must be at least 1 (`--concurrency`, `--max-attempts`, `--batch-rows`).
+fn at_least_one<T>(s: &str) -> Result<T, String>
+where
+    T: std::str::FromStr<Err = std::num::ParseIntError> + Default + PartialEq,
+{
+    match s.trim().parse::<T>() {
+        Ok(n) if n == T::default() => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("not a whole number: {e}")),
+    }
+}
+
+/// `--log-level`: a level, or a tracing filter whose directives each name a level
+/// (`info,firehose_replay=debug`). A bare word that is no level (`verbose`, `warning`) is
+/// refused instead of being taken as a target name, which would silently log at `info`.
+fn log_level(s: &str) -> Result<String, String> {
+    const HINT: &str =
+        "expected off, error, warn, info, debug, trace or a tracing filter like info,h2=debug";
+    for directive in s.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        if !directive.contains(['=', '['])
+            && directive
+                .parse::<tracing_subscriber::filter::LevelFilter>()
+                .is_err()
+        {
+            return Err(format!("`{directive}` is not a log level ({HINT})"));
+        }
+    }
+    tracing_subscriber::EnvFilter::builder()
+        .parse(s)
+        .map_err(|e| format!("not a tracing filter: {e}"))?;
+    Ok(s.to_string())
 }
 
 /// Libraries that log secrets at debug level (yup-oauth2: the signed JWT and the access token;
@@ -632,9 +743,11 @@ pub(crate) fn log_filter(level: &str) -> tracing_subscriber::EnvFilter {
 
 fn init_logging(level: &str) {
     let filter = log_filter(level);
+    // A closed stderr (`2>&1 | head`) drops log lines; the work goes on.
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(crate::stdio::lossy_stderr)
+        .log_internal_errors(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
@@ -703,7 +816,7 @@ async fn run(cli: Cli) -> anyhow::Result<Option<Summary>> {
             if let Some(path) = manifest {
                 write_manifest(path, &objects)
                     .with_context(|| format!("writing the manifest {}", path.display()))?;
-                eprintln!(
+                say!(
                     "manifest: {} objects, {} bytes, written to {}",
                     objects.len(),
                     bytes,
@@ -712,22 +825,26 @@ async fn run(cli: Cli) -> anyhow::Result<Option<Summary>> {
                 return Ok(None);
             }
             if *dry_run {
-                println!(
-                    "plan: {} hours ({} .. {}), {} objects, {} bytes",
-                    range.hours().count(),
-                    range.first.format("%Y-%m-%dT%H"),
-                    range.last.format("%Y-%m-%dT%H"),
-                    objects.len(),
-                    bytes
-                );
-                for o in &objects {
-                    println!("{}/{}\t{}", o.bucket, o.key, o.size.unwrap_or(0));
-                }
-                if opts.load_mode() {
-                    let bounds = opts.bigquery.load_bounds();
-                    let plan = firehose_replay::load_runner::plan(&objects, &bounds);
-                    println!("{}", plan.describe(objects.len(), &bounds));
-                }
+                crate::stdio::print(|out| {
+                    writeln!(
+                        out,
+                        "plan: {} hours ({} .. {}), {} objects, {} bytes",
+                        range.hours().count(),
+                        range.first.format("%Y-%m-%dT%H"),
+                        range.last.format("%Y-%m-%dT%H"),
+                        objects.len(),
+                        bytes
+                    )?;
+                    for o in &objects {
+                        writeln!(out, "{}/{}\t{}", o.bucket, o.key, o.size.unwrap_or(0))?;
+                    }
+                    if opts.load_mode() {
+                        let bounds = opts.bigquery.load_bounds();
+                        let plan = firehose_replay::load_runner::plan(&objects, &bounds);
+                        writeln!(out, "{}", plan.describe(objects.len(), &bounds))?;
+                    }
+                    Ok(())
+                })?;
                 return Ok(None);
             }
             objects
@@ -749,17 +866,8 @@ async fn run(cli: Cli) -> anyhow::Result<Option<Summary>> {
         Progress::Off
     };
     let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            flag.store(true, Ordering::SeqCst);
-            eprintln!("interrupted: finishing the objects in flight (Ctrl-C again to abort now)");
-            if tokio::signal::ctrl_c().await.is_ok() {
-                std::process::exit(130);
-            }
-        }
-    });
-    if opts.load_mode() {
+    watch_ctrl_c(stop.clone()).context("listening for Ctrl-C")?;
+    let mut summary = if opts.load_mode() {
         let SinkSpec::BigQuery(table) = &opts.sink else {
             unreachable!("load mode implies a BigQuery sink")
         };
@@ -777,13 +885,46 @@ async fn run(cli: Cli) -> anyhow::Result<Option<Summary>> {
             concurrency,
             spool_dir: None,
         };
-        return Ok(Some(
-            firehose_replay::load_runner::run(jobs, run, stop).await,
-        ));
+        firehose_replay::load_runner::run(jobs, run, stop.clone()).await
+    } else {
+        runner::run(jobs, shared, concurrency, progress, stop.clone()).await
+    };
+    // Interrupted even if every object was already in flight and finished: exit 130.
+    summary.interrupted = stop.load(Ordering::SeqCst);
+    Ok(Some(summary))
+}
+
+/// Ctrl-C once sets `stop` (no new object starts; the run ends with 130 once those in flight
+/// are settled); a second Ctrl-C exits 130 at once. The handler is in place when this returns,
+/// so a Ctrl-C right after it is not lost.
+fn watch_ctrl_c(stop: Arc<AtomicBool>) -> std::io::Result<()> {
+    const MESSAGE: &str =
+        "interrupted: finishing the objects in flight (Ctrl-C again to abort now)";
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut sigint = signal(SignalKind::interrupt())?;
+        tokio::spawn(async move {
+            if sigint.recv().await.is_some() {
+                stop.store(true, Ordering::SeqCst);
+                say!("{MESSAGE}");
+                if sigint.recv().await.is_some() {
+                    std::process::exit(130);
+                }
+            }
+        });
     }
-    Ok(Some(
-        runner::run(jobs, shared, concurrency, progress, stop).await,
-    ))
+    #[cfg(not(unix))]
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            stop.store(true, Ordering::SeqCst);
+            say!("{MESSAGE}");
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
+    Ok(())
 }
 
 /// `redrive`: object letters become jobs for the normal runner; records letters are rebuilt
@@ -815,22 +956,26 @@ async fn redrive(
     };
     let letters = source.list(900).await?;
     if args.dry_run {
-        println!("{} dead letters", letters.len());
-        for l in &letters {
-            let kind = match &l.doc.records {
-                Some(r) => format!("records ({})", r.len()),
-                None => "object".to_string(),
-            };
-            println!(
-                "{kind}\t{}/{}\t{} {}: {}\t{}",
-                l.doc.object.bucket,
-                l.doc.object.key,
-                l.doc.class,
-                l.doc.stage,
-                l.doc.error,
-                l.location
-            );
-        }
+        crate::stdio::print(|out| {
+            writeln!(out, "{} dead letters", letters.len())?;
+            for l in &letters {
+                let kind = match &l.doc.records {
+                    Some(r) => format!("records ({})", r.len()),
+                    None => "object".to_string(),
+                };
+                writeln!(
+                    out,
+                    "{kind}\t{}/{}\t{} {}: {}\t{}",
+                    l.doc.object.bucket,
+                    l.doc.object.key,
+                    l.doc.class,
+                    l.doc.stage,
+                    l.doc.error,
+                    l.location
+                )?;
+            }
+            Ok(())
+        })?;
         return Ok(None);
     }
     let shared = opts.shared(aws).await?;
@@ -859,15 +1004,22 @@ async fn redrive(
             Arc::new(AtomicBool::new(false)),
         )
         .await;
+        if ran.output_closed {
+            // Which objects got through before the output closed is not known: every letter
+            // stays, to be redriven again.
+            return Ok(Some(ran));
+        }
         for l in &object_letters {
             let failed = ran.failures.iter().any(|f| {
                 f.object.bucket == l.doc.object.bucket && f.object.key == l.doc.object.key
             });
             if !failed {
                 source.remove(&l.location).await?;
-                eprintln!(
+                say!(
                     "redriven: {}/{} ({})",
-                    l.doc.object.bucket, l.doc.object.key, l.location
+                    l.doc.object.bucket,
+                    l.doc.object.key,
+                    l.location
                 );
             }
         }
@@ -902,9 +1054,12 @@ async fn redrive(
                 }
                 if outcome.still_failing == 0 {
                     summary.objects_ok += 1;
-                    eprintln!(
+                    say!(
                         "redriven: {} records of {}/{} ({})",
-                        outcome.delivered, object.bucket, object.key, l.location
+                        outcome.delivered,
+                        object.bucket,
+                        object.key,
+                        l.location
                     );
                 } else {
                     summary
@@ -922,6 +1077,11 @@ async fn redrive(
                             attempts: 1,
                         }));
                 }
+            }
+            Err(error) if error.is_output_closed() => {
+                // The letter stays; the rest is not tried (nobody reads the output).
+                summary.output_closed = true;
+                break;
             }
             Err(error) => {
                 summary

@@ -83,6 +83,10 @@ pub enum Cause {
     DeadLetter(String),
     #[error("the time budget ran out before the object was finished; nothing of it was committed")]
     DeadlineExceeded,
+    /// The reader of the output went away (`--sink stdout | head`: a broken pipe). Not the
+    /// object's fault and not worth retrying: the run ends, nothing is dead-lettered.
+    #[error("the output was closed (broken pipe)")]
+    OutputClosed,
 }
 
 /// A failure of one object, with enough context to act on it.
@@ -125,6 +129,16 @@ impl Error {
 
     pub fn is_transient(&self) -> bool {
         self.class == Class::Transient
+    }
+
+    /// The output's reader went away ([`Cause::OutputClosed`]): the run stops, quietly.
+    pub fn is_output_closed(&self) -> bool {
+        matches!(self.cause, Cause::OutputClosed)
+    }
+
+    /// Writing rows failed because nobody reads the output any more.
+    pub fn output_closed() -> Self {
+        Self::permanent(Stage::Sink, Cause::OutputClosed)
     }
 
     /// Classifies an I/O error from reading a source: missing files and denied access cannot be

@@ -34,7 +34,7 @@ pub fn main() -> ExitCode {
     let config = match LambdaConfig::try_parse_from(["bootstrap"]) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("invalid FIREHOSE_REPLAY_* configuration: {e}");
+            crate::stdio::say!("invalid FIREHOSE_REPLAY_* configuration: {e}");
             return ExitCode::from(2);
         }
     };
@@ -69,7 +69,8 @@ fn init_json_logging(level: &str) {
         .with_target(false)
         .with_ansi(false)
         .with_env_filter(filter)
-        .with_writer(std::io::stdout)
+        .with_writer(crate::stdio::lossy_stdout)
+        .log_internal_errors(false)
         .init();
 }
 

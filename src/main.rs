@@ -4,6 +4,7 @@
 
 mod cli;
 mod lambda;
+mod stdio;
 
 fn main() -> std::process::ExitCode {
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {

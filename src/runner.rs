@@ -78,8 +78,15 @@ pub struct Summary {
     pub objects_ok: u64,
     pub skipped_done: u64,
     pub skipped_busy: u64,
-    /// Not started because the run was interrupted.
+    /// Not started because the run was interrupted, or stopped unfinished (nothing of them
+    /// committed) because the output was closed.
     pub not_started: u64,
+    /// Ctrl-C was pressed: the run stopped starting objects (set by the caller that watches
+    /// for it).
+    pub interrupted: bool,
+    /// The output's reader went away (`--sink stdout | head`): the run ended early, without
+    /// retries or dead letters.
+    pub output_closed: bool,
     pub failures: Vec<Box<ObjectFailure>>,
     pub counts: Counts,
     pub elapsed: Duration,
@@ -116,6 +123,8 @@ impl fmt::Display for Summary {
         }
         if self.not_started > 0 {
             write!(f, ", {} not started: interrupted", self.not_started)?;
+        } else if self.interrupted {
+            write!(f, ", interrupted")?;
         }
         writeln!(f, ")")?;
         writeln!(
@@ -154,7 +163,10 @@ struct Totals {
 
 /// Processes `jobs` in order, at most `concurrency` at a time, each on a blocking thread.
 /// Failed objects are dead-lettered and the run goes on. Once `stop` is set, no new object is
-/// started; those in flight finish (or fail) normally.
+/// started; those in flight finish (or fail) normally. An object that fails because the output
+/// was closed ([`Error::is_output_closed`]) ends the run: nothing new starts, it and the objects
+/// in flight are neither dead-lettered nor counted as failures, and the summary says
+/// `output_closed`.
 pub async fn run(
     jobs: Vec<Job>,
     shared: Shared,
@@ -179,13 +191,15 @@ pub async fn run(
         _ => None,
     };
     let mut summary = Summary::default();
+    let closed = Arc::new(AtomicBool::new(false));
     let mut results = stream::iter(jobs)
         .map(|job| {
             let shared = shared.clone();
             let stop = stop.clone();
+            let closed = closed.clone();
             let object = job.object.clone();
             async move {
-                if stop.load(Ordering::SeqCst) {
+                if stop.load(Ordering::SeqCst) || closed.load(Ordering::SeqCst) {
                     return (object, Outcome::NotStarted);
                 }
                 let task = tokio::task::spawn_blocking(move || {
@@ -243,6 +257,14 @@ pub async fn run(
                     summary.skipped_busy += 1;
                 }
             },
+            Err(failure) if failure.error.is_output_closed() => {
+                if !closed.swap(true, Ordering::SeqCst) {
+                    tracing::debug!(object = %failure.object, "the output was closed; stopping");
+                }
+                summary.output_closed = true;
+                summary.not_started += 1;
+                continue;
+            }
             Err(failure) => {
                 let _ = settle_failure(&failure, &shared.dead_letters);
                 summary.failures.push(failure);

@@ -31,36 +31,48 @@ pub struct HourRange {
     pub last: DateTime<Utc>,
 }
 
-/// Parses `YYYY-MM-DD`, `YYYY-MM-DDTHH` or `YYYY-MM-DDTHH:MM[:SS][Z]` as UTC. A date alone means
-/// its first hour for `--from` and its last hour for `--to` (so `--to` is inclusive either way).
+/// Parses `YYYY-MM-DD`, `YYYY-MM-DDTHH` or an RFC 3339 time on the hour
+/// (`2026-11-25T22:00:00Z`, `2026-11-25T23:00:00+01:00`; the seconds and the offset may be left
+/// out, which means UTC) as a UTC hour. A date alone means its first hour for `--from` and its
+/// last hour for `--to` (so `--to` is inclusive either way). The range is made of whole hours: a
+/// time with minutes or seconds is refused rather than silently truncated.
 pub fn parse_bound(s: &str, is_end: bool) -> Result<DateTime<Utc>, String> {
-    let t = s.trim().trim_end_matches('Z');
-    if let Ok(d) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
+    let t = s.trim();
+    let naive = t.strip_suffix(['Z', 'z']).unwrap_or(t);
+    if let Ok(d) = NaiveDate::parse_from_str(naive, "%Y-%m-%d") {
         let h = if is_end { 23 } else { 0 };
         return Ok(Utc.from_utc_datetime(&d.and_hms_opt(h, 0, 0).expect("valid hour")));
     }
-    for fmt in [
-        "%Y-%m-%dT%H",
-        "%Y-%m-%d %H",
-        "%Y-%m-%dT%H:%M",
-        "%Y-%m-%dT%H:%M:%S",
-    ] {
-        let padded;
-        let (input, f) = if fmt.ends_with("%H") {
-            // chrono needs minutes to build a time; add them.
-            padded = format!("{t}:00");
-            (padded.as_str(), format!("{fmt}:%M"))
-        } else {
-            (t, fmt.to_string())
-        };
-        if let Ok(dt) = NaiveDateTime::parse_from_str(input, &f) {
-            let hour = dt.date().and_hms_opt(dt.hour(), 0, 0).expect("valid hour");
-            return Ok(Utc.from_utc_datetime(&hour));
-        }
+    // chrono needs minutes to build a time; an hour alone gets them added.
+    let with_minutes = format!("{naive}:00");
+    let parsed = ["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"]
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(&with_minutes, f).ok())
+        .map(|dt| Utc.from_utc_datetime(&dt))
+        .or_else(|| {
+            DateTime::parse_from_rfc3339(t)
+                .ok()
+                .map(|dt| dt.with_timezone(&Utc))
+        })
+        .or_else(|| {
+            ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S%.f"]
+                .iter()
+                .find_map(|f| NaiveDateTime::parse_from_str(naive, f).ok())
+                .map(|dt| Utc.from_utc_datetime(&dt))
+        });
+    let Some(dt) = parsed else {
+        return Err(format!(
+            "`{s}` is not a UTC date or hour (use YYYY-MM-DD, YYYY-MM-DDTHH or an RFC 3339 time \
+             on the hour)"
+        ));
+    };
+    if dt.minute() != 0 || dt.second() != 0 || dt.nanosecond() != 0 {
+        return Err(format!(
+            "`{s}` is not on the hour: --from and --to name whole UTC hours (use {})",
+            dt.format("%Y-%m-%dT%H")
+        ));
     }
-    Err(format!(
-        "`{s}` is not a UTC date or hour (use YYYY-MM-DD or YYYY-MM-DDTHH)"
-    ))
+    Ok(dt)
 }
 
 impl HourRange {
@@ -156,8 +168,40 @@ mod tests {
                 "2027/01/01/01/"
             ]
         );
-        let r = HourRange::parse("2026-11-25T13:45", "2026-11-25T13").unwrap();
+        let r = HourRange::parse("2026-11-25T13:00", "2026-11-25T13").unwrap();
         assert_eq!(r.prefixes(""), vec!["2026/11/25/13/"]);
+    }
+
+    #[test]
+    fn rfc3339_times_on_the_hour_are_hours_in_utc() {
+        for (s, hour) in [
+            ("2026-11-25T22:00:00Z", "2026-11-25T22"),
+            ("2026-11-25T22:00:00.000Z", "2026-11-25T22"),
+            ("2026-11-25T22:00:00", "2026-11-25T22"),
+            ("2026-11-25T22:00Z", "2026-11-25T22"),
+            ("2026-11-25T23:00:00+01:00", "2026-11-25T22"),
+            ("2026-11-25t22:00:00z", "2026-11-25T22"),
+            ("2026-11-25T22Z", "2026-11-25T22"),
+        ] {
+            let b = parse_bound(s, false).unwrap_or_else(|e| panic!("{s}: {e}"));
+            assert_eq!(b.format("%Y-%m-%dT%H").to_string(), hour, "{s}");
+        }
+    }
+
+    #[test]
+    fn times_off_the_hour_are_refused_not_truncated() {
+        for s in [
+            "2026-11-25T22:30:00Z",
+            "2026-11-25T22:00:01Z",
+            "2026-11-25T22:00:00.5Z",
+            "2026-11-25T13:45",
+            "2026-11-25T22:00:00+05:30",
+        ] {
+            let e = parse_bound(s, false).unwrap_err();
+            assert!(e.contains("not on the hour"), "{s}: {e}");
+        }
+        let e = HourRange::parse("2026-11-25T22:15:00Z", "2026-11-25T23").unwrap_err();
+        assert!(e.contains("use 2026-11-25T22"), "{e}");
     }
 
     #[test]

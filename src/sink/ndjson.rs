@@ -3,6 +3,7 @@
 use std::fs;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use super::{Committed, ObjectWriter, Sink};
@@ -102,12 +103,16 @@ impl ObjectWriter for FileWriter {
 
 /// `stdout`: rows as NDJSON. Objects processed concurrently interleave at whole-buffer
 /// granularity, never inside a line. Unlike files, what was printed cannot be taken back when an
-/// object fails later, so rows are held until commit up to 1 MiB per object.
+/// object fails later, so rows are held until commit up to 1 MiB per object. A closed stdout
+/// (a broken pipe: `| head`) fails every object with [`Cause::OutputClosed`], which ends the run.
 #[derive(Debug, Default)]
 pub struct Stdout;
 
 impl Sink for Stdout {
     fn open(&self, _object: &ObjectRef) -> Result<Box<dyn ObjectWriter>, Error> {
+        if STDOUT_CLOSED.load(Ordering::Relaxed) {
+            return Err(Error::output_closed());
+        }
         Ok(Box::new(StdoutWriter {
             buf: Vec::with_capacity(STDOUT_FLUSH),
         }))
@@ -125,10 +130,19 @@ impl StdoutWriter {
         // Serialise whole buffers; stdout's own lock is per call and would allow interleaving
         // between two write_all calls of different threads.
         let _guard = STDOUT_GUARD.lock().unwrap_or_else(|p| p.into_inner());
+        if STDOUT_CLOSED.load(Ordering::Relaxed) {
+            return Err(Error::output_closed());
+        }
         let mut out = io::stdout().lock();
-        out.write_all(&self.buf)
-            .and_then(|_| out.flush())
-            .map_err(|e| sink_error(e, Path::new("<stdout>")))?;
+        match out.write_all(&self.buf).and_then(|_| out.flush()) {
+            Ok(()) => {}
+            // The reader went away (`| head`): every later write would fail the same way.
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                STDOUT_CLOSED.store(true, Ordering::Relaxed);
+                return Err(Error::output_closed());
+            }
+            Err(e) => return Err(sink_error(e, Path::new("<stdout>"))),
+        }
         self.buf.clear();
         Ok(())
     }
@@ -136,8 +150,15 @@ impl StdoutWriter {
 
 static STDOUT_GUARD: Mutex<()> = Mutex::new(());
 
+/// Set once a write to stdout met a broken pipe, so objects still in flight stop at their next
+/// row instead of decoding to the end for nothing.
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
 impl ObjectWriter for StdoutWriter {
     fn write_row(&mut self, row: &Row<'_>) -> Result<(), Error> {
+        if STDOUT_CLOSED.load(Ordering::Relaxed) {
+            return Err(Error::output_closed());
+        }
         row.append_to(&mut self.buf);
         self.buf.push(b'\n');
         if self.buf.len() >= STDOUT_FLUSH {

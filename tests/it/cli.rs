@@ -301,3 +301,364 @@ fn metadata_columns_and_a_field_map_shape_every_row() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a mapping"));
 }
+
+/// `objects` newline-delimited objects of `rows` records each, in one archive hour below
+/// `work/b`; returns their keys.
+fn one_hour_archive(work: &Path, objects: usize, rows: usize) -> Vec<String> {
+    let hour = work.join("b/2026/11/25/22");
+    std::fs::create_dir_all(&hour).unwrap();
+    (0..objects)
+        .map(|i| {
+            let name = format!("obj-{i:03}");
+            std::fs::write(hour.join(&name), crate::support::ndjson(rows)).unwrap();
+            format!("2026/11/25/22/{name}")
+        })
+        .collect()
+}
+
+/// `backfill b` of the hour [`one_hour_archive`] fills.
+fn backfill_hour(work: &Path) -> std::process::Command {
+    let mut c = bin();
+    c.current_dir(work).args([
+        "backfill",
+        "b",
+        "--from",
+        "2026-11-25T22",
+        "--to",
+        "2026-11-25T22",
+    ]);
+    c
+}
+
+/// Waits for `child` at most `limit`; kills it and fails the test past that.
+fn wait_at_most(
+    child: std::process::Child,
+    limit: std::time::Duration,
+) -> std::process::ExitStatus {
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut child = child;
+        let _ = tx.send(child.wait().unwrap());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(status) => status,
+        Err(_) => {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            panic!("the run did not end within {limit:?}");
+        }
+    }
+}
+
+/// Reads a child's stream to the end on a thread (so the child never blocks on it).
+fn drain(mut r: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = r.read_to_string(&mut s);
+        s
+    })
+}
+
+#[test]
+fn a_closed_stderr_drops_log_lines_and_every_object_is_still_processed() {
+    let work = tempfile::tempdir().unwrap();
+    let keys = one_hour_archive(work.path(), 8, 500);
+    let mut child = backfill_hour(work.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Nobody reads stderr: every log line meets a broken pipe (`… 2>&1 | head -1`).
+    drop(child.stderr.take());
+    let status = wait_at_most(child, std::time::Duration::from_secs(120));
+    assert_eq!(status.code(), Some(0), "{status:?} (101 is a panic)");
+    for key in &keys {
+        let rows = read_ndjson(&work.path().join(format!("out/b/{key}.ndjson")));
+        assert_eq!(rows.len(), 500, "{key}");
+    }
+    assert!(files_under(&work.path().join("dead-letter")).is_empty());
+}
+
+#[test]
+fn a_closed_stdout_ends_the_run_at_once_with_141_and_no_dead_letters() {
+    use std::io::BufRead;
+    let work = tempfile::tempdir().unwrap();
+    // Far more rows than a pipe buffers, so the run is mid-way when the reader goes.
+    one_hour_archive(work.path(), 60, 2000);
+    let started = std::time::Instant::now();
+    let mut child = backfill_hour(work.path())
+        .args(["--sink", "stdout", "--concurrency", "4"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = drain(child.stderr.take().unwrap());
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    let row: Value = serde_json::from_str(&first).unwrap();
+    assert!(row["n"].is_u64(), "{first}");
+    drop(stdout); // `| head -1`
+    let status = wait_at_most(child, std::time::Duration::from_secs(10));
+    let stderr = stderr.join().unwrap();
+    assert_eq!(status.code(), Some(141), "{stderr}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!stderr.contains("retrying"), "{stderr}");
+    assert!(!stderr.contains("failed"), "{stderr}");
+    assert!(
+        files_under(&work.path().join("dead-letter")).is_empty(),
+        "{:?}",
+        files_under(&work.path().join("dead-letter"))
+    );
+}
+
+#[test]
+fn one_ctrl_c_exits_130_even_when_every_object_was_already_in_flight() {
+    use std::io::BufRead;
+    let work = tempfile::tempdir().unwrap();
+    // Four objects, each over the stdout sink's 1 MiB buffer, all started at once: each
+    // blocks on stdout until the test reads it, so all four are in flight when Ctrl-C comes.
+    let (objects, rows) = (4, 30_000);
+    one_hour_archive(work.path(), objects, rows);
+    let mut child = backfill_hour(work.path())
+        .args(["--sink", "stdout", "--concurrency", "4"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = drain(child.stderr.take().unwrap());
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    assert!(first.starts_with("{\"n\":"), "{first}");
+    // Rows on stdout: the objects are being written.
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let rest = drain(stdout);
+    let status = wait_at_most(child, std::time::Duration::from_secs(120));
+    let (stderr, rest) = (stderr.join().unwrap(), rest.join().unwrap());
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    // The objects in flight were finished, not dropped.
+    assert_eq!(1 + rest.lines().count(), objects * rows, "{stderr}");
+    assert!(
+        stderr.contains("interrupted: finishing the objects in flight"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("objects:  {objects} ({objects} ok")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn boolean_environment_variables_take_the_usual_spellings() {
+    let work = tempfile::tempdir().unwrap();
+    one_hour_archive(work.path(), 1, 3);
+    assert!(backfill_hour(work.path())
+        .output()
+        .unwrap()
+        .status
+        .success());
+    // The ledger has the object as done: FORCE decides whether it is processed again.
+    for (value, forced) in [
+        ("1", true),
+        ("TRUE", true),
+        ("yes", true),
+        ("On", true),
+        ("0", false),
+        ("false", false),
+        ("NO", false),
+        ("off", false),
+    ] {
+        let out = backfill_hour(work.path())
+            .env("FIREHOSE_REPLAY_FORCE", value)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{value}: {stderr}");
+        let summary = if forced {
+            "objects:  1 (1 ok, 0 skipped by the ledger"
+        } else {
+            "objects:  1 (0 ok, 1 skipped by the ledger"
+        };
+        assert!(stderr.contains(summary), "{value}: {stderr}");
+    }
+    // A subcommand's flag too.
+    std::fs::create_dir_all(work.path().join("b/processing-failed/2026/11/25/22")).unwrap();
+    std::fs::write(
+        work.path().join("b/processing-failed/2026/11/25/22/err-1"),
+        b"{}\n",
+    )
+    .unwrap();
+    let out = backfill_hour(work.path())
+        .arg("--dry-run")
+        .env("FIREHOSE_REPLAY_INCLUDE_ERROR_OUTPUT", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("processing-failed/2026/11/25/22/err-1"));
+    // Anything else is a usage error that says what is accepted.
+    let out = backfill_hour(work.path())
+        .env("FIREHOSE_REPLAY_FORCE", "maybe")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("'maybe'"), "{stderr}");
+    assert!(
+        stderr.contains("1, 0, true, false, yes, no, on, off"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_flag_on_the_command_line_wins_over_an_invalid_environment_variable() {
+    let t = tempfile::tempdir().unwrap();
+    std::fs::write(t.path().join("x"), b"{\"a\":1}\n").unwrap();
+    let out = bin()
+        .current_dir(t.path())
+        .env("FIREHOSE_REPLAY_SINK", "bogus")
+        .env("FIREHOSE_REPLAY_FRAMING", "xml")
+        .env("FIREHOSE_REPLAY_CONCURRENCY", "0")
+        .args(["replay", "x", "--sink", "stdout", "--row-id-column="])
+        .args(["--framing", "newline", "--concurrency=2"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "{\"a\":1}\n");
+    // Without the flag the variable counts, and is checked.
+    let out = bin()
+        .current_dir(t.path())
+        .env("FIREHOSE_REPLAY_SINK", "bogus")
+        .args(["replay", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown sink `bogus`"));
+}
+
+#[test]
+fn zero_counts_and_unknown_log_levels_are_usage_errors() {
+    let work = tempfile::tempdir().unwrap();
+    one_hour_archive(work.path(), 1, 3);
+    for (args, env, message) in [
+        (
+            &["--concurrency", "0"][..],
+            None,
+            "'--concurrency <CONCURRENCY>': must be at least 1",
+        ),
+        (
+            &["--max-attempts", "0"][..],
+            None,
+            "'--max-attempts <MAX_ATTEMPTS>': must be at least 1",
+        ),
+        (
+            &["--batch-rows", "0"][..],
+            None,
+            "'--batch-rows <BATCH_ROWS>': must be at least 1",
+        ),
+        (
+            &[][..],
+            Some(("FIREHOSE_REPLAY_MAX_ATTEMPTS", "0")),
+            "must be at least 1",
+        ),
+        (
+            &["--log-level", "verbose"][..],
+            None,
+            "`verbose` is not a log level",
+        ),
+        (
+            &["--log-level", "info,h2=loud"][..],
+            None,
+            "not a tracing filter",
+        ),
+    ] {
+        let mut c = backfill_hour(work.path());
+        c.args(args);
+        if let Some((k, v)) = env {
+            c.env(k, v);
+        }
+        let out = c.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+    assert!(
+        !work.path().join("out").exists(),
+        "nothing runs on a usage error"
+    );
+    for level in ["DEBUG", "warn", "info,h2=debug", "firehose_replay=trace"] {
+        let out = backfill_hour(work.path())
+            .args(["--dry-run", "--log-level", level])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{level}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn from_and_to_take_rfc3339_hours_and_refuse_minutes() {
+    let work = tempfile::tempdir().unwrap();
+    one_hour_archive(work.path(), 2, 1);
+    let plan = |from: &str, to: &str| {
+        bin()
+            .current_dir(work.path())
+            .args(["backfill", "b", "--dry-run", "--from", from, "--to", to])
+            .output()
+            .unwrap()
+    };
+    for (from, to) in [
+        ("2026-11-25T22:00:00Z", "2026-11-25T22:00:00Z"),
+        ("2026-11-25T23:00:00+01:00", "2026-11-25T22:00:00.000Z"),
+    ] {
+        let out = plan(from, to);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{from}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.starts_with("plan: 1 hours (2026-11-25T22 .. 2026-11-25T22), 2 objects"),
+            "{from} {to}: {stdout}"
+        );
+    }
+    for (from, to) in [
+        ("2026-11-25T22:30:00Z", "2026-11-25T23"),
+        ("2026-11-25T22", "2026-11-25T22:00:01Z"),
+    ] {
+        let out = plan(from, to);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{from} {to}: {stderr}");
+        assert!(stderr.contains("is not on the hour"), "{stderr}");
+        assert!(stderr.contains("whole UTC hours"), "{stderr}");
+        assert!(out.stdout.is_empty());
+    }
+}
+
+#[test]
+fn help_describes_the_bigquery_sink_by_its_modes() {
+    let out = bin().arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(!help.contains("streaming inserts"), "{help}");
+    assert!(
+        help.contains("bigquery:PROJECT.DATASET.TABLE (written as --bigquery-mode says: storage-write by default)"),
+        "{help}"
+    );
+}

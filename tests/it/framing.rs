@@ -153,7 +153,7 @@ fn an_oversized_record_is_kept_whole_and_a_redrive_with_a_larger_cap_lands_it_as
     assert_eq!(raw, big.as_bytes(), "the letter keeps the record whole");
 
     // Redriving with the same cap fails again, keeping the original reason.
-    let doc: Document = serde_json::from_value(letter.clone()).unwrap();
+    let doc = Document::from_bytes(serde_json::to_vec(&letter).unwrap(), "letter").unwrap();
     let dl = DeadLetterDir::new(b.dead());
     let sink = NdjsonDir::new(b.tmp.path().join("redriven"));
     let again = redrive_records(&doc, &small, &sink, &dl).unwrap();
@@ -171,7 +171,7 @@ fn an_oversized_record_is_kept_whole_and_a_redrive_with_a_larger_cap_lands_it_as
         max_record_bytes: 1 << 20,
         ..small.clone()
     };
-    let doc: Document = serde_json::from_value(kept).unwrap();
+    let doc = Document::from_bytes(serde_json::to_vec(&kept).unwrap(), "letter").unwrap();
     let done = redrive_records(&doc, &large, &sink, &dl).unwrap();
     assert_eq!((done.delivered, done.still_failing), (1, 0));
     let redriven = read_ndjson(&b.tmp.path().join("redriven/bucket/big.redriven.ndjson"));

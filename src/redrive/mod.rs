@@ -7,7 +7,11 @@
 //! removed only once everything in it was delivered; records that still fail stay in a letter
 //! that replaces it.
 
+pub mod body;
+
 use std::path::{Path, PathBuf};
+
+pub use body::{Body, RecordCount};
 
 use base64::Engine;
 use serde::Deserialize;
@@ -109,11 +113,44 @@ pub struct Document {
     pub attempts: u32,
     #[serde(default)]
     pub first_failed_at: Option<String>,
+    /// Present for records letters: how many records (they are read one at a time from
+    /// `body` when redriven, never all at once).
     #[serde(default)]
-    pub records: Option<Vec<LetterRecord>>,
+    pub records: Option<RecordCount>,
+    /// The letter's bytes.
+    #[serde(skip)]
+    pub body: Option<Body>,
 }
 
 impl Document {
+    /// Reads a letter's header from `body` (records are counted, not kept).
+    pub fn read(body: Body, origin: &str) -> Result<Document, Error> {
+        let reader = body
+            .reader()
+            .map_err(|e| redrive_error(format!("{origin}: {e}")))?;
+        let mut doc: Document = serde_json::from_reader(reader).map_err(|e| {
+            Error::permanent(
+                Stage::Parse,
+                Cause::DeadLetter(format!("{origin} is not a dead letter: {e}")),
+            )
+        })?;
+        if doc.version != crate::dead_letter::VERSION {
+            return Err(Error::permanent(
+                Stage::Parse,
+                Cause::DeadLetter(format!(
+                    "{origin}: dead-letter version {} is not supported",
+                    doc.version
+                )),
+            ));
+        }
+        doc.body = Some(body);
+        Ok(doc)
+    }
+
+    pub fn from_bytes(bytes: Vec<u8>, origin: &str) -> Result<Document, Error> {
+        Document::read(Body::Bytes(std::sync::Arc::new(bytes)), origin)
+    }
+
     pub fn object_ref(&self) -> ObjectRef {
         let mut o = ObjectRef::new(&self.object.bucket, &self.object.key);
         o.etag = self.object.etag.clone();
@@ -136,26 +173,10 @@ fn redrive_error(msg: impl std::fmt::Display) -> Error {
     )
 }
 
-fn parse(bytes: &[u8], origin: &str) -> Result<Document, Error> {
-    let doc: Document = serde_json::from_slice(bytes).map_err(|e| {
-        Error::permanent(
-            Stage::Parse,
-            Cause::DeadLetter(format!("{origin} is not a dead letter: {e}")),
-        )
-    })?;
-    if doc.version != crate::dead_letter::VERSION {
-        return Err(Error::permanent(
-            Stage::Parse,
-            Cause::DeadLetter(format!(
-                "{origin}: dead-letter version {} is not supported",
-                doc.version
-            )),
-        ));
-    }
-    Ok(doc)
-}
-
-async fn get_s3(client: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<Vec<u8>, Error> {
+/// Downloads an S3 object into an anonymous temporary file, streaming: a letter may be larger
+/// than memory.
+async fn get_s3(client: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<Body, Error> {
+    use std::io::Write;
     let resp = client
         .get_object()
         .bucket(bucket)
@@ -163,12 +184,17 @@ async fn get_s3(client: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<
         .send()
         .await
         .map_err(|e| crate::source::s3::classify(Stage::Fetch, "GetObject", e))?;
-    let body = resp
-        .body
-        .collect()
+    let local = |e: std::io::Error| redrive_error(format!("s3://{bucket}/{key}: {e}"));
+    let mut file = tempfile::tempfile().map_err(local)?;
+    let mut body = resp.body;
+    while let Some(chunk) = body
+        .try_next()
         .await
-        .map_err(|e| redrive_error(format!("s3://{bucket}/{key}: {e}")))?;
-    Ok(body.into_bytes().to_vec())
+        .map_err(|e| redrive_error(format!("s3://{bucket}/{key}: {e}")))?
+    {
+        file.write_all(&chunk).map_err(local)?;
+    }
+    Ok(Body::Temp(std::sync::Arc::new(file)))
 }
 
 impl Source {
@@ -194,9 +220,8 @@ impl Source {
                     .collect();
                 files.sort();
                 for p in files {
-                    let bytes = std::fs::read(&p)
-                        .map_err(|e| redrive_error(format!("{}: {e}", p.display())))?;
-                    let doc = parse(&bytes, &p.display().to_string())?;
+                    let origin = p.display().to_string();
+                    let doc = Document::read(Body::File(p.clone()), &origin)?;
                     out.push(Letter {
                         location: Location::File(p),
                         doc,
@@ -223,8 +248,8 @@ impl Source {
                         if !key.ends_with(".json") {
                             continue;
                         }
-                        let bytes = get_s3(client, bucket, key).await?;
-                        let doc = parse(&bytes, &format!("s3://{bucket}/{key}"))?;
+                        let body = get_s3(client, bucket, key).await?;
+                        let doc = Document::read(body, &format!("s3://{bucket}/{key}"))?;
                         out.push(Letter {
                             location: Location::S3 {
                                 bucket: bucket.clone(),
@@ -270,10 +295,13 @@ impl Source {
                         Some(loc) => {
                             let uri: crate::source::s3::S3Uri =
                                 loc.parse().map_err(redrive_error)?;
-                            let bytes = get_s3(s3, &uri.bucket, &uri.key).await?;
-                            (parse(&bytes, loc)?, Some((uri.bucket, uri.key)))
+                            let letter = get_s3(s3, &uri.bucket, &uri.key).await?;
+                            (Document::read(letter, loc)?, Some((uri.bucket, uri.key)))
                         }
-                        None => (parse(body.as_bytes(), "SQS message")?, None),
+                        None => (
+                            Document::from_bytes(body.as_bytes().to_vec(), "SQS message")?,
+                            None,
+                        ),
                     };
                     out.push(Letter {
                         location: Location::Sqs {
@@ -375,8 +403,13 @@ pub fn redrive_records(
     let mut letter = dead_letters.records(&object);
     letter.carry(doc.first_failed_at.clone(), doc.attempts.saturating_add(1));
     let mut out = RecordsOutcome::default();
-    let records = doc.records.as_deref().unwrap_or_default();
-    for r in records {
+    let Some(body) = &doc.body else {
+        return Err(redrive_error("the letter's bytes are not at hand"));
+    };
+    let reader = body
+        .reader()
+        .map_err(|e| redrive_error(format!("reading the letter: {e}")))?;
+    let walked = body::for_each_record(reader, |r: LetterRecord| -> Result<(), Error> {
         let stage = match r.stage.as_deref() {
             Some("sink") => Stage::Sink,
             Some("frame") => Stage::Frame,
@@ -407,7 +440,7 @@ pub fn redrive_records(
                     &format!("unreadable raw bytes in the dead letter: {e}"),
                 )?;
                 out.still_failing += 1;
-                continue;
+                return Ok(());
             }
         };
         if raw.len() > settings.max_record_bytes {
@@ -418,13 +451,13 @@ pub fn redrive_records(
             );
             still(&raw, &r.sub, &why)?;
             out.still_failing += 1;
-            continue;
+            return Ok(());
         }
         if stage == Stage::Sink {
             if let Err(e) = validate(&raw) {
                 still(&raw, &r.sub, &e.to_string())?;
                 out.still_failing += 1;
-                continue;
+                return Ok(());
             }
             let column = settings.row_id_column.as_deref().unwrap_or("_row_id");
             let rid = match id::lookup(&raw, &[column.to_string()]) {
@@ -435,7 +468,7 @@ pub fn redrive_records(
             row.byte_offset = r.byte_offset;
             writer.write_row(&row)?;
             out.delivered += 1;
-            continue;
+            return Ok(());
         }
         // Through the envelope, as the pipeline did: a record may carry several rows (log
         // events); only the one that failed is redriven when the letter names it.
@@ -480,6 +513,16 @@ pub fn redrive_records(
         for (sub, why) in failed {
             still(&raw, &sub, &why)?;
             out.still_failing += 1;
+        }
+        Ok(())
+    });
+    match walked {
+        Ok(result) => result?,
+        Err(e) => {
+            return Err(Error::permanent(
+                Stage::Parse,
+                Cause::DeadLetter(format!("the letter's records cannot be read: {e}")),
+            ))
         }
     }
     let committed = writer.commit()?;
