@@ -225,6 +225,10 @@ impl Sink for SpoolSink {
 
 impl ObjectWriter for SpoolWriter {
     fn write_row(&mut self, row: &Row<'_>) -> Result<(), Error> {
+        if let Some(rejected) = crate::sink::bigquery::unstorable(row) {
+            self.rejected.push(rejected);
+            return Ok(());
+        }
         let json = row.to_vec();
         self.scratch.clear();
         if let Err(why) = self.spool.encoder.encode(&json, &mut self.scratch) {

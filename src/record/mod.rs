@@ -28,6 +28,9 @@ pub enum RecordErrorKind {
     Envelope(String),
     RowId(String),
     Frame(String),
+    // The record breaks the row contract (README, "Row contract"): a field that collides with
+    // a generated column, a `--map` that would overwrite a field.
+    Row(String),
 }
 
 impl fmt::Display for RecordErrorKind {
@@ -40,6 +43,7 @@ impl fmt::Display for RecordErrorKind {
             RecordErrorKind::Envelope(m) => f.write_str(m),
             RecordErrorKind::RowId(m) => f.write_str(m),
             RecordErrorKind::Frame(m) => f.write_str(m),
+            RecordErrorKind::Row(m) => f.write_str(m),
         }
     }
 }

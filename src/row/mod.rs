@@ -1,12 +1,14 @@
 //! Records → rows: a row ID, and the record's bytes with the ID column spliced in.
 //!
 //! The row bytes are built by copying the record and splicing `,"_row_id":"…"` before its
-//! closing brace, never by re-serialising: this is the hot path. The column goes last so that,
-//! should a record already carry a field of the same name, readers that keep the last duplicate
-//! (BigQuery's JSON loader, serde_json, jq) see ours.
+//! closing brace, never by re-serialising: this is the hot path. Every row has unique keys
+//! (README, "Row contract"): duplicate keys in a record are resolved last-wins by cutting the
+//! earlier occurrences out, and a record field named like a generated column is a record error
+//! unless it holds the very value that column would get ([`scan`]).
 
 pub mod id;
 pub mod map;
+pub mod scan;
 
 pub use id::{ObjectSeed, RowId};
 
@@ -117,9 +119,14 @@ pub struct RowBuilder {
     source: RowIdSource,
     /// `"<column>":"` with the column name JSON-escaped, or `None` when the column is disabled.
     column_prefix: Option<Vec<u8>>,
-    /// Per-object metadata columns, ready to splice: `"_source_uri":"…","_ingested_at":"…"`.
-    object_columns: Vec<u8>,
+    /// Per-object metadata columns: name and JSON value (`_source_uri`, `_ingested_at`).
+    object_columns: Vec<(String, Vec<u8>)>,
     record_ordinal: bool,
+    /// Every generated column's name, in the order `extra_columns` writes them: the row-ID
+    /// column, the object columns, `_record_ordinal`.
+    reserved: Vec<String>,
+    /// Duplicate-key and collision scanning (README, "Row contract").
+    keys: scan::Keys,
     /// The record made single-line, when it had raw line breaks (rare).
     body: Vec<u8>,
     /// What follows the body: the ID column and the closing brace.
@@ -129,7 +136,8 @@ pub struct RowBuilder {
 
 impl RowBuilder {
     pub fn new(seed: ObjectSeed, source: RowIdSource, column: Option<&str>) -> RowBuilder {
-        let column_prefix = column.filter(|c| !c.is_empty()).map(|c| {
+        let column = column.filter(|c| !c.is_empty());
+        let column_prefix = column.map(|c| {
             let mut p = serde_json::to_vec(c).expect("a string serialises");
             p.extend_from_slice(b":\"");
             p
@@ -141,6 +149,8 @@ impl RowBuilder {
             column_prefix,
             object_columns: Vec::new(),
             record_ordinal: false,
+            reserved: column.map(str::to_string).into_iter().collect(),
+            keys: scan::Keys::default(),
             body: Vec::new(),
             tail: Vec::with_capacity(256),
             id,
@@ -156,11 +166,10 @@ impl RowBuilder {
     ) -> RowBuilder {
         let mut cols = Vec::new();
         let mut add = |name: &str, value: &str| {
-            if !cols.is_empty() {
-                cols.push(b',');
-            }
-            cols.extend_from_slice(format!("\"{name}\":").as_bytes());
-            cols.extend_from_slice(&serde_json::to_vec(value).expect("a string serialises"));
+            cols.push((
+                name.to_string(),
+                serde_json::to_vec(value).expect("a string serialises"),
+            ));
         };
         if metadata.source_uri {
             add(
@@ -171,32 +180,66 @@ impl RowBuilder {
         if metadata.ingested_at {
             add("_ingested_at", ingested_at);
         }
+        self.reserved
+            .truncate(usize::from(self.column_prefix.is_some()));
+        self.reserved
+            .extend(cols.iter().map(|(name, _)| name.clone()));
+        if metadata.record_ordinal {
+            self.reserved.push("_record_ordinal".into());
+        }
         self.object_columns = cols;
         self.record_ordinal = metadata.record_ordinal;
         self
     }
 
     /// Everything spliced after the record's own fields, without the leading comma and the
-    /// closing brace; empty when nothing is.
-    fn extra_columns(&mut self, ordinal: u64) {
+    /// closing brace; empty when nothing is. Columns whose bit is set in `skip` (indices into
+    /// `reserved`) are left out: the record already carries them with the same value.
+    fn extra_columns(&mut self, ordinal: u64, skip: u32) {
         let tail = &mut self.tail;
+        let mut r = 0;
+        let sep = |tail: &mut Vec<u8>| {
+            if !tail.is_empty() {
+                tail.push(b',');
+            }
+        };
         if let Some(prefix) = &self.column_prefix {
-            tail.extend_from_slice(prefix);
-            tail.extend_from_slice(self.id.as_str().as_bytes());
-            tail.push(b'"');
-        }
-        if !self.object_columns.is_empty() {
-            if !tail.is_empty() {
-                tail.push(b',');
+            if skip & 1 == 0 {
+                tail.extend_from_slice(prefix);
+                tail.extend_from_slice(self.id.as_str().as_bytes());
+                tail.push(b'"');
             }
-            tail.extend_from_slice(&self.object_columns);
+            r += 1;
         }
-        if self.record_ordinal {
-            if !tail.is_empty() {
-                tail.push(b',');
+        for (name, value) in &self.object_columns {
+            if skip & (1 << r) == 0 {
+                sep(tail);
+                tail.push(b'"');
+                tail.extend_from_slice(name.as_bytes());
+                tail.extend_from_slice(b"\":");
+                tail.extend_from_slice(value);
             }
+            r += 1;
+        }
+        if self.record_ordinal && skip & (1 << r) == 0 {
+            sep(tail);
             tail.extend_from_slice(b"\"_record_ordinal\":");
             tail.extend_from_slice(ordinal.to_string().as_bytes());
+        }
+    }
+
+    /// The value generated column `reserved[r]` has in this row, as JSON.
+    fn generated_value(&self, r: usize, ordinal: u64) -> Vec<u8> {
+        let mut r = r;
+        if self.column_prefix.is_some() {
+            if r == 0 {
+                return format!("\"{}\"", self.id.as_str()).into_bytes();
+            }
+            r -= 1;
+        }
+        match self.object_columns.get(r) {
+            Some((_, value)) => value.clone(),
+            None => ordinal.to_string().into_bytes(),
         }
     }
 
@@ -222,9 +265,43 @@ impl RowBuilder {
                 id::from_field(value)
             }
         };
-        let json = payload.json;
+        let found = self
+            .keys
+            .scan(payload.json, &self.reserved)
+            .map_err(RecordErrorKind::Row)?;
+        let mut skip = 0u32;
+        for &(r, (a, z)) in &found.collisions {
+            let own = &payload.json[a..z];
+            if own == self.generated_value(r, ordinal).as_slice() {
+                skip |= 1 << r;
+                continue;
+            }
+            let name = &self.reserved[r];
+            let flag = if self.column_prefix.is_some() && r == 0 {
+                "--row-id-column"
+            } else {
+                "--metadata-columns"
+            };
+            return Err(RecordErrorKind::Row(format!(
+                "the record has its own `{name}` field ({}), and `{name}` is a generated column: \
+                 rename or drop the field with --map, or change {flag}",
+                shorten(own)
+            )));
+        }
+        if matches!(payload.shape, Shape::Other) && self.reserved.iter().any(|r| r == "value") {
+            return Err(RecordErrorKind::Row(
+                "the record is not a JSON object, so it becomes `{\"value\": …}`, and `value` \
+                 is also a generated column"
+                    .into(),
+            ));
+        }
         self.tail.clear();
-        self.extra_columns(ordinal);
+        self.extra_columns(ordinal, skip);
+        let json: &[u8] = if found.rewritten {
+            &self.keys.out
+        } else {
+            payload.json
+        };
         let extras = !self.tail.is_empty();
         let (head, body): (&'static [u8], &[u8]) = match payload.shape {
             Shape::Object { empty } if extras => {
@@ -259,6 +336,15 @@ impl RowBuilder {
             byte_offset: offset,
             parts: [head, body, &self.tail],
         })
+    }
+}
+
+/// A record's value for a message: its JSON text, shortened.
+fn shorten(b: &[u8]) -> String {
+    let s = String::from_utf8_lossy(b);
+    match s.char_indices().nth(60) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.into_owned(),
     }
 }
 
@@ -391,5 +477,65 @@ mod tests {
             build(r#"{"meta":{}}"#, Some("_row_id"), f).unwrap_err(),
             RecordErrorKind::RowId("row-id field `meta.id` is missing".into())
         );
+    }
+
+    #[test]
+    fn rows_have_unique_keys_and_generated_columns_are_never_shadowed() {
+        let p = RowIdSource::Position;
+        assert_eq!(
+            build(r#"{"a":1,"a":2}"#, Some("_row_id"), p.clone()).unwrap(),
+            r#"{"a":2,"_row_id":"ID"}"#
+        );
+        let err = build(r#"{"_row_id":"mine","a":1}"#, Some("_row_id"), p.clone()).unwrap_err();
+        assert!(
+            err.to_string().contains("own `_row_id` field (\"mine\")"),
+            "{err}"
+        );
+        // The field the ID is taken from may be the ID column itself: one copy, same value.
+        assert_eq!(
+            build(
+                r#"{"_row_id":"mine","a":1}"#,
+                Some("_row_id"),
+                RowIdSource::field("_row_id")
+            )
+            .unwrap(),
+            r#"{"_row_id":"mine","a":1}"#
+        );
+        assert!(build(
+            r#"{"_row_id":"not plain","a":1}"#,
+            Some("_row_id"),
+            RowIdSource::field("_row_id")
+        )
+        .is_err());
+        // Without the column, the record's field is just a field.
+        assert_eq!(
+            build(r#"{"_row_id":"mine"}"#, None, p.clone()).unwrap(),
+            r#"{"_row_id":"mine"}"#
+        );
+        let object = ObjectRef::new("b", "k");
+        let seed = ObjectSeed::new(&object);
+        let mut rb = RowBuilder::new(seed, RowIdSource::Position, None).with_metadata(
+            "source_uri,record_ordinal".parse().unwrap(),
+            &object,
+            "",
+        );
+        let mut row = |json: &str| {
+            let payload = Payload {
+                json: json.as_bytes(),
+                shape: validate(json.as_bytes()).unwrap(),
+                sub: &[],
+            };
+            rb.build(&payload, 3, 30)
+                .map(|r| String::from_utf8(r.to_vec()).unwrap())
+                .map_err(|e| e.to_string())
+        };
+        assert!(row(r#"{"_source_uri":"x"}"#)
+            .unwrap_err()
+            .contains("--metadata-columns"));
+        assert_eq!(
+            row(r#"{"_source_uri":"s3://b/k","_record_ordinal":3}"#).unwrap(),
+            r#"{"_source_uri":"s3://b/k","_record_ordinal":3}"#
+        );
+        assert!(row(r#"{"_record_ordinal":4}"#).is_err());
     }
 }

@@ -82,6 +82,10 @@ impl BqEmulator {
             // would fill up and block the emulator.
             let log = std::fs::File::create(tmp.path().join("stderr.log")).unwrap();
             let child = Command::new(&python)
+                // protobuf's C extension segfaulted in the emulator's Storage Write handler
+                // (json_format.MessageToDict) under repeated client kills; the pure-Python
+                // implementation does not.
+                .env("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
                 .arg(&launcher)
                 .args([&port.to_string(), &grpc_port.to_string(), project])
                 .arg(tmp.path().join("data"))

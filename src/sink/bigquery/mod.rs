@@ -475,6 +475,24 @@ async fn create_table_if_missing(
     }
 }
 
+/// The refusal for a row no BigQuery mode can hold — a number beyond ±f64::MAX (`1e400`, which
+/// insertAll would store as Infinity) or a lone surrogate escape (`"\ud800"`, which fails a
+/// whole insertAll request) — or `None`. Checked first by every mode, so the three give the
+/// same record error for the same row, whatever the table's schema.
+pub(crate) fn unstorable(row: &crate::row::Row<'_>) -> Option<crate::sink::Rejected> {
+    // Only the record's own text can hold such values (the generated columns cannot), so the
+    // whole row is copied only to word the error.
+    crate::row::scan::storable(row.parts()[1]).err()?;
+    let json = row.to_vec();
+    let why = crate::row::scan::storable(&json).err()?;
+    Some(crate::sink::Rejected {
+        ordinal: row.ordinal,
+        byte_offset: row.byte_offset,
+        row: json,
+        error: format!("BigQuery cannot hold this row: {why}"),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -128,6 +128,12 @@ impl Writer {
 
 impl ObjectWriter for Writer {
     fn write_row(&mut self, row: &Row<'_>) -> Result<(), Error> {
+        // A row BigQuery cannot parse would fail its whole request: refused alone, before
+        // sending, with the message every BigQuery mode gives (README, "Row contract").
+        if let Some(rejected) = super::unstorable(row) {
+            self.rejected.push(rejected);
+            return Ok(());
+        }
         let entry = Batch::entry_len(row);
         // A row that cannot fit in a request on its own is a record-level error.
         let alone = self.flags.empty_request_len() + entry;

@@ -246,6 +246,10 @@ impl Writer {
 
 impl ObjectWriter for Writer {
     fn write_row(&mut self, row: &Row<'_>) -> Result<(), Error> {
+        if let Some(rejected) = super::unstorable(row) {
+            self.rejected.push(rejected);
+            return Ok(());
+        }
         let json = row.to_vec();
         let encoder = self.ensure_open()?.encoder.clone();
         self.scratch.clear();

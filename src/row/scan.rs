@@ -1,0 +1,563 @@
+//! Walks over JSON text that is already known to be valid, without building a DOM and without
+//! recursion (so no depth limit): the row contract's checks (README, "Row contract").
+//!
+//! - [`Keys::scan`]: duplicate keys at any level (the last occurrence wins, the earlier ones are
+//!   cut out of the row) and the record's own top-level fields that collide with generated
+//!   columns.
+//! - [`storable`]: what BigQuery cannot hold at all — numbers beyond ±f64::MAX (`1e400`) and lone
+//!   UTF-16 surrogate escapes (`"\ud800"`) — named by their field path.
+//!
+//! The text must be valid JSON; on anything else these return an error rather than panic.
+
+use std::borrow::Cow;
+
+/// Index just past the whitespace starting at `i`.
+pub(crate) fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\n' | b'\r') {
+        i += 1;
+    }
+    i
+}
+
+/// `i` is at a string's opening quote: the index just past its closing quote.
+pub(crate) fn string_end(b: &[u8], i: usize) -> Option<usize> {
+    let mut j = i + 1;
+    loop {
+        let k = j + memchr::memchr2(b'"', b'\\', b.get(j..)?)?;
+        if b[k] == b'"' {
+            return Some(k + 1);
+        }
+        j = k + 2;
+    }
+}
+
+/// `i` is at the first byte of a value: the index just past its end.
+pub(crate) fn value_end(b: &[u8], i: usize) -> Option<usize> {
+    match *b.get(i)? {
+        b'"' => string_end(b, i),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut j = i;
+            while j < b.len() {
+                match b[j] {
+                    b'"' => {
+                        j = string_end(b, j)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(j + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+            None
+        }
+        _ => Some(scalar_end(b, i)),
+    }
+}
+
+fn scalar_end(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && !matches!(b[i], b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r') {
+        i += 1;
+    }
+    i
+}
+
+/// A string's content (without quotes) with its escapes decoded, as bytes: lone surrogates are
+/// kept as their 3-byte generalised UTF-8 form (WTF-8), so two keys compare equal exactly when
+/// they are the same sequence of code units.
+pub(crate) fn decode(raw: &[u8]) -> Cow<'_, [u8]> {
+    if !raw.contains(&b'\\') {
+        return Cow::Borrowed(raw);
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    let hex = |i: usize| -> Option<u32> {
+        let s = std::str::from_utf8(raw.get(i..i + 4)?).ok()?;
+        u32::from_str_radix(s, 16).ok()
+    };
+    while i < raw.len() {
+        if raw[i] != b'\\' {
+            out.push(raw[i]);
+            i += 1;
+            continue;
+        }
+        let Some(&e) = raw.get(i + 1) else {
+            break;
+        };
+        i += 2;
+        let c = match e {
+            b'n' => b'\n',
+            b't' => b'\t',
+            b'r' => b'\r',
+            b'b' => 8,
+            b'f' => 12,
+            b'u' => {
+                let Some(mut cp) = hex(i) else {
+                    break;
+                };
+                i += 4;
+                if (0xD800..0xDC00).contains(&cp) && raw.get(i..i + 2) == Some(b"\\u") {
+                    if let Some(lo @ 0xDC00..=0xDFFF) = hex(i + 2) {
+                        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                        i += 6;
+                    }
+                }
+                push_wtf8(&mut out, cp);
+                continue;
+            }
+            other => other,
+        };
+        out.push(c);
+    }
+    Cow::Owned(out)
+}
+
+fn push_wtf8(out: &mut Vec<u8>, cp: u32) {
+    match cp {
+        0..=0x7F => out.push(cp as u8),
+        0x80..=0x7FF => out.extend([0xC0 | (cp >> 6) as u8, 0x80 | (cp & 0x3F) as u8]),
+        0x800..=0xFFFF => out.extend([
+            0xE0 | (cp >> 12) as u8,
+            0x80 | ((cp >> 6) & 0x3F) as u8,
+            0x80 | (cp & 0x3F) as u8,
+        ]),
+        _ => out.extend([
+            0xF0 | (cp >> 18) as u8,
+            0x80 | ((cp >> 12) & 0x3F) as u8,
+            0x80 | ((cp >> 6) & 0x3F) as u8,
+            0x80 | (cp & 0x3F) as u8,
+        ]),
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Member {
+    /// The key's content, without quotes.
+    key: (usize, usize),
+    /// The key's opening quote.
+    start: usize,
+    value: (usize, usize),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Frame {
+    object: bool,
+    /// Where this object's members start in `Keys::members`.
+    first: usize,
+}
+
+/// What [`Keys::scan`] found.
+#[derive(Debug, Default)]
+pub struct Found {
+    /// The record had duplicate keys: the de-duplicated text is in `Keys::out`.
+    pub rewritten: bool,
+    /// `(index into the reserved names, the value's span in the *input*)` for each top-level
+    /// field named like a generated column.
+    pub collisions: Vec<(usize, (usize, usize))>,
+}
+
+/// Reusable buffers for [`Keys::scan`].
+#[derive(Debug, Default)]
+pub struct Keys {
+    stack: Vec<Frame>,
+    members: Vec<Member>,
+    cuts: Vec<(usize, usize)>,
+    order: Vec<usize>,
+    pub out: Vec<u8>,
+}
+
+impl Keys {
+    /// Scans `b` (valid JSON): finds duplicate keys at every level and the root object's
+    /// fields named in `reserved`.
+    pub fn scan<S: AsRef<str>>(&mut self, b: &[u8], reserved: &[S]) -> Result<Found, String> {
+        const BAD: &str = "internal error: the record is not valid JSON";
+        self.stack.clear();
+        self.members.clear();
+        self.cuts.clear();
+        let mut found = Found::default();
+        let mut want_key = false;
+        let mut i = 0;
+        loop {
+            i = skip_ws(b, i);
+            let Some(&c) = b.get(i) else {
+                break;
+            };
+            let value_done = match c {
+                b'{' | b'[' => {
+                    self.stack.push(Frame {
+                        object: c == b'{',
+                        first: self.members.len(),
+                    });
+                    want_key = c == b'{';
+                    i += 1;
+                    None
+                }
+                b'}' | b']' => {
+                    let frame = self.stack.pop().ok_or(BAD)?;
+                    if frame.object {
+                        self.close_object(b, frame.first);
+                        if self.stack.is_empty() && !reserved.is_empty() {
+                            for m in &self.members[frame.first..] {
+                                let key = decode(&b[m.key.0..m.key.1]);
+                                if let Some(r) =
+                                    reserved.iter().position(|r| r.as_ref().as_bytes() == &*key)
+                                {
+                                    // Duplicates: the last occurrence is the one kept.
+                                    found.collisions.retain(|(x, _)| *x != r);
+                                    found.collisions.push((r, m.value));
+                                }
+                            }
+                        }
+                        self.members.truncate(frame.first);
+                    }
+                    i += 1;
+                    Some(i)
+                }
+                b',' => {
+                    want_key = self.stack.last().is_some_and(|f| f.object);
+                    i += 1;
+                    None
+                }
+                b'"' if want_key => {
+                    let end = string_end(b, i).ok_or(BAD)?;
+                    let colon = skip_ws(b, end);
+                    if b.get(colon) != Some(&b':') {
+                        return Err(BAD.into());
+                    }
+                    let value = skip_ws(b, colon + 1);
+                    self.members.push(Member {
+                        key: (i + 1, end - 1),
+                        start: i,
+                        value: (value, value),
+                    });
+                    want_key = false;
+                    i = value;
+                    None
+                }
+                b'"' => {
+                    i = string_end(b, i).ok_or(BAD)?;
+                    Some(i)
+                }
+                _ => {
+                    let end = scalar_end(b, i);
+                    if end == i {
+                        return Err(BAD.into());
+                    }
+                    i = end;
+                    Some(i)
+                }
+            };
+            if let Some(end) = value_done {
+                if self.stack.last().is_some_and(|f| f.object) {
+                    if let Some(m) = self.members.last_mut() {
+                        m.value.1 = end;
+                    }
+                }
+                if self.stack.is_empty() {
+                    break;
+                }
+            }
+        }
+        if !self.cuts.is_empty() {
+            found.rewritten = true;
+            self.cuts.sort_unstable();
+            self.out.clear();
+            let mut at = 0;
+            for &(s, e) in &self.cuts {
+                if s < at {
+                    continue; // inside a member already cut
+                }
+                self.out.extend_from_slice(&b[at..s]);
+                at = e;
+            }
+            self.out.extend_from_slice(&b[at..]);
+        }
+        Ok(found)
+    }
+
+    /// Marks every member of the object whose key occurs again later in it for cutting: the
+    /// member and what follows it up to the next member (its comma). The last member is always
+    /// kept (it is its key's last occurrence), so every cut member has a successor.
+    fn close_object(&mut self, b: &[u8], first: usize) {
+        let ms = &self.members[first..];
+        let n = ms.len();
+        if n < 2 {
+            return;
+        }
+        let key = |m: &Member| decode(&b[m.key.0..m.key.1]);
+        let mut cut = |j: usize| self.cuts.push((ms[j].start, ms[j + 1].start));
+        if n <= 16 {
+            for j in 0..n - 1 {
+                let kj = key(&ms[j]);
+                if ms[j + 1..].iter().any(|m| key(m) == kj) {
+                    cut(j);
+                }
+            }
+            return;
+        }
+        self.order.clear();
+        self.order.extend(0..n);
+        let keys: Vec<Cow<'_, [u8]>> = ms.iter().map(key).collect();
+        self.order
+            .sort_by(|&x, &y| keys[x].cmp(&keys[y]).then(x.cmp(&y)));
+        for w in self.order.windows(2) {
+            if keys[w[0]] == keys[w[1]] {
+                cut(w[0]);
+            }
+        }
+    }
+}
+
+/// One step of a field path, for messages.
+enum Step {
+    Key(usize, usize),
+    Index(usize),
+}
+
+fn path_of(b: &[u8], steps: &[Step]) -> String {
+    let mut p = String::new();
+    for s in steps {
+        match *s {
+            Step::Key(s, e) => {
+                if !p.is_empty() {
+                    p.push('.');
+                }
+                p.push_str(&String::from_utf8_lossy(&decode(&b[s..e])));
+            }
+            Step::Index(n) => p.push_str(&format!("[{n}]")),
+        }
+    }
+    if p.is_empty() {
+        p.push_str("(the row)");
+    }
+    p
+}
+
+/// Whether a number's text is beyond what a double holds (it parses to ±infinity).
+pub(crate) fn number_overflows(text: &str) -> bool {
+    // Only an exponent or more than 308 digits can reach f64::MAX (≈ 1.8e308).
+    (text.len() > 308 || text.bytes().any(|c| c == b'e' || c == b'E'))
+        && text.parse::<f64>().is_ok_and(|x| x.is_infinite())
+}
+
+/// The first lone surrogate escape (`\ud800` without its pair) in a string's content.
+pub(crate) fn lone_surrogate(raw: &[u8]) -> Option<&str> {
+    let hex = |i: usize| -> Option<u32> {
+        let s = std::str::from_utf8(raw.get(i..i + 4)?).ok()?;
+        u32::from_str_radix(s, 16).ok()
+    };
+    let mut i = 0;
+    while let Some(k) = memchr::memchr(b'\\', &raw[i..]) {
+        let k = i + k;
+        if raw.get(k + 1) != Some(&b'u') {
+            i = k + 2;
+            continue;
+        }
+        let text = || std::str::from_utf8(&raw[k..k + 6]).ok();
+        match hex(k + 2) {
+            Some(0xD800..=0xDBFF) => {
+                let paired = raw.get(k + 6..k + 8) == Some(b"\\u")
+                    && matches!(hex(k + 8), Some(0xDC00..=0xDFFF));
+                if !paired {
+                    return text();
+                }
+                i = k + 12;
+            }
+            Some(0xDC00..=0xDFFF) => return text(),
+            _ => i = k + 6,
+        }
+        if i >= raw.len() {
+            break;
+        }
+    }
+    None
+}
+
+/// Whether BigQuery can hold every value of `b` (valid JSON): no number beyond ±f64::MAX and
+/// no lone surrogate escape, in keys or values. The error names the field path.
+pub fn storable(b: &[u8]) -> Result<(), String> {
+    const BAD: &str = "internal error: the row is not valid JSON";
+    // (is an object, the current step)
+    let mut steps: Vec<(bool, Step)> = Vec::new();
+    let mut want_key = false;
+    let mut i = 0;
+    let path = |steps: &[(bool, Step)]| {
+        let s: Vec<Step> = steps
+            .iter()
+            .map(|(_, s)| match *s {
+                Step::Key(a, z) => Step::Key(a, z),
+                Step::Index(n) => Step::Index(n),
+            })
+            .collect();
+        path_of(b, &s)
+    };
+    loop {
+        i = skip_ws(b, i);
+        let Some(&c) = b.get(i) else {
+            return Ok(());
+        };
+        match c {
+            b'{' => {
+                steps.push((true, Step::Key(0, 0)));
+                want_key = true;
+                i += 1;
+            }
+            b'[' => {
+                steps.push((false, Step::Index(0)));
+                want_key = false;
+                i += 1;
+            }
+            b'}' | b']' => {
+                steps.pop();
+                if steps.is_empty() {
+                    return Ok(());
+                }
+                i += 1;
+            }
+            b',' => {
+                match steps.last_mut() {
+                    Some((true, _)) => want_key = true,
+                    Some((false, Step::Index(n))) => *n += 1,
+                    _ => {}
+                }
+                i += 1;
+            }
+            b'"' => {
+                let end = string_end(b, i).ok_or(BAD)?;
+                let content = &b[i + 1..end - 1];
+                if want_key {
+                    if let Some((_, step)) = steps.last_mut() {
+                        *step = Step::Key(i + 1, end - 1);
+                    }
+                    if let Some(s) = lone_surrogate(content) {
+                        return Err(format!(
+                            "field `{}`: its name has a lone surrogate escape `{s}`, which \
+                             BigQuery cannot store",
+                            path(&steps)
+                        ));
+                    }
+                    let colon = skip_ws(b, end);
+                    if b.get(colon) != Some(&b':') {
+                        return Err(BAD.into());
+                    }
+                    want_key = false;
+                    i = colon + 1;
+                    continue;
+                }
+                if let Some(s) = lone_surrogate(content) {
+                    return Err(format!(
+                        "field `{}`: the string has a lone surrogate escape `{s}` (half of a \
+                         UTF-16 pair), which BigQuery cannot store",
+                        path(&steps)
+                    ));
+                }
+                if steps.is_empty() {
+                    return Ok(());
+                }
+                i = end;
+            }
+            _ => {
+                let end = scalar_end(b, i);
+                if end == i {
+                    return Err(BAD.into());
+                }
+                let text = std::str::from_utf8(&b[i..end]).map_err(|_| BAD)?;
+                if number_overflows(text) {
+                    return Err(format!(
+                        "field `{}`: the number {} is out of range (BigQuery numbers stop at \
+                         ±1.7976931348623157e308)",
+                        path(&steps),
+                        if text.len() > 40 {
+                            format!("{}…", &text[..40])
+                        } else {
+                            text.to_string()
+                        }
+                    ));
+                }
+                if steps.is_empty() {
+                    return Ok(());
+                }
+                i = end;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dedup(s: &str) -> String {
+        let mut k = Keys::default();
+        let f = k.scan::<&str>(s.as_bytes(), &[]).unwrap();
+        if f.rewritten {
+            String::from_utf8(k.out.clone()).unwrap()
+        } else {
+            s.to_string()
+        }
+    }
+
+    #[test]
+    fn the_last_duplicate_wins_at_every_level() {
+        assert_eq!(dedup(r#"{"a":1,"a":2}"#), r#"{"a":2}"#);
+        assert_eq!(dedup(r#"{"a":1,"b":0,"a":2}"#), r#"{"b":0,"a":2}"#);
+        assert_eq!(
+            dedup(r#"{ "a" : {"x":1,"x":[{"y":1,"y":2}]} , "a" : 3 }"#),
+            r#"{ "a" : 3 }"#
+        );
+        assert_eq!(
+            dedup(r#"[{"x":1,"\u0078":2},{"x":{"z":1,"z":2}}]"#),
+            r#"[{"\u0078":2},{"x":{"z":2}}]"#
+        );
+        assert_eq!(dedup(r#"{"a":1,"b":2}"#), r#"{"a":1,"b":2}"#);
+        let many: String = format!(
+            "{{{},\"k3\":\"last\"}}",
+            (0..40)
+                .map(|i| format!("\"k{i}\":{i}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let v: serde_json::Value = serde_json::from_str(&dedup(&many)).unwrap();
+        assert_eq!(v.as_object().unwrap().len(), 40);
+        assert_eq!(v["k3"], "last");
+        assert_eq!(dedup("1e400"), "1e400");
+        let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+        assert_eq!(dedup(&deep), deep);
+    }
+
+    #[test]
+    fn finds_top_level_fields_named_like_generated_columns() {
+        let mut k = Keys::default();
+        let s = r#"{"_row_id":"mine","x":{"_source_uri":1},"_source_uri":"s"}"#;
+        let f = k
+            .scan(s.as_bytes(), &["_row_id", "_source_uri", "_ingested_at"])
+            .unwrap();
+        let got: Vec<(usize, &str)> = f
+            .collisions
+            .iter()
+            .map(|&(r, (a, z))| (r, &s[a..z]))
+            .collect();
+        assert_eq!(got, vec![(0, "\"mine\""), (1, "\"s\"")]);
+    }
+
+    #[test]
+    fn finds_what_bigquery_cannot_store() {
+        assert!(storable(br#"{"a":[1,{"b":"x\ud83d\ude00"}],"n":1e300}"#).is_ok());
+        let e = storable(br#"{"a":[1,{"b":1e400}]}"#).unwrap_err();
+        assert!(e.contains("`a[1].b`") && e.contains("1e400"), "{e}");
+        let e = storable(br#"{"s":"\ud800"}"#).unwrap_err();
+        assert!(e.contains("`s`") && e.contains("\\ud800"), "{e}");
+        assert!(storable(br#"{"s":"\udc00x"}"#).is_err());
+        assert!(storable(br#"{"s\ud800":1}"#).is_err());
+        assert!(storable(br#"-1E+999"#).is_err());
+        assert!(storable(br#"{"n":123456789012345678901234567890}"#).is_ok());
+        let deep = format!("{}1e400{}", "[".repeat(300), "]".repeat(300));
+        assert!(storable(deep.as_bytes()).unwrap_err().contains("[0][0]"));
+    }
+}
