@@ -96,7 +96,15 @@ impl FromStr for CompressionChoice {
 
 /// The streaming decoder for one layer. gzip is multi-member: `cat a.gz b.gz` decodes to the
 /// concatenation, which is exactly what CloudWatch Logs subscriptions deliver.
-pub fn decoder<R: BufRead + Send + 'static>(c: Compression, input: R) -> Box<dyn Read + Send> {
+///
+/// A ZIP archive unwraps compressed and archived entries itself, and every byte decoded anywhere
+/// inside it counts against `max_decompressed` (see [`crate::decode::zip`]); other formats'
+/// output is for the caller to cap.
+pub fn decoder<R: BufRead + Send + 'static>(
+    c: Compression,
+    input: R,
+    max_decompressed: u64,
+) -> Box<dyn Read + Send> {
     match c {
         Compression::None => Box::new(input),
         Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
@@ -106,7 +114,7 @@ pub fn decoder<R: BufRead + Send + 'static>(c: Compression, input: R) -> Box<dyn
         },
         Compression::Snappy => Box::new(snap::read::FrameDecoder::new(input)),
         Compression::HadoopSnappy => Box::new(crate::decode::hadoop_snappy::Decoder::new(input)),
-        Compression::Zip => Box::new(crate::decode::zip::Decoder::new(input)),
+        Compression::Zip => Box::new(crate::decode::zip::Decoder::new(input, max_decompressed)),
     }
 }
 

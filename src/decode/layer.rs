@@ -63,16 +63,16 @@ impl<R> Labelled<R> {
 
 impl<R: Read> Read for Labelled<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.read(buf).map_err(|e| {
-            if is_tagged(&e) {
-                e
-            } else {
-                io::Error::other(DecodeFailure {
-                    format: self.format,
-                    error: e,
-                })
-            }
-        })
+        self.inner.read(buf).map_err(|e| label(e, self.format))
+    }
+}
+
+/// Tags an error as a [`DecodeFailure`] of `format`, unless it already carries a tag.
+pub fn label(e: io::Error, format: &'static str) -> io::Error {
+    if is_tagged(&e) {
+        e
+    } else {
+        io::Error::other(DecodeFailure { format, error: e })
     }
 }
 

@@ -3,7 +3,8 @@
 //! Compression is detected from magic bytes first (objects are often mislabelled, and the
 //! stream's `FileExtension` can be anything), then from the key's extension. Decompressed output
 //! that itself starts with a compression magic is unwrapped again: CloudWatch Logs objects are
-//! concatenated gzip members that Firehose may gzip once more on top.
+//! concatenated gzip members that Firehose may gzip once more on top. ZIP entries that are
+//! themselves archives or compressed are unwrapped entry by entry (see [`zip`]).
 //!
 //! Errors travel through `std::io::Read` as tagged `io::Error`s (see [`layer`]) so that, at the
 //! end, a failure can be told apart as a source failure (fetch) or a decoding failure
@@ -40,7 +41,8 @@ pub struct Decoded {
 /// Wraps `source` (the object's raw bytes) in the decoders it needs.
 ///
 /// `name` is the key or file name, used only when magic bytes are inconclusive. Every layer's
-/// output is capped at `max_decompressed` bytes so that a decompression bomb fails cleanly.
+/// output is capped at `max_decompressed` bytes so that a decompression bomb fails cleanly; inside
+/// a ZIP archive, all that its nested entries decode counts against one such cap.
 pub fn decompress(
     source: Box<dyn Read + Send>,
     name: &str,
@@ -76,11 +78,20 @@ pub fn decompress(
             });
         }
         layers.push(found);
-        let decoder = compression::decoder(found, BufReader::with_capacity(READ_BUFFER, joined));
+        let decoder = compression::decoder(
+            found,
+            BufReader::with_capacity(READ_BUFFER, joined),
+            max_decompressed,
+        );
         reader = Box::new(limit::Limit::new(
             layer::Labelled::new(decoder, found.name()),
             max_decompressed,
         ));
+        if found == Compression::Zip {
+            // A ZIP unwraps its entries itself (each entry separately: entries that are archives
+            // or compressed are not one stream), so its output is records, not another layer.
+            return Ok(Decoded { reader, layers });
+        }
     }
 }
 
@@ -91,7 +102,7 @@ fn looks_like_json_text(head: &[u8]) -> bool {
 }
 
 /// Reads up to `n` bytes (fewer only at end of stream) and hands back the rest of the stream.
-fn peek<R: Read>(mut reader: R, n: usize) -> io::Result<(Vec<u8>, R)> {
+pub(crate) fn peek<R: Read>(mut reader: R, n: usize) -> io::Result<(Vec<u8>, R)> {
     let mut head = vec![0u8; n];
     let mut filled = 0;
     while filled < n {

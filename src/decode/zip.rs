@@ -6,19 +6,157 @@
 //! contents are concatenated. Deflate streams mark their own end, so entries written with a
 //! trailing data descriptor (sizes unknown up front) work too. `zip` crates need `Seek`, which a
 //! stream does not offer — hence this small reader.
+//!
+//! An entry that is itself an archive or compressed (a ZIP of ZIPs, of gzip or zstd files: any
+//! format [`Compression::from_magic`] recognises) is unwrapped on its own, still streaming, and
+//! its content takes the entry's place; nesting goes at most [`MAX_NESTED`] layers deep below
+//! the outermost archive, and deeper is a decoding error, never a silent drop. Every byte decoded
+//! anywhere inside one archive — each entry's stored or inflated bytes at every level, and each
+//! nested decoder's output — counts once against one shared budget, so a bomb hidden in a nested
+//! archive (or after a nested archive's end, where no output shows it) stops at the cap.
 
-use std::io::{self, BufRead, Read};
+use std::io::{self, BufRead, BufReader, Cursor, Read};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::compression::{self, Compression};
+use super::layer::{label, CapExceeded, Labelled};
 
 const LOCAL_HEADER: u32 = 0x0403_4b50;
 const CENTRAL_HEADER: u32 = 0x0201_4b50;
 const END_OF_CENTRAL: u32 = 0x0605_4b50;
 const DATA_DESCRIPTOR: u32 = 0x0807_4b50;
 
-enum State<R: BufRead> {
+/// How many archive or compression layers an entry may have below the outermost ZIP: a ZIP
+/// entry that is a ZIP whose entries are gzip files is two.
+pub const MAX_NESTED: usize = 4;
+/// Read buffer of each nested layer.
+const NESTED_BUFFER: usize = 64 * 1024;
+/// Enough bytes to recognise any compression magic.
+const MAGIC_LEN: usize = 16;
+
+/// Decoded bytes allowed inside one archive, shared by everything nested in it.
+#[derive(Clone)]
+struct Budget {
+    spent: Arc<AtomicU64>,
+    cap: u64,
+}
+
+impl Budget {
+    fn new(cap: u64) -> Self {
+        Budget {
+            spent: Arc::default(),
+            cap,
+        }
+    }
+
+    fn spend(&self, n: usize) -> io::Result<()> {
+        let total = self.spent.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+        if total > self.cap {
+            return Err(io::Error::other(CapExceeded { cap: self.cap }));
+        }
+        Ok(())
+    }
+}
+
+/// One entry's data as stored or inflated; it ends where the entry does.
+enum Body<R> {
+    Stored(io::Take<R>),
+    Deflated(Box<flate2::bufread::DeflateDecoder<R>>),
+}
+
+impl<R: BufRead> Body<R> {
+    fn into_inner(self) -> R {
+        match self {
+            Body::Stored(r) => r.into_inner(),
+            Body::Deflated(d) => d.into_inner(),
+        }
+    }
+}
+
+impl<R: BufRead> Read for Body<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Body::Stored(r) => {
+                let n = r.read(buf)?;
+                if n == 0 && r.limit() > 0 && !buf.is_empty() {
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
+                Ok(n)
+            }
+            Body::Deflated(d) => d.read(buf),
+        }
+    }
+}
+
+/// An entry being read: its data, counted against the budget, and what follows it.
+struct Entry<R> {
+    body: Body<R>,
+    end: EntryEnd,
+    budget: Budget,
+}
+
+impl<R: BufRead> Read for Entry<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // Labelled here so that a nested decoder reading this entry does not claim its errors.
+        let n = self.body.read(buf).map_err(|e| label(e, "zip"))?;
+        self.budget.spend(n)?;
+        Ok(n)
+    }
+}
+
+impl<R: BufRead> Entry<R> {
+    /// Reads what is left of the entry (a nested archive's central directory, say) and skips
+    /// its data descriptor: the stream is then at the next header.
+    fn finish(mut self) -> io::Result<R> {
+        io::copy(&mut self, &mut io::sink())?;
+        skip_descriptor(self.body.into_inner(), self.end)
+    }
+}
+
+/// An entry handed to the nested decoders that read it; taken back once they are done.
+type SharedEntry<R> = Arc<Mutex<Option<Entry<R>>>>;
+
+/// The innermost nested decoder's input.
+struct EntryReader<R>(SharedEntry<R>);
+
+impl<R: BufRead> Read for EntryReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.0.lock().as_deref_mut() {
+            Ok(Some(entry)) => entry.read(buf),
+            _ => Err(corrupt("ZIP entry unavailable")),
+        }
+    }
+}
+
+/// A nested decoder's output, counted against the budget.
+struct Spending<R> {
+    inner: R,
+    budget: Budget,
+}
+
+impl<R: Read> Read for Spending<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.budget.spend(n)?;
+        Ok(n)
+    }
+}
+
+enum State<R> {
     /// Between entries: the next bytes are a header.
     Header(R),
-    Stored(io::Take<R>, EntryEnd),
-    Deflated(Box<flate2::bufread::DeflateDecoder<R>>, EntryEnd),
+    /// An entry passed through as it is, after the bytes peeked from it.
+    Plain {
+        head: Vec<u8>,
+        at: usize,
+        entry: Entry<R>,
+    },
+    /// An entry read through the decoders its content needs.
+    Nested {
+        reader: Box<dyn Read + Send>,
+        entry: SharedEntry<R>,
+    },
     Done,
     /// Only while switching states.
     Poisoned,
@@ -30,20 +168,33 @@ struct EntryEnd {
     zip64: bool,
 }
 
-pub struct Decoder<R: BufRead> {
+pub struct Decoder<R> {
     state: State<R>,
+    /// Layers between this archive and the outermost one (0: this is the outermost).
+    depth: usize,
+    budget: Budget,
 }
 
 impl<R: BufRead> Decoder<R> {
-    pub fn new(inner: R) -> Self {
+    /// The outermost archive: everything decoded inside it, at any depth, counts against
+    /// `max_decompressed`.
+    pub fn new(inner: R, max_decompressed: u64) -> Self {
         Decoder {
             state: State::Header(inner),
+            depth: 0,
+            budget: Budget::new(max_decompressed),
         }
     }
 }
 
 fn corrupt(msg: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.into())
+}
+
+fn too_deep() -> io::Error {
+    corrupt(format!(
+        "ZIP entry nests archives or compression more than {MAX_NESTED} layers deep"
+    ))
 }
 
 fn read_u16(b: &[u8], at: usize) -> u16 {
@@ -55,14 +206,14 @@ fn read_u32(b: &[u8], at: usize) -> u32 {
 }
 
 /// Reads the next local header; `None` once the central directory (or the end) is reached.
-fn open_entry<R: BufRead>(mut r: R) -> io::Result<State<R>> {
+fn open_body<R: BufRead>(mut r: R) -> io::Result<Option<(Body<R>, EntryEnd)>> {
     let mut sig = [0u8; 4];
     let mut got = 0;
     while got < 4 {
         let n = r.read(&mut sig[got..])?;
         if n == 0 {
             return if got == 0 {
-                Ok(State::Done)
+                Ok(None)
             } else {
                 Err(io::ErrorKind::UnexpectedEof.into())
             };
@@ -71,7 +222,7 @@ fn open_entry<R: BufRead>(mut r: R) -> io::Result<State<R>> {
     }
     match u32::from_le_bytes(sig) {
         LOCAL_HEADER => {}
-        CENTRAL_HEADER | END_OF_CENTRAL => return Ok(State::Done),
+        CENTRAL_HEADER | END_OF_CENTRAL => return Ok(None),
         other => return Err(corrupt(format!("unexpected ZIP signature {other:#010x}"))),
     }
     let mut h = [0u8; 26];
@@ -105,17 +256,17 @@ fn open_entry<R: BufRead>(mut r: R) -> io::Result<State<R>> {
     if flags & 0x01 != 0 {
         return Err(corrupt("encrypted ZIP entries are not supported"));
     }
-    match method {
-        0 if end.has_descriptor => Err(corrupt(
-            "stored ZIP entry without sizes in its header cannot be streamed",
-        )),
-        0 => Ok(State::Stored(r.take(compressed), end)),
-        8 => Ok(State::Deflated(
-            Box::new(flate2::bufread::DeflateDecoder::new(r)),
-            end,
-        )),
-        m => Err(corrupt(format!("unsupported ZIP compression method {m}"))),
-    }
+    let body = match method {
+        0 if end.has_descriptor => {
+            return Err(corrupt(
+                "stored ZIP entry without sizes in its header cannot be streamed",
+            ))
+        }
+        0 => Body::Stored(r.take(compressed)),
+        8 => Body::Deflated(Box::new(flate2::bufread::DeflateDecoder::new(r))),
+        m => return Err(corrupt(format!("unsupported ZIP compression method {m}"))),
+    };
+    Ok(Some((body, end)))
 }
 
 /// Skips an entry's data descriptor, if it has one: an optional signature, the CRC and the sizes.
@@ -134,30 +285,102 @@ fn skip_descriptor<R: BufRead>(mut r: R, end: EntryEnd) -> io::Result<R> {
     Ok(r)
 }
 
-impl<R: BufRead> Read for Decoder<R> {
+/// Wraps `reader` (an entry's content, `depth` layers below the outermost archive) in a decoder
+/// for each layer its bytes turn out to have.
+fn unwrap_layers(
+    mut reader: Box<dyn Read + Send>,
+    mut depth: usize,
+    budget: &Budget,
+) -> io::Result<Box<dyn Read + Send>> {
+    loop {
+        let (head, rest) = super::peek(reader, MAGIC_LEN)?;
+        let found = Compression::from_magic(&head);
+        let joined = Box::new(Cursor::new(head).chain(rest));
+        let Some(found) = found else {
+            return Ok(joined);
+        };
+        if depth == MAX_NESTED {
+            return Err(too_deep());
+        }
+        depth += 1;
+        let input = BufReader::with_capacity(NESTED_BUFFER, joined);
+        reader = match found {
+            // A nested archive counts its own entries and layers.
+            Compression::Zip => Box::new(Labelled::new(
+                Decoder {
+                    state: State::Header(input),
+                    depth,
+                    budget: budget.clone(),
+                },
+                "zip",
+            )),
+            other => Box::new(Spending {
+                inner: Labelled::new(compression::decoder(other, input, budget.cap), other.name()),
+                budget: budget.clone(),
+            }),
+        };
+    }
+}
+
+impl<R: BufRead + Send + 'static> Decoder<R> {
+    /// Opens the next entry and decides from its first bytes how to read it.
+    fn open_entry(&self, r: R) -> io::Result<State<R>> {
+        let Some((body, end)) = open_body(r)? else {
+            return Ok(State::Done);
+        };
+        let entry = Entry {
+            body,
+            end,
+            budget: self.budget.clone(),
+        };
+        let (head, entry) = super::peek(entry, MAGIC_LEN)?;
+        if Compression::from_magic(&head).is_none() {
+            return Ok(State::Plain { head, at: 0, entry });
+        }
+        let shared: SharedEntry<R> = Arc::new(Mutex::new(Some(entry)));
+        let content = Box::new(Cursor::new(head).chain(EntryReader(shared.clone())));
+        Ok(State::Nested {
+            reader: unwrap_layers(content, self.depth, &self.budget)?,
+            entry: shared,
+        })
+    }
+}
+
+impl<R: BufRead + Send + 'static> Read for Decoder<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             let n = match &mut self.state {
                 State::Done => return Ok(0),
                 State::Poisoned => return Err(corrupt("ZIP reader failed earlier")),
                 State::Header(_) => 0,
-                State::Stored(r, _) => {
-                    let n = r.read(buf)?;
-                    if n == 0 && r.limit() > 0 {
-                        return Err(io::ErrorKind::UnexpectedEof.into());
+                State::Plain { head, at, entry } => {
+                    if *at < head.len() {
+                        let n = buf.len().min(head.len() - *at);
+                        buf[..n].copy_from_slice(&head[*at..*at + n]);
+                        *at += n;
+                        n
+                    } else {
+                        entry.read(buf)?
                     }
-                    n
                 }
-                State::Deflated(d, _) => d.read(buf)?,
+                State::Nested { reader, .. } => reader.read(buf)?,
             };
             if n > 0 || buf.is_empty() {
                 return Ok(n);
             }
             // The current entry (or header position) is exhausted: move to the next entry.
             let next = match std::mem::replace(&mut self.state, State::Poisoned) {
-                State::Header(r) => open_entry(r)?,
-                State::Stored(r, end) => State::Header(skip_descriptor(r.into_inner(), end)?),
-                State::Deflated(d, end) => State::Header(skip_descriptor(d.into_inner(), end)?),
+                State::Header(r) => self.open_entry(r)?,
+                State::Plain { entry, .. } => State::Header(entry.finish()?),
+                State::Nested { reader, entry } => {
+                    drop(reader);
+                    let entry = entry
+                        .lock()
+                        .ok()
+                        .and_then(|mut e| e.take())
+                        .ok_or_else(|| corrupt("ZIP entry unavailable"))?;
+                    State::Header(entry.finish()?)
+                }
                 other => other,
             };
             self.state = next;
@@ -168,9 +391,12 @@ impl<R: BufRead> Read for Decoder<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decode::{decompress, CompressionChoice};
+    use crate::error::{Cause, Class, Stage};
     use std::io::Write;
 
-    /// A minimal ZIP writer for the tests: one deflated entry with a data descriptor, one stored.
+    /// A minimal ZIP writer for the tests: deflated entries with a data descriptor, stored ones
+    /// with their sizes in the header.
     fn zip_bytes(entries: &[(&[u8], bool)]) -> Vec<u8> {
         let mut out = Vec::new();
         for (data, deflate) in entries {
@@ -205,18 +431,206 @@ mod tests {
         out
     }
 
+    /// One deflated entry.
+    fn zip1(data: &[u8]) -> Vec<u8> {
+        zip_bytes(&[(data, true)])
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), Default::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn zstd(data: &[u8]) -> Vec<u8> {
+        zstd::encode_all(data, 3).unwrap()
+    }
+
+    /// `{"n":from}\n` … `{"n":to-1}\n`.
+    fn records(from: usize, to: usize) -> Vec<u8> {
+        (from..to)
+            .map(|i| format!("{{\"n\":{i}}}\n"))
+            .collect::<String>()
+            .into_bytes()
+    }
+
+    const CAP: u64 = 1 << 30;
+
+    fn unzip(z: Vec<u8>, cap: u64) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        Decoder::new(Cursor::new(z), cap).read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    /// Through [`decompress`], as the pipeline reads an object, to the classified error.
+    fn decompress_zip(z: Vec<u8>, cap: u64) -> Result<Vec<u8>, crate::error::Error> {
+        let mut d = decompress(
+            Box::new(Cursor::new(z)),
+            "x.zip",
+            CompressionChoice::Auto,
+            cap,
+        )?;
+        let mut out = Vec::new();
+        d.reader
+            .read_to_end(&mut out)
+            .map_err(crate::decode::into_error)?;
+        Ok(out)
+    }
+
+    /// Wraps `data` in `n` ZIP archives, each holding the previous one as a deflated entry.
+    fn nest_zips(data: &[u8], n: usize) -> Vec<u8> {
+        (0..n).fold(data.to_vec(), |inner, _| zip1(&inner))
+    }
+
+    fn bomb(zeros: usize) -> Vec<u8> {
+        vec![0u8; zeros]
+    }
+
     #[test]
     fn streams_entries_in_order_with_and_without_descriptors() {
         let z = zip_bytes(&[(b"{\"a\":1}\n", true), (b"{\"a\":2}\n", false)]);
-        let mut out = String::new();
-        Decoder::new(&z[..]).read_to_string(&mut out).unwrap();
-        assert_eq!(out, "{\"a\":1}\n{\"a\":2}\n");
+        assert_eq!(unzip(z, CAP).unwrap(), b"{\"a\":1}\n{\"a\":2}\n");
     }
 
     #[test]
     fn a_truncated_archive_is_an_error() {
         let z = zip_bytes(&[(b"{\"a\":1}\n", false)]);
-        let cut = &z[..40];
-        assert!(Decoder::new(cut).read_to_end(&mut Vec::new()).is_err());
+        let cut = z[..40].to_vec();
+        assert!(unzip(cut, CAP).is_err());
+    }
+
+    #[test]
+    fn a_zip_of_zips_yields_every_entry_of_every_inner_archive() {
+        let inner: Vec<Vec<u8>> = (0..3)
+            .map(|k| {
+                zip_bytes(&[
+                    (&records(3 * k, 3 * k + 2), true),
+                    (&records(3 * k + 2, 3 * k + 3), false),
+                ])
+            })
+            .collect();
+        let outer = zip_bytes(&[(&inner[0], true), (&inner[1], false), (&inner[2], true)]);
+        assert_eq!(unzip(outer, CAP).unwrap(), records(0, 9));
+    }
+
+    #[test]
+    fn a_zip_of_gzip_files_inflates_each_one_including_multi_member_gzip() {
+        let mut multi = gzip(&records(2, 3));
+        multi.extend(gzip(&records(3, 4)));
+        let z = zip_bytes(&[(&gzip(&records(0, 2)), false), (&multi, true)]);
+        assert_eq!(unzip(z, CAP).unwrap(), records(0, 4));
+    }
+
+    #[test]
+    fn a_zip_of_zstd_files_decodes_each_one() {
+        let z = zip_bytes(&[
+            (&zstd(&records(0, 5)), true),
+            (&zstd(&records(5, 6)), false),
+        ]);
+        assert_eq!(unzip(z, CAP).unwrap(), records(0, 6));
+    }
+
+    #[test]
+    fn plain_compressed_and_archived_entries_mix_in_entry_order() {
+        let z = zip_bytes(&[
+            (&records(0, 1), true),
+            (&gzip(&records(1, 2)), true),
+            (&zip1(&records(2, 3)), false),
+            (b"", false),
+            (&zstd(&records(3, 4)), true),
+            (&gzip(&zip1(&gzip(&records(4, 5)))), true),
+            (&records(5, 6), false),
+        ]);
+        assert_eq!(unzip(z, CAP).unwrap(), records(0, 6));
+    }
+
+    #[test]
+    fn nesting_up_to_the_limit_decodes() {
+        // The outermost archive plus MAX_NESTED archives below it.
+        let z = nest_zips(&records(0, 2), MAX_NESTED + 1);
+        assert_eq!(unzip(z, CAP).unwrap(), records(0, 2));
+        let z = zip1(&gzip(&gzip(&zip1(&zstd(&records(0, 2))))));
+        assert_eq!(unzip(z, CAP).unwrap(), records(0, 2));
+    }
+
+    #[test]
+    fn nesting_beyond_the_limit_is_a_permanent_decode_error_not_a_drop() {
+        let z = zip_bytes(&[
+            (&records(0, 1), true),
+            (&nest_zips(&records(1, 2), MAX_NESTED + 1), true),
+        ]);
+        let e = decompress_zip(z, CAP).unwrap_err();
+        assert_eq!((e.stage, e.class), (Stage::Decompress, Class::Permanent));
+        match &e.cause {
+            Cause::Corrupt { format, detail } => {
+                assert_eq!(*format, "zip");
+                assert!(detail.contains("more than 4 layers deep"), "{detail}");
+            }
+            other => panic!("unexpected cause {other:?}"),
+        }
+        // Compression layers count like archives.
+        let z = zip1(&gzip(&gzip(&gzip(&gzip(&gzip(&records(0, 1)))))));
+        assert!(matches!(
+            decompress_zip(z, CAP).unwrap_err().cause,
+            Cause::Corrupt { format: "zip", .. }
+        ));
+    }
+
+    #[test]
+    fn a_bomb_inside_a_nested_zip_stops_at_the_cap() {
+        let cap = 1 << 20;
+        let z = zip_bytes(&[
+            (&records(0, 1), true),
+            (&zip1(&zip1(&bomb(32 << 20))), true),
+        ]);
+        assert!(z.len() < 200_000);
+        let e = decompress_zip(z, cap).unwrap_err();
+        assert_eq!((e.stage, e.class), (Stage::Decompress, Class::Permanent));
+        assert!(
+            matches!(e.cause, Cause::DecompressedTooLarge { cap: c } if c == cap),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_bomb_in_a_gzip_entry_stops_at_the_cap() {
+        let cap = 1 << 20;
+        let e = decompress_zip(zip1(&gzip(&bomb(32 << 20))), cap).unwrap_err();
+        assert!(matches!(e.cause, Cause::DecompressedTooLarge { .. }), "{e}");
+    }
+
+    #[test]
+    fn bytes_hidden_after_a_nested_archive_count_against_the_cap() {
+        // The inner archive yields one record; 32 MiB of zeros follow its central directory in
+        // the same (deflated) entry. They never reach the output but still cost the work.
+        let mut hidden = zip1(&records(0, 1));
+        hidden.extend(bomb(32 << 20));
+        let e = decompress_zip(zip1(&hidden), 1 << 20).unwrap_err();
+        assert!(matches!(e.cause, Cause::DecompressedTooLarge { .. }), "{e}");
+    }
+
+    #[test]
+    fn the_cap_covers_the_sum_of_all_entries_not_each_one() {
+        // Four entries of 300 KiB each: each is under a 1 MiB cap, together they are not.
+        let big = bomb(300 << 10);
+        let inner = zip_bytes(&[(&big, true), (&big, true)]);
+        let z = zip_bytes(&[(&inner, true), (&gzip(&inner), true)]);
+        let e = decompress_zip(z.clone(), 1 << 20).unwrap_err();
+        assert!(matches!(e.cause, Cause::DecompressedTooLarge { .. }), "{e}");
+        assert_eq!(unzip(z, 8 << 20).unwrap().len(), 4 * (300 << 10));
+    }
+
+    #[test]
+    fn a_corrupt_nested_gzip_is_reported_as_gzip() {
+        let mut g = gzip(&records(0, 100));
+        for b in &mut g[12..20] {
+            *b ^= 0x5a;
+        }
+        let e = decompress_zip(zip_bytes(&[(&g, false)]), CAP).unwrap_err();
+        assert_eq!((e.stage, e.class), (Stage::Decompress, Class::Permanent));
+        assert!(
+            matches!(e.cause, Cause::Corrupt { format: "gzip", .. }),
+            "{e}"
+        );
     }
 }

@@ -19,7 +19,7 @@ fn gzip_ndjson_is_detected_and_decoded() {
             .collect::<Vec<_>>(),
         ["gzip"]
     );
-    assert_eq!(r.report().framing, Some("newline"));
+    assert_eq!(r.report().framing, Some("json"));
 }
 
 #[test]
@@ -99,6 +99,79 @@ fn zip_objects_decode_from_the_stream() {
     assert_eq!(r.report().compression[0].name(), "zip");
 }
 
+/// A ZIP archive of deflated entries with data descriptors, as `zip`-like tools stream them.
+fn zip_archive(entries: &[&[u8]]) -> Vec<u8> {
+    use std::io::Write;
+    let mut z = Vec::new();
+    for (i, data) in entries.iter().enumerate() {
+        let mut deflated =
+            flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        deflated.write_all(data).unwrap();
+        let deflated = deflated.finish().unwrap();
+        let mut crc = flate2::Crc::new();
+        crc.update(data);
+        let name = format!("part-{i}");
+        z.extend_from_slice(b"PK\x03\x04\x14\x00\x08\x00\x08\x00\x00\x00\x00\x00");
+        z.extend_from_slice(&[0u8; 12]); // crc, sizes: in the descriptor
+        z.extend_from_slice(&(name.len() as u16).to_le_bytes());
+        z.extend_from_slice(&0u16.to_le_bytes());
+        z.extend_from_slice(name.as_bytes());
+        z.extend_from_slice(&deflated);
+        z.extend_from_slice(b"PK\x07\x08");
+        z.extend_from_slice(&crc.sum().to_le_bytes());
+        z.extend_from_slice(&(deflated.len() as u32).to_le_bytes());
+        z.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    }
+    z.extend_from_slice(b"PK\x01\x02");
+    z.extend_from_slice(&[0u8; 42]);
+    z
+}
+
+/// `{"n":from}\n` … `{"n":to-1}\n`.
+fn records(from: usize, to: usize) -> Vec<u8> {
+    (from..to)
+        .map(|i| format!("{{\"n\":{i}}}\n"))
+        .collect::<String>()
+        .into_bytes()
+}
+
+#[test]
+fn a_zip_of_zips_and_compressed_files_yields_every_record_of_every_entry() {
+    let inner: Vec<Vec<u8>> = (0..3)
+        .map(|k| zip_archive(&[&records(3 * k, 3 * k + 2), &records(3 * k + 2, 3 * k + 3)]))
+        .collect();
+    let z = zip_archive(&[
+        &inner[0],
+        &inner[1],
+        &inner[2],
+        &gzip(&records(9, 11)),
+        &zstd(&records(11, 12)),
+    ]);
+    let r = Bucket::new().replay_bytes("nested.zip", &z);
+    assert_eq!(r.bodies(), numbered(12));
+    assert_eq!(r.report().compression[0].name(), "zip");
+    assert_eq!(r.report().counts.record_errors, 0);
+}
+
+#[test]
+fn archives_nested_too_deep_fail_the_object_instead_of_dropping_records() {
+    let mut z = records(0, 1);
+    for _ in 0..=firehose_replay::decode::zip::MAX_NESTED + 1 {
+        z = zip_archive(&[&z]);
+    }
+    let r = Bucket::new().replay_bytes("deep.zip", &z);
+    let f = r.failure();
+    assert_eq!(
+        (f.error.stage, f.error.class),
+        (
+            firehose_replay::error::Stage::Decompress,
+            firehose_replay::error::Class::Permanent
+        )
+    );
+    assert!(f.error.to_string().contains("layers deep"), "{}", f.error);
+    assert!(r.rows.is_empty());
+}
+
 #[test]
 fn uncompressed_objects_pass_through() {
     let r = Bucket::new().replay_bytes("plain", &ndjson(3));
@@ -131,7 +204,7 @@ fn concatenated_json_without_delimiters_is_split_by_structure() {
   "n": 3
 }"#;
     let r = Bucket::new().replay_bytes("c.gz", &gzip(data));
-    assert_eq!(r.report().framing, Some("concatenated"));
+    assert_eq!(r.report().framing, Some("json"));
     assert_eq!(
         r.bodies(),
         vec![
