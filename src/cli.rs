@@ -92,6 +92,37 @@ enum Command {
     /// removed once everything in it was delivered; what still fails is reported (and records
     /// that still fail go to --dead-letter).
     Redrive(RedriveArgs),
+    /// Run one Lambda event locally through the handler the Lambda function runs, configured by
+    /// the same flags and FIREHOSE_REPLAY_* variables: the JSON response on stdout, the log on
+    /// stderr. Exit 0 with a response, 1 when the invocation fails as a whole (the response is
+    /// then Lambda's {"errorType","errorMessage"}).
+    Invoke(InvokeArgs),
+}
+
+/// `invoke`'s arguments.
+#[derive(Args, Debug)]
+struct InvokeArgs {
+    /// The event: a JSON file, or `-` for standard input (e.g. copied from CloudWatch Logs or
+    /// an SQS message).
+    #[arg(long)]
+    event: String,
+    /// The function's timeout in seconds: the invocation's deadline is this long after start.
+    #[arg(long, default_value_t = 900, value_parser = at_least_one::<u64>)]
+    timeout: u64,
+    /// Read bucket B from the local directory DIR/B instead of S3.
+    #[arg(long, value_name = "DIR")]
+    buckets: Option<PathBuf>,
+    /// The request ID the log lines carry.
+    #[arg(long, default_value = "local-invoke")]
+    request_id: String,
+    /// As in Lambda: time kept back from the deadline (no object starts with less left; those
+    /// in flight give up at half of it).
+    #[arg(
+        long,
+        env = "FIREHOSE_REPLAY_DEADLINE_MARGIN_MS",
+        default_value_t = 10_000
+    )]
+    deadline_margin_ms: u64,
 }
 
 /// `redrive`'s arguments.
@@ -220,6 +251,21 @@ pub(crate) struct Opts {
     /// Process objects even if the ledger has them as done.
     #[arg(long, global = true, env = "FIREHOSE_REPLAY_FORCE", value_parser = env_bool)]
     force: bool,
+    // --- exactly-once guards (issue 14) ---
+    /// Let --force or --ledger none write rows again into BigQuery in storage-write or load mode,
+    /// where nothing removes the copies (refused without it).
+    #[arg(
+        long,
+        global = true,
+        env = "FIREHOSE_REPLAY_ALLOW_DUPLICATES",
+        value_parser = env_bool
+    )]
+    allow_duplicates: bool,
+    /// An object fails (nothing of it committed, the whole object dead-lettered, exit 1) when at
+    /// least this share of its records was refused; 1.0: only an object whose every record was.
+    #[arg(long, global = true, env = "FIREHOSE_REPLAY_MAX_RECORD_ERROR_RATIO", default_value_t = 1.0, value_parser = ratio)]
+    max_record_error_ratio: f64,
+    // --- end of exactly-once guards ---
     /// How long an S3 ledger claim holds before another worker may take the object over.
     #[arg(
         long,
@@ -477,11 +523,13 @@ impl Opts {
             row_id_column: Some(self.row_id_column.clone()).filter(|c| !c.is_empty()),
             metadata: self.metadata_columns,
             mapping,
+            max_record_error_ratio: self.max_record_error_ratio,
         })
     }
 
     /// The parts every object shares: settings, sink, dead letters, ledger.
     pub(crate) async fn shared(&self, aws: &mut Aws) -> anyhow::Result<Shared> {
+        refuse_duplicating_runs(self)?;
         let ledger: Arc<dyn Ledger> = match self
             .ledger
             .clone()
@@ -615,6 +663,16 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Command::Invoke(args) = &cli.command {
+        return match runtime.block_on(invoke(&cli.opts, args)) {
+            Ok(code) => code,
+            Err(e) if e.is::<OutputClosed>() => ExitCode::from(EXIT_OUTPUT_CLOSED),
+            Err(e) => {
+                say!("error: {}", describe(&e));
+                ExitCode::from(exit_code_of(&e))
+            }
+        };
+    }
     match runtime.block_on(run(cli)) {
         Ok(None) => ExitCode::SUCCESS,
         // Nobody reads the rows any more: stop quietly, like `grep … | head`.
@@ -634,9 +692,43 @@ pub fn main() -> ExitCode {
         }
         Err(e) if e.is::<OutputClosed>() => ExitCode::from(EXIT_OUTPUT_CLOSED),
         Err(e) => {
-            say!("error: {e:#}");
-            ExitCode::from(2)
+            say!("error: {}", describe(&e));
+            ExitCode::from(exit_code_of(&e))
         }
+    }
+}
+
+/// An error and its causes, each said once: a library error's message already includes its
+/// cause's, which `{:#}` would repeat (`… is not a directory [permanent]: I/O error: … is not a
+/// directory: … is not a directory`).
+fn describe(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for part in e.chain() {
+        let m = part.to_string();
+        if m.is_empty() || out.contains(&m) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&m);
+    }
+    out
+}
+
+/// Exit status of a run that could not start: 2 (usage) for what the command line or
+/// configuration got wrong, 1 when a service failed — the sink (a BigQuery table, a Google
+/// token, the ledger) could not be set up, or anything transient, which may pass by itself.
+fn exit_code_of(e: &anyhow::Error) -> u8 {
+    use firehose_replay::error::{Class, Error, Stage};
+    let service_failed = e.chain().any(|c| {
+        c.downcast_ref::<Error>()
+            .is_some_and(|le| le.class == Class::Transient || le.stage == Stage::Sink)
+    });
+    if service_failed {
+        1
+    } else {
+        2
     }
 }
 
@@ -672,6 +764,43 @@ fn given_longs(args: &[std::ffi::OsString]) -> Vec<String> {
     }
     longs
 }
+
+// --- exactly-once guards (issue 14) ---
+/// `--force` and `--ledger none` into BigQuery's storage-write or load mode write rows a second
+/// time that nothing removes: refused (exit 2) unless `--allow-duplicates` is given.
+fn refuse_duplicating_runs(opts: &Opts) -> anyhow::Result<()> {
+    let mode = match &opts.sink {
+        SinkSpec::BigQuery(_) => opts.bigquery.bigquery_mode,
+        _ => return Ok(()),
+    };
+    if opts.allow_duplicates || mode == bigquery::Mode::InsertAll {
+        return Ok(());
+    }
+    let name = match mode {
+        bigquery::Mode::Load => "load",
+        _ => "storage-write",
+    };
+    if opts.force {
+        bail!(
+            "--force with --bigquery-mode {name} would write the rows of objects the ledger has              as done a second time, and neither Storage Write nor load jobs remove copies.              Safe options: rerun without --force (done objects are skipped, objects a killed run              staged are finished from the ledger); to replace an object's rows, delete them              from the table first, then rerun with --force --allow-duplicates"
+        );
+    }
+    if opts.ledger == Some(LedgerSpec::None) {
+        bail!(
+            "--ledger none with --bigquery-mode {name}: without a ledger every run writes every              object again, and neither Storage Write nor load jobs remove copies. Safe options:              leave --ledger out (a file under .firehose-replay/), or --ledger file:PATH, or              --ledger s3://bucket/prefix/ for several workers; pass --allow-duplicates if no              other run will ever see these objects"
+        );
+    }
+    Ok(())
+}
+
+/// `--max-record-error-ratio`: a share, 0.0 to 1.0.
+fn ratio(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        _ => Err("expected a share from 0.0 to 1.0 (e.g. 0.5)".into()),
+    }
+}
+// --- end of exactly-once guards ---
 
 /// Boolean flags and their environment variables: `--force`, or `FIREHOSE_REPLAY_FORCE` set to
 /// 1/0, true/false, yes/no or on/off in any case (empty: not set).
@@ -768,16 +897,109 @@ impl Aws {
     }
 }
 
+/// `invoke`: one event through the Lambda handler, here.
+async fn invoke(opts: &Opts, args: &InvokeArgs) -> anyhow::Result<ExitCode> {
+    use firehose_replay::trigger::handler::{Handler, S3Stores, Stores};
+    if opts.load_mode() {
+        bail!("{}", crate::lambda::LOAD_MODE_REFUSED);
+    }
+    let text = if args.event == "-" {
+        let mut buf = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut buf)
+            .context("reading the event from standard input")?;
+        buf
+    } else {
+        std::fs::read_to_string(&args.event)
+            .with_context(|| format!("reading the event {}", args.event))?
+    };
+    let payload: serde_json::Value = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "the event {} is not JSON",
+            if args.event == "-" {
+                "on standard input"
+            } else {
+                &args.event
+            }
+        )
+    })?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(args.timeout);
+    let mut aws = Aws {
+        path_style: opts.s3_path_style,
+        client: None,
+    };
+    let shared = opts.shared(&mut aws).await.context("configuration")?;
+    let stores: Arc<dyn Stores> = match &args.buckets {
+        Some(dir) => {
+            let dir = dir.clone();
+            Arc::new(move |bucket: &str| -> Arc<dyn ObjectStore> {
+                match LocalStore::new(dir.join(bucket)) {
+                    Ok(store) => Arc::new(store),
+                    Err(e) => Arc::new(NoBucket {
+                        bucket: bucket.to_string(),
+                        why: format!("no local bucket {}: {e}", dir.join(bucket).display()),
+                    }),
+                }
+            })
+        }
+        None => Arc::new(S3Stores::new(aws.client().await)),
+    };
+    let handler = Handler {
+        stores,
+        shared,
+        concurrency: opts.concurrency(),
+        margin: std::time::Duration::from_millis(args.deadline_margin_ms),
+        // stdout is for the response alone.
+        metrics: None,
+    };
+    let (response, code) = match handler.handle(&payload, deadline, &args.request_id).await {
+        Ok(v) => (v, ExitCode::SUCCESS),
+        Err(e) => (crate::lambda::error_response(&e), ExitCode::from(1)),
+    };
+    crate::stdio::print(|out| writeln!(out, "{response}"))?;
+    Ok(code)
+}
+
+/// A bucket `invoke --buckets DIR` has no directory for: every object in it fails permanently.
+struct NoBucket {
+    bucket: String,
+    why: String,
+}
+
+impl ObjectStore for NoBucket {
+    fn open(
+        &self,
+        _: &mut ObjectRef,
+    ) -> Result<firehose_replay::source::Opened, firehose_replay::error::Error> {
+        Err(firehose_replay::error::Error::permanent(
+            firehose_replay::error::Stage::Fetch,
+            firehose_replay::error::Cause::Io(std::io::Error::other(self.why.clone())),
+        ))
+    }
+
+    fn list<'a>(
+        &'a self,
+        _: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<Vec<ObjectRef>, firehose_replay::error::Error>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    fn bucket(&self) -> &str {
+        &self.bucket
+    }
+}
+
 /// Runs the command; `None` when there was nothing to run (a dry run).
 async fn run(cli: Cli) -> anyhow::Result<Option<Summary>> {
     let opts = &cli.opts;
+    refuse_duplicating_runs(opts)?; // before listing anything
     let mut aws = Aws {
         path_style: opts.s3_path_style,
         client: None,
     };
     let jobs = match &cli.command {
+        Command::Invoke(_) => unreachable!("`invoke` is run by `main`"),
         Command::Redrive(args) => return redrive(opts, args, &mut aws).await,
-        Command::Replay { sources } => replay_jobs(sources, &mut aws).await?,
+        Command::Replay { sources } => replay_jobs(sources, &mut aws, &own_paths(opts)).await?,
         Command::Backfill {
             root,
             from,
@@ -799,8 +1021,8 @@ async fn run(cli: Cli) -> anyhow::Result<Option<Summary>> {
                 }
                 (Arc::new(S3Store::new(aws.client().await, uri.bucket)), base)
             } else {
-                let store =
-                    LocalStore::new(root).with_context(|| format!("backfill root {root}"))?;
+                let store = local_store(std::path::Path::new(root), &own_paths(opts))
+                    .with_context(|| format!("backfill root {root}"))?;
                 (Arc::new(store), String::new())
             };
             let objects =
@@ -1013,8 +1235,13 @@ async fn redrive(
             let failed = ran.failures.iter().any(|f| {
                 f.object.bucket == l.doc.object.bucket && f.object.key == l.doc.object.key
             });
+            // A delivered object's letter may already be gone: the runner removes stale
+            // `dir:` letters itself.
+            let gone = matches!(&l.location, redrive::Location::File(p) if !p.exists());
             if !failed {
-                source.remove(&l.location).await?;
+                if !gone {
+                    source.remove(&l.location).await?;
+                }
                 say!(
                     "redriven: {}/{} ({})",
                     l.doc.object.bucket,
@@ -1107,7 +1334,7 @@ fn write_manifest(path: &std::path::Path, objects: &[ObjectRef]) -> anyhow::Resu
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(std::path::Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    let mut tmp = firehose_replay::sink::ndjson::output_tempfile(dir)?;
     {
         let mut w = std::io::BufWriter::new(tmp.as_file_mut());
         for o in objects {
@@ -1131,10 +1358,65 @@ fn default_ledger(sink: &SinkSpec) -> LedgerSpec {
     }
 }
 
+/// What a run writes locally: the NDJSON output directory, the dead-letter directory and the
+/// ledger file. Local sources never read them back (`replay .` from the directory that holds
+/// `./out` and `./dead-letter`).
+fn own_paths(opts: &Opts) -> Vec<PathBuf> {
+    let mut own = Vec::new();
+    if let SinkSpec::Ndjson(dir) = &opts.sink {
+        own.push(dir.clone());
+    }
+    let dl = opts.dead_letter.as_str();
+    if !dl.contains("://") && !dl.starts_with("sqs:") {
+        own.push(PathBuf::from(dl.strip_prefix("dir:").unwrap_or(dl)));
+    }
+    if let LedgerSpec::File(path) = opts
+        .ledger
+        .clone()
+        .unwrap_or_else(|| default_ledger(&opts.sink))
+    {
+        own.push(path);
+    }
+    own.into_iter()
+        .filter_map(|p| p.canonicalize().ok())
+        .collect()
+}
+
+/// A local store over `root` that skips the run's own files. A directory of them that holds the
+/// tree itself (`--sink ndjson:.`) is narrowed to the part this tree's objects go to
+/// (`DIR/<bucket>/`).
+fn local_store(root: &std::path::Path, own: &[PathBuf]) -> anyhow::Result<LocalStore> {
+    let store = LocalStore::new(root)?;
+    let canon = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+    let bucket = store.bucket().to_string();
+    let exclude: Vec<PathBuf> = own
+        .iter()
+        .map(|x| {
+            if canon.starts_with(x) {
+                x.join(&bucket)
+            } else {
+                x.clone()
+            }
+        })
+        .collect();
+    Ok(store.excluding(exclude))
+}
+
 /// Sources → jobs: S3 objects or prefixes, local files or directories (each local object keyed
-/// relative to its Firehose tree).
-async fn replay_jobs(sources: &[String], aws: &mut Aws) -> anyhow::Result<Vec<Job>> {
+/// relative to its Firehose tree). An object named twice (`replay F F ./F`, a file and its
+/// directory) is replayed once; local files the run itself writes are never read.
+async fn replay_jobs(
+    sources: &[String],
+    aws: &mut Aws,
+    own: &[PathBuf],
+) -> anyhow::Result<Vec<Job>> {
     let mut jobs = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut push = |jobs: &mut Vec<Job>, origin: String, job: Job| {
+        if seen.insert((origin, job.object.bucket.clone(), job.object.key.clone())) {
+            jobs.push(job);
+        }
+    };
     for source in sources {
         if source.starts_with("s3://") {
             let uri: S3Uri = source.parse().map_err(anyhow::Error::msg)?;
@@ -1145,24 +1427,35 @@ async fn replay_jobs(sources: &[String], aws: &mut Aws) -> anyhow::Result<Vec<Jo
             } else {
                 vec![ObjectRef::new(&uri.bucket, &uri.key)]
             };
-            jobs.extend(objects.into_iter().map(|object| Job {
-                store: store.clone(),
-                object,
-            }));
+            for object in objects {
+                let job = Job {
+                    store: store.clone(),
+                    object,
+                };
+                push(&mut jobs, "s3".into(), job);
+            }
             continue;
         }
         let path = PathBuf::from(source);
         let (root, key) = locate(&path).with_context(|| format!("cannot read {source}"))?;
-        let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(&root)?);
+        let local = local_store(&root, own)?;
+        if !path.is_dir() && local.is_excluded(&path) {
+            tracing::warn!("skipped {source}: the run writes it (output, dead letters or ledger)");
+            continue;
+        }
+        let store: Arc<dyn ObjectStore> = Arc::new(local);
         let objects = if path.is_dir() {
             store.list(&key).await?
         } else {
             vec![ObjectRef::new(store.bucket(), key)]
         };
-        jobs.extend(objects.into_iter().map(|object| Job {
-            store: store.clone(),
-            object,
-        }));
+        for object in objects {
+            let job = Job {
+                store: store.clone(),
+                object,
+            };
+            push(&mut jobs, root.display().to_string(), job);
+        }
     }
     Ok(jobs)
 }

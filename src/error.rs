@@ -81,6 +81,12 @@ pub enum Cause {
     Sink(String),
     #[error("dead-letter destination failed: {0}")]
     DeadLetter(String),
+    #[error("{refused} of the object's {records} records were refused (--max-record-error-ratio {ratio}); nothing of it was committed")]
+    TooManyRecordErrors {
+        refused: u64,
+        records: u64,
+        ratio: f64,
+    },
     #[error("the time budget ran out before the object was finished; nothing of it was committed")]
     DeadlineExceeded,
     /// The reader of the output went away (`--sink stdout | head`: a broken pipe). Not the
@@ -150,9 +156,14 @@ impl Error {
             ErrorKind::PermissionDenied => {
                 Self::permanent(stage, Cause::AccessDenied(err.to_string()))
             }
-            ErrorKind::InvalidData | ErrorKind::UnexpectedEof | ErrorKind::InvalidInput => {
-                Self::permanent(stage, Cause::Io(err))
-            }
+            // A name or path the file system cannot hold (`File name too long`), or a file where
+            // a directory must be (and the reverse): trying again cannot help.
+            ErrorKind::InvalidData
+            | ErrorKind::UnexpectedEof
+            | ErrorKind::InvalidInput
+            | ErrorKind::InvalidFilename
+            | ErrorKind::NotADirectory
+            | ErrorKind::IsADirectory => Self::permanent(stage, Cause::Io(err)),
             _ => Self::new(stage, Class::Transient, Cause::Io(err)),
         }
     }

@@ -101,13 +101,15 @@ async fn build(config: LambdaConfig) -> anyhow::Result<Handler> {
     })
 }
 
+/// Why the Lambda handler (and `invoke`) refuses `--bigquery-mode load`.
+pub(crate) const LOAD_MODE_REFUSED: &str =
+    "FIREHOSE_REPLAY_BIGQUERY_MODE=load batches many objects into one load job and runs in \
+     `replay`/`backfill`; a Lambda writes each notification's objects with storage-write (the \
+     default) or insert-all";
+
 async fn serve(config: LambdaConfig) -> anyhow::Result<()> {
     if config.opts.load_mode() {
-        bail!(
-            "FIREHOSE_REPLAY_BIGQUERY_MODE=load batches many objects into one load job and runs \
-             in `replay`/`backfill`; a Lambda writes each notification's objects with \
-             storage-write (the default) or insert-all"
-        );
+        bail!("{LOAD_MODE_REFUSED}");
     }
     // Built once per container (cold start) and reused by every invocation.
     let handler = Arc::new(build(config).await?);
@@ -138,8 +140,18 @@ fn instant_of(deadline_ms: u64) -> Instant {
     Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms))
 }
 
+/// What Lambda answers a synchronous invoke whose handler failed (what `invoke` prints).
+pub(crate) fn error_response(e: &HandlerError) -> Value {
+    let d = diagnostic_of(e);
+    serde_json::json!({ "errorType": d.error_type, "errorMessage": d.error_message })
+}
+
 fn diagnostic(e: HandlerError) -> Diagnostic {
-    let error_type = match &e {
+    diagnostic_of(&e)
+}
+
+fn diagnostic_of(e: &HandlerError) -> Diagnostic {
+    let error_type = match e {
         HandlerError::Trigger(_) => "UnrecognisedEvent",
         HandlerError::Retry { .. } => "ObjectsToRetry",
     };

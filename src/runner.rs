@@ -57,8 +57,47 @@ impl Shared {
             worker: &self.worker,
             deadline,
         };
-        self.retry
-            .run(deadline, |_| process_object(&cx, object.clone()))
+        let result = self
+            .retry
+            .run(deadline, |_| process_object(&cx, object.clone()));
+        if let Ok(Processed::Done(report)) = &result {
+            self.remove_stale_letters(report);
+        }
+        result
+    }
+
+    /// After an object was delivered, the `dir:` dead letters of its earlier failures no longer
+    /// hold: its object letter, and its records letter unless this run wrote a new one.
+    /// (Remote letters stay; `redrive` of them finds the object done in the ledger.)
+    fn remove_stale_letters(&self, report: &crate::pipeline::ObjectReport) {
+        let crate::dead_letter::Destination::Dir(dir) = self.dead_letters.destination() else {
+            return;
+        };
+        let mut stale = vec![crate::sink::ndjson::mirrored_path(
+            dir,
+            &report.object,
+            ".object.json",
+        )];
+        if report.dead_letter.is_none() {
+            stale.push(crate::sink::ndjson::mirrored_path(
+                dir,
+                &report.object,
+                ".records.json",
+            ));
+        }
+        for path in stale {
+            match std::fs::remove_file(&path) {
+                Ok(()) => tracing::info!(
+                    object = %format_args!("{}/{}", report.object.bucket, report.object.key),
+                    letter = %path.display(),
+                    "removed a stale dead letter: the object was delivered"
+                ),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(letter = %path.display(), "cannot remove a stale dead letter: {e}")
+                }
+            }
+        }
     }
 }
 
@@ -127,10 +166,18 @@ impl fmt::Display for Summary {
             write!(f, ", interrupted")?;
         }
         writeln!(f, ")")?;
+        write!(f, "records:  {} ({} rows written", c.records, c.rows)?;
+        if c.recovered > 0 {
+            write!(
+                f,
+                ", {} rows recovered: committed by an earlier run",
+                c.recovered
+            )?;
+        }
         writeln!(
             f,
-            "records:  {} ({} rows written, {} record errors, {} control messages skipped)",
-            c.records, c.rows, c.record_errors, c.control_messages
+            ", {} record errors, {} control messages skipped)",
+            c.record_errors, c.control_messages
         )?;
         writeln!(
             f,

@@ -13,6 +13,15 @@ extension wheels exist for 2.x):
    TimeZone needs ICU, and in the config it is applied before the built-in ICU is registered, so
    DuckDB tries to autoload (download) ICU and every request fails with "the icu extension needs
    to be loaded". `SET TimeZone` on the open connection works, so the config entry is moved there.
+
+One fix makes its Storage Write API behave like BigQuery's where exactly-once depends on it:
+
+3. BatchCommitWriteStreams is atomic in BigQuery. The emulator's `commit` checks the stream,
+   inserts its rows (slow: 100-300 ms on a loaded machine) and only then sets `commit_time`, on
+   a pool of 16 threads. So while one commit runs (the client may already be gone: a killed
+   run), GetWriteStream answers "not committed" and a second BatchCommitWriteStreams of the same
+   stream passes the check and inserts the rows again. One lock around commit and
+   GetWriteStream makes each commit happen at once for every observer, as in BigQuery.
 """
 import sys
 
@@ -38,6 +47,46 @@ def connect(*args, config=None, **kwargs):
 
 
 duckdb.connect = connect
+
+import threading  # noqa: E402
+
+from local_bigquery.grpc import write  # noqa: E402  (before the server module takes its names)
+
+_commit_lock = threading.Lock()
+
+
+def _atomic(function):
+    def call(request):
+        with _commit_lock:
+            return function(request)
+
+    return call
+
+
+if not __import__("os").environ.get("BQ_EMULATOR_NO_COMMIT_LOCK"):  # TEMP TRACE
+    write.commit = _atomic(write.commit)
+    write.get = _atomic(write.get)
+
+import os as _os  # TEMP TRACE
+if _os.environ.get("BQ_EMULATOR_TRACE"):
+    import threading as _th, time as _time
+    from local_bigquery.grpc import write as _w
+    _f = open(_os.environ["BQ_EMULATOR_TRACE"], "a", buffering=1)
+    def _wrap(name):
+        orig = getattr(_w, name)
+        def fn(request):
+            t = _time.time()
+            _f.write(f"{t:.3f} {_th.get_ident()} {name} start {getattr(request, 'name', '') or list(getattr(request, 'write_streams', []))}\n")
+            try:
+                r = orig(request)
+                _f.write(f"{_time.time():.3f} {_th.get_ident()} {name} end commit_time={getattr(r, 'commit_time', None) is not None and str(r.commit_time).strip()!r} err={[e.entity for e in getattr(r, 'stream_errors', [])]}\n")
+                return r
+            except Exception as e:
+                _f.write(f"{_time.time():.3f} {name} raised {e}\n")
+                raise
+        setattr(_w, name, fn)
+    for _n in ("commit", "get", "finalize"):
+        _wrap(_n)
 
 from local_bigquery.cli import main  # noqa: E402  (after the patch: it imports duckdb's names)
 

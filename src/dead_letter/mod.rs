@@ -254,10 +254,7 @@ pub struct HeaderInfo {
 fn spool_file(path: &Path) -> Result<tempfile::NamedTempFile, Error> {
     let parent = path.parent().expect("below the dead-letter directory");
     fs::create_dir_all(parent).map_err(|e| dl_error(e, parent))?;
-    tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(parent)
-        .map_err(|e| dl_error(e, parent))
+    crate::sink::ndjson::output_tempfile(parent).map_err(|e| dl_error(e, parent))
 }
 
 fn spool(path: &Path, body: &[u8]) -> Result<tempfile::NamedTempFile, Error> {

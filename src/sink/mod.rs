@@ -26,6 +26,19 @@ pub trait Sink: Send + Sync {
         let _ = staged;
         Ok(false)
     }
+
+    /// Makes rows an earlier attempt staged, and that are not committed yet, visible now:
+    /// `true` once they are (by this call, or by a commit of that attempt that landed
+    /// meanwhile; sinks whose commit is atomic and at most once make either order safe),
+    /// `false` when the sink cannot, and the object is then written again. Blocking.
+    ///
+    /// This, rather than writing the object again, is what keeps a killed run's commit from
+    /// doubling the rows: its request may still reach the service after the next run has
+    /// asked [`Sink::committed`].
+    fn commit_staged(&self, staged: &Staged) -> Result<bool, Error> {
+        let _ = staged;
+        Ok(false)
+    }
 }
 
 pub trait ObjectWriter: Send {

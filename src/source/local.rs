@@ -17,6 +17,8 @@ use crate::object::ObjectRef;
 pub struct LocalStore {
     root: PathBuf,
     name: String,
+    /// Canonical paths listing never enters (a run's own output, dead letters and ledger).
+    exclude: Vec<PathBuf>,
 }
 
 impl LocalStore {
@@ -37,7 +39,31 @@ impl LocalStore {
             .ok()
             .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
             .unwrap_or_else(|| "local".into());
-        Ok(LocalStore { root, name })
+        Ok(LocalStore {
+            root,
+            name,
+            exclude: Vec::new(),
+        })
+    }
+
+    /// Listing skips these paths and everything below them (compared after resolving
+    /// symlinks, so a link into them is skipped too). Paths that do not exist are ignored.
+    pub fn excluding(mut self, paths: impl IntoIterator<Item = PathBuf>) -> LocalStore {
+        self.exclude
+            .extend(paths.into_iter().filter_map(|p| p.canonicalize().ok()));
+        self
+    }
+
+    /// Whether listing would skip `path`.
+    pub fn is_excluded(&self, path: &Path) -> bool {
+        self.excluded(path)
+    }
+
+    fn excluded(&self, path: &Path) -> bool {
+        !self.exclude.is_empty()
+            && path
+                .canonicalize()
+                .is_ok_and(|c| self.exclude.iter().any(|x| c.starts_with(x)))
     }
 
     pub fn root(&self) -> &Path {
@@ -84,6 +110,21 @@ fn md5_hex(path: &Path) -> io::Result<String> {
 
 impl ObjectStore for LocalStore {
     fn open(&self, object: &mut ObjectRef) -> Result<Opened, Error> {
+        // No local file has such a name; and `..` would read outside the tree.
+        if object
+            .key
+            .split('/')
+            .any(|seg| matches!(seg, "" | "." | ".."))
+        {
+            return Err(Error::permanent(
+                Stage::Fetch,
+                Cause::Io(io::Error::other(format!(
+                    "key `{}` has an empty, `.` or `..` segment: no file below {} has it",
+                    object.key,
+                    self.root.display()
+                ))),
+            ));
+        }
         let path = self.path_of(&object.key);
         let f = File::open(&path).map_err(|e| Error::from_io(Stage::Fetch, e))?;
         let meta = f.metadata().map_err(|e| Error::from_io(Stage::Fetch, e))?;
@@ -130,14 +171,35 @@ impl LocalStore {
             return Ok(Vec::new());
         }
         let mut out = Vec::new();
-        for entry in walkdir::WalkDir::new(&start).sort_by_file_name() {
-            let entry = entry.map_err(|e| {
-                Error::from_io(
-                    Stage::Fetch,
-                    e.into_io_error()
-                        .unwrap_or_else(|| io::Error::other("walk failed")),
-                )
-            })?;
+        // Symlinks are followed: a tree assembled from links replays like a copy. A link that
+        // loops or points nowhere is reported and skipped.
+        let walk = walkdir::WalkDir::new(&start)
+            .follow_links(true)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_entry(|e| !self.excluded(e.path()));
+        for entry in walk {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) if e.loop_ancestor().is_some() => {
+                    tracing::warn!(path = ?e.path(), "skipped: a symlink loop");
+                    continue;
+                }
+                Err(e)
+                    if e.io_error().map(io::Error::kind) == Some(io::ErrorKind::NotFound)
+                        && e.path().is_some_and(|p| p.is_symlink()) =>
+                {
+                    tracing::warn!(path = ?e.path(), "skipped: a symlink to nothing");
+                    continue;
+                }
+                Err(e) => {
+                    return Err(Error::from_io(
+                        Stage::Fetch,
+                        e.into_io_error()
+                            .unwrap_or_else(|| io::Error::other("walk failed")),
+                    ))
+                }
+            };
             if !entry.file_type().is_file() || entry.file_name().to_string_lossy().starts_with('.')
             {
                 continue;

@@ -183,11 +183,25 @@ impl Handler {
                 let outcomes = self.process(objects, deadline, request_id).await;
                 let mut failed = vec![false; messages.len()];
                 for (i, m) in messages.iter().enumerate() {
-                    if let Err(e) = &m.objects {
-                        // Redelivered until the queue's redrive policy moves it to its DLQ,
-                        // where a person can look at it; acknowledging would lose it.
-                        tracing::error!(request_id, message_id = %m.id, "unusable SQS message: {e}");
-                        failed[i] = true;
+                    match &m.objects {
+                        Ok(_) => {}
+                        // A well-formed envelope (SNS, EventBridge) around something that is
+                        // not an S3 event: redelivery cannot change it, so it is reported once,
+                        // here, and acknowledged.
+                        Err(e @ TriggerError::Unknown(_)) => {
+                            tracing::error!(
+                                request_id,
+                                message_id = %m.id,
+                                "unrecognised SQS message, acknowledged: {e}"
+                            );
+                        }
+                        // Looks like ours but does not parse: redelivered until the queue's
+                        // redrive policy moves it to its DLQ, where a person can look at it;
+                        // acknowledging would lose it.
+                        Err(e) => {
+                            tracing::error!(request_id, message_id = %m.id, "unusable SQS message, left for redelivery: {e}");
+                            failed[i] = true;
+                        }
                     }
                 }
                 for (o, &i) in outcomes.iter().zip(&owner) {
@@ -206,13 +220,30 @@ impl Handler {
                 invocation_id,
                 tasks,
             } => {
-                let objects = tasks.iter().map(|t| t.object.clone()).collect();
-                let outcomes = self.process(objects, deadline, request_id).await;
+                let objects = tasks
+                    .iter()
+                    .filter_map(|t| t.object.as_ref().ok().cloned())
+                    .collect();
+                let mut outcomes = self
+                    .process(objects, deadline, request_id)
+                    .await
+                    .into_iter();
                 let results: Vec<Value> = tasks
                     .iter()
-                    .zip(&outcomes)
-                    .map(|(t, o)| {
-                        let (code, text) = match o {
+                    .map(|t| {
+                        let o = match &t.object {
+                            Ok(_) => outcomes.next().expect("one outcome per readable task"),
+                            // Retrying cannot make it readable; the job's report says why.
+                            Err(e) => {
+                                tracing::error!(request_id, task_id = %t.id, "unreadable S3 Batch Operations task: {e}");
+                                return json!({
+                                    "taskId": t.id,
+                                    "resultCode": "PermanentFailure",
+                                    "resultString": format!("unreadable task: {e}"),
+                                });
+                            }
+                        };
+                        let (code, text) = match &o {
                             Outcome::Done(c) => (
                                 "Succeeded",
                                 format!(

@@ -3,7 +3,14 @@
 //! Every way an S3 `ObjectCreated` notification reaches a function is recognised from the payload
 //! itself: direct S3 notifications, S3 → SQS, S3 → SNS, SNS → SQS, EventBridge `Object Created`,
 //! S3 Batch Operations (schemas 1.0 and 2.0), and the `s3:TestEvent` S3 sends when a notification
-//! is configured.
+//! is configured. Inside SQS messages, S3 notifications, SNS envelopes (with or without raw
+//! delivery) and EventBridge events (EventBridge rule → SQS) are all recognised.
+//!
+//! Two kinds of unusable input are told apart, because the platform treats them differently:
+//! [`TriggerError::Malformed`] (a payload that claims to be one of ours but does not parse: worth
+//! redelivering, a person should look at it in the queue's DLQ) and [`TriggerError::Unknown`]
+//! (a well-formed envelope carrying something that is not an S3 event, e.g. another publisher
+//! on the same SNS topic: redelivery cannot change it).
 
 pub mod handler;
 pub mod keys;
@@ -38,7 +45,8 @@ pub struct BatchTask {
 struct BatchEvent {
     invocation_schema_version: String,
     invocation_id: String,
-    tasks: Vec<BatchTask>,
+    /// Read one by one: a task that cannot be read fails alone.
+    tasks: Vec<Value>,
 }
 
 /// `detail` of an EventBridge `Object Created` event.
@@ -70,11 +78,12 @@ pub struct Message {
     pub objects: Result<Vec<ObjectRef>, TriggerError>,
 }
 
-/// A task of an S3 Batch Operations job and its object.
+/// A task of an S3 Batch Operations job and its object — or why it cannot be read (it is then
+/// answered `PermanentFailure` on its own; the other tasks go on).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Task {
     pub id: String,
-    pub object: ObjectRef,
+    pub object: Result<ObjectRef, TriggerError>,
 }
 
 /// What a payload asks for.
@@ -212,23 +221,144 @@ struct LeanObject {
     size: Option<u64>,
 }
 
-/// An SNS message or SQS body that carries an S3 notification (possibly inside SNS).
+/// An SNS message or SQS body that carries an S3 notification, directly, inside an SNS envelope
+/// (SNS → SQS without raw delivery) or as an EventBridge event (EventBridge rule → SQS).
 fn s3_in_text(text: &str) -> Result<Vec<ObjectRef>, TriggerError> {
     let v: Value = serde_json::from_str(text).map_err(|e| malformed("S3 notification", e))?;
     // SNS → SQS without raw delivery: the body is the SNS envelope.
-    if v.get("Type").and_then(Value::as_str) == Some("Notification") {
-        let inner = v
-            .get("Message")
-            .and_then(Value::as_str)
-            .ok_or_else(|| malformed("SNS", "notification without Message"))?;
-        return s3_in_text(inner);
+    match v.get("Type").and_then(Value::as_str) {
+        Some("Notification") if v.get("TopicArn").is_some() || v.get("Message").is_some() => {
+            let inner = v
+                .get("Message")
+                .and_then(Value::as_str)
+                .ok_or_else(|| malformed("SNS", "notification without Message"))?;
+            return s3_in_sns_message(inner, &v);
+        }
+        Some(t @ ("SubscriptionConfirmation" | "UnsubscribeConfirmation")) => {
+            return Err(TriggerError::Unknown(format!(
+                "SNS {t} for {} (not an S3 event)",
+                v.get("TopicArn").and_then(Value::as_str).unwrap_or("?")
+            )));
+        }
+        _ => {}
+    }
+    if is_eventbridge(&v) {
+        return eventbridge_objects(&v, Unexpected::Ignore);
     }
     s3_notification(&v)
 }
 
+/// The `Message` of an SNS notification: an S3 event (or an EventBridge event), or — anything
+/// else published to the topic — [`TriggerError::Unknown`].
+fn s3_in_sns_message(message: &str, envelope: &Value) -> Result<Vec<ObjectRef>, TriggerError> {
+    let not_s3 = |why: &str| {
+        let mut snippet: String = message.chars().take(120).collect();
+        if snippet.len() < message.len() {
+            snippet.push('…');
+        }
+        TriggerError::Unknown(format!(
+            "SNS message {} from {} is not an S3 event ({why}): {snippet:?}",
+            envelope
+                .get("MessageId")
+                .and_then(Value::as_str)
+                .unwrap_or("?"),
+            envelope
+                .get("TopicArn")
+                .and_then(Value::as_str)
+                .unwrap_or("?"),
+        ))
+    };
+    let Ok(v) = serde_json::from_str::<Value>(message) else {
+        return Err(not_s3("not JSON"));
+    };
+    if is_eventbridge(&v) {
+        return eventbridge_objects(&v, Unexpected::Ignore);
+    }
+    let looks_like_s3 = v.get("Event").and_then(Value::as_str) == Some("s3:TestEvent")
+        || v.get("Records").is_some_and(Value::is_array);
+    if !looks_like_s3 {
+        return Err(not_s3("no `Records`"));
+    }
+    s3_notification(&v)
+}
+
+fn is_eventbridge(v: &Value) -> bool {
+    v.get("detail-type").is_some() && v.get("source").is_some() && v.get("detail").is_some()
+}
+
+/// What to do with an EventBridge event from S3 that is not `Object Created`.
+#[derive(Clone, Copy)]
+enum Unexpected {
+    /// A direct invocation: the rule is wrong, say so.
+    Refuse,
+    /// Inside a queue message: skipped like the non-created events of an S3 notification.
+    Ignore,
+}
+
+/// Objects named by an EventBridge `Object Created` event.
+fn eventbridge_objects(payload: &Value, other: Unexpected) -> Result<Vec<ObjectRef>, TriggerError> {
+    let e: EventBridgeEvent<Value> =
+        serde_json::from_value(payload.clone()).map_err(|e| malformed("EventBridge", e))?;
+    if e.source != "aws.s3" || e.detail_type != "Object Created" {
+        if e.source == "aws.s3" && matches!(other, Unexpected::Ignore) {
+            tracing::debug!(event = %e.detail_type, "ignoring a non-`Object Created` EventBridge event");
+            return Ok(Vec::new());
+        }
+        return Err(TriggerError::Unknown(format!(
+            "EventBridge event `{}` from `{}` (expected `Object Created` from `aws.s3`)",
+            e.detail_type, e.source
+        )));
+    }
+    let d: ObjectCreatedDetail =
+        serde_json::from_value(e.detail).map_err(|e| malformed("EventBridge", e))?;
+    // EventBridge URL-encodes keys like S3 notifications do (a space arrives as `+`).
+    let mut o = ObjectRef::new(d.bucket.name, url_decode_key(&d.object.key));
+    o.version_id = d.object.version_id;
+    o.size = d.object.size;
+    Ok(vec![o])
+}
+
+/// The bucket of an S3 bucket ARN: `arn:aws:s3:::bucket`, and the forms that carry a region
+/// and account (`arn:aws:s3:us-east-1:0123456788:bucket`, as aws-lambda-go's sample task has)
+/// or another partition (`arn:aws-cn:s3:::bucket`): whatever follows the last `:`.
 fn bucket_of_arn(arn: &str) -> Option<&str> {
-    arn.strip_prefix("arn:aws:s3:::")
-        .or_else(|| arn.rsplit_once(":::").map(|(_, b)| b))
+    let (_, bucket) = arn.rsplit_once(':')?;
+    Some(bucket).filter(|b| !b.is_empty() && !b.contains('/'))
+}
+
+/// One task of an S3 Batch Operations event.
+fn batch_task(v: Value) -> Task {
+    let what = "S3 Batch Operations task";
+    let id = v
+        .get("taskId")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let object = serde_json::from_value::<BatchTask>(v)
+        .map_err(|e| malformed(what, e))
+        .and_then(|t| {
+            let bucket = t
+                .s3_bucket
+                .clone()
+                .filter(|b| !b.is_empty())
+                .or_else(|| {
+                    t.s3_bucket_arn
+                        .as_deref()
+                        .and_then(bucket_of_arn)
+                        .map(str::to_string)
+                })
+                .ok_or_else(|| match &t.s3_bucket_arn {
+                    Some(arn) => malformed(what, format!("no bucket in s3BucketArn `{arn}`")),
+                    None => malformed(what, "neither s3Bucket nor s3BucketArn"),
+                })?;
+            if t.s3_key.is_empty() {
+                return Err(malformed(what, "empty s3Key"));
+            }
+            let mut o = ObjectRef::new(bucket, url_decode_key(&t.s3_key));
+            o.version_id = t.s3_version_id.filter(|v| !v.is_empty());
+            Ok(o)
+        });
+    Task { id, object }
 }
 
 impl Invocation {
@@ -239,33 +369,7 @@ impl Invocation {
         if payload.get("invocationSchemaVersion").is_some() && payload.get("tasks").is_some() {
             let b: BatchEvent = serde_json::from_value(payload.clone())
                 .map_err(|e| malformed("S3 Batch Operations", e))?;
-            let tasks = b
-                .tasks
-                .into_iter()
-                .map(|t| {
-                    let bucket = t
-                        .s3_bucket
-                        .clone()
-                        .or_else(|| {
-                            t.s3_bucket_arn
-                                .as_deref()
-                                .and_then(bucket_of_arn)
-                                .map(str::to_string)
-                        })
-                        .ok_or_else(|| {
-                            malformed(
-                                "S3 Batch Operations",
-                                format!("task {} has no bucket", t.task_id),
-                            )
-                        })?;
-                    let mut o = ObjectRef::new(bucket, url_decode_key(&t.s3_key));
-                    o.version_id = t.s3_version_id.filter(|v| !v.is_empty());
-                    Ok(Task {
-                        id: t.task_id,
-                        object: o,
-                    })
-                })
-                .collect::<Result<_, TriggerError>>()?;
+            let tasks = b.tasks.into_iter().map(batch_task).collect();
             return Ok(Invocation::Batch {
                 schema: b.invocation_schema_version,
                 invocation_id: b.invocation_id,
@@ -273,23 +377,9 @@ impl Invocation {
             });
         }
         if payload.get("detail-type").is_some() && payload.get("source").is_some() {
-            let e: EventBridgeEvent<Value> =
-                serde_json::from_value(payload.clone()).map_err(|e| malformed("EventBridge", e))?;
-            if e.source != "aws.s3" || e.detail_type != "Object Created" {
-                return Err(TriggerError::Unknown(format!(
-                    "EventBridge event `{}` from `{}` (expected `Object Created` from `aws.s3`)",
-                    e.detail_type, e.source
-                )));
-            }
-            let d: ObjectCreatedDetail =
-                serde_json::from_value(e.detail).map_err(|e| malformed("EventBridge", e))?;
-            // EventBridge URL-encodes keys like S3 notifications do (a space arrives as `+`).
-            let mut o = ObjectRef::new(d.bucket.name, url_decode_key(&d.object.key));
-            o.version_id = d.object.version_id;
-            o.size = d.object.size;
             return Ok(Invocation::Objects {
                 source: "eventbridge",
-                objects: vec![o],
+                objects: eventbridge_objects(payload, Unexpected::Refuse)?,
             });
         }
         let first_source = payload
@@ -321,7 +411,11 @@ impl Invocation {
                     serde_json::from_value(payload.clone()).map_err(|e| malformed("SNS", e))?;
                 let mut objects = Vec::new();
                 for r in e.records {
-                    objects.extend(s3_in_text(&r.sns.message)?);
+                    let envelope = serde_json::json!({
+                        "MessageId": r.sns.message_id,
+                        "TopicArn": r.sns.topic_arn,
+                    });
+                    objects.extend(s3_in_sns_message(&r.sns.message, &envelope)?);
                 }
                 Ok(Invocation::Objects {
                     source: "sns",

@@ -85,6 +85,8 @@ enum TokenReply {
     Grant,
     /// 400 `invalid_grant`, as Google answers a key it does not know.
     InvalidGrant,
+    /// 503, as an overloaded or unreachable token endpoint answers: worth trying again later.
+    Unavailable,
 }
 
 /// `(Authorization header, rows in the request)` per insertAll request.
@@ -158,6 +160,9 @@ impl FakeGoogle {
                                 400,
                                 json!({"error": "invalid_grant", "error_description": "Invalid JWT Signature."}),
                             ),
+                            TokenReply::Unavailable => {
+                                json_response(503, json!({"error": "temporarily_unavailable"}))
+                            }
                         };
                         let _ = req.respond(answer);
                     } else if post && url.ends_with("/insertAll") {
@@ -494,4 +499,22 @@ fn a_token_endpoint_refusal_fails_the_object_with_a_clear_message() {
     assert!(!google.token_requests().is_empty());
     assert_eq!(google.inserts(), Vec::new(), "no insertAll without a token");
     assert_eq!(google.unexpected(), Vec::<String>::new());
+}
+
+#[test]
+fn a_transient_token_failure_is_not_a_usage_error() {
+    let key = generate_key();
+    let google = FakeGoogle::start(key.public_der.clone(), TokenReply::Unavailable);
+    let work = archive(10);
+    let key_file = write_key_file(&google, &key, work.path());
+    let out = replay(&google, work.path())
+        .arg("--gcp-credentials")
+        .arg(&key_file)
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    // 2 is for usage errors; this may pass by itself.
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("token"), "{err}");
+    assert_eq!(google.inserts(), Vec::new(), "no insertAll without a token");
 }

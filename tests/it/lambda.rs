@@ -244,7 +244,8 @@ fn every_documented_shape_is_recognised_and_keys_are_url_decoded() {
                 schema: s, tasks, ..
             } => {
                 assert_eq!(s, schema);
-                let objects: Vec<ObjectRef> = tasks.iter().map(|t| t.object.clone()).collect();
+                let objects: Vec<ObjectRef> =
+                    tasks.iter().map(|t| t.object.clone().unwrap()).collect();
                 assert_eq!(keys(&objects), both, "{file}");
             }
             other => panic!("{other:?}"),
@@ -276,6 +277,86 @@ fn unknown_payloads_are_a_clear_error() {
     }))
     .unwrap_err();
     assert!(err.to_string().contains("Object Deleted"), "{err}");
+}
+
+#[test]
+fn eventbridge_events_inside_sqs_messages_are_recognised() {
+    match Invocation::parse(&fixture("sqs-eventbridge-s3.json")).unwrap() {
+        Invocation::Sqs { messages } => {
+            assert_eq!(messages.len(), 3);
+            assert_eq!(
+                keys(messages[0].objects.as_ref().unwrap()),
+                vec![(BUCKET, K1)]
+            );
+            assert_eq!(
+                keys(messages[1].objects.as_ref().unwrap()),
+                vec![(BUCKET, K2)]
+            );
+            // `Object Deleted` from S3 is skipped like a delete in an S3 notification.
+            assert!(messages[2].objects.as_ref().unwrap().is_empty());
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn batch_tasks_take_the_bucket_after_the_last_colon_and_unreadable_tasks_fail_alone() {
+    match Invocation::parse(&fixture("s3-batch-1.0-region-arn.json")).unwrap() {
+        Invocation::Batch { tasks, .. } => {
+            assert_eq!(tasks.len(), 4);
+            let objects: Vec<ObjectRef> = tasks[..2]
+                .iter()
+                .map(|t| t.object.clone().unwrap())
+                .collect();
+            assert_eq!(keys(&objects), vec![(BUCKET, K1), (BUCKET, K2)]);
+            let e = tasks[2].object.as_ref().unwrap_err();
+            assert!(e.to_string().contains("no bucket"), "{e}");
+            let e = tasks[3].object.as_ref().unwrap_err();
+            assert!(e.to_string().contains("s3Key"), "{e}");
+            assert_eq!(tasks[3].id, "dGFza2lkZ29lc2hlcmUN");
+        }
+        other => panic!("{other:?}"),
+    }
+    for (arn, bucket) in [
+        ("arn:aws:s3:::firehose-archive", Some("firehose-archive")),
+        ("arn:aws-cn:s3:::firehose-archive", Some("firehose-archive")),
+        (
+            "arn:aws:s3:eu-west-1:123456789012:firehose-archive",
+            Some("firehose-archive"),
+        ),
+        ("arn:aws:s3:::", None),
+        ("firehose-archive", None),
+    ] {
+        let event = json!({
+            "invocationSchemaVersion": "1.0", "invocationId": "i",
+            "tasks": [{"taskId": "t", "s3Key": "k", "s3BucketArn": arn}]
+        });
+        let Invocation::Batch { tasks, .. } = Invocation::parse(&event).unwrap() else {
+            panic!("{arn}")
+        };
+        assert_eq!(
+            tasks[0].object.as_ref().ok().map(|o| o.bucket.as_str()),
+            bucket,
+            "{arn}"
+        );
+    }
+}
+
+#[test]
+fn an_sns_message_that_is_no_s3_event_is_unrecognised_not_malformed() {
+    match Invocation::parse(&fixture("sqs-sns-not-s3.json")).unwrap() {
+        Invocation::Sqs { messages } => {
+            assert_eq!(
+                keys(messages[0].objects.as_ref().unwrap()),
+                vec![(BUCKET, K1), (BUCKET, K2)]
+            );
+            let e = messages[1].objects.as_ref().unwrap_err();
+            assert!(matches!(e, TriggerError::Unknown(_)), "{e}");
+            assert!(e.to_string().contains("firehose-archive-created"), "{e}");
+            assert!(e.to_string().contains("not an S3 event"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 // --- handling ---------------------------------------------------------------------------------
@@ -418,6 +499,72 @@ fn a_malformed_sqs_message_is_redelivered_without_failing_the_others() {
     );
     assert_eq!(w.rows(K1).len(), 3);
     assert_eq!(w.rows(K2).len(), 5);
+}
+
+#[test]
+fn eventbridge_events_inside_sqs_are_processed_and_acknowledged() {
+    let w = World::new();
+    w.put_fixture_objects();
+    let resp = rt()
+        .block_on(
+            w.local()
+                .handle(&fixture("sqs-eventbridge-s3.json"), later(), "r"),
+        )
+        .unwrap();
+    assert_eq!(resp, json!({"batchItemFailures": []}));
+    assert_eq!(w.rows(K1).len(), 3);
+    assert_eq!(w.rows(K2).len(), 5);
+}
+
+#[test]
+fn an_sqs_message_whose_sns_payload_is_no_s3_event_is_acknowledged() {
+    let w = World::new();
+    w.put_fixture_objects();
+    let resp = rt()
+        .block_on(
+            w.local()
+                .handle(&fixture("sqs-sns-not-s3.json"), later(), "r"),
+        )
+        .unwrap();
+    // Redelivery cannot turn it into an S3 event: logged once, acknowledged.
+    assert_eq!(resp, json!({"batchItemFailures": []}));
+    assert_eq!(w.rows(K1).len(), 3);
+    assert_eq!(w.rows(K2).len(), 5);
+}
+
+#[test]
+fn batch_tasks_with_region_arns_run_and_an_unreadable_task_is_a_permanent_failure() {
+    let w = World::new();
+    w.put_fixture_objects();
+    let event = fixture("s3-batch-1.0-region-arn.json");
+    let resp = rt()
+        .block_on(w.local().handle(&event, later(), "r"))
+        .unwrap();
+    let results = resp["results"].as_array().unwrap();
+    assert_eq!(results.len(), 4, "{resp}");
+    for (i, r) in results.iter().enumerate() {
+        assert_eq!(r["taskId"], event["tasks"][i]["taskId"], "{resp}");
+    }
+    assert_eq!(results[0]["resultCode"], "Succeeded");
+    assert_eq!(
+        results[0]["resultString"],
+        "3 records, 3 rows, 0 record errors"
+    );
+    assert_eq!(
+        results[1]["resultString"],
+        "5 records, 5 rows, 0 record errors"
+    );
+    for r in &results[2..] {
+        assert_eq!(r["resultCode"], "PermanentFailure", "{resp}");
+        assert!(
+            r["resultString"]
+                .as_str()
+                .unwrap()
+                .starts_with("unreadable task:"),
+            "{resp}"
+        );
+    }
+    assert_eq!(w.rows(K1).len(), 3);
 }
 
 #[test]

@@ -140,6 +140,27 @@ impl Sink for StorageWrite {
             .handle
             .block_on(async move { rpc.is_committed(&name).await })
     }
+
+    /// The stream was finalized before it was staged, so it holds exactly the object's rows:
+    /// committing it finishes what the earlier attempt started. BatchCommitWriteStreams commits
+    /// a stream at most once; if the earlier attempt's commit lands first, ours is refused and
+    /// [`Rpc::commit`] finds the stream committed. Writing the object again into a new stream
+    /// instead would double its rows whenever that commit was still on its way.
+    fn commit_staged(&self, staged: &Staged) -> Result<bool, Error> {
+        // The stream's own table (`projects/P/datasets/D/tables/T/streams/S`).
+        let Some((table, _)) = staged
+            .token
+            .strip_prefix("projects/")
+            .and(staged.token.rsplit_once("/streams/"))
+        else {
+            return Ok(false);
+        };
+        let inner = self.inner.clone();
+        inner
+            .handle
+            .block_on(async { inner.rpc.commit(table, &staged.token).await })?;
+        Ok(true)
+    }
 }
 
 /// A stream being appended to.
