@@ -5,6 +5,10 @@
 //! from the first value and frozen for the object. Each value is validated while it is framed
 //! (the record stage does not parse it again).
 //!
+//! An object never runs past a line that starts with `{` or `[` in column 0: that line is the
+//! next record (NDJSON; pretty-printers indent what is inside a value). So a truncated line costs
+//! only itself and is found without reading further, and a run of them costs one pass.
+//!
 //! Bytes that are not a valid value become one record error and the framer resynchronises:
 //! - a value that looked like JSON (`{`, `[`) and broke: at the first line break after its start
 //!   that is followed by a line starting a record (`{`, `[` or plain text — not a line that
@@ -90,12 +94,18 @@ struct Junk {
 
 pub(crate) struct Stream {
     state: State,
+    /// Stream offset of the next line break found to be followed by `{` or `[` in column 0
+    /// (see [`Stream::boundary`]), and how far the stream was searched for one.
+    boundary: Option<u64>,
+    searched: u64,
 }
 
 impl Default for Stream {
     fn default() -> Self {
         Stream {
             state: State::Between,
+            boundary: None,
+            searched: 0,
         }
     }
 }
@@ -176,7 +186,22 @@ impl Stream {
             return Ok(None);
         }
         let scalar = !matches!(first, b'{' | b'[' | b'"');
-        let outcome = match json::scan(data) {
+        // An object never runs past a line that starts with `{` or `[` in column 0: that line
+        // is the next record (NDJSON), so a broken line costs only itself and is found without
+        // reading on (pretty-printers indent what is inside a value).
+        let limit = if first == b'{' {
+            self.boundary(input).map(|b| (b - input.offset()) as usize)
+        } else {
+            None
+        };
+        let data = input.data();
+        let scanned = &data[..limit.unwrap_or(data.len())];
+        let outcome = match json::scan(scanned) {
+            Scan::Incomplete if limit.is_some() => {
+                let stop = limit.expect("checked");
+                self.state = State::Between;
+                return Ok(Some(span(input, stop, stop + 1, max)));
+            }
             Scan::Complete(len) if scalar && len == data.len() && !input.at_eof() => {
                 Scan::Incomplete
             }
@@ -231,6 +256,34 @@ impl Stream {
                 Ok(None)
             }
         }
+    }
+
+    /// The next column-0 boundary after the first unconsumed byte, if one is buffered. The search
+    /// resumes where it stopped, so it costs one pass over the stream in all.
+    fn boundary<R: Read>(&mut self, input: &Input<R>) -> Option<u64> {
+        let base = input.offset();
+        if let Some(b) = self.boundary {
+            if b > base {
+                return Some(b);
+            }
+            self.boundary = None;
+        }
+        let data = input.data();
+        let mut from = self.searched.saturating_sub(base) as usize;
+        while let Some(p) = memchr::memchr(b'\n', &data[from.min(data.len())..]) {
+            let nl = from + p;
+            match data.get(nl + 1) {
+                None => break, // the next byte is not read yet: look again later
+                Some(&b) if opens(b) && nl > 0 => {
+                    self.searched = base + nl as u64 + 1;
+                    self.boundary = Some(base + nl as u64);
+                    return self.boundary;
+                }
+                Some(_) => from = nl + 1,
+            }
+        }
+        self.searched = base + from.max(data.len().saturating_sub(1)) as u64;
+        None
     }
 
     /// A value broke at `at` (relative to the first unconsumed byte).

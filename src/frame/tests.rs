@@ -407,3 +407,39 @@ fn framing_names_parse() {
     assert!("delimiter:ab".parse::<Framing>().is_err());
     assert!("json".parse::<Framing>().is_err());
 }
+
+#[test]
+fn a_run_of_unfinished_lines_is_one_error_per_line_and_later_records_land() {
+    // Each `{"broken":` would take the next line as its value: a line that starts with `{` in
+    // column 0 is always a new record, so each bad line costs only itself (and no rescans).
+    let mut input = Vec::new();
+    for _ in 0..2000 {
+        input.extend_from_slice(b"{\"broken\":\n");
+    }
+    input.extend_from_slice(b"{\"ok\":1}\n");
+    for max in [100, 1 << 20] {
+        for step in [5, 1 << 20] {
+            let out = events(&input, Framing::Auto, max, step);
+            assert_eq!(out.len(), 2001, "max {max} step {step}");
+            assert!(out[..2000]
+                .iter()
+                .enumerate()
+                .all(|(i, e)| *e == bad(11 * i as u64, "{\"broken\":")));
+            assert_eq!(out[2000], ok(22000, "{\"ok\":1}"));
+        }
+    }
+    // A value that spans lines is still one record when its inner lines are indented.
+    assert_eq!(
+        stream(
+            b"{\n  \"a\": {\n    \"b\": [\n      {\"c\": 1}\n    ]\n  }\n}\n{\"d\":2}",
+            1000
+        ),
+        vec![
+            ok(
+                0,
+                "{\n  \"a\": {\n    \"b\": [\n      {\"c\": 1}\n    ]\n  }\n}"
+            ),
+            ok(49, "{\"d\":2}")
+        ]
+    );
+}
