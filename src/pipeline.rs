@@ -66,6 +66,10 @@ pub struct Settings {
     pub metadata: crate::row::Metadata,
     /// `--map`: field renames, drops and JSON columns applied to every record.
     pub mapping: Option<crate::row::map::Mapping>,
+    /// `--max-record-error-ratio`: an object fails (nothing of it committed) when at least this
+    /// share of its records was refused; 1.0: only an object whose every record was refused.
+    /// `None` (the library default): the record policy alone decides.
+    pub max_record_error_ratio: Option<f64>,
 }
 
 impl Default for Settings {
@@ -81,6 +85,7 @@ impl Default for Settings {
             row_id_column: Some("_row_id".into()),
             metadata: crate::row::Metadata::default(),
             mapping: None,
+            max_record_error_ratio: None,
         }
     }
 }
@@ -98,6 +103,9 @@ pub struct Counts {
     pub bytes_in: u64,
     /// Bytes after decompression.
     pub bytes_out: u64,
+    /// Rows an earlier run staged and this run found committed (or committed itself): in the
+    /// sink now, but not written by this run, so not in `rows`.
+    pub recovered: u64,
 }
 
 impl std::ops::AddAssign for Counts {
@@ -108,6 +116,7 @@ impl std::ops::AddAssign for Counts {
         self.control_messages += o.control_messages;
         self.bytes_in += o.bytes_in;
         self.bytes_out += o.bytes_out;
+        self.recovered += o.recovered;
     }
 }
 
@@ -122,6 +131,9 @@ pub struct ObjectReport {
     /// Where the object's failed records were dead-lettered, if any were.
     pub dead_letter: Option<String>,
     pub elapsed: Duration,
+    /// Finished from what an earlier attempt staged (see [`Counts::recovered`]): its counts,
+    /// which the ledger keeps.
+    pub recovered: Option<Staged>,
 }
 
 /// A failed object: which, and why.
@@ -211,13 +223,22 @@ pub fn process_object(
         Ok(Processed::Done(mut report)) => {
             report.counts.bytes_in = compressed.get();
             report.elapsed = started.elapsed();
+            // The ledger keeps what the object came to, whichever run wrote its rows.
+            let (records, rows, record_errors) = match &report.recovered {
+                Some(s) => (s.records, s.rows, s.record_errors),
+                None => (
+                    report.counts.records,
+                    report.counts.rows,
+                    report.counts.record_errors,
+                ),
+            };
             let summary = Finished {
                 bucket: object.bucket.clone(),
                 key: object.key.clone(),
                 etag: object.etag.clone().unwrap_or_default(),
-                records: report.counts.records,
-                rows: report.counts.rows,
-                record_errors: report.counts.record_errors,
+                records,
+                rows,
+                record_errors,
                 finished_at: chrono::Utc::now()
                     .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                 worker: cx.worker.to_string(),
@@ -257,10 +278,15 @@ fn skipped(object: ObjectRef, reason: Skip) -> Processed {
     Processed::Skipped { object, reason }
 }
 
-/// An earlier attempt staged this object's rows and stopped before recording it done: if the
-/// sink says that commit happened, the object is done as that attempt counted it, and is not
-/// read or written again. (A staged entry exists only for an unfinished object, so this holds
-/// under `--force` too.)
+/// An earlier attempt staged this object's rows and stopped before recording it done. If the
+/// sink says that commit happened, or can make it happen now ([`Sink::commit_staged`]), the
+/// object is done as that attempt counted it, and is not read or written again. Only a sink that
+/// can do neither gets the object written again. (A staged entry exists only for an unfinished
+/// object, so this holds under `--force` too.)
+///
+/// Committing the staged rows instead of writing them again matters: the killed attempt's commit
+/// request may still be on its way (or running) when this run asks, and would then land beside
+/// a second copy. The report counts the rows as recovered, not written.
 fn recovered(
     cx: &Context<'_>,
     object: &ObjectRef,
@@ -269,17 +295,18 @@ fn recovered(
     let Some(staged) = &claim.staged else {
         return Ok(None);
     };
-    if !cx.sink.committed(staged)? {
+    if cx.sink.committed(staged)? {
+        tracing::info!(object = %object, staged = %staged.token, rows = staged.rows, "rows staged by an earlier attempt were committed; recording the object as done");
+    } else if cx.sink.commit_staged(staged)? {
+        tracing::info!(object = %object, staged = %staged.token, rows = staged.rows, "rows staged by an earlier attempt were not committed yet; committed them now, recording the object as done");
+    } else {
         tracing::info!(object = %object, staged = %staged.token, "rows staged by an earlier attempt were not committed; writing the object again");
         return Ok(None);
     }
-    tracing::info!(object = %object, staged = %staged.token, "rows staged by an earlier attempt were committed; recording the object as done");
     Ok(Some(ObjectReport {
         object: object.clone(),
         counts: Counts {
-            records: staged.records,
-            rows: staged.rows,
-            record_errors: staged.record_errors,
+            recovered: staged.rows,
             ..Counts::default()
         },
         compression: Vec::new(),
@@ -287,6 +314,7 @@ fn recovered(
         envelope: None,
         dead_letter: None,
         elapsed: Duration::ZERO,
+        recovered: Some(staged.clone()),
     }))
 }
 
@@ -422,6 +450,8 @@ fn run(
         counts.rows -= 1;
         counts.record_errors += 1;
     }
+    // Before anything becomes visible: dropping the writer and the letter commits nothing.
+    too_many_refused(settings, &counts)?;
     let dead_letter = match prepared.token {
         Some(token) => {
             // Staged: dead letters are kept and the stage recorded *before* the rows become
@@ -447,6 +477,12 @@ fn run(
                 counts.rows -= 1;
                 counts.record_errors += 1;
             }
+            // Rows the sink refused while taking the others (insert-all) are in the table
+            // already: failing the object then would write them again on the retry. Only an
+            // object left with no rows at all fails here.
+            if counts.rows == 0 {
+                too_many_refused(settings, &counts)?;
+            }
             letter.finish()?
         }
     };
@@ -458,7 +494,33 @@ fn run(
         envelope: finished.envelope,
         dead_letter,
         elapsed: Duration::ZERO,
+        recovered: None,
     }))
+}
+
+/// `--max-record-error-ratio`: fails an object when at least that share of what could have become
+/// rows was refused: refused / (rows + refused), so a CloudWatch Logs record of many events with
+/// one bad event counts per event. An object with nothing refused always passes.
+fn too_many_refused(settings: &Settings, counts: &Counts) -> Result<(), Error> {
+    let Some(ratio) = settings.max_record_error_ratio else {
+        return Ok(());
+    };
+    let refused = counts.record_errors;
+    let records = counts.rows + refused;
+    if refused == 0 {
+        return Ok(());
+    }
+    if (refused as f64) < ratio * records as f64 {
+        return Ok(());
+    }
+    Err(Error::permanent(
+        Stage::Parse,
+        Cause::TooManyRecordErrors {
+            refused,
+            records,
+            ratio,
+        },
+    ))
 }
 
 /// The row builder for one object's rows: row IDs from its position, metadata columns.

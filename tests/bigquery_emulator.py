@@ -63,30 +63,8 @@ def _atomic(function):
     return call
 
 
-if not __import__("os").environ.get("BQ_EMULATOR_NO_COMMIT_LOCK"):  # TEMP TRACE
-    write.commit = _atomic(write.commit)
-    write.get = _atomic(write.get)
-
-import os as _os  # TEMP TRACE
-if _os.environ.get("BQ_EMULATOR_TRACE"):
-    import threading as _th, time as _time
-    from local_bigquery.grpc import write as _w
-    _f = open(_os.environ["BQ_EMULATOR_TRACE"], "a", buffering=1)
-    def _wrap(name):
-        orig = getattr(_w, name)
-        def fn(request):
-            t = _time.time()
-            _f.write(f"{t:.3f} {_th.get_ident()} {name} start {getattr(request, 'name', '') or list(getattr(request, 'write_streams', []))}\n")
-            try:
-                r = orig(request)
-                _f.write(f"{_time.time():.3f} {_th.get_ident()} {name} end commit_time={getattr(r, 'commit_time', None) is not None and str(r.commit_time).strip()!r} err={[e.entity for e in getattr(r, 'stream_errors', [])]}\n")
-                return r
-            except Exception as e:
-                _f.write(f"{_time.time():.3f} {name} raised {e}\n")
-                raise
-        setattr(_w, name, fn)
-    for _n in ("commit", "get", "finalize"):
-        _wrap(_n)
+write.commit = _atomic(write.commit)
+write.get = _atomic(write.get)
 
 from local_bigquery.cli import main  # noqa: E402  (after the patch: it imports duckdb's names)
 

@@ -136,10 +136,38 @@ fn push_wtf8(out: &mut Vec<u8>, cp: u32) {
     }
 }
 
+/// A fast hash of a key's decoded bytes (FxHash's mixing, 8 bytes at a time): keys are
+/// compared by hash first, and by bytes only when two hashes are equal.
+fn key_hash(raw: &[u8], escaped: bool) -> u64 {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mix = |h: u64, w: u64| (h.rotate_left(5) ^ w).wrapping_mul(K);
+    let hash = |k: &[u8]| {
+        let mut h = mix(0, k.len() as u64);
+        let mut chunks = k.chunks_exact(8);
+        for c in &mut chunks {
+            h = mix(h, u64::from_le_bytes(c.try_into().expect("8 bytes")));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            h = mix(h, u64::from_le_bytes(w));
+        }
+        h
+    };
+    if escaped {
+        hash(&decode(raw))
+    } else {
+        hash(raw)
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Member {
     /// The key's content, without quotes.
     key: (usize, usize),
+    /// [`key_hash`] of the key.
+    hash: u64,
     /// The key's opening quote.
     start: usize,
     value: (usize, usize),
@@ -203,7 +231,19 @@ impl Keys {
                     if frame.object {
                         self.close_object(b, frame.first);
                         if self.stack.is_empty() && !reserved.is_empty() {
+                            // Hashes first: a key is decoded only when its hash is a reserved
+                            // name's.
+                            let hashes: [u64; 8] = std::array::from_fn(|k| {
+                                reserved
+                                    .get(k)
+                                    .map_or(0, |r| key_hash(r.as_ref().as_bytes(), false))
+                            });
                             for m in &self.members[frame.first..] {
+                                let hit = reserved.len() > 8
+                                    || hashes[..reserved.len()].contains(&m.hash);
+                                if !hit {
+                                    continue;
+                                }
                                 let key = decode(&b[m.key.0..m.key.1]);
                                 if let Some(r) =
                                     reserved.iter().position(|r| r.as_ref().as_bytes() == &*key)
@@ -225,7 +265,14 @@ impl Keys {
                     None
                 }
                 b'"' if want_key => {
-                    let end = string_end(b, i).ok_or(BAD)?;
+                    // Keys are short and rarely escaped: when the first quote or backslash is
+                    // the closing quote, the key's bytes are its content.
+                    let first = i + 1 + memchr::memchr2(b'"', b'\\', &b[i + 1..]).ok_or(BAD)?;
+                    let (end, escaped) = if b[first] == b'"' {
+                        (first + 1, false)
+                    } else {
+                        (string_end(b, i).ok_or(BAD)?, true)
+                    };
                     let colon = skip_ws(b, end);
                     if b.get(colon) != Some(&b':') {
                         return Err(BAD.into());
@@ -233,6 +280,7 @@ impl Keys {
                     let value = skip_ws(b, colon + 1);
                     self.members.push(Member {
                         key: (i + 1, end - 1),
+                        hash: key_hash(&b[i + 1..end - 1], escaped),
                         start: i,
                         value: (value, value),
                     });
@@ -291,25 +339,48 @@ impl Keys {
             return;
         }
         let key = |m: &Member| decode(&b[m.key.0..m.key.1]);
+        let same = |x: &Member, y: &Member| x.hash == y.hash && key(x) == key(y);
         let mut cut = |j: usize| self.cuts.push((ms[j].start, ms[j + 1].start));
-        if n <= 16 {
-            for j in 0..n - 1 {
-                let kj = key(&ms[j]);
-                if ms[j + 1..].iter().any(|m| key(m) == kj) {
-                    cut(j);
+        if n <= 64 {
+            // A 128-bit Bloom filter of the hashes: only a member whose bit is already set is
+            // compared with the earlier ones (about n²/256 compares, no allocation). An earlier
+            // member with the same key is cut: the last occurrence wins.
+            let mut bloom = 0u128;
+            for k in 0..n {
+                let bit = 1u128 << (ms[k].hash >> 57);
+                if bloom & bit != 0 {
+                    for i in 0..k {
+                        if same(&ms[i], &ms[k]) {
+                            cut(i);
+                        }
+                    }
                 }
+                bloom |= bit;
             }
             return;
         }
         self.order.clear();
         self.order.extend(0..n);
-        let keys: Vec<Cow<'_, [u8]>> = ms.iter().map(key).collect();
         self.order
-            .sort_by(|&x, &y| keys[x].cmp(&keys[y]).then(x.cmp(&y)));
-        for w in self.order.windows(2) {
-            if keys[w[0]] == keys[w[1]] {
-                cut(w[0]);
+            .sort_unstable_by(|&x, &y| ms[x].hash.cmp(&ms[y].hash).then(x.cmp(&y)));
+        // Members of equal hash are adjacent; among them, one is cut when a later one has the
+        // same key.
+        let mut g = 0;
+        while g < n {
+            let mut e = g + 1;
+            while e < n && ms[self.order[e]].hash == ms[self.order[g]].hash {
+                e += 1;
             }
+            for a in g..e {
+                let x = self.order[a];
+                if self.order[a + 1..e]
+                    .iter()
+                    .any(|&y| y > x && same(&ms[x], &ms[y]))
+                {
+                    cut(x);
+                }
+            }
+            g = e;
         }
     }
 }

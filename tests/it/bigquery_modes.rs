@@ -302,6 +302,10 @@ fn a_process_killed_between_commit_and_ledger_is_finished_by_the_rerun_without_r
         stderr.contains("were committed; recording the object as done"),
         "{stderr}"
     );
+    assert!(
+        stderr.contains("0 rows written, 50 rows recovered: committed by an earlier run"),
+        "the rows are not counted as written by this run: {stderr}"
+    );
     assert_eq!(event_ids(&emu), fifty(), "nothing written twice");
     let third = run_ok(replay_cmd(&emu, &emu.grpc_endpoint, work.path(), &src));
     assert!(third.contains("1 skipped by the ledger"), "{third}");
@@ -320,9 +324,43 @@ fn kill_points(seed: u64, n: usize, max_ms: u64) -> Vec<u64> {
         .collect()
 }
 
+/// Kill points per mode.
+const KILLS: usize = 20;
+
+/// A process that keeps one core busy while a test runs (the kill tests failed only on a loaded
+/// machine): killed when dropped, and it stops by itself after 10 minutes in any case.
+struct CpuBurner(std::process::Child);
+
+impl CpuBurner {
+    fn start() -> CpuBurner {
+        let child = Command::new("sh")
+            .args([
+                "-c",
+                "end=$(($(date +%s) + 600)); while [ \"$(date +%s)\" -lt \"$end\" ]; do \
+                 i=0; while [ $i -lt 20000 ]; do i=$((i + 1)); done; done",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the CPU burner");
+        CpuBurner(child)
+    }
+}
+
+impl Drop for CpuBurner {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Kills a backfill at random moments, then lets one finish: the table must equal the source.
+/// The machine is kept busy meanwhile, which widens every race between a killed run's last
+/// requests and the next run's first.
 fn killed_at_random_points(mode: &str) {
     let (emu, work) = start();
+    let _burner = CpuBurner::start();
     let want = expected_ids(work.path());
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -343,7 +381,10 @@ fn killed_at_random_points(mode: &str) {
     cmd.args(["--load-batch-objects", "4"]);
     run_ok(cmd);
     let run_ms = t0.elapsed().as_millis() as u64;
-    let points = kill_points(seed, 10, run_ms.max(200));
+    let points = kill_points(seed, KILLS, run_ms.max(200));
+    eprintln!(
+        "{mode}: seed {seed}, an uninterrupted run takes {run_ms} ms, kills at {points:?} ms"
+    );
     for (i, ms) in points.iter().enumerate() {
         let mut cmd = backfill_cmd(&emu, &emu.grpc_endpoint, work.path(), mode);
         cmd.args(["--load-batch-objects", "4", "--concurrency", "2"])
@@ -506,4 +547,101 @@ fn a_load_run_that_died_after_its_job_succeeded_is_finished_from_the_job_not_loa
     assert_exactly_once(&emu, &want, "after recovery");
     let third = run_ok(backfill_cmd(&emu, &emu.grpc_endpoint, work.path(), "load"));
     assert!(third.contains("13 skipped by the ledger"), "{third}");
+}
+
+/// `--force` and `--ledger none` would write rows again that Storage Write and load jobs never
+/// remove: refused at startup (exit 2, naming the safe options) unless `--allow-duplicates`.
+#[test]
+fn force_and_no_ledger_are_refused_in_storage_write_and_load_unless_duplicates_are_allowed() {
+    let (emu, work) = start();
+    let src = one_object(work.path());
+    run_ok(replay_cmd(&emu, &emu.grpc_endpoint, work.path(), &src));
+    assert_eq!(event_ids(&emu), fifty());
+    for mode in ["storage-write", "load"] {
+        for extra in [&["--force"][..], &["--ledger", "none"][..]] {
+            let ledger: &[&str] = if extra[0] == "--force" {
+                &["--ledger", "file:ledger.jsonl"]
+            } else {
+                &[]
+            };
+            let out = bin()
+                .current_dir(work.path())
+                .args(["replay", &src, "--sink", TABLE, "--bigquery-mode", mode])
+                .args(["--bigquery-endpoint", &emu.endpoint])
+                .args(["--bigquery-storage-endpoint", &emu.grpc_endpoint])
+                .args(["--create-table-schema", &schema_file()])
+                .args(ledger)
+                .args(extra)
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{mode} {extra:?}: {stderr}");
+            assert!(
+                stderr.contains(&format!("--bigquery-mode {mode}"))
+                    && stderr.contains("Safe options")
+                    && stderr.contains("--allow-duplicates"),
+                "{mode} {extra:?}: {stderr}"
+            );
+        }
+    }
+    assert_eq!(event_ids(&emu), fifty(), "nothing written by a refused run");
+    // Asked for explicitly: the copies are the caller's to remove.
+    let mut forced = replay_cmd(&emu, &emu.grpc_endpoint, work.path(), &src);
+    forced.args(["--force", "--allow-duplicates"]);
+    let stderr = run_ok(forced);
+    assert!(stderr.contains("50 rows written"), "{stderr}");
+    assert_eq!(emu.rows("bi", "events").len(), 100);
+}
+
+fn ndjson_replay(work: &Path, body: &str, extra: &[&str]) -> std::process::Output {
+    let dir = work.join("in");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("obj"), body).unwrap();
+    bin()
+        .current_dir(work)
+        .args(["replay", "in", "--sink", "ndjson:out", "--ledger", "none"])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn an_object_whose_every_record_is_refused_fails_the_run() {
+    let work = tempfile::tempdir().unwrap();
+    let out = ndjson_replay(work.path(), "not json\n{\"n\":\n", &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("2 of the object's 2 records were refused"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("0 ok") && stderr.contains("1 failed"),
+        "{stderr}"
+    );
+    let rows: usize = crate::cli::files_under(&work.path().join("out"))
+        .iter()
+        .map(|f| read_ndjson(f).len())
+        .sum();
+    assert_eq!(rows, 0);
+    // The whole object is kept, to redrive once the cause is fixed.
+    assert!(!crate::cli::files_under(&work.path().join("dead-letter")).is_empty());
+}
+
+#[test]
+fn max_record_error_ratio_sets_the_share_of_refused_records_that_fails_an_object() {
+    let half = "{\"n\":1}\nnot json\n";
+    let work = tempfile::tempdir().unwrap();
+    let out = ndjson_replay(work.path(), half, &[]);
+    assert!(
+        out.status.success(),
+        "the default fails only all-refused objects"
+    );
+    let work = tempfile::tempdir().unwrap();
+    let out = ndjson_replay(work.path(), half, &["--max-record-error-ratio", "0.5"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("1 of the object's 2 records"), "{stderr}");
+    let out = ndjson_replay(work.path(), half, &["--max-record-error-ratio", "1.5"]);
+    assert_eq!(out.status.code(), Some(2), "not a share");
 }

@@ -447,6 +447,8 @@ print(boto3.client("sqs").create_queue(QueueName="dead-letters")["QueueUrl"])
                 &fake.endpoint,
             ])
             .args(["--ledger", "none", "--dead-letter", dead_letter])
+            // Every row is refused: kept as a records letter, not failed as a whole object.
+            .args(["--max-record-error-ratio", "off"])
             .args(["--dead-letter-overflow", "s3://dlq-bucket/overflow/"])
             .output()
             .unwrap();
@@ -528,4 +530,97 @@ print(json.dumps(sorted(out, key=lambda o: o["kind"])))
     // The corrupt object still fails (and is dead-lettered again).
     assert_eq!(code, Some(1), "{stderr}");
     assert_eq!(table_ids(&fake).len(), 300, "{stderr}");
+}
+
+/// Rows of the NDJSON outputs below `dir` (ledger files aside).
+fn ndjson_rows(dir: &Path) -> usize {
+    files_under(dir)
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "ndjson"))
+        .map(|p| crate::support::read_ndjson(p).len())
+        .sum()
+}
+
+#[test]
+fn an_object_letter_of_a_local_run_is_redriven_from_its_recorded_path_and_an_old_letter_from_s3() {
+    let work = tempfile::tempdir().unwrap();
+    let p = work.path().join("arch").join(KEY);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    let gz = gzip(&records(100, &[]));
+    std::fs::write(&p, &gz[..gz.len() / 2]).unwrap();
+    let out = bin()
+        .current_dir(work.path())
+        .args(["replay", "arch", "--sink", "ndjson:out"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let letter = work
+        .path()
+        .join(format!("dead-letter/arch/{KEY}.object.json"));
+    let dl = read_json(&letter);
+    let root = work.path().join("arch").canonicalize().unwrap();
+    assert_eq!(dl["source"]["kind"], "local", "{dl}");
+    assert_eq!(dl["source"]["root"], root.display().to_string(), "{dl}");
+
+    // Fixed; redriven from elsewhere, with no --source-root and no way to reach S3.
+    std::fs::write(&p, &gz).unwrap();
+    let elsewhere = work.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let dead = work.path().join("dead-letter");
+    let sink = format!("ndjson:{}", work.path().join("out").display());
+    let started = std::time::Instant::now();
+    let out = bin()
+        .current_dir(&elsewhere)
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .args([
+            "redrive",
+            &format!("dir:{}", dead.display()),
+            "--sink",
+            &sink,
+        ])
+        .args(["--dead-letter", &format!("dir:{}", dead.display())])
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        took < std::time::Duration::from_secs(5),
+        "{took:?}: {stderr}"
+    );
+    assert!(!letter.exists(), "the letter is removed: {stderr}");
+    assert_eq!(ndjson_rows(&work.path().join("out")), 100, "{stderr}");
+
+    // A letter written before `source` existed names an S3 object: it is read from S3 (moto),
+    // even though a local folder of the bucket's name is right here.
+    let moto = Moto::start();
+    let s3 = moto.s3();
+    moto::rt().block_on(async {
+        moto::create_bucket(&s3, "arch").await;
+        moto::put(&s3, "arch", KEY, gzip(&records(3, &[]))).await;
+    });
+    std::fs::create_dir_all(letter.parent().unwrap()).unwrap();
+    let old = serde_json::json!({
+        "version": 1,
+        "object": {"bucket": "arch", "key": KEY, "etag": null, "version_id": null},
+        "stage": "fetch", "class": "transient", "error": "an old failure", "attempts": 3,
+        "first_failed_at": "2026-11-25T13:10:00.000Z", "last_failed_at": "2026-11-25T13:10:00.000Z"
+    });
+    std::fs::write(&letter, serde_json::to_vec(&old).unwrap()).unwrap();
+    let out = bin()
+        .current_dir(work.path())
+        .envs(moto.env())
+        .args(["redrive", "dead-letter", "--sink", "ndjson:out-s3"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!letter.exists(), "{stderr}");
+    assert_eq!(
+        ndjson_rows(&work.path().join("out-s3")),
+        3,
+        "the S3 object, not the local file: {stderr}"
+    );
 }

@@ -140,7 +140,7 @@ fn run(sink: &str, emu: Option<&BqEmulator>, map: bool, records: &[Case]) -> See
     let mut cmd = bin();
     cmd.current_dir(work.path())
         .args(["replay", "in", "--metadata-columns", "source_uri"])
-        .args(["--ledger", "none"]);
+        .args(["--ledger", "none", "--allow-duplicates"]);
     if map {
         cmd.args(["--map", "map.json"]);
     }
