@@ -377,6 +377,32 @@ pub async fn run(jobs: Vec<Job>, run: LoadRun, stop: Arc<AtomicBool>) -> Summary
     summary
 }
 
+/// Removes load-batch spool folders that killed runs left in the temporary directory: a folder
+/// is `firehose-replay-load-<pid>-…`, and is stale once no process has that pid.
+fn sweep_stale_spools() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(rest) = name.strip_prefix("firehose-replay-load-") else {
+                continue;
+            };
+            let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+                continue;
+            };
+            if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+                match std::fs::remove_dir_all(e.path()) {
+                    Ok(()) => tracing::info!(dir = %e.path().display(), "removed a load spool folder left by a run that did not finish"),
+                    Err(err) => tracing::warn!(dir = %e.path().display(), "could not remove a stale load spool folder: {err}"),
+                }
+            }
+        }
+    });
+}
+
 async fn run_batch(
     jobs: Vec<Job>,
     run: &LoadRun,
@@ -386,9 +412,12 @@ async fn run_batch(
 ) -> Summary {
     let dir = match &run.spool_dir {
         Some(d) => tempfile::Builder::new().prefix("load-batch-").tempdir_in(d),
-        None => tempfile::Builder::new()
-            .prefix("firehose-replay-load-")
-            .tempdir(),
+        None => {
+            sweep_stale_spools();
+            tempfile::Builder::new()
+                .prefix(&format!("firehose-replay-load-{}-", std::process::id()))
+                .tempdir()
+        }
     };
     let dir = match dir {
         Ok(d) => d,

@@ -3,13 +3,15 @@
 //!
 //! A dead letter is one versioned JSON document:
 //! `{"version":1,"object":{bucket,key,etag,version_id},"stage","class","error","attempts",
-//! "first_failed_at","last_failed_at","records":[{ordinal,byte_offset,stage,raw,error,
+//! "first_failed_at","last_failed_at","source"?,"records":[{ordinal,byte_offset,stage,raw,error,
 //! last_error?,attempts,sub?,first_failed_at?}]?}` — `records` (raw bytes in base64, always the
 //! whole record however large) for record-level failures, absent when the whole object failed.
 //! `error` is the reason a record first failed and is never replaced; a redrive that fails
 //! again adds `last_error` and counts `attempts`. `sub` names the row inside an envelope record
 //! (a CloudWatch Logs event) when only that row failed. Enough to retry without the original
-//! notification.
+//! notification. `source` says where the object was read from — `{"kind":"s3"}` or
+//! `{"kind":"local","root":"/abs/dir"}` (the directory that plays the bucket) — so `redrive`
+//! reads it from there again; a letter without it (written before it existed) means S3.
 //!
 //! Destinations (`--dead-letter`):
 //! - `dir:PATH` — `PATH/<bucket>/<key>.records.json` and `PATH/<bucket>/<key>.object.json`: one
@@ -100,6 +102,9 @@ struct Header<'a> {
     attempts: u32,
     first_failed_at: &'a str,
     last_failed_at: &'a str,
+    /// Where the object was read from, when known; a reader takes a letter without it as S3.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<&'a crate::object::Origin>,
 }
 
 /// A record's raw bytes: in memory, or spooled to disk (oversized records).
@@ -217,6 +222,7 @@ impl DeadLetters {
             attempts,
             first_failed_at: &at,
             last_failed_at: &at,
+            source: object.origin.as_ref(),
         };
         let mut body = serde_json::to_vec_pretty(&header).expect("serialisable");
         body.push(b'\n');
@@ -254,7 +260,7 @@ pub struct HeaderInfo {
 fn spool_file(path: &Path) -> Result<tempfile::NamedTempFile, Error> {
     let parent = path.parent().expect("below the dead-letter directory");
     fs::create_dir_all(parent).map_err(|e| dl_error(e, parent))?;
-    crate::sink::ndjson::output_tempfile(parent).map_err(|e| dl_error(e, parent))
+    crate::sink::ndjson::tempfile_for(path).map_err(|e| dl_error(e, parent))
 }
 
 fn spool(path: &Path, body: &[u8]) -> Result<tempfile::NamedTempFile, Error> {
@@ -314,6 +320,7 @@ impl RecordLetter {
                 attempts: self.attempts,
                 first_failed_at: &first,
                 last_failed_at: &at,
+                source: self.object.origin.as_ref(),
             };
             let mut head = serde_json::to_vec(&header).expect("serialisable");
             head.pop(); // reopen the object to append `records`

@@ -76,6 +76,40 @@ pub fn output_tempfile(dir: &Path) -> io::Result<tempfile::NamedTempFile> {
     b.tempfile_in(dir)
 }
 
+/// The temporary file `path` is written through before it is renamed into place: a fixed name
+/// beside it (`.<name>.tmp`), so an attempt that was killed leaves at most one, which the next
+/// attempt at the same object removes — leftovers never pile up — and readers that skip
+/// dot-files (Spark, Hive, shell globs) never see partial data.
+pub fn tempfile_for(path: &Path) -> io::Result<tempfile::NamedTempFile> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // A name near the file-name limit would not fit the prefix and suffix: hash it instead.
+    let stem = if name.len() > 200 {
+        blake3::hash(name.as_bytes()).to_hex()[..32].to_string()
+    } else {
+        name
+    };
+    let tmp_name = format!(".{stem}.tmp");
+    match fs::remove_file(dir.join(&tmp_name)) {
+        Ok(()) => {
+            tracing::info!(file = %dir.join(&tmp_name).display(), "removed a partial file left by an attempt that did not finish")
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let mut b = tempfile::Builder::new();
+    b.prefix(&tmp_name).rand_bytes(0);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        b.permissions(fs::Permissions::from_mode(0o666));
+    }
+    b.tempfile_in(dir)
+}
+
 fn sink_error(e: io::Error, what: &Path) -> Error {
     let mut err = Error::from_io(Stage::Sink, e);
     if let Cause::Io(io) = &err.cause {
@@ -102,7 +136,7 @@ impl Sink for NdjsonDir {
         let path = mirrored_path(&self.dir, object, ".ndjson");
         let parent = path.parent().expect("a path below the sink directory");
         fs::create_dir_all(parent).map_err(|e| sink_error(e, parent))?;
-        let tmp = output_tempfile(parent).map_err(|e| sink_error(e, parent))?;
+        let tmp = tempfile_for(&path).map_err(|e| sink_error(e, parent))?;
         let mut redriven = object.clone();
         redriven.key.push_str(REDRIVEN);
         Ok(Box::new(FileWriter {
@@ -158,10 +192,12 @@ impl ObjectWriter for FileWriter {
     }
 }
 
-/// `stdout`: rows as NDJSON. Objects processed concurrently interleave at whole-buffer
-/// granularity, never inside a line. Unlike files, what was printed cannot be taken back when an
-/// object fails later, so rows are held until commit up to 1 MiB per object. A closed stdout
-/// (a broken pipe: `| head`) fails every object with [`Cause::OutputClosed`], which ends the run.
+/// `stdout`: rows as NDJSON. Unlike files, what was printed cannot be taken back when an object
+/// fails later (and is retried), so nothing of an object is printed before its commit: its rows
+/// are held in memory up to 1 MiB and beyond that in an anonymous temporary file (memory stays
+/// bounded), then printed whole at commit. A retried object therefore never prints a row twice,
+/// and objects processed concurrently never interleave. A closed stdout (a broken pipe:
+/// `| head`) fails every object with [`Cause::OutputClosed`], which ends the run.
 #[derive(Debug, Default)]
 pub struct Stdout;
 
@@ -171,38 +207,33 @@ impl Sink for Stdout {
             return Err(Error::output_closed());
         }
         Ok(Box::new(StdoutWriter {
-            buf: Vec::with_capacity(STDOUT_FLUSH),
+            buf: Vec::with_capacity(64 * 1024),
+            spool: None,
+            target: None,
         }))
     }
 }
 
-const STDOUT_FLUSH: usize = 1 << 20;
+/// Where a [`StdoutWriter`] prints; `None` is the process's stdout.
+type Target = Option<std::sync::Arc<Mutex<Vec<u8>>>>;
+
+const STDOUT_HOLD: usize = 1 << 20;
 
 struct StdoutWriter {
     buf: Vec<u8>,
+    /// Rows past the first MiB, until commit.
+    spool: Option<fs::File>,
+    /// A buffer standing in for stdout (tests).
+    target: Target,
 }
 
-impl StdoutWriter {
-    fn flush(&mut self) -> Result<(), Error> {
-        // Serialise whole buffers; stdout's own lock is per call and would allow interleaving
-        // between two write_all calls of different threads.
-        let _guard = STDOUT_GUARD.lock().unwrap_or_else(|p| p.into_inner());
-        if STDOUT_CLOSED.load(Ordering::Relaxed) {
-            return Err(Error::output_closed());
-        }
-        let mut out = io::stdout().lock();
-        match out.write_all(&self.buf).and_then(|_| out.flush()) {
-            Ok(()) => {}
-            // The reader went away (`| head`): every later write would fail the same way.
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
-                STDOUT_CLOSED.store(true, Ordering::Relaxed);
-                return Err(Error::output_closed());
-            }
-            Err(e) => return Err(sink_error(e, Path::new("<stdout>"))),
-        }
-        self.buf.clear();
-        Ok(())
+fn stdout_error(e: io::Error) -> Error {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        // The reader went away (`| head`): every later write would fail the same way.
+        STDOUT_CLOSED.store(true, Ordering::Relaxed);
+        return Error::output_closed();
     }
+    sink_error(e, Path::new("<stdout>"))
 }
 
 static STDOUT_GUARD: Mutex<()> = Mutex::new(());
@@ -218,14 +249,49 @@ impl ObjectWriter for StdoutWriter {
         }
         row.append_to(&mut self.buf);
         self.buf.push(b'\n');
-        if self.buf.len() >= STDOUT_FLUSH {
-            self.flush()?;
+        if self.buf.len() >= STDOUT_HOLD {
+            let spool = match &mut self.spool {
+                Some(f) => f,
+                None => self.spool.insert(
+                    tempfile::tempfile().map_err(|e| sink_error(e, Path::new("<stdout spool>")))?,
+                ),
+            };
+            spool
+                .write_all(&self.buf)
+                .map_err(|e| sink_error(e, Path::new("<stdout spool>")))?;
+            self.buf.clear();
         }
         Ok(())
     }
 
     fn commit(mut self: Box<Self>) -> Result<Committed, Error> {
-        self.flush()?;
+        use std::io::{Seek, SeekFrom};
+        // One object at a time, whole: stdout's own lock is per call.
+        let _guard = STDOUT_GUARD.lock().unwrap_or_else(|p| p.into_inner());
+        if STDOUT_CLOSED.load(Ordering::Relaxed) {
+            return Err(Error::output_closed());
+        }
+        let mut stdout;
+        let mut captured;
+        let out: &mut dyn Write = match &self.target {
+            None => {
+                stdout = io::stdout().lock();
+                &mut stdout
+            }
+            Some(t) => {
+                captured = t.lock().unwrap_or_else(|p| p.into_inner());
+                &mut *captured
+            }
+        };
+        if let Some(mut spool) = self.spool.take() {
+            spool
+                .seek(SeekFrom::Start(0))
+                .map_err(|e| sink_error(e, Path::new("<stdout spool>")))?;
+            io::copy(&mut spool, out).map_err(stdout_error)?;
+        }
+        out.write_all(&self.buf)
+            .and_then(|_| out.flush())
+            .map_err(stdout_error)?;
         Ok(Committed::default())
     }
 }
@@ -233,6 +299,64 @@ impl ObjectWriter for StdoutWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stdout_prints_an_object_only_at_its_commit_so_a_retry_never_prints_rows_twice() {
+        let target = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let writer = |t: &std::sync::Arc<Mutex<Vec<u8>>>| StdoutWriter {
+            buf: Vec::new(),
+            spool: None,
+            target: Some(t.clone()),
+        };
+        let id = crate::row::ObjectSeed::new(&ObjectRef::new("b", "k")).id(0, &[]);
+        let record = format!("{{\"pad\":\"{}\"}}", "x".repeat(1000));
+        let row = Row::whole(&id, 0, record.as_bytes());
+        // An attempt that fails after 3 MiB of rows (more than is held in memory) is dropped.
+        let mut first = writer(&target);
+        for _ in 0..3000 {
+            first.write_row(&row).unwrap();
+        }
+        assert!(first.spool.is_some(), "rows past 1 MiB are spooled to disk");
+        drop(first);
+        assert!(
+            target.lock().unwrap().is_empty(),
+            "nothing printed before commit"
+        );
+        // The retry commits: every row exactly once.
+        let mut second = Box::new(writer(&target));
+        for _ in 0..3000 {
+            second.write_row(&row).unwrap();
+        }
+        second.commit().unwrap();
+        let printed = target.lock().unwrap();
+        assert_eq!(printed.len(), 3000 * (record.len() + 1));
+        assert_eq!(
+            printed
+                .split(|&b| b == b'\n')
+                .filter(|l| !l.is_empty())
+                .count(),
+            3000
+        );
+    }
+
+    #[test]
+    fn a_killed_attempts_partial_file_is_replaced_not_left_beside_the_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.ndjson");
+        // A run killed mid-object leaves its temporary file behind.
+        let left = tempfile_for(&path).unwrap();
+        let (_, kept) = left.keep().unwrap();
+        assert!(kept.exists());
+        // The next attempt at the object reuses (removes) it and renames its own into place.
+        let mut next = tempfile_for(&path).unwrap();
+        next.write_all(b"{}\n").unwrap();
+        next.persist(&path).unwrap();
+        let names: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["k.ndjson"]);
+    }
 
     #[test]
     fn keys_cannot_escape_the_output_directory() {
