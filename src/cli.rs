@@ -16,7 +16,7 @@ use firehose_replay::frame::Framing;
 use firehose_replay::ledger::file::FileLedger;
 use firehose_replay::ledger::s3::S3Ledger;
 use firehose_replay::ledger::{worker_id, Ledger, LedgerSpec, NoLedger};
-use firehose_replay::object::ObjectRef;
+use firehose_replay::object::{ObjectRef, Origin};
 use firehose_replay::pipeline::{RecordPolicy, Settings};
 use firehose_replay::record::Envelope;
 use firehose_replay::retry::ObjectRetry;
@@ -133,8 +133,9 @@ struct RedriveArgs {
     /// List the dead letters (kind, object, reason) and change nothing.
     #[arg(long)]
     dry_run: bool,
-    /// A local directory that plays the bucket of object letters written by local runs (its
-    /// name is the bucket name); other buckets are read from S3.
+    /// A local directory that plays the bucket of object letters (its name is the bucket
+    /// name), instead of where each letter says its object was read from (the local directory
+    /// of a local run, or S3); other buckets are read from there.
     #[arg(long)]
     source_root: Option<PathBuf>,
 }
@@ -262,7 +263,8 @@ pub(crate) struct Opts {
     )]
     allow_duplicates: bool,
     /// An object fails (nothing of it committed, the whole object dead-lettered, exit 1) when at
-    /// least this share of its records was refused; 1.0: only an object whose every record was.
+    /// least this share of its records was refused; 1.0: only an object whose every record was;
+    /// off: never.
     #[arg(long, global = true, env = "FIREHOSE_REPLAY_MAX_RECORD_ERROR_RATIO", default_value_t = 1.0, value_parser = ratio)]
     max_record_error_ratio: f64,
     // --- end of exactly-once guards ---
@@ -523,7 +525,7 @@ impl Opts {
             row_id_column: Some(self.row_id_column.clone()).filter(|c| !c.is_empty()),
             metadata: self.metadata_columns,
             mapping,
-            max_record_error_ratio: self.max_record_error_ratio,
+            max_record_error_ratio: Some(self.max_record_error_ratio),
         })
     }
 
@@ -682,9 +684,12 @@ pub fn main() -> ExitCode {
             for f in &summary.failures {
                 say!("failed: {}: {}", f.object, f.error);
             }
+            if let Some(e) = &summary.listing_failed {
+                say!("error: listing stopped before the end of the range: {e}");
+            }
             if summary.interrupted || summary.not_started > 0 {
                 ExitCode::from(130)
-            } else if summary.failures.is_empty() {
+            } else if summary.failures.is_empty() && summary.listing_failed.is_none() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
@@ -782,22 +787,34 @@ fn refuse_duplicating_runs(opts: &Opts) -> anyhow::Result<()> {
     };
     if opts.force {
         bail!(
-            "--force with --bigquery-mode {name} would write the rows of objects the ledger has              as done a second time, and neither Storage Write nor load jobs remove copies.              Safe options: rerun without --force (done objects are skipped, objects a killed run              staged are finished from the ledger); to replace an object's rows, delete them              from the table first, then rerun with --force --allow-duplicates"
+            "--force with --bigquery-mode {name} would write the rows of objects the ledger has \
+             as done a second time, and neither Storage Write nor load jobs remove copies. \
+             Safe options: rerun without --force (done objects are skipped, objects a killed run \
+             staged are finished from the ledger); to replace an object's rows, delete them \
+             from the table first, then rerun with --force --allow-duplicates"
         );
     }
     if opts.ledger == Some(LedgerSpec::None) {
         bail!(
-            "--ledger none with --bigquery-mode {name}: without a ledger every run writes every              object again, and neither Storage Write nor load jobs remove copies. Safe options:              leave --ledger out (a file under .firehose-replay/), or --ledger file:PATH, or              --ledger s3://bucket/prefix/ for several workers; pass --allow-duplicates if no              other run will ever see these objects"
+            "--ledger none with --bigquery-mode {name}: without a ledger every run writes every \
+             object again, and neither Storage Write nor load jobs remove copies. Safe options: \
+             leave --ledger out (a file under .firehose-replay/), or --ledger file:PATH, or \
+             --ledger s3://bucket/prefix/ for several workers; pass --allow-duplicates if no \
+             other run will ever see these objects"
         );
     }
     Ok(())
 }
 
-/// `--max-record-error-ratio`: a share, 0.0 to 1.0.
+/// `--max-record-error-ratio`: a share, 0.0 to 1.0, or `off` (never: the record policy alone
+/// decides).
 fn ratio(s: &str) -> Result<f64, String> {
+    if s.trim().eq_ignore_ascii_case("off") {
+        return Ok(f64::INFINITY);
+    }
     match s.trim().parse::<f64>() {
         Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
-        _ => Err("expected a share from 0.0 to 1.0 (e.g. 0.5)".into()),
+        _ => Err("expected a share from 0.0 to 1.0 (e.g. 0.5), or off".into()),
     }
 }
 // --- end of exactly-once guards ---
@@ -1025,9 +1042,31 @@ async fn run(cli: Cli) -> anyhow::Result<Option<Summary>> {
                     .with_context(|| format!("backfill root {root}"))?;
                 (Arc::new(store), String::new())
             };
+            if manifest.is_none() && !*dry_run && !opts.load_mode() {
+                // Listed as the run goes, a few hours ahead and several at a time.
+                let mut listing = backfill::list(
+                    store.clone(),
+                    &base,
+                    layout,
+                    &range,
+                    *include_error_output,
+                    backfill::ListOptions::default(),
+                );
+                tracing::info!(hours = range.hours().count(), "backfill listing");
+                listing.first_answer().await?;
+                let progress = listing.progress.clone();
+                let store = store.clone();
+                let jobs = futures::StreamExt::map(listing.into_stream(), move |o| {
+                    o.map(|object| Job {
+                        store: store.clone(),
+                        object,
+                    })
+                });
+                let feed = runner::Feed::listed(jobs, progress);
+                return finish_run(opts, &mut aws, Vec::new(), Some(feed)).await;
+            }
             let objects =
-                backfill::plan(store.as_ref(), &base, layout, &range, *include_error_output)
-                    .await?;
+                backfill::plan(store.clone(), &base, layout, &range, *include_error_output).await?;
             let bytes: u64 = objects.iter().filter_map(|o| o.size).sum();
             tracing::info!(
                 hours = range.hours().count(),
@@ -1078,7 +1117,18 @@ async fn run(cli: Cli) -> anyhow::Result<Option<Summary>> {
                 .collect()
         }
     };
-    let shared = opts.shared(&mut aws).await?;
+    finish_run(opts, &mut aws, jobs, None).await
+}
+
+/// Runs `jobs`, or the `listed` feed (a backfill listed as it goes), through the configured
+/// sink.
+async fn finish_run(
+    opts: &Opts,
+    aws: &mut Aws,
+    jobs: Vec<Job>,
+    listed: Option<runner::Feed>,
+) -> anyhow::Result<Option<Summary>> {
+    let shared = opts.shared(aws).await?;
     let concurrency = opts.concurrency();
     let progress = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         Progress::Bar
@@ -1108,6 +1158,8 @@ async fn run(cli: Cli) -> anyhow::Result<Option<Summary>> {
             spool_dir: None,
         };
         firehose_replay::load_runner::run(jobs, run, stop.clone()).await
+    } else if let Some(feed) = listed {
+        runner::run_feed(feed, shared, concurrency, progress, stop.clone()).await
     } else {
         runner::run(jobs, shared, concurrency, progress, stop.clone()).await
     };
@@ -1207,12 +1259,28 @@ async fn redrive(
     let (object_letters, record_letters): (Vec<_>, Vec<_>) =
         letters.into_iter().partition(|l| l.doc.records.is_none());
     let mut jobs = Vec::new();
+    let source_root: Option<Arc<dyn ObjectStore>> = match &args.source_root {
+        Some(root) => Some(Arc::new(LocalStore::new(root)?)),
+        None => None,
+    };
+    let mut local_roots: std::collections::HashMap<PathBuf, Arc<dyn ObjectStore>> =
+        Default::default();
     for l in &object_letters {
         let object = l.doc.object_ref();
-        let store: Arc<dyn ObjectStore> = match &args.source_root {
-            Some(root) if LocalStore::new(root)?.bucket() == object.bucket => {
-                Arc::new(LocalStore::new(root)?)
-            }
+        let store: Arc<dyn ObjectStore> = match (&source_root, &object.origin) {
+            (Some(store), _) if store.bucket() == object.bucket => store.clone(),
+            // Read from where the failed run read it; a root that is gone fails the object
+            // (permanently, and at once) instead of trying a bucket of the same name.
+            (_, Some(Origin::Local { root })) => local_roots
+                .entry(root.clone())
+                .or_insert_with(|| match LocalStore::new(root) {
+                    Ok(store) => Arc::new(store),
+                    Err(e) => Arc::new(NoBucket {
+                        bucket: object.bucket.clone(),
+                        why: format!("the object's local source cannot be read: {e}"),
+                    }),
+                })
+                .clone(),
             _ => Arc::new(S3Store::new(aws.client().await, &object.bucket)),
         };
         jobs.push(Job { store, object });

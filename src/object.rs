@@ -4,7 +4,18 @@
 use std::fmt;
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+/// Where an object was read from, as its dead letters record it (`"source"`), so `redrive`
+/// reads it from there again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Origin {
+    /// An S3 bucket (`bucket` is its name).
+    S3,
+    /// A local directory playing the bucket: `root` is its absolute path (its name is `bucket`).
+    Local { root: std::path::PathBuf },
+}
 
 /// Identity of one archived object. For local files `bucket` is the root directory's name and
 /// `key` the path below it with `/` separators, so a local tree and the same tree in S3 differ
@@ -18,6 +29,10 @@ pub struct ObjectRef {
     pub etag: Option<String>,
     pub version_id: Option<String>,
     pub size: Option<u64>,
+    /// Where it was read from, once a store listed or opened it (`None`: not known, which
+    /// readers of dead letters take as S3).
+    #[serde(skip)]
+    pub origin: Option<Origin>,
 }
 
 impl ObjectRef {
@@ -28,6 +43,7 @@ impl ObjectRef {
             etag: None,
             version_id: None,
             size: None,
+            origin: None,
         }
     }
 

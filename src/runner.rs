@@ -5,7 +5,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::stream::{self, StreamExt};
+use futures::stream::{self, BoxStream, StreamExt};
+
+use crate::backfill::ListProgress;
 
 use crate::dead_letter::DeadLetterDir;
 use crate::error::{Cause, Class, Error, Stage};
@@ -101,6 +103,36 @@ impl Shared {
     }
 }
 
+/// The jobs of a run: all known up front, or listed while the run goes (a backfill).
+pub struct Feed {
+    jobs: BoxStream<'static, Result<Job, Error>>,
+    total: Option<u64>,
+    listing: Option<Arc<ListProgress>>,
+}
+
+impl Feed {
+    pub fn fixed(jobs: Vec<Job>) -> Feed {
+        Feed {
+            total: Some(jobs.len() as u64),
+            jobs: stream::iter(jobs.into_iter().map(Ok)).boxed(),
+            listing: None,
+        }
+    }
+
+    /// Jobs as `progress` lists them. An `Err` item (listing failed) ends the run like an
+    /// interruption: nothing new starts, and the summary keeps the error.
+    pub fn listed(
+        jobs: impl futures::Stream<Item = Result<Job, Error>> + Send + 'static,
+        progress: Arc<ListProgress>,
+    ) -> Feed {
+        Feed {
+            jobs: jobs.boxed(),
+            total: None,
+            listing: Some(progress),
+        }
+    }
+}
+
 /// How progress is shown.
 #[derive(Debug, Clone, Copy)]
 pub enum Progress {
@@ -127,6 +159,8 @@ pub struct Summary {
     /// retries or dead letters.
     pub output_closed: bool,
     pub failures: Vec<Box<ObjectFailure>>,
+    /// Listing the objects failed part way (a backfill): the objects after it were not run.
+    pub listing_failed: Option<Error>,
     pub counts: Counts,
     pub elapsed: Duration,
 }
@@ -198,6 +232,7 @@ impl fmt::Display for Summary {
 enum Outcome {
     Processed(Box<Result<Processed, Box<ObjectFailure>>>),
     NotStarted,
+    ListingFailed(Error),
 }
 
 /// Live totals for the progress display.
@@ -221,40 +256,88 @@ pub async fn run(
     progress: Progress,
     stop: Arc<AtomicBool>,
 ) -> Summary {
+    run_feed(Feed::fixed(jobs), shared, concurrency, progress, stop).await
+}
+
+/// [`run`] over a [`Feed`]: with a listed feed, objects start as they are listed, and the
+/// progress display shows the listing too. Stopping (Ctrl-C, a closed output, a listing error)
+/// halts the listing.
+pub async fn run_feed(
+    feed: Feed,
+    shared: Shared,
+    concurrency: usize,
+    progress: Progress,
+    stop: Arc<AtomicBool>,
+) -> Summary {
     let started = Instant::now();
-    let total = jobs.len() as u64;
+    let Feed {
+        jobs,
+        total,
+        listing,
+    } = feed;
     let totals = Arc::new(Totals::default());
     let bar = match progress {
-        Progress::Bar => Some(progress_bar(total)),
+        Progress::Bar => Some(progress_bar(total.unwrap_or(0))),
+        _ => None,
+    };
+    let view = View {
+        totals: totals.clone(),
+        total,
+        listing: listing.clone(),
+        started,
+    };
+    // The bar moves while objects are listed, even if none finishes for a while.
+    let bar_ticker = match (&bar, &listing) {
+        (Some(bar), Some(_)) => {
+            let (bar, view) = (bar.clone(), view.clone());
+            Some(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(200));
+                loop {
+                    tick.tick().await;
+                    view.refresh(&bar);
+                }
+            }))
+        }
         _ => None,
     };
     let ticker = match progress {
-        Progress::Log(every) => Some(tokio::spawn(log_progress(
-            totals.clone(),
-            total,
-            every,
-            started,
-        ))),
+        Progress::Log(every) => Some(tokio::spawn(log_progress(view.clone(), every))),
         _ => None,
     };
     let mut summary = Summary::default();
     let closed = Arc::new(AtomicBool::new(false));
-    let mut results = stream::iter(jobs)
+    let halted = Arc::new(AtomicBool::new(false));
+    let mut results = jobs
         .map(|job| {
             let shared = shared.clone();
             let stop = stop.clone();
             let closed = closed.clone();
-            let object = job.object.clone();
+            let halted = halted.clone();
+            let listing = listing.clone();
             async move {
-                if stop.load(Ordering::SeqCst) || closed.load(Ordering::SeqCst) {
-                    return (object, Outcome::NotStarted);
+                let job = match job {
+                    Ok(job) => job,
+                    Err(e) => {
+                        halted.store(true, Ordering::SeqCst);
+                        return Outcome::ListingFailed(e);
+                    }
+                };
+                if stop.load(Ordering::SeqCst)
+                    || closed.load(Ordering::SeqCst)
+                    || halted.load(Ordering::SeqCst)
+                {
+                    if let Some(l) = &listing {
+                        l.halt();
+                    }
+                    return Outcome::NotStarted;
                 }
+                let object = job.object.clone();
                 let task = tokio::task::spawn_blocking(move || {
                     let deadline = shared.object_timeout.map(|t| Instant::now() + t);
                     shared.process(job.store.as_ref(), job.object, deadline)
                 });
                 match task.await {
-                    Ok(r) => (object, Outcome::Processed(Box::new(r))),
+                    Ok(r) => Outcome::Processed(Box::new(r)),
                     // A panic is a bug, never an input problem; report it against the object.
                     Err(join) => {
                         let error = Error::new(
@@ -262,23 +345,24 @@ pub async fn run(
                             Class::Transient,
                             Cause::Sink(format!("internal error: {join}")),
                         );
-                        (
-                            object.clone(),
-                            Outcome::Processed(Box::new(Err(Box::new(ObjectFailure {
-                                object,
-                                error,
-                                attempts: 1,
-                            })))),
-                        )
+                        Outcome::Processed(Box::new(Err(Box::new(ObjectFailure {
+                            object,
+                            error,
+                            attempts: 1,
+                        }))))
                     }
                 }
             }
         })
         .buffered(concurrency.max(1));
-    while let Some((_, outcome)) = results.next().await {
+    while let Some(outcome) = results.next().await {
         let outcome = match outcome {
             Outcome::NotStarted => {
                 summary.not_started += 1;
+                continue;
+            }
+            Outcome::ListingFailed(e) => {
+                summary.listing_failed = Some(e);
                 continue;
             }
             Outcome::Processed(result) => *result,
@@ -308,6 +392,9 @@ pub async fn run(
                 if !closed.swap(true, Ordering::SeqCst) {
                     tracing::debug!(object = %failure.object, "the output was closed; stopping");
                 }
+                if let Some(l) = &listing {
+                    l.halt();
+                }
                 summary.output_closed = true;
                 summary.not_started += 1;
                 continue;
@@ -319,16 +406,14 @@ pub async fn run(
         }
         totals.objects.fetch_add(1, Ordering::Relaxed);
         if let Some(bar) = &bar {
-            bar.inc(1);
-            let secs = started.elapsed().as_secs_f64().max(1e-9);
-            let bytes = totals.bytes.load(Ordering::Relaxed);
-            bar.set_message(format!(
-                "{} rows, {:.1} MiB, {:.1} MiB/s",
-                totals.rows.load(Ordering::Relaxed),
-                mib(bytes),
-                mib(bytes) / secs
-            ));
+            view.refresh(bar);
         }
+    }
+    if let Some(l) = &listing {
+        l.halt(); // ended early (output closed): the listing has no one to feed
+    }
+    if let Some(t) = bar_ticker {
+        t.abort();
     }
     if let Some(bar) = bar {
         bar.finish_and_clear();
@@ -352,20 +437,83 @@ fn progress_bar(total: u64) -> indicatif::ProgressBar {
     bar
 }
 
-async fn log_progress(totals: Arc<Totals>, total: u64, every: Duration, started: Instant) {
+/// What the progress display shows: objects done of those known (all, or listed so far) and,
+/// while a backfill lists, how far listing has got.
+#[derive(Clone)]
+struct View {
+    totals: Arc<Totals>,
+    total: Option<u64>,
+    listing: Option<Arc<ListProgress>>,
+    started: Instant,
+}
+
+impl View {
+    fn known(&self) -> u64 {
+        match (&self.listing, self.total) {
+            (Some(l), _) => l.objects_listed(),
+            (None, Some(n)) => n,
+            (None, None) => 0,
+        }
+    }
+
+    /// `H/T` hours listed, while listing goes on or once it ended.
+    fn hours_listed(&self) -> Option<String> {
+        self.listing
+            .as_ref()
+            .map(|l| format!("{}/{}", l.hours_listed(), l.hours_total))
+    }
+
+    fn listed(&self) -> Option<String> {
+        self.hours_listed().map(|h| format!("{h} hours listed"))
+    }
+
+    fn refresh(&self, bar: &indicatif::ProgressBar) {
+        let secs = self.started.elapsed().as_secs_f64().max(1e-9);
+        let bytes = self.totals.bytes.load(Ordering::Relaxed);
+        bar.set_length(self.known());
+        bar.set_position(self.totals.objects.load(Ordering::Relaxed));
+        let mut msg = format!(
+            "{} rows, {:.1} MiB, {:.1} MiB/s",
+            self.totals.rows.load(Ordering::Relaxed),
+            mib(bytes),
+            mib(bytes) / secs
+        );
+        if let Some(listed) = self.listed() {
+            msg = format!("{listed} · {msg}");
+        }
+        bar.set_message(msg);
+    }
+}
+
+async fn log_progress(view: View, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.tick().await; // the first tick is immediate
     loop {
         tick.tick().await;
-        let secs = started.elapsed().as_secs_f64().max(1e-9);
-        let bytes = totals.bytes.load(Ordering::Relaxed);
-        tracing::info!(
-            objects = format!("{}/{total}", totals.objects.load(Ordering::Relaxed)),
-            rows = totals.rows.load(Ordering::Relaxed),
-            mib = format!("{:.1}", mib(bytes)),
-            mib_per_s = format!("{:.1}", mib(bytes) / secs),
-            "progress"
+        let secs = view.started.elapsed().as_secs_f64().max(1e-9);
+        let bytes = view.totals.bytes.load(Ordering::Relaxed);
+        let objects = format!(
+            "{}/{}",
+            view.totals.objects.load(Ordering::Relaxed),
+            view.known()
         );
+        let rows = view.totals.rows.load(Ordering::Relaxed);
+        let (mib_done, rate) = (
+            format!("{:.1}", mib(bytes)),
+            format!("{:.1}", mib(bytes) / secs),
+        );
+        // While a backfill lists, `objects` is done/listed so far.
+        match view.hours_listed() {
+            Some(hours_listed) => tracing::info!(
+                objects,
+                hours_listed,
+                rows,
+                mib = mib_done,
+                mib_per_s = rate,
+                "progress"
+            ),
+            None => tracing::info!(objects, rows, mib = mib_done, mib_per_s = rate, "progress"),
+        }
     }
 }
 

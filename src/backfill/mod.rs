@@ -1,15 +1,23 @@
 //! A UTC date/hour range → the objects Firehose wrote in it.
 //!
 //! Firehose's default layout puts each object under `prefix/YYYY/MM/DD/HH/` by the UTC hour it
-//! was written in, so a range is listed hour by hour instead of listing the whole bucket.
+//! was written in, so a range is listed hour by hour instead of listing the whole bucket —
+//! lazily, a few hours ahead of processing and several at a time, so the first object starts
+//! at once and a long range with few objects costs its LIST requests alongside the work.
 
 pub mod layout;
 
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
 use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, TimeZone, Timelike, Utc};
+use futures::StreamExt;
+use tokio::sync::{mpsc, oneshot};
 
 pub use layout::Layout;
 
-use crate::error::Error;
+use crate::error::{Cause, Error};
 use crate::object::ObjectRef;
 use crate::source::ObjectStore;
 
@@ -98,44 +106,263 @@ impl HourRange {
     }
 }
 
-/// Lists every object of the range under `base` laid out as `layout`, hour by hour and in key
-/// order within each hour. Keys inside Firehose's error-output folders are left out unless
-/// `include_error_output`, in which case those folders' objects for the same hours are added.
+/// How far a [`Listing`] has got: shown by the progress display while objects are processed.
+#[derive(Debug, Default)]
+pub struct ListProgress {
+    /// Hours in the range.
+    pub hours_total: u64,
+    hours_listed: AtomicU64,
+    objects_listed: AtomicU64,
+    bytes_listed: AtomicU64,
+    done: AtomicBool,
+    halt: AtomicBool,
+}
+
+impl ListProgress {
+    /// Hours whose every prefix (the base's, and the error folders' when included) was listed.
+    pub fn hours_listed(&self) -> u64 {
+        self.hours_listed.load(Ordering::Relaxed)
+    }
+
+    /// Objects of the range found so far.
+    pub fn objects_listed(&self) -> u64 {
+        self.objects_listed.load(Ordering::Relaxed)
+    }
+
+    /// Their bytes, as listed.
+    pub fn bytes_listed(&self) -> u64 {
+        self.bytes_listed.load(Ordering::Relaxed)
+    }
+
+    /// Whether listing has ended (finished, failed or halted).
+    pub fn is_done(&self) -> bool {
+        self.done.load(Ordering::SeqCst)
+    }
+
+    /// Stops listing: no new LIST request is sent, and no further object is queued (the run
+    /// was interrupted, or its output closed).
+    pub fn halt(&self) {
+        self.halt.store(true, Ordering::SeqCst);
+    }
+
+    fn halted(&self) -> bool {
+        self.halt.load(Ordering::SeqCst)
+    }
+}
+
+/// How a [`Listing`] runs ahead of processing.
+#[derive(Debug, Clone, Copy)]
+pub struct ListOptions {
+    /// LIST requests in flight at once (hours listed ahead, in parallel).
+    pub in_flight: usize,
+    /// Objects listed but not yet taken by the run; listing waits while this many are queued,
+    /// so memory does not grow with the range.
+    pub queue: usize,
+}
+
+impl Default for ListOptions {
+    fn default() -> Self {
+        ListOptions {
+            in_flight: 8,
+            queue: 1024,
+        }
+    }
+}
+
+/// The objects of a range as they are listed: hour by hour, in key order within an hour (the
+/// base's objects first, then each error folder's), while a background task lists up to
+/// [`ListOptions::in_flight`] hours ahead.
+pub struct Listing {
+    pub progress: Arc<ListProgress>,
+    rx: mpsc::Receiver<Result<ObjectRef, Error>>,
+    first: Option<oneshot::Receiver<Result<(), Error>>>,
+}
+
+impl Listing {
+    /// Waits for the first LIST request to answer: an error there (no such bucket, no access)
+    /// is the run's error, before anything is processed. Later errors end the stream.
+    pub async fn first_answer(&mut self) -> Result<(), Error> {
+        match self.first.take() {
+            Some(rx) => rx.await.unwrap_or(Ok(())),
+            None => Ok(()),
+        }
+    }
+
+    /// The next object; an `Err` (a LIST that failed for good) is the last item.
+    pub async fn next(&mut self) -> Option<Result<ObjectRef, Error>> {
+        self.rx.recv().await
+    }
+
+    /// The objects as a stream (ends when listing does).
+    pub fn into_stream(self) -> impl futures::Stream<Item = Result<ObjectRef, Error>> + Send {
+        futures::stream::unfold(self.rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        })
+    }
+
+    /// Every object, or the first listing error.
+    pub async fn collect(mut self) -> Result<Vec<ObjectRef>, Error> {
+        let mut out = Vec::new();
+        while let Some(item) = self.next().await {
+            out.push(item?);
+        }
+        Ok(out)
+    }
+}
+
+/// Lists every object of the range under `base` laid out as `layout`, lazily (see [`Listing`]).
+/// Keys inside Firehose's error-output folders are left out unless `include_error_output`, in
+/// which case those folders' objects for the same hours are added. Must be called within a
+/// Tokio runtime.
+pub fn list(
+    store: Arc<dyn ObjectStore>,
+    base: &str,
+    layout: &Layout,
+    range: &HourRange,
+    include_error_output: bool,
+    options: ListOptions,
+) -> Listing {
+    let mut bases = vec![base.to_string()];
+    if include_error_output {
+        bases.extend(ERROR_OUTPUT_PREFIXES.iter().map(|e| format!("{base}{e}")));
+    }
+    let hours = (range.last - range.first).num_hours() as u64 + 1;
+    let progress = Arc::new(ListProgress {
+        hours_total: hours,
+        ..Default::default()
+    });
+    let (tx, rx) = mpsc::channel(options.queue.max(1));
+    let (first_tx, first_rx) = oneshot::channel();
+    tokio::spawn(list_task(
+        store,
+        bases,
+        layout.clone(),
+        *range,
+        options.in_flight.max(1),
+        progress.clone(),
+        tx,
+        first_tx,
+    ));
+    Listing {
+        progress,
+        rx,
+        first: Some(first_rx),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn list_task(
+    store: Arc<dyn ObjectStore>,
+    bases: Vec<String>,
+    layout: Layout,
+    range: HourRange,
+    in_flight: usize,
+    progress: Arc<ListProgress>,
+    tx: mpsc::Sender<Result<ObjectRef, Error>>,
+    first_tx: oneshot::Sender<Result<(), Error>>,
+) {
+    let mut first_tx = Some(first_tx);
+    let n_bases = bases.len();
+    // Templates coarser than an hour give the same prefix for several hours: each is listed
+    // once (and its objects matched against every hour of the range).
+    let mut seen_prefixes = HashSet::new();
+    let units = (0..progress.hours_total).flat_map(|h| (0..n_bases).map(move |b| (h, b)));
+    let results = futures::stream::iter(units)
+        .map(|(h, b)| {
+            let hour = range.first + Duration::hours(h as i64);
+            let prefix = format!("{}{}", bases[b], layout.prefix(hour));
+            let fresh = seen_prefixes.insert(prefix.clone());
+            let store = store.clone();
+            let progress = progress.clone();
+            async move {
+                let objects = if fresh && !progress.halted() {
+                    store.list(&prefix).await?
+                } else {
+                    Vec::new()
+                };
+                Ok::<_, Error>((h, b, hour, objects))
+            }
+        })
+        .buffered(in_flight);
+    futures::pin_mut!(results);
+    while let Some(result) = results.next().await {
+        if progress.halted() {
+            break;
+        }
+        let (h, b, hour, objects) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                // For whoever waits on the first answer, and as the stream's last item.
+                let e = match first_tx.take() {
+                    Some(first) => {
+                        let copy = Error::new(e.stage, e.class, Cause::Remote(e.cause.to_string()));
+                        let _ = first.send(Err(e));
+                        copy
+                    }
+                    None => e,
+                };
+                let _ = tx.send(Err(e)).await;
+                break;
+            }
+        };
+        if let Some(first) = first_tx.take() {
+            let _ = first.send(Ok(()));
+        }
+        let base = &bases[b];
+        for o in objects {
+            let Some(rel) = o.key.strip_prefix(base.as_str()) else {
+                continue;
+            };
+            let in_error_output = b == 0 && is_error_output(rel);
+            if in_error_output
+                || !(layout.matches(hour, rel) || range.hours().any(|h| layout.matches(h, rel)))
+            {
+                continue;
+            }
+            progress.objects_listed.fetch_add(1, Ordering::Relaxed);
+            progress
+                .bytes_listed
+                .fetch_add(o.size.unwrap_or(0), Ordering::Relaxed);
+            if progress.halted() || tx.send(Ok(o)).await.is_err() {
+                // Halted, or nobody takes objects any more.
+                progress.done.store(true, Ordering::SeqCst);
+                return;
+            }
+        }
+        if b + 1 == n_bases {
+            progress.hours_listed.store(h + 1, Ordering::Relaxed);
+        }
+    }
+    if progress.hours_listed() == progress.hours_total {
+        tracing::info!(
+            hours = progress.hours_total,
+            objects = progress.objects_listed(),
+            mib = format!("{:.1}", progress.bytes_listed() as f64 / 1048576.0),
+            "backfill listed"
+        );
+    }
+    progress.done.store(true, Ordering::SeqCst);
+}
+
+/// Lists every object of the range (see [`list`]) into memory: for plans, manifests and load
+/// batches, which need all of them first.
 pub async fn plan(
-    store: &dyn ObjectStore,
+    store: Arc<dyn ObjectStore>,
     base: &str,
     layout: &Layout,
     range: &HourRange,
     include_error_output: bool,
 ) -> Result<Vec<ObjectRef>, Error> {
-    let mut bases = vec![base.to_string()];
-    if include_error_output {
-        bases.extend(ERROR_OUTPUT_PREFIXES.iter().map(|e| format!("{base}{e}")));
-    }
-    let mut out = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for (i, b) in bases.iter().enumerate() {
-        let mut listed: Vec<String> = Vec::new();
-        for hour in range.hours() {
-            let prefix = format!("{b}{}", layout.prefix(hour));
-            // Templates coarser than an hour give the same prefix for several hours.
-            if !listed.contains(&prefix) {
-                listed.push(prefix.clone());
-                let objects = store.list(&prefix).await?;
-                for o in objects {
-                    let rel = &o.key[b.len()..];
-                    let in_error_output = i == 0 && is_error_output(rel);
-                    if !in_error_output
-                        && range.hours().any(|h| layout.matches(h, rel))
-                        && seen.insert(o.key.clone())
-                    {
-                        out.push(o);
-                    }
-                }
-            }
-        }
-    }
-    Ok(out)
+    let mut listing = list(
+        store,
+        base,
+        layout,
+        range,
+        include_error_output,
+        ListOptions::default(),
+    );
+    listing.first_answer().await?;
+    listing.collect().await
 }
 
 /// Whether a key lies in one of Firehose's error-output folders.
@@ -146,6 +373,159 @@ fn is_error_output(rel_key: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    /// A store whose LISTs take a while and are counted; `fail` names a prefix that fails.
+    struct SlowStore {
+        keys: Vec<String>,
+        in_flight: AtomicUsize,
+        max_in_flight: AtomicUsize,
+        lists: AtomicUsize,
+        fail: Option<String>,
+    }
+
+    impl SlowStore {
+        fn new(keys: &[&str]) -> Arc<SlowStore> {
+            Arc::new(SlowStore {
+                keys: keys.iter().map(|k| k.to_string()).collect(),
+                in_flight: AtomicUsize::new(0),
+                max_in_flight: AtomicUsize::new(0),
+                lists: AtomicUsize::new(0),
+                fail: None,
+            })
+        }
+    }
+
+    impl ObjectStore for SlowStore {
+        fn open(&self, _: &mut ObjectRef) -> Result<crate::source::Opened, Error> {
+            unreachable!("listing only")
+        }
+
+        fn list<'a>(
+            &'a self,
+            prefix: &'a str,
+        ) -> futures::future::BoxFuture<'a, Result<Vec<ObjectRef>, Error>> {
+            Box::pin(async move {
+                let n = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                self.max_in_flight.fetch_max(n, Ordering::SeqCst);
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                self.in_flight.fetch_sub(1, Ordering::SeqCst);
+                self.lists.fetch_add(1, Ordering::SeqCst);
+                if self.fail.as_deref() == Some(prefix) {
+                    return Err(Error::new(
+                        crate::error::Stage::Fetch,
+                        crate::error::Class::Transient,
+                        Cause::Remote("slow down".into()),
+                    ));
+                }
+                let mut keys: Vec<&String> =
+                    self.keys.iter().filter(|k| k.starts_with(prefix)).collect();
+                keys.sort();
+                Ok(keys.into_iter().map(|k| ObjectRef::new("b", k)).collect())
+            })
+        }
+
+        fn bucket(&self) -> &str {
+            "b"
+        }
+    }
+
+    fn layout() -> Layout {
+        layout::DEFAULT.parse().unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn listing_runs_hours_in_parallel_and_yields_them_in_order() {
+        let store = SlowStore::new(&[
+            "2026/03/01/07/b",
+            "2026/01/02/00/z",
+            "2026/01/02/00/a",
+            "processing-failed/2026/01/02/00/e",
+            "2026/03/31/23/last",
+            "2026/04/01/00/outside",
+        ]);
+        let range = HourRange::parse("2026-01-01", "2026-03-31").unwrap();
+        let hours = range.hours().count();
+        let listing = list(
+            store.clone(),
+            "",
+            &layout(),
+            &range,
+            true,
+            ListOptions::default(),
+        );
+        let progress = listing.progress.clone();
+        let keys: Vec<String> = listing
+            .collect()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "2026/01/02/00/a",
+                "2026/01/02/00/z",
+                "processing-failed/2026/01/02/00/e",
+                "2026/03/01/07/b",
+                "2026/03/31/23/last"
+            ]
+        );
+        let lists = store.lists.load(Ordering::SeqCst);
+        assert_eq!(lists, hours * (1 + ERROR_OUTPUT_PREFIXES.len()));
+        let max = store.max_in_flight.load(Ordering::SeqCst);
+        assert!((2..=8).contains(&max), "{max} LISTs in flight");
+        assert_eq!(progress.hours_listed(), hours as u64);
+        assert_eq!(progress.objects_listed(), 5);
+        assert!(progress.is_done());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn listing_waits_while_the_queue_is_full() {
+        let keys: Vec<String> = (0..24 * 10)
+            .flat_map(|h| {
+                (0..5).map(move |i| format!("2026/01/{:02}/{:02}/{i}", h / 24 + 1, h % 24))
+            })
+            .collect();
+        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let store = SlowStore::new(&refs);
+        let range = HourRange::parse("2026-01-01", "2026-01-10").unwrap();
+        let options = ListOptions {
+            in_flight: 2,
+            queue: 3,
+        };
+        let mut listing = list(store.clone(), "", &layout(), &range, false, options);
+        listing.first_answer().await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let lists = store.lists.load(Ordering::SeqCst);
+        assert!(
+            lists <= 1 + 2 + 1,
+            "{lists} hours listed with nobody taking objects"
+        );
+        let mut n = 0;
+        while let Some(o) = listing.next().await {
+            o.unwrap();
+            n += 1;
+        }
+        assert_eq!(n, keys.len());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_list_ends_the_listing_with_its_error_after_the_hours_before_it() {
+        let mut store = SlowStore::new(&["2026/01/01/00/a", "2026/01/01/05/b"]);
+        Arc::get_mut(&mut store).unwrap().fail = Some("2026/01/01/03/".into());
+        let range = HourRange::parse("2026-01-01", "2026-01-01").unwrap();
+        let mut listing = list(store, "", &layout(), &range, false, ListOptions::default());
+        listing.first_answer().await.unwrap();
+        assert_eq!(
+            listing.next().await.unwrap().unwrap().key,
+            "2026/01/01/00/a"
+        );
+        let e = listing.next().await.unwrap().unwrap_err();
+        assert!(e.to_string().contains("slow down"), "{e}");
+        assert!(listing.next().await.is_none());
+    }
 
     #[test]
     fn a_date_alone_covers_the_whole_day_and_to_is_inclusive() {

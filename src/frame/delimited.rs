@@ -9,7 +9,7 @@ use std::io::{self, Read};
 use super::input::Input;
 use super::scan::is_space;
 use super::spool::Held;
-use super::{FrameErrorKind, Step};
+use super::Step;
 
 #[derive(Default)]
 pub(crate) struct Delimited {
@@ -34,7 +34,7 @@ impl Delimited {
                 if let Some(mut held) = self.held.take() {
                     held.spool.append(&data[..stop])?;
                     input.consume(stop + 1);
-                    return Ok(too_large(held, max));
+                    return Ok(held.too_large(max));
                 }
                 let step = record(input, stop, max)?;
                 input.consume(stop + 1);
@@ -57,7 +57,7 @@ impl Delimited {
             let want = input.avail() + 1;
             if !input.fill(want)? {
                 if let Some(held) = self.held.take() {
-                    return Ok(too_large(held, max));
+                    return Ok(held.too_large(max));
                 }
                 let n = input.avail();
                 if n == 0 {
@@ -72,17 +72,6 @@ impl Delimited {
     }
 }
 
-fn too_large(held: Held, max: usize) -> Step {
-    Step::Error {
-        offset: held.offset,
-        kind: FrameErrorKind::TooLarge {
-            len: held.spool.len(),
-            max,
-        },
-        raw: held.spool,
-    }
-}
-
 /// The record in the first `stop` unconsumed bytes, or `None` if they are blank.
 fn record<R: Read>(input: &Input<R>, stop: usize, max: usize) -> io::Result<Option<Step>> {
     let data = &input.data()[..stop];
@@ -94,7 +83,7 @@ fn record<R: Read>(input: &Input<R>, stop: usize, max: usize) -> io::Result<Opti
     let offset = input.offset() + first as u64;
     if bytes.len() > max {
         let held = Held::start(offset, bytes)?;
-        return Ok(Some(too_large(held, max)));
+        return Ok(Some(held.too_large(max)));
     }
     Ok(Some(Step::Record {
         at: input.start + first,

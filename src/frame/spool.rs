@@ -82,6 +82,18 @@ pub(crate) struct Held {
 }
 
 impl Held {
+    /// The record-level error for a record too large to be one, with all its bytes.
+    pub fn too_large(self, max: usize) -> super::Step {
+        super::Step::Error {
+            offset: self.offset,
+            kind: super::FrameErrorKind::TooLarge {
+                len: self.spool.len(),
+                max,
+            },
+            raw: self.spool,
+        }
+    }
+
     pub fn start(offset: u64, first: &[u8]) -> io::Result<Held> {
         let mut spool = Spooled::new()?;
         spool.append(first)?;

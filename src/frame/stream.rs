@@ -29,7 +29,7 @@ use std::io::{self, Read};
 use super::input::Input;
 use super::scan::Scanner;
 use super::spool::Held;
-use super::{FrameErrorKind, Step};
+use super::Step;
 use crate::record::json::{self, Scan};
 
 /// Between values: JSON whitespace, plus RFC 7464's record separator (JSON text sequences).
@@ -143,7 +143,7 @@ impl Stream {
                             else {
                                 unreachable!()
                             };
-                            return Ok(too_large(held, max));
+                            return Ok(held.too_large(max));
                         }
                         None => {
                             held.spool.append(data)?;
@@ -155,7 +155,7 @@ impl Stream {
                                 else {
                                     unreachable!()
                                 };
-                                return Ok(too_large(held, max));
+                                return Ok(held.too_large(max));
                             }
                         }
                     }
@@ -217,7 +217,7 @@ impl Stream {
                 if len > max {
                     let held = Held::start(offset, &data[..len])?;
                     input.consume(len);
-                    return Ok(Some(too_large(held, max)));
+                    return Ok(Some(held.too_large(max)));
                 }
                 let at = input.start;
                 input.consume(len);
@@ -240,7 +240,7 @@ impl Stream {
                     let held = Held::start(input.offset(), &data[..len])?;
                     input.consume(len);
                     self.state = State::Between;
-                    return Ok(Some(too_large(held, max)));
+                    return Ok(Some(held.too_large(max)));
                 }
                 let held = Held::start(input.offset(), data)?;
                 let n = data.len();
@@ -339,7 +339,7 @@ fn span<R: Read>(input: &mut Input<R>, stop: usize, resume: usize, max: usize) -
         .map_or(0, |p| p + 1);
     let step = if last > max {
         match Held::start(input.offset(), &data[..last]) {
-            Ok(held) => too_large(held, max),
+            Ok(held) => held.too_large(max),
             Err(e) => Step::Failed(e),
         }
     } else {
@@ -389,7 +389,7 @@ fn junk_step<R: Read>(j: &mut Junk, input: &mut Input<R>, max: usize) -> io::Res
             Some(mut held) => {
                 held.spool.append(&data[..stop])?;
                 input.consume(resume);
-                too_large(held, max)
+                held.too_large(max)
             }
         }));
     }
@@ -413,20 +413,9 @@ fn junk_step<R: Read>(j: &mut Junk, input: &mut Input<R>, max: usize) -> io::Res
             Some(mut held) => {
                 held.spool.append(input.data())?;
                 input.consume(n);
-                too_large(held, max)
+                held.too_large(max)
             }
         }));
     }
     Ok(None)
-}
-
-fn too_large(held: Held, max: usize) -> Step {
-    Step::Error {
-        offset: held.offset,
-        kind: FrameErrorKind::TooLarge {
-            len: held.spool.len(),
-            max,
-        },
-        raw: held.spool,
-    }
 }

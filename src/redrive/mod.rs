@@ -113,6 +113,10 @@ pub struct Document {
     pub attempts: u32,
     #[serde(default)]
     pub first_failed_at: Option<String>,
+    /// Where the object was read from; absent in letters written before it was recorded,
+    /// which came from S3 (or a `--source-root` given to `redrive`).
+    #[serde(default)]
+    pub source: Option<crate::object::Origin>,
     /// Present for records letters: how many records (they are read one at a time from
     /// `body` when redriven, never all at once).
     #[serde(default)]
@@ -155,6 +159,7 @@ impl Document {
         let mut o = ObjectRef::new(&self.object.bucket, &self.object.key);
         o.etag = self.object.etag.clone();
         o.version_id = self.object.version_id.clone();
+        o.origin = self.source.clone();
         o
     }
 }

@@ -12,11 +12,13 @@ use md5::{Digest, Md5};
 
 use super::{Etag, ObjectStore, Opened};
 use crate::error::{Cause, Error, Stage};
-use crate::object::ObjectRef;
+use crate::object::{ObjectRef, Origin};
 
 pub struct LocalStore {
     root: PathBuf,
     name: String,
+    /// The root's absolute path, as dead letters record it.
+    origin: Origin,
     /// Canonical paths listing never enters (a run's own output, dead letters and ledger).
     exclude: Vec<PathBuf>,
 }
@@ -34,14 +36,18 @@ impl LocalStore {
                 ))),
             ));
         }
-        let name = root
-            .canonicalize()
-            .ok()
+        let canonical = root.canonicalize().ok();
+        let name = canonical
+            .as_ref()
             .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
             .unwrap_or_else(|| "local".into());
+        let abs = canonical
+            .or_else(|| std::path::absolute(&root).ok())
+            .unwrap_or_else(|| root.clone());
         Ok(LocalStore {
             root,
             name,
+            origin: Origin::Local { root: abs },
             exclude: Vec::new(),
         })
     }
@@ -68,6 +74,11 @@ impl LocalStore {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// What the objects of this store record as their origin: the root's absolute path.
+    pub fn origin(&self) -> &Origin {
+        &self.origin
     }
 
     fn path_of(&self, key: &str) -> PathBuf {
@@ -110,6 +121,7 @@ fn md5_hex(path: &Path) -> io::Result<String> {
 
 impl ObjectStore for LocalStore {
     fn open(&self, object: &mut ObjectRef) -> Result<Opened, Error> {
+        object.origin = Some(self.origin.clone());
         // No local file has such a name; and `..` would read outside the tree.
         if object
             .key
@@ -210,6 +222,7 @@ impl LocalStore {
             if key.starts_with(prefix) {
                 let mut o = ObjectRef::new(&self.name, key);
                 o.size = entry.metadata().ok().map(|m| m.len());
+                o.origin = Some(self.origin.clone());
                 out.push(o);
             }
         }

@@ -174,6 +174,7 @@ where
 
 impl ObjectStore for S3Store {
     fn open(&self, object: &mut ObjectRef) -> Result<Opened, Error> {
+        object.origin = Some(crate::object::Origin::S3);
         let mut req = self
             .client
             .get_object()
@@ -219,6 +220,7 @@ impl ObjectStore for S3Store {
                     let mut r = ObjectRef::new(&self.bucket, key);
                     r.etag = o.e_tag().map(unquote);
                     r.size = o.size().map(|n| n as u64);
+                    r.origin = Some(crate::object::Origin::S3);
                     out.push(r);
                 }
             }

@@ -623,4 +623,25 @@ fn an_object_letter_of_a_local_run_is_redriven_from_its_recorded_path_and_an_old
         3,
         "the S3 object, not the local file: {stderr}"
     );
+
+    // A local source that is gone fails at once and stays local in the letter that replaces it.
+    let mut gone = old.clone();
+    gone["source"] = serde_json::json!({"kind": "local", "root": "/nonexistent/arch"});
+    std::fs::write(&letter, serde_json::to_vec(&gone).unwrap()).unwrap();
+    let started = std::time::Instant::now();
+    let out = bin()
+        .current_dir(work.path())
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .args(["redrive", "dead-letter", "--sink", "ndjson:out-gone"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{stderr}"
+    );
+    let dl = read_json(&letter);
+    assert_eq!(dl["class"], "permanent", "{dl}");
+    assert_eq!(dl["source"]["root"], "/nonexistent/arch", "{dl}");
 }

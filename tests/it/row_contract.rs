@@ -13,6 +13,7 @@ use firehose_replay::row::{ObjectSeed, RowBuilder, RowIdSource};
 
 use crate::bq_emulator::BqEmulator;
 use crate::support::bin;
+use crate::support::Rng;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {
@@ -253,22 +254,6 @@ fn every_sink_gives_every_edge_record_the_same_outcome_with_or_without_a_map() {
         }
     }
     println!("{}", report.join("\n"));
-}
-
-/// A small deterministic RNG (xorshift64*), so a failure can be replayed from its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 const KEYS: [&str; 8] = [

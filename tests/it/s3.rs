@@ -679,3 +679,90 @@ fn the_s3_ledger_hands_a_staged_commit_to_the_next_claim_and_forgets_it_once_don
     };
     assert_eq!(forced.staged, None, "finish removed the staged marker");
 }
+
+#[test]
+fn a_long_backfill_starts_processing_while_it_lists_and_finds_exactly_the_range() {
+    let moto = Moto::start();
+    let rt = moto::rt();
+    let s3 = moto.s3();
+    // Four months of hours (2,880 LISTs: seconds against moto, whose LISTs are slow),
+    // objects in a handful of them (and just outside the range).
+    let inside = [
+        "2025/01/01/00",
+        "2025/01/01/01",
+        "2025/03/17/09",
+        "2025/04/01/00",
+        "2025/04/30/23",
+    ];
+    let outside = ["2024/12/31/23", "2025/05/01/00"];
+    rt.block_on(async {
+        moto::create_bucket(&s3, "long").await;
+        for (i, h) in inside.iter().chain(&outside).enumerate() {
+            let body = format!("{{\"n\":{i}}}\n{{\"n\":{}}}\n", i + 100);
+            moto::put(
+                &s3,
+                "long",
+                &format!("fh/{h}/s-1-{i}.gz"),
+                gzip(body.as_bytes()),
+            )
+            .await;
+        }
+    });
+    let work = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let (out, stderr) = run(
+        &moto,
+        work.path(),
+        &[
+            "backfill",
+            "s3://long/fh/",
+            "--from",
+            "2025-01-01",
+            "--to",
+            "2025-04-30",
+            "--sink",
+            "ndjson:out",
+            "--progress-interval",
+            "1",
+        ],
+    );
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let files: Vec<String> = files_under(&work.path().join("out"))
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "ndjson"))
+        .map(|p| {
+            p.strip_prefix(work.path().join("out"))
+                .unwrap()
+                .display()
+                .to_string()
+        })
+        .collect();
+    let want: Vec<String> = inside
+        .iter()
+        .enumerate()
+        .map(|(i, h)| format!("long/fh/{h}/s-1-{i}.gz.ndjson"))
+        .collect();
+    assert_eq!(files, want, "{stderr}");
+    assert!(stderr.contains("objects:  5 (5 ok"), "{stderr}");
+    // The first objects were done before the last hours were listed.
+    let first_done = stderr.find("object done").expect("object done lines");
+    let listed = stderr
+        .find("backfill listed")
+        .expect("the listing's end is logged");
+    assert!(
+        first_done < listed,
+        "the first object waited for the whole listing ({took:?}):\n{stderr}"
+    );
+    assert_eq!(stderr.matches("object done").count(), 5, "{stderr}");
+    let listed_line = stderr[listed..].lines().next().unwrap();
+    assert!(
+        listed_line.contains("hours=2880") && listed_line.contains("objects=5"),
+        "{listed_line}"
+    );
+    // Progress, if a line came, counts hours listed.
+    if let Some(p) = stderr.lines().find(|l| l.contains(" progress")) {
+        assert!(p.contains("hours_listed="), "{p}");
+    }
+    eprintln!("a 2,880-hour backfill took {took:?}:\n{stderr}");
+}

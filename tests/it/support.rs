@@ -211,3 +211,20 @@ pub fn expected() -> Value {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-data/expected-counts.json");
     serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
 }
+
+/// A small deterministic RNG (xorshift64*), so a failing generated case can be replayed from
+/// its seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
