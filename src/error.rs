@@ -93,6 +93,10 @@ pub enum Cause {
     /// object's fault and not worth retrying: the run ends, nothing is dead-lettered.
     #[error("the output was closed (broken pipe)")]
     OutputClosed,
+    /// The ledger claim on the object lapsed and another worker took it over (see
+    /// `Ledger::renew`): this worker committed nothing of it and left it to that worker.
+    #[error("lost the ledger claim on {object} to {holder} (it lapsed: this worker was stopped or cut off for longer than --claim-ttl-secs); nothing of it was committed by this worker")]
+    ClaimLost { object: String, holder: String },
 }
 
 /// A failure of one object, with enough context to act on it.

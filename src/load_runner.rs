@@ -284,6 +284,63 @@ struct HeldFinish {
 struct HoldingLedger {
     inner: Arc<dyn Ledger>,
     held: Mutex<Vec<HeldFinish>>,
+    /// The held objects' claims, renewed until their job has loaded (see [`HeldRenewals`]).
+    renewing: Arc<Mutex<Vec<(ObjectRef, Claim)>>>,
+}
+
+impl HoldingLedger {
+    /// Stops renewing `object`'s claim (before it is finished or abandoned). Waits for a
+    /// renewal round in progress, so none runs after the claim is released.
+    fn forget(&self, object: &ObjectRef) {
+        let id = identity(object);
+        self.renewing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(o, _)| identity(o) != id);
+    }
+}
+
+/// Renews the claims of the objects a batch holds while it spools the rest, uploads and loads:
+/// that can take longer than the claims' TTL, and a lapsed claim would let another worker
+/// take the object over. Stopped (and joined) by [`HeldRenewals::stop`].
+struct HeldRenewals {
+    stop: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl HeldRenewals {
+    fn start(ledger: Arc<dyn Ledger>, held: Arc<Mutex<Vec<(ObjectRef, Claim)>>>) -> Option<Self> {
+        let every = ledger.renew_every()?;
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("held-claim-renewer".into())
+            .spawn(move || loop {
+                match stopped.recv_timeout(every) {
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    _ => return,
+                }
+                // Under the lock: `forget` waits for this round.
+                let held = held.lock().unwrap_or_else(|p| p.into_inner());
+                for (object, claim) in held.iter() {
+                    if claim.lease.lost().is_some() {
+                        continue;
+                    }
+                    if let Err(e) = ledger.renew(object, claim) {
+                        if !matches!(e.cause, Cause::ClaimLost { .. }) {
+                            tracing::warn!(object = %object, "could not renew the claim (trying again): {e}");
+                        }
+                    }
+                }
+            })
+            .ok()?;
+        Some(HeldRenewals { stop, thread })
+    }
+
+    async fn stop(self) {
+        drop(self.stop);
+        let thread = self.thread;
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
 }
 
 impl Ledger for HoldingLedger {
@@ -294,6 +351,10 @@ impl Ledger for HoldingLedger {
         self.inner.stage(object, claim, staged)
     }
     fn finish(&self, object: &ObjectRef, claim: Claim, summary: &Finished) -> Result<(), Error> {
+        self.renewing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((object.clone(), claim.clone()));
         self.held
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -306,6 +367,12 @@ impl Ledger for HoldingLedger {
     }
     fn abandon(&self, object: &ObjectRef, claim: Claim) {
         self.inner.abandon(object, claim)
+    }
+    fn renew_every(&self) -> Option<std::time::Duration> {
+        self.inner.renew_every()
+    }
+    fn renew(&self, object: &ObjectRef, claim: &Claim) -> Result<(), Error> {
+        self.inner.renew(object, claim)
     }
 }
 
@@ -447,7 +514,9 @@ async fn run_batch(
     let holding = Arc::new(HoldingLedger {
         inner: run.shared.ledger.clone(),
         held: Mutex::default(),
+        renewing: Arc::default(),
     });
+    let renewals = HeldRenewals::start(run.shared.ledger.clone(), holding.renewing.clone());
     let mut shared = run.shared.clone();
     shared.sink = Arc::new(SpoolSink(spool.clone()));
     shared.ledger = holding.clone();
@@ -463,13 +532,35 @@ async fn run_batch(
         match spooled_files.remove(&identity(&h.object)) {
             Some(s) if s.rows > 0 => to_load.push((h, s)),
             _ => {
+                holding.forget(&h.object);
                 if let Err(e) = run.shared.ledger.finish(&h.object, h.claim, &h.summary) {
                     tracing::warn!(object = %h.object, "could not record the object as done: {e}");
                 }
             }
         }
     }
+    // Objects whose claim another worker took over meanwhile are that worker's: not loaded.
+    let (lost, kept): (Vec<_>, Vec<_>) = to_load
+        .into_iter()
+        .partition(|(h, _)| h.claim.lease.lost().is_some());
+    to_load = kept;
+    for (h, s) in lost {
+        holding.forget(&h.object);
+        summary.objects_ok = summary.objects_ok.saturating_sub(1);
+        summary.counts.rows = summary.counts.rows.saturating_sub(s.rows);
+        let holder = h.claim.lease.lost().unwrap_or_default();
+        let failure = Box::new(ObjectFailure {
+            error: crate::ledger::claim_lost(&h.object, &holder),
+            object: h.object,
+            attempts: 1,
+        });
+        let _ = settle_failure(&failure, &run.shared.dead_letters);
+        summary.failures.push(failure);
+    }
     if to_load.is_empty() {
+        if let Some(r) = renewals {
+            r.stop().await;
+        }
         return summary;
     }
     to_load.sort_by(|a, b| a.0.object.key.cmp(&b.0.object.key));
@@ -484,6 +575,10 @@ async fn run_batch(
     let first = job_id(run.loads.table(), &keys, 0);
     let rows: u64 = to_load.iter().map(|(_, s)| s.rows).sum();
     let outcome = load_batch(run, dir.path(), &to_load, &keys, &first).await;
+    // The job has settled: the claims are finished or released next, not renewed any more.
+    if let Some(r) = renewals {
+        r.stop().await;
+    }
     match outcome {
         Ok(loaded) => {
             tracing::info!(batch = format!("{n}/{total}"), objects = to_load.len(), rows, job_id = %loaded, "batch loaded");
@@ -539,8 +634,9 @@ async fn load_batch(
         .collect();
     for ((h, _), (object, s)) in to_load.iter().zip(&staged) {
         let (ledger, object, s) = (ledger.clone(), object.clone(), s.clone());
+        // The same lease: this conditional write is the fence before the job is submitted.
         let claim = Claim {
-            token: h.claim.token.clone(),
+            lease: h.claim.lease.clone(),
             staged: None,
         };
         tokio::task::spawn_blocking(move || ledger.stage(&object, &claim, &s))

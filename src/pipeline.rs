@@ -178,17 +178,80 @@ pub struct Context<'a> {
     pub deadline: Option<Instant>,
 }
 
+/// Renews an object's claim in the background while the object runs (every
+/// [`Ledger::renew_every`]), so a live worker, however slow, keeps it. Stopped (and joined)
+/// when dropped, which happens before the claim is finished or abandoned.
+struct Renewer<'s> {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::ScopedJoinHandle<'s, ()>>,
+}
+
+impl<'s> Renewer<'s> {
+    fn start<'e: 's>(
+        scope: &'s std::thread::Scope<'s, 'e>,
+        ledger: &'e dyn Ledger,
+        object: &ObjectRef,
+        claim: &Claim,
+    ) -> Option<Renewer<'s>> {
+        let every = ledger.renew_every()?;
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let (object, claim) = (object.clone(), claim.clone());
+        let thread = std::thread::Builder::new()
+            .name("claim-renewer".into())
+            .spawn_scoped(scope, move || loop {
+                match stopped.recv_timeout(every) {
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    _ => return,
+                }
+                match ledger.renew(&object, &claim) {
+                    Ok(()) => tracing::debug!(object = %object, "renewed the claim"),
+                    // The ledger logged it; the fence before the commit fails the object.
+                    Err(e) if matches!(e.cause, Cause::ClaimLost { .. }) => return,
+                    Err(e) => {
+                        tracing::warn!(object = %object, "could not renew the claim (trying again): {e}")
+                    }
+                }
+            })
+            .ok()?;
+        Some(Renewer {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Renewer<'_> {
+    fn drop(&mut self) {
+        self.stop.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// Processes one object. Blocking: call it from a blocking thread.
 pub fn process_object(
     cx: &Context<'_>,
+    object: ObjectRef,
+) -> Result<Processed, Box<ObjectFailure>> {
+    std::thread::scope(|scope| process_claimed(cx, object, scope))
+}
+
+fn process_claimed<'s, 'e: 's>(
+    cx: &Context<'e>,
     mut object: ObjectRef,
+    scope: &'s std::thread::Scope<'s, 'e>,
 ) -> Result<Processed, Box<ObjectFailure>> {
     let started = Instant::now();
     let mut claim = None;
+    let mut renewer = None;
     // With the ETag known from a listing, ask the ledger before reading anything.
     if object.etag.is_some() {
         match cx.ledger.begin(&object, cx.force) {
-            Ok(Begin::Proceed(c)) => claim = Some(c),
+            Ok(Begin::Proceed(c)) => {
+                renewer = Renewer::start(scope, cx.ledger, &object, &c);
+                claim = Some(c)
+            }
             Ok(Begin::Done) => return Ok(skipped(object, Skip::AlreadyDone)),
             Ok(Begin::Busy(who)) => return Ok(skipped(object, Skip::Busy(who))),
             Err(error) => {
@@ -215,10 +278,13 @@ pub fn process_object(
                 opened.etag,
                 &compressed,
                 &mut claim,
+                (scope, &mut renewer),
             )
         }),
         Err(e) => Err(e),
     };
+    // The object has ended: no more renewals (before the claim is finished or released).
+    drop(renewer);
     match result {
         Ok(Processed::Done(mut report)) => {
             report.counts.bytes_in = compressed.get();
@@ -261,8 +327,13 @@ pub fn process_object(
             }
             Ok(skip)
         }
-        Err(error) => {
+        Err(mut error) => {
             if let Some(c) = claim {
+                // Whatever failed (a read cut while this worker was stopped, say), an object
+                // whose claim was taken over is that worker's now: not retried here.
+                if let Some(holder) = c.lease.lost() {
+                    error = crate::ledger::claim_lost(&object, &holder);
+                }
                 cx.ledger.abandon(&object, c);
             }
             Err(Box::new(ObjectFailure {
@@ -295,7 +366,12 @@ fn recovered(
     let Some(staged) = &claim.staged else {
         return Ok(None);
     };
-    if cx.sink.committed(staged)? {
+    let committed = cx.sink.committed(staged)?;
+    if !committed {
+        // The fence: they become visible only while the claim is provably ours.
+        cx.ledger.renew(object, claim)?;
+    }
+    if committed {
         tracing::info!(object = %object, staged = %staged.token, rows = staged.rows, "rows staged by an earlier attempt were committed; recording the object as done");
     } else if cx.sink.commit_staged(staged)? {
         tracing::info!(object = %object, staged = %staged.token, rows = staged.rows, "rows staged by an earlier attempt were not committed yet; committed them now, recording the object as done");
@@ -318,13 +394,14 @@ fn recovered(
     }))
 }
 
-fn run(
-    cx: &Context<'_>,
+fn run<'s, 'e: 's>(
+    cx: &Context<'e>,
     object: &mut ObjectRef,
     source: Box<dyn std::io::Read + Send>,
     etag: Etag,
     compressed: &Counter,
     claim: &mut Option<Claim>,
+    (scope, renewer): (&'s std::thread::Scope<'s, 'e>, &mut Option<Renewer<'s>>),
 ) -> Result<Processed, Error> {
     let (settings, sink, dead_letters) = (cx.settings, cx.sink, cx.dead_letters);
     let at_compressed = |e: Error| {
@@ -359,12 +436,13 @@ fn run(
     if claim.is_none() {
         match cx.ledger.begin(object, cx.force)? {
             Begin::Proceed(c) => {
+                *renewer = Renewer::start(scope, cx.ledger, object, &c);
                 // Dropping `records` stops the decode threads.
-                if let Some(report) = recovered(cx, object, &c)? {
-                    *claim = Some(c);
+                let recovered = recovered(cx, object, &c);
+                *claim = Some(c);
+                if let Some(report) = recovered? {
                     return Ok(Processed::Done(report));
                 }
-                *claim = Some(c)
             }
             Begin::Done => return Ok(skipped(object.clone(), Skip::AlreadyDone)),
             Begin::Busy(who) => return Ok(skipped(object.clone(), Skip::Busy(who))),
@@ -390,6 +468,10 @@ fn run(
                 crate::error::Class::Transient,
                 Cause::DeadlineExceeded,
             ));
+        }
+        // The renewer found the claim taken over: stop reading (nothing will be committed).
+        if let Some(holder) = claim.as_ref().and_then(|c| c.lease.lost()) {
+            return Err(crate::ledger::claim_lost(object, &holder));
         }
         let batch = match records.next_batch().map_err(at_compressed)? {
             Next::Batch(b) => b,
@@ -465,12 +547,17 @@ fn run(
                 record_errors: counts.record_errors,
             };
             let claim = claim.as_ref().expect("claimed before writing");
+            // Also the fence: a conditional write of the claim (see `Ledger::renew`).
             cx.ledger.stage(object, claim, &staged)?;
             let committed = writer.commit()?;
             debug_assert!(committed.rejected.is_empty(), "staged rows are settled");
             dead_letter
         }
         None => {
+            // The fence: rows become visible only while the claim is provably ours.
+            if let Some(claim) = claim.as_ref() {
+                cx.ledger.renew(object, claim)?;
+            }
             let committed = writer.commit()?;
             for r in &committed.rejected {
                 settle.settle_at(r.ordinal, r.byte_offset, Stage::Sink, &r.row, &r.error)?;

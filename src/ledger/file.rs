@@ -142,7 +142,7 @@ impl Ledger for FileLedger {
         }
         let staged = self.staged.lock().expect("ledger lock").get(&id).cloned();
         Ok(Begin::Proceed(Claim {
-            token: None,
+            lease: Default::default(),
             staged,
         }))
     }

@@ -26,12 +26,52 @@ pub enum Begin {
     Busy(String),
 }
 
-/// Proof of a claim (for S3, the claim marker's ETag, needed to release it safely).
-#[derive(Debug, Default)]
+/// Proof of a claim. Clones share one [`Lease`], so a renewal made by one (the background
+/// renewer, see [`Ledger::renew`]) is seen by all.
+#[derive(Debug, Default, Clone)]
 pub struct Claim {
-    pub token: Option<String>,
+    pub lease: Lease,
     /// What an earlier run staged for this object and may have committed before it stopped.
     pub staged: Option<Staged>,
+}
+
+/// The current proof of a claim, shared by the clones of a [`Claim`]: for S3, the claim
+/// marker's ETag as of this worker's last conditional write. Its lock is held across each
+/// conditional write, so a renewal and a fence never race each other into a false "lost".
+#[derive(Debug, Default, Clone)]
+pub struct Lease(std::sync::Arc<std::sync::Mutex<LeaseState>>);
+
+#[derive(Debug, Default)]
+pub struct LeaseState {
+    /// The claim marker's ETag after this worker's last write of it.
+    pub etag: Option<String>,
+    /// What this claim's marker carries as staged (kept through renewals).
+    pub staged: Option<Staged>,
+    /// Set once a conditional write found the claim taken over (or gone): from then on this
+    /// worker commits nothing of the object and leaves the claim alone.
+    pub lost: Option<String>,
+    /// The last claim body sent whose answer never came (S3 may have applied it).
+    pub unanswered: Option<Vec<u8>>,
+}
+
+impl Lease {
+    pub fn new(etag: Option<String>, staged: Option<Staged>) -> Lease {
+        Lease(std::sync::Arc::new(std::sync::Mutex::new(LeaseState {
+            etag,
+            staged,
+            lost: None,
+            unanswered: None,
+        })))
+    }
+
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, LeaseState> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Who took the claim over, once it was found lost.
+    pub fn lost(&self) -> Option<String> {
+        self.lock().lost.clone()
+    }
 }
 
 /// Rows a sink has staged but not yet made visible (a Storage Write `PENDING` stream, a load
@@ -71,6 +111,32 @@ pub trait Ledger: Send + Sync {
     }
     fn finish(&self, object: &ObjectRef, claim: Claim, summary: &Finished) -> Result<(), Error>;
     fn abandon(&self, object: &ObjectRef, claim: Claim);
+
+    /// How often a claim must be renewed while its object runs (well inside its TTL); `None`
+    /// for ledgers whose claims do not lapse.
+    fn renew_every(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    /// Renews the claim, and proves it is still this worker's: the *fence* run right before
+    /// rows become visible. Fails with [`crate::error::Cause::ClaimLost`] (permanent) when
+    /// another worker took it over; the caller then commits nothing. Ledgers whose claims do
+    /// not lapse always succeed. [`Ledger::stage`] fences the same way.
+    fn renew(&self, object: &ObjectRef, claim: &Claim) -> Result<(), Error> {
+        let _ = (object, claim);
+        Ok(())
+    }
+}
+
+/// The error of a fence that found the claim gone: `holder` is who has it now, if known.
+pub fn claim_lost(object: &ObjectRef, holder: &str) -> Error {
+    Error::permanent(
+        crate::error::Stage::Sink,
+        crate::error::Cause::ClaimLost {
+            object: object.to_string(),
+            holder: holder.to_string(),
+        },
+    )
 }
 
 /// `--ledger none`: every object is processed. Staged entries are kept in memory only, so an
@@ -89,7 +155,7 @@ impl Ledger for NoLedger {
             .get(&identity(object))
             .cloned();
         Ok(Begin::Proceed(Claim {
-            token: None,
+            lease: Lease::default(),
             staged,
         }))
     }

@@ -4,13 +4,20 @@
 //! - `…/<bucket>/<key>#E.claim` — created with `If-None-Match: *`, so exactly one worker wins it.
 //!   It holds the worker and an expiry; a worker that finds an expired claim (its holder died)
 //!   takes it over with `If-Match: <claim's ETag>`, so two such workers cannot both win.
-//! - `…/<bucket>/<key>#E.staged` — written by the claim holder just before a sink commits
-//!   staged rows (a Storage Write stream); the next claim holder reads it to find out whether
-//!   that commit happened. Deleted when the object is done.
+//!   While the object runs, its holder renews the claim (every third of the TTL), each time
+//!   with `If-Match: <the ETag of its own last write>`; right before rows become visible it
+//!   does so once more (the *fence*). A worker that was stopped past the TTL finds its
+//!   precondition failed (someone took the claim over) and commits nothing.
+//! - What a sink staged (a Storage Write stream, a load job) is recorded *in the claim*, by
+//!   the same conditional write that fences the commit, so recording it and proving the claim
+//!   are one atomic step; the next claim holder reads it from the claim it takes over, to find
+//!   out whether that commit happened. (`…#E.staged` markers of earlier versions are still
+//!   read, and deleted when the object is done.)
 //! - `…/<bucket>/<key>#E.done` — written after the object's rows were committed; it holds the
 //!   run's summary. Its presence means done.
 //!
-//! The claim is deleted once the object is done or abandoned.
+//! The claim is deleted (`If-Match` its ETag, so never someone else's) once the object is done
+//! or abandoned.
 
 use std::time::Duration;
 
@@ -21,7 +28,7 @@ use chrono::{SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::runtime::Handle;
 
-use super::{Begin, Claim, Finished, Ledger, Staged};
+use super::{claim_lost, Begin, Claim, Finished, Lease, Ledger, Staged};
 use crate::error::{Error, Stage};
 use crate::object::ObjectRef;
 use crate::source::s3::{classify, unquote};
@@ -40,6 +47,12 @@ struct ClaimBody {
     worker: String,
     claimed_at: String,
     expires_at: String,
+    /// When this body was written (milliseconds: every renewal has a new body, so a new ETag).
+    #[serde(default)]
+    renewed_at: String,
+    /// Rows staged under this claim (see the module docs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    staged: Option<Staged>,
 }
 
 impl S3Ledger {
@@ -87,15 +100,103 @@ impl S3Ledger {
         }
     }
 
-    fn claim_body(&self) -> Vec<u8> {
+    fn claim_body(&self, staged: Option<&Staged>) -> Vec<u8> {
         let now = Utc::now();
         let lease = chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::minutes(15));
         serde_json::to_vec(&ClaimBody {
             worker: self.worker.clone(),
             claimed_at: now.to_rfc3339_opts(SecondsFormat::Secs, true),
-            expires_at: (now + lease).to_rfc3339_opts(SecondsFormat::Secs, true),
+            expires_at: (now + lease).to_rfc3339_opts(SecondsFormat::Millis, true),
+            renewed_at: now.to_rfc3339_opts(SecondsFormat::Millis, true),
+            staged: staged.cloned(),
         })
         .expect("serialisable")
+    }
+
+    /// Rewrites the claim with `If-Match` on this worker's last ETag of it: a renewal, the
+    /// fence before a commit, and (with `staged`) the record of staged rows. Marks the lease
+    /// lost and fails with `ClaimLost` when the precondition fails.
+    fn rewrite_claim(
+        &self,
+        object: &ObjectRef,
+        claim: &Claim,
+        staged: Option<&Staged>,
+    ) -> Result<(), Error> {
+        let key = self.marker(object, "claim");
+        let mut lease = claim.lease.lock();
+        if let Some(holder) = &lease.lost {
+            return Err(claim_lost(object, holder));
+        }
+        let Some(etag) = lease.etag.clone() else {
+            return Ok(()); // not claimed through this ledger (nothing to fence)
+        };
+        let staged = staged.cloned().or_else(|| lease.staged.clone());
+        let mut etag = etag;
+        loop {
+            let body = self.claim_body(staged.as_ref());
+            match self.put_if(&key, body.clone(), Some(&etag)) {
+                Ok(Some(new)) => {
+                    lease.etag = Some(new);
+                    lease.staged = staged;
+                    lease.unanswered = None;
+                    return Ok(());
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    // S3 may have applied it all the same: remember what we sent.
+                    lease.unanswered = Some(body);
+                    return Err(e);
+                }
+            }
+            // Taken over (or released by a worker that took it over and finished) — unless the
+            // claim holds exactly a write of ours whose answer we never got (S3 applied it, the
+            // answer was lost): conditional writes are linearisable, so nobody wrote it since,
+            // and its ETag is ours to use.
+            let current = self.read_marker(&key);
+            if let Ok(Some((current_etag, bytes))) = &current {
+                if lease.unanswered.as_deref() == Some(&bytes[..]) {
+                    lease.unanswered = None;
+                    etag = current_etag.clone();
+                    continue;
+                }
+            }
+            let current =
+                current.map(|c| c.map(|(e, b)| (e, serde_json::from_slice::<ClaimBody>(&b).ok())));
+            {
+                let holder = match current {
+                    Ok(Some((_, Some(body)))) => body.worker,
+                    Ok(Some((_, None))) => "unknown (unreadable claim)".to_string(),
+                    Ok(None) if self.exists(&self.marker(object, "done")).unwrap_or(false) => {
+                        "another worker, which has finished it".to_string()
+                    }
+                    Ok(None) => "another worker (the claim is gone)".to_string(),
+                    Err(_) => "another worker".to_string(),
+                };
+                tracing::warn!(object = %object, holder = %holder, "lost the claim: it lapsed and another worker took it over; committing nothing of this object");
+                lease.lost = Some(holder.clone());
+                return Err(claim_lost(object, &holder));
+            }
+        }
+    }
+
+    /// Deletes the claim if it is still this worker's (`If-Match`), never someone else's.
+    fn release(&self, object: &ObjectRef, claim: &Claim) {
+        let lease = claim.lease.lock();
+        if lease.lost.is_some() {
+            return;
+        }
+        let key = self.marker(object, "claim");
+        let mut req = self.client.delete_object().bucket(&self.bucket).key(&key);
+        if let Some(etag) = &lease.etag {
+            req = req.if_match(etag);
+        }
+        match self.handle.block_on(req.send()) {
+            Ok(_) => {}
+            Err(e) if precondition_failed(&e) => {
+                tracing::warn!(object = %object, "the claim was taken over meanwhile; left it to its new holder")
+            }
+            Err(e) => tracing::warn!(key, "could not delete ledger claim: {e}"),
+        }
     }
 
     /// Unconditional PUT (markers only the claim holder writes).
@@ -134,6 +235,13 @@ impl S3Ledger {
         match self.handle.block_on(req.send()) {
             Ok(out) => Ok(Some(out.e_tag().map(unquote).unwrap_or_default())),
             Err(e) if precondition_failed(&e) => Ok(None),
+            // `If-Match` on a claim that is gone (its new holder finished and released it).
+            Err(e)
+                if if_match.is_some()
+                    && e.raw_response().is_some_and(|r| r.status().as_u16() == 404) =>
+            {
+                Ok(None)
+            }
             Err(e) => Err(classify(Stage::Sink, "ledger PutObject", e)),
         }
     }
@@ -190,6 +298,8 @@ impl S3Ledger {
             worker: "unknown (unreadable claim)".into(),
             claimed_at: String::new(),
             expires_at: String::new(),
+            renewed_at: String::new(),
+            staged: None,
         });
         Ok(Some((etag, body)))
     }
@@ -219,18 +329,22 @@ impl Ledger for S3Ledger {
             return Ok(Begin::Done);
         }
         let claim_key = self.marker(object, "claim");
-        let token = match self.put_if(&claim_key, self.claim_body(), None)? {
+        // What the previous holder staged, carried by the claim we take over.
+        let mut carried = None;
+        let token = match self.put_if(&claim_key, self.claim_body(None), None)? {
             Some(t) => t,
             None => match self.read_claim(&claim_key)? {
                 // Released between our PUT and GET: try once more.
-                None => match self.put_if(&claim_key, self.claim_body(), None)? {
+                None => match self.put_if(&claim_key, self.claim_body(None), None)? {
                     Some(t) => t,
                     None => return Ok(Begin::Busy("another worker".into())),
                 },
                 Some((etag, held)) if expired(&held) => {
-                    match self.put_if(&claim_key, self.claim_body(), Some(&etag))? {
+                    let body = self.claim_body(held.staged.as_ref());
+                    match self.put_if(&claim_key, body, Some(&etag))? {
                         Some(t) => {
                             tracing::info!(object = %object, previous = %held.worker, "took over an expired claim");
+                            carried = held.staged;
                             t
                         }
                         None => return Ok(Begin::Busy("another worker".into())),
@@ -239,36 +353,48 @@ impl Ledger for S3Ledger {
                 Some((_, held)) => return Ok(Begin::Busy(held.worker)),
             },
         };
+        let lease = Lease::new(Some(token), carried.clone());
         // Another worker may have finished (and released its claim) just before we claimed.
         if !force && self.exists(&done)? {
-            self.delete(&claim_key);
+            self.release(
+                object,
+                &Claim {
+                    lease,
+                    staged: None,
+                },
+            );
             return Ok(Begin::Done);
         }
-        let staged = self.read_staged(&self.marker(object, "staged"))?;
-        Ok(Begin::Proceed(Claim {
-            token: Some(token),
-            staged,
-        }))
+        let staged = match carried {
+            Some(s) => Some(s),
+            None => self.read_staged(&self.marker(object, "staged"))?,
+        };
+        Ok(Begin::Proceed(Claim { lease, staged }))
     }
 
-    fn stage(&self, object: &ObjectRef, _: &Claim, staged: &Staged) -> Result<(), Error> {
-        self.put(
-            &self.marker(object, "staged"),
-            serde_json::to_vec_pretty(staged).expect("serialisable"),
-        )
+    fn stage(&self, object: &ObjectRef, claim: &Claim, staged: &Staged) -> Result<(), Error> {
+        self.rewrite_claim(object, claim, Some(staged))
     }
 
-    fn finish(&self, object: &ObjectRef, _claim: Claim, summary: &Finished) -> Result<(), Error> {
+    fn renew_every(&self) -> Option<Duration> {
+        Some((self.lease / 3).max(Duration::from_millis(200)))
+    }
+
+    fn renew(&self, object: &ObjectRef, claim: &Claim) -> Result<(), Error> {
+        self.rewrite_claim(object, claim, None)
+    }
+
+    fn finish(&self, object: &ObjectRef, claim: Claim, summary: &Finished) -> Result<(), Error> {
         self.put(
             &self.marker(object, "done"),
             serde_json::to_vec_pretty(summary).expect("serialisable"),
         )?;
         self.delete(&self.marker(object, "staged"));
-        self.delete(&self.marker(object, "claim"));
+        self.release(object, &claim);
         Ok(())
     }
 
-    fn abandon(&self, object: &ObjectRef, _claim: Claim) {
-        self.delete(&self.marker(object, "claim"));
+    fn abandon(&self, object: &ObjectRef, claim: Claim) {
+        self.release(object, &claim);
     }
 }

@@ -6,6 +6,7 @@ mod bigquery_emulator;
 mod bigquery_faults;
 mod bigquery_modes;
 mod bq_emulator;
+mod claims;
 mod cli;
 mod decoding;
 mod envelopes;
