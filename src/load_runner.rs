@@ -444,6 +444,15 @@ pub async fn run(jobs: Vec<Job>, run: LoadRun, stop: Arc<AtomicBool>) -> Summary
     summary
 }
 
+/// Runs a blocking ledger call from this async code: the S3 ledger blocks on the runtime, which
+/// a task may only do once it has told the runtime so (`block_in_place`, multi-threaded runtime).
+fn off_runtime<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 /// Removes load-batch spool folders that killed runs left in the temporary directory: a folder
 /// is `firehose-replay-load-<pid>-…`, and is stale once no process has that pid.
 fn sweep_stale_spools() {
@@ -533,7 +542,9 @@ async fn run_batch(
             Some(s) if s.rows > 0 => to_load.push((h, s)),
             _ => {
                 holding.forget(&h.object);
-                if let Err(e) = run.shared.ledger.finish(&h.object, h.claim, &h.summary) {
+                if let Err(e) =
+                    off_runtime(|| run.shared.ledger.finish(&h.object, h.claim, &h.summary))
+                {
                     tracing::warn!(object = %h.object, "could not record the object as done: {e}");
                 }
             }
@@ -583,7 +594,9 @@ async fn run_batch(
         Ok(loaded) => {
             tracing::info!(batch = format!("{n}/{total}"), objects = to_load.len(), rows, job_id = %loaded, "batch loaded");
             for (h, _) in to_load {
-                if let Err(e) = run.shared.ledger.finish(&h.object, h.claim, &h.summary) {
+                if let Err(e) =
+                    off_runtime(|| run.shared.ledger.finish(&h.object, h.claim, &h.summary))
+                {
                     // Loaded: the next run finds the staged job and records it then.
                     tracing::warn!(object = %h.object, "could not record the object as done: {e}");
                 }
@@ -598,7 +611,7 @@ async fn run_batch(
             for (h, s) in to_load {
                 summary.objects_ok = summary.objects_ok.saturating_sub(1);
                 summary.counts.rows = summary.counts.rows.saturating_sub(s.rows);
-                run.shared.ledger.abandon(&h.object, h.claim);
+                off_runtime(|| run.shared.ledger.abandon(&h.object, h.claim));
                 let failure = batch_failure(h.object, &error);
                 let _ = settle_failure(&failure, &run.shared.dead_letters);
                 summary.failures.push(failure);

@@ -553,6 +553,16 @@ pub fn settle_failure(
     failure: &ObjectFailure,
     dead_letters: &DeadLetterDir,
 ) -> Result<String, Error> {
+    if matches!(failure.error.cause, crate::error::Cause::ClaimLost { .. }) {
+        // Another worker holds the object and finishes it: a letter would only invite a
+        // second delivery.
+        tracing::error!(
+            object = %failure.object,
+            "object failed: {} (not dead-lettered: another worker holds it)",
+            failure.error
+        );
+        return Ok("not dead-lettered: another worker holds the object".into());
+    }
     match dead_letters.object(&failure.object, &failure.error, failure.attempts) {
         Ok(path) => {
             tracing::error!(
