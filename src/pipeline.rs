@@ -428,6 +428,7 @@ fn run<'s, 'e: 's>(
         settings.framing,
         settings.envelope,
         settings.max_record_bytes,
+        crate::row::generated_columns(settings.row_id_column.as_deref()),
     )
     .map_err(|e| Error::from_io(Stage::Frame, e))?;
     if let Some(e) = etag.resolve()? {
@@ -639,6 +640,7 @@ pub(crate) fn build_row<'a>(
         let shape = mapping.apply(payload.json, mapped)?;
         payload.json = mapped;
         payload.shape = shape;
+        payload.keys_clean = false; // the framer checked the record, not the mapped row
     }
     rows.build(&payload, ordinal, offset)
         .map_err(|kind| kind.to_string())

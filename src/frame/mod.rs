@@ -109,6 +109,9 @@ pub struct Frame<'a> {
     /// The framer already checked the JSON grammar of these bytes, so the record stage need
     /// not do it again.
     pub json_checked: bool,
+    /// The framer also found no duplicate key and no top-level key named like a generated
+    /// column (see [`Framer::check_keys`]), so the row stage need not scan the keys.
+    pub keys_clean: bool,
 }
 
 /// Why a stretch of bytes could not become a record.
@@ -191,6 +194,20 @@ impl<R: Read> Framer<R> {
         }
     }
 
+    /// Makes the JSON-stream framer check keys while it validates: a record with no duplicate
+    /// key and no top-level key among `reserved` (the generated columns) is marked
+    /// `keys_clean`. No effect on delimited framing.
+    pub fn check_keys(&mut self, reserved: &[String]) {
+        if let Mode::Json(stream) = &mut self.mode {
+            stream.keys = Some(crate::record::json::KeyCheck::new(
+                reserved
+                    .iter()
+                    .map(|r| crate::row::scan::key_hash(r.as_bytes(), false))
+                    .collect(),
+            ));
+        }
+    }
+
     /// The framing in use.
     pub fn resolved(&self) -> Option<Resolved> {
         Some(match self.mode {
@@ -229,11 +246,13 @@ impl<R: Read> Framer<R> {
                 checked,
             } => {
                 self.ordinal += 1;
+                let keys_clean = checked && matches!(&self.mode, Mode::Json(s) if s.keys_clean);
                 Ok(Some(Event::Record(Frame {
                     bytes: &self.input.buf[at..at + len],
                     offset,
                     ordinal,
                     json_checked: checked,
+                    keys_clean,
                 })))
             }
             Step::Error { offset, kind, raw } => {

@@ -94,6 +94,10 @@ struct Junk {
 
 pub(crate) struct Stream {
     state: State,
+    /// When set, keys are checked while validating (see [`json::KeyCheck`]).
+    pub(crate) keys: Option<json::KeyCheck>,
+    /// Whether the last record's keys passed that check.
+    pub(crate) keys_clean: bool,
     /// Stream offset of the next line break found to be followed by `{` or `[` in column 0
     /// (see [`Stream::boundary`]), and how far the stream was searched for one.
     boundary: Option<u64>,
@@ -104,6 +108,8 @@ impl Default for Stream {
     fn default() -> Self {
         Stream {
             state: State::Between,
+            keys: None,
+            keys_clean: false,
             boundary: None,
             searched: 0,
         }
@@ -196,7 +202,12 @@ impl Stream {
         };
         let data = input.data();
         let scanned = &data[..limit.unwrap_or(data.len())];
-        let outcome = match json::scan(scanned) {
+        let scanned_result = match &mut self.keys {
+            Some(k) => json::scan_keys(scanned, k),
+            None => json::scan(scanned),
+        };
+        self.keys_clean = self.keys.as_ref().is_some_and(|k| k.clean);
+        let outcome = match scanned_result {
             Scan::Incomplete if limit.is_some() => {
                 let stop = limit.expect("checked");
                 self.state = State::Between;

@@ -48,7 +48,12 @@ impl SubPath {
 #[derive(Debug, Clone)]
 pub enum ItemKind {
     /// A payload to turn into a row; its bytes are `data[start..end]`.
-    Payload { shape: Shape, sub: SubPath },
+    Payload {
+        shape: Shape,
+        sub: SubPath,
+        /// See [`Payload::keys_clean`].
+        clean: bool,
+    },
     /// A record that could not become rows; `data[start..end]` holds its raw bytes, or, for
     /// an oversized record, nothing: all of it is in `spooled`.
     Error {
@@ -87,10 +92,11 @@ impl Batch {
     /// The payload of a `Payload` item.
     pub fn payload<'a>(&'a self, item: &'a Item) -> Option<Payload<'a>> {
         match &item.kind {
-            ItemKind::Payload { shape, sub } => Some(Payload {
+            ItemKind::Payload { shape, sub, clean } => Some(Payload {
                 json: self.bytes(item),
                 shape: *shape,
                 sub: sub.as_slice(),
+                keys_clean: *clean,
             }),
             _ => None,
         }
@@ -148,6 +154,7 @@ impl Records {
         framing: Framing,
         envelope: Envelope,
         max_record_bytes: usize,
+        reserved: Vec<String>,
     ) -> io::Result<Records> {
         let (tx, rx) = sync_channel(DEPTH);
         let (recycle, recycled) = sync_channel::<Batch>(DEPTH + 2);
@@ -155,6 +162,7 @@ impl Records {
             .name("records".into())
             .spawn(move || {
                 let mut framer = Framer::new(reader, framing, max_record_bytes);
+                framer.check_keys(&reserved);
                 let mut unwrapper = Unwrapper::new(envelope, max_record_bytes);
                 let result = produce(&mut framer, &mut unwrapper, &tx, &recycled);
                 let message = match result {
@@ -219,6 +227,7 @@ fn produce<R: Read>(
                             ItemKind::Payload {
                                 shape: p.shape,
                                 sub: SubPath::from_slice(p.sub),
+                                clean: p.keys_clean,
                             },
                         ),
                         // The whole record is kept, so a redrive can rebuild the row with its
@@ -237,7 +246,12 @@ fn produce<R: Read>(
                     }
                     Ok(())
                 };
-                match unwrapper.unwrap(frame.bytes, frame.json_checked, &mut emit) {
+                match unwrapper.unwrap_checked(
+                    frame.bytes,
+                    frame.json_checked,
+                    frame.keys_clean,
+                    &mut emit,
+                ) {
                     Ok(Outcome::Payloads) => {}
                     Ok(Outcome::Control) => {
                         controls += 1;

@@ -88,8 +88,112 @@ pub fn scan(b: &[u8]) -> Scan {
     }
 }
 
+/// What the validator reports about object keys as it passes them (see [`KeyCheck`]).
+pub(crate) trait Keys {
+    fn open_object(&mut self);
+    fn key(&mut self, raw: &[u8], depth: usize);
+    fn close_object(&mut self);
+}
+
+/// The plain validator: keys are not looked at (compiled away).
+struct NoKeys;
+
+impl Keys for NoKeys {
+    #[inline(always)]
+    fn open_object(&mut self) {}
+    #[inline(always)]
+    fn key(&mut self, _: &[u8], _: usize) {}
+    #[inline(always)]
+    fn close_object(&mut self) {}
+}
+
+/// Watches keys while the framer validates, so the row stage can skip its own key scan (the
+/// row contract's duplicate-key and generated-column checks, `row::scan`) for the common record
+/// that has neither: `clean` stays true only if no object holds two keys of equal hash and no
+/// top-level key hashes like a reserved name. Keys with escapes make it give up (`clean =
+/// false`): the row stage then decides. A false "not clean" costs only the scan.
+#[derive(Debug, Default)]
+pub struct KeyCheck {
+    /// Hashes of the keys of the objects open, and where each object's start in it.
+    hashes: Vec<u64>,
+    starts: Vec<(usize, u128)>,
+    /// Hashes of the generated column names.
+    pub reserved: Vec<u64>,
+    pub clean: bool,
+}
+
+impl KeyCheck {
+    /// A check that treats top-level keys hashing like one of `reserved` as not clean.
+    pub fn new(reserved: Vec<u64>) -> Self {
+        KeyCheck {
+            reserved,
+            ..Default::default()
+        }
+    }
+
+    pub fn reset(&mut self) {
+        self.hashes.clear();
+        self.starts.clear();
+        self.clean = true;
+    }
+}
+
+impl Keys for KeyCheck {
+    #[inline]
+    fn open_object(&mut self) {
+        self.starts.push((self.hashes.len(), 0));
+    }
+
+    #[inline]
+    fn key(&mut self, raw: &[u8], depth: usize) {
+        if !self.clean {
+            return;
+        }
+        if memchr::memchr(b'\\', raw).is_some() {
+            self.clean = false;
+            return;
+        }
+        let h = crate::row::scan::key_hash(raw, false);
+        if depth == 1 && self.reserved.contains(&h) {
+            self.clean = false;
+            return;
+        }
+        let Some((start, bloom)) = self.starts.last_mut() else {
+            return;
+        };
+        let bit = 1u128 << (h >> 57);
+        if *bloom & bit != 0 && self.hashes[*start..].contains(&h) {
+            self.clean = false;
+            return;
+        }
+        *bloom |= bit;
+        self.hashes.push(h);
+    }
+
+    #[inline]
+    fn close_object(&mut self) {
+        if let Some((start, _)) = self.starts.pop() {
+            self.hashes.truncate(start);
+        }
+    }
+}
+
+/// [`scan`], also checking keys (see [`KeyCheck`]).
+pub fn scan_keys(b: &[u8], keys: &mut KeyCheck) -> Scan {
+    keys.reset();
+    match value_with(b, 0, keys) {
+        Ok(n) => Scan::Complete(n),
+        Err(p) if p >= b.len() => Scan::Incomplete,
+        Err(p) => Scan::Invalid(p),
+    }
+}
+
 /// Parses one value starting at `b[i]` (no leading whitespace); returns the position after it.
-fn value(b: &[u8], mut i: usize) -> Result<usize, usize> {
+fn value(b: &[u8], i: usize) -> Result<usize, usize> {
+    value_with(b, i, &mut NoKeys)
+}
+
+fn value_with<K: Keys>(b: &[u8], mut i: usize, keys: &mut K) -> Result<usize, usize> {
     let mut open = Nesting {
         low: 0,
         high: Vec::new(),
@@ -104,7 +208,8 @@ fn value(b: &[u8], mut i: usize) -> Result<usize, usize> {
                     i += 1;
                 } else {
                     open.push(true);
-                    i = member_key(b, i)?;
+                    keys.open_object();
+                    i = member_key(b, i, open.depth, keys)?;
                     continue 'value;
                 }
             }
@@ -135,12 +240,13 @@ fn value(b: &[u8], mut i: usize) -> Result<usize, usize> {
                 Some(b',') => {
                     i = ws(b, i + 1);
                     if in_object {
-                        i = member_key(b, i)?;
+                        i = member_key(b, i, open.depth, keys)?;
                     }
                     continue 'value;
                 }
                 Some(b'}') if in_object => {
                     open.depth -= 1;
+                    keys.close_object();
                     i += 1;
                 }
                 Some(b']') if !in_object => {
@@ -155,11 +261,13 @@ fn value(b: &[u8], mut i: usize) -> Result<usize, usize> {
 
 /// `"key"` `:` — returns the position of the member's value.
 #[inline]
-fn member_key(b: &[u8], i: usize) -> Result<usize, usize> {
+fn member_key<K: Keys>(b: &[u8], i: usize, depth: usize, keys: &mut K) -> Result<usize, usize> {
     if b.get(i) != Some(&b'"') {
         return Err(i);
     }
-    let i = ws(b, string(b, i)?);
+    let end = string(b, i)?;
+    keys.key(&b[i + 1..end - 1], depth);
+    let i = ws(b, end);
     if b.get(i) != Some(&b':') {
         return Err(i);
     }
@@ -339,6 +447,36 @@ mod tests {
         ] {
             assert_eq!(check(bad), Err(at), "{}", String::from_utf8_lossy(bad));
         }
+    }
+
+    #[test]
+    fn the_key_check_passes_only_records_the_row_scan_would_leave_alone() {
+        let reserved = vec![crate::row::scan::key_hash(b"_row_id", false)];
+        let clean = |doc: &str| {
+            let mut k = KeyCheck::new(reserved.clone());
+            assert!(
+                matches!(scan_keys(doc.as_bytes(), &mut k), Scan::Complete(_)),
+                "{doc}"
+            );
+            k.clean
+        };
+        assert!(clean(r#"{"a":1,"b":{"a":2},"c":[{"a":1},{"a":1}]}"#));
+        assert!(
+            clean(r#"{"x":{"_row_id":1}}"#),
+            "only top-level keys are columns"
+        );
+        assert!(!clean(r#"{"a":1,"a":2}"#));
+        assert!(!clean(r#"{"x":{"a":1,"b":2,"a":3}}"#));
+        assert!(!clean(r#"[{"k":1,"k":2}]"#));
+        assert!(!clean(r#"{"_row_id":"mine","a":1}"#));
+        assert!(
+            !clean(r#"{"\u0061":1,"a":2}"#),
+            "escaped keys are left to the row scan"
+        );
+        // Many keys (past the Bloom filter's comfort): still exact about duplicates.
+        let many: Vec<String> = (0..300).map(|i| format!("\"k{i}\":{i}")).collect();
+        assert!(clean(&format!("{{{}}}", many.join(","))));
+        assert!(!clean(&format!("{{{},\"k7\":0}}", many.join(","))));
     }
 
     #[test]

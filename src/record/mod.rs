@@ -57,4 +57,7 @@ pub struct Payload<'a> {
     /// (log event index; sub-record index inside a Firehose error record). Empty for plain
     /// records. Part of the row ID, so it must be stable.
     pub sub: &'a [u32],
+    /// No duplicate key and no key named like a generated column: the framer checked (see
+    /// `frame::Frame::keys_clean`), so the row stage skips its key scan.
+    pub keys_clean: bool,
 }

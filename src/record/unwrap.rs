@@ -53,6 +53,18 @@ impl Unwrapper {
         json_checked: bool,
         emit: &mut dyn FnMut(Emitted<'_>) -> Result<(), E>,
     ) -> Result<Outcome, E> {
+        self.unwrap_checked(record, json_checked, false, emit)
+    }
+
+    /// [`Unwrapper::unwrap`] for a record whose keys the framer also checked (`keys_clean`:
+    /// see `frame::Frame::keys_clean`); only a plain record keeps that verdict.
+    pub fn unwrap_checked<E: From<RecordErrorKind>>(
+        &mut self,
+        record: &[u8],
+        json_checked: bool,
+        keys_clean: bool,
+        emit: &mut dyn FnMut(Emitted<'_>) -> Result<(), E>,
+    ) -> Result<Outcome, E> {
         let envelope = match self.resolved {
             Some(e) => e,
             None => {
@@ -77,6 +89,7 @@ impl Unwrapper {
                     json: record,
                     shape,
                     sub: &[],
+                    keys_clean,
                 }))?;
                 Ok(Outcome::Payloads)
             }
@@ -121,6 +134,7 @@ impl Unwrapper {
                     json: sub,
                     shape,
                     sub: &[index],
+                    keys_clean: false,
                 }))?;
             }
             any = true;
@@ -156,6 +170,7 @@ fn cloudwatch_rows<E: From<RecordErrorKind>>(
                         json: &row,
                         shape: Shape::Object { empty: false },
                         sub: &sub,
+                        keys_clean: false,
                     }))?,
                 }
             }

@@ -14,6 +14,18 @@ pub use id::{ObjectSeed, RowId};
 
 use crate::record::{Payload, RecordErrorKind, Shape};
 
+/// Every column name a row builder may generate (the row-ID column, the metadata columns),
+/// whichever are enabled: what the framer's key check treats as reserved (a superset only
+/// sends more records through the row stage's own scan).
+pub fn generated_columns(row_id_column: Option<&str>) -> Vec<String> {
+    let mut names: Vec<String> = ["_source_uri", "_record_ordinal", "_ingested_at"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    names.extend(row_id_column.map(String::from));
+    names
+}
+
 /// Where row IDs come from.
 #[derive(Debug, Clone, Default)]
 pub enum RowIdSource {
@@ -265,10 +277,15 @@ impl RowBuilder {
                 id::from_field(value)
             }
         };
-        let found = self
-            .keys
-            .scan(payload.json, &self.reserved)
-            .map_err(RecordErrorKind::Row)?;
+        // The framer's key check (`Payload::keys_clean`) stands in for the scan when it found
+        // nothing: the scan would find nothing either.
+        let found = if payload.keys_clean {
+            scan::Found::default()
+        } else {
+            self.keys
+                .scan(payload.json, &self.reserved)
+                .map_err(RecordErrorKind::Row)?
+        };
         let mut skip = 0u32;
         for &(r, (a, z)) in &found.collisions {
             let own = &payload.json[a..z];
@@ -386,6 +403,7 @@ mod tests {
             json: json.as_bytes(),
             shape,
             sub: &[],
+            keys_clean: false,
         };
         let row = rb.build(&payload, 7, 70)?;
         // The ID names the record's byte offset, not its ordinal.
@@ -427,6 +445,7 @@ mod tests {
                 json: json.as_bytes(),
                 shape: validate(json.as_bytes()).unwrap(),
                 sub: &[],
+                keys_clean: false,
             };
             let r = rb.build(&payload, 3, 30).unwrap();
             serde_json::from_slice::<serde_json::Value>(&r.to_vec()).unwrap()
@@ -524,6 +543,7 @@ mod tests {
                 json: json.as_bytes(),
                 shape: validate(json.as_bytes()).unwrap(),
                 sub: &[],
+                keys_clean: false,
             };
             rb.build(&payload, 3, 30)
                 .map(|r| String::from_utf8(r.to_vec()).unwrap())
