@@ -366,18 +366,16 @@ fn recovered(
     let Some(staged) = &claim.staged else {
         return Ok(None);
     };
-    let committed = cx.sink.committed(staged)?;
-    if !committed {
+    if cx.sink.committed(staged)? {
+        tracing::info!(object = %object, staged = %staged.token, rows = staged.rows, "rows staged by an earlier attempt were committed; recording the object as done");
+    } else {
         // The fence: they become visible only while the claim is provably ours.
         cx.ledger.renew(object, claim)?;
-    }
-    if committed {
-        tracing::info!(object = %object, staged = %staged.token, rows = staged.rows, "rows staged by an earlier attempt were committed; recording the object as done");
-    } else if cx.sink.commit_staged(staged)? {
+        if !cx.sink.commit_staged(staged)? {
+            tracing::info!(object = %object, staged = %staged.token, "rows staged by an earlier attempt were not committed; writing the object again");
+            return Ok(None);
+        }
         tracing::info!(object = %object, staged = %staged.token, rows = staged.rows, "rows staged by an earlier attempt were not committed yet; committed them now, recording the object as done");
-    } else {
-        tracing::info!(object = %object, staged = %staged.token, "rows staged by an earlier attempt were not committed; writing the object again");
-        return Ok(None);
     }
     Ok(Some(ObjectReport {
         object: object.clone(),
