@@ -402,6 +402,25 @@ pub(crate) struct BigQueryOpts {
         default_value = "storage-write"
     )]
     pub(crate) bigquery_mode: bigquery::Mode,
+    /// merge: rows go to a staging table, then one MERGE on the row-ID column adds only rows
+    /// the table lacks: replays, --force and lost ledgers add nothing (storage-write and load;
+    /// costs a query per object or batch). off: the ledger alone keeps replays out.
+    #[arg(
+        long,
+        global = true,
+        env = "FIREHOSE_REPLAY_DEDUP",
+        default_value = "off"
+    )]
+    pub(crate) dedup: bigquery::merge::Dedup,
+    /// With --dedup merge: hours a staging table lives if nothing drops it (a killed run's).
+    #[arg(
+        long,
+        global = true,
+        env = "FIREHOSE_REPLAY_MERGE_STAGING_TTL_HOURS",
+        default_value_t = 24,
+        value_parser = at_least_one::<u64>
+    )]
+    merge_staging_ttl_hours: u64,
     /// Storage Write API endpoint (an emulator's `http://host:port`); Google's by default.
     #[arg(long, global = true, env = "FIREHOSE_REPLAY_BIGQUERY_STORAGE_ENDPOINT")]
     bigquery_storage_endpoint: Option<String>,
@@ -579,6 +598,16 @@ impl Opts {
         table: &TableRef,
     ) -> anyhow::Result<bigquery::Config> {
         let mut config = self.bigquery.config(table);
+        if self.bigquery.dedup == bigquery::merge::Dedup::Merge {
+            config.merge = Some(bigquery::merge::Settings {
+                row_id_column: self.row_id_column.clone(),
+                // A position-derived ID fixes the row, and so its partition value.
+                prune_partitions: self.row_id_field.is_none(),
+                staging_ttl: std::time::Duration::from_secs(
+                    self.bigquery.merge_staging_ttl_hours.saturating_mul(3600),
+                ),
+            });
+        }
         if let Some(arn) = self
             .bigquery
             .gcp_credentials_secret_arn
@@ -778,7 +807,11 @@ fn refuse_duplicating_runs(opts: &Opts) -> anyhow::Result<()> {
         SinkSpec::BigQuery(_) => opts.bigquery.bigquery_mode,
         _ => return Ok(()),
     };
-    if opts.allow_duplicates || mode == bigquery::Mode::InsertAll {
+    if opts.allow_duplicates
+        || mode == bigquery::Mode::InsertAll
+        || opts.bigquery.dedup == bigquery::merge::Dedup::Merge
+    {
+        // (--dedup merge: a replayed row's ID is in the table already, so it is not added.)
         return Ok(());
     }
     let name = match mode {
@@ -790,7 +823,8 @@ fn refuse_duplicating_runs(opts: &Opts) -> anyhow::Result<()> {
             "--force with --bigquery-mode {name} would write the rows of objects the ledger has \
              as done a second time, and neither Storage Write nor load jobs remove copies. \
              Safe options: rerun without --force (done objects are skipped, objects a killed run \
-             staged are finished from the ledger); to replace an object's rows, delete them \
+             staged are finished from the ledger); --dedup merge (only rows the table lacks are \
+             added); to replace an object's rows, delete them \
              from the table first, then rerun with --force --allow-duplicates"
         );
     }
@@ -799,7 +833,8 @@ fn refuse_duplicating_runs(opts: &Opts) -> anyhow::Result<()> {
             "--ledger none with --bigquery-mode {name}: without a ledger every run writes every \
              object again, and neither Storage Write nor load jobs remove copies. Safe options: \
              leave --ledger out (a file under .firehose-replay/), or --ledger file:PATH, or \
-             --ledger s3://bucket/prefix/ for several workers; pass --allow-duplicates if no \
+             --ledger s3://bucket/prefix/ for several workers, or --dedup merge (only rows the \
+             table lacks are added); pass --allow-duplicates if no \
              other run will ever see these objects"
         );
     }
@@ -1149,10 +1184,15 @@ async fn finish_run(
             std::time::Duration::from_millis(opts.bigquery.load_poll_ms.max(10)),
         )
         .await?;
+        let merger = match &config.merge {
+            Some(settings) => Some(bigquery::connect_merger(&config, settings).await?),
+            None => None,
+        };
         let run = firehose_replay::load_runner::LoadRun {
             shared,
             loads,
             encoder,
+            merger,
             bounds: opts.bigquery.load_bounds(),
             concurrency,
             spool_dir: None,

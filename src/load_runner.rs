@@ -27,6 +27,7 @@ use crate::pipeline::ObjectFailure;
 use crate::row::Row;
 use crate::runner::{self, settle_failure, Job, Progress, Shared, Summary};
 use crate::sink::bigquery::load_job::{job_id, JobState, LoadJobs, ObjectKey, MAX_JOB_ATTEMPTS};
+use crate::sink::bigquery::merge::Merger;
 use crate::sink::bigquery::proto::Encoder;
 use crate::sink::{Committed, ObjectWriter, Prepared, Rejected, Sink};
 
@@ -269,7 +270,10 @@ impl ObjectWriter for SpoolWriter {
                     rows: self.rows,
                 },
             );
-        Ok(Committed { rejected })
+        Ok(Committed {
+            rejected,
+            inserted: None,
+        })
     }
 }
 
@@ -402,6 +406,8 @@ pub struct LoadRun {
     pub concurrency: usize,
     /// Spool files go under here (a temporary directory per batch).
     pub spool_dir: Option<PathBuf>,
+    /// `--dedup merge`: each batch is loaded into a staging table and merged from there.
+    pub merger: Option<Arc<Merger>>,
 }
 
 fn batch_failure(object: ObjectRef, error: &Error) -> Box<ObjectFailure> {
@@ -585,14 +591,23 @@ async fn run_batch(
         .collect();
     let first = job_id(run.loads.table(), &keys, 0);
     let rows: u64 = to_load.iter().map(|(_, s)| s.rows).sum();
-    let outcome = load_batch(run, dir.path(), &to_load, &keys, &first).await;
+    let outcome = match &run.merger {
+        Some(merger) => merge_batch(run, merger, dir.path(), &to_load, &keys, &first).await,
+        None => load_batch(run, dir.path(), &to_load, &keys, &first)
+            .await
+            .map(|job| (job, rows)),
+    };
     // The job has settled: the claims are finished or released next, not renewed any more.
     if let Some(r) = renewals {
         r.stop().await;
     }
     match outcome {
-        Ok(loaded) => {
-            tracing::info!(batch = format!("{n}/{total}"), objects = to_load.len(), rows, job_id = %loaded, "batch loaded");
+        Ok((loaded, inserted)) => {
+            // `--dedup merge` leaves out rows the table held already.
+            let present = rows.saturating_sub(inserted);
+            summary.counts.rows = summary.counts.rows.saturating_sub(present);
+            summary.counts.already_present += present;
+            tracing::info!(batch = format!("{n}/{total}"), objects = to_load.len(), rows = inserted, already_present = present, job_id = %loaded, "batch loaded");
             for (h, _) in to_load {
                 if let Err(e) =
                     off_runtime(|| run.shared.ledger.finish(&h.object, h.claim, &h.summary))
@@ -662,7 +677,56 @@ async fn load_batch(
                 )
             })??;
     }
-    // One upload file: the objects' spool files in key order, each removed once copied.
+    let upload = concat_spools(dir, to_load).await?;
+    let loaded = run.loads.load(keys, &upload).await?;
+    Ok(loaded.job_id)
+}
+
+/// `--dedup merge`: the batch goes into a staging table of its own (a load job there), then
+/// one MERGE adds the rows the target lacks; nothing is staged in the ledger, because a batch
+/// redone from the start adds nothing twice. Returns the load job and the rows inserted.
+async fn merge_batch(
+    run: &LoadRun,
+    merger: &Merger,
+    dir: &Path,
+    to_load: &[(HeldFinish, Spooled)],
+    keys: &[ObjectKey],
+    first: &str,
+) -> Result<(String, u64), Error> {
+    let ledger = run.shared.ledger.clone();
+    for (h, _) in to_load {
+        let (ledger, object) = (ledger.clone(), h.object.clone());
+        let claim = Claim {
+            lease: h.claim.lease.clone(),
+            staged: None,
+        };
+        // The fence before anything becomes visible: the claims are still ours.
+        tokio::task::spawn_blocking(move || ledger.renew(&object, &claim))
+            .await
+            .map_err(|e| {
+                Error::new(
+                    Stage::Sink,
+                    Class::Transient,
+                    Cause::Sink(format!("ledger: {e}")),
+                )
+            })??;
+    }
+    let upload = concat_spools(dir, to_load).await?;
+    let staging = merger.staging_for(first);
+    merger.create(&staging).await?;
+    let loads = run.loads.with_table(staging.table.clone());
+    let outcome = async {
+        let loaded = loads.load(keys, &upload).await?;
+        let inserted = merger.merge(&staging).await?;
+        Ok((loaded.job_id, inserted))
+    }
+    .await;
+    merger.drop_staging(&staging).await;
+    outcome
+}
+
+/// One upload file: the objects' spool files in key order, each removed once copied.
+async fn concat_spools(dir: &Path, to_load: &[(HeldFinish, Spooled)]) -> Result<PathBuf, Error> {
     let upload = dir.join("upload.ndjson");
     let files: Vec<PathBuf> = to_load.iter().map(|(_, s)| s.path.clone()).collect();
     let upload_path = upload.clone();
@@ -683,8 +747,7 @@ async fn load_batch(
             Cause::Sink(format!("spool: {e}")),
         )
     })??;
-    let loaded = run.loads.load(keys, &upload).await?;
-    Ok(loaded.job_id)
+    Ok(upload)
 }
 
 #[cfg(test)]

@@ -106,6 +106,9 @@ pub struct Counts {
     /// Rows an earlier run staged and this run found committed (or committed itself): in the
     /// sink now, but not written by this run, so not in `rows`.
     pub recovered: u64,
+    /// Rows this run delivered that the sink held already and left out (`--dedup merge`):
+    /// not in `rows`, which counts rows added.
+    pub already_present: u64,
 }
 
 impl std::ops::AddAssign for Counts {
@@ -117,6 +120,7 @@ impl std::ops::AddAssign for Counts {
         self.bytes_in += o.bytes_in;
         self.bytes_out += o.bytes_out;
         self.recovered += o.recovered;
+        self.already_present += o.already_present;
     }
 }
 
@@ -563,10 +567,15 @@ fn run<'s, 'e: 's>(
                 counts.rows -= 1;
                 counts.record_errors += 1;
             }
+            if let Some(inserted) = committed.inserted {
+                let present = counts.rows.saturating_sub(inserted);
+                counts.rows -= present;
+                counts.already_present += present;
+            }
             // Rows the sink refused while taking the others (insert-all) are in the table
             // already: failing the object then would write them again on the retry. Only an
             // object left with no rows at all fails here.
-            if counts.rows == 0 {
+            if counts.rows + counts.already_present == 0 {
                 too_many_refused(settings, &counts)?;
             }
             letter.finish()?
@@ -592,7 +601,7 @@ fn too_many_refused(settings: &Settings, counts: &Counts) -> Result<(), Error> {
         return Ok(());
     };
     let refused = counts.record_errors;
-    let records = counts.rows + refused;
+    let records = counts.rows + counts.already_present + refused;
     if refused == 0 {
         return Ok(());
     }

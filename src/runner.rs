@@ -208,6 +208,13 @@ impl fmt::Display for Summary {
                 c.recovered
             )?;
         }
+        if c.already_present > 0 {
+            write!(
+                f,
+                ", {} rows already in the table: not added again",
+                c.already_present
+            )?;
+        }
         writeln!(
             f,
             ", {} record errors, {} control messages skipped)",
@@ -534,6 +541,7 @@ fn log_report(r: &ObjectReport, info: bool) {
                 envelope = r.envelope.map_or("-", |e| e.name()),
                 records = r.counts.records,
                 rows = r.counts.rows,
+                already_present = r.counts.already_present,
                 record_errors = r.counts.record_errors,
                 ms = r.elapsed.as_millis() as u64,
                 "object done"

@@ -67,6 +67,9 @@ pub struct Prepared {
 #[derive(Debug, Default)]
 pub struct Committed {
     pub rejected: Vec<Rejected>,
+    /// How many rows the destination added, when it may add fewer than it took: `--dedup
+    /// merge` leaves out rows whose ID the table holds already. `None`: every row taken.
+    pub inserted: Option<u64>,
 }
 
 /// A row the destination refused, with its reason in the destination's words.

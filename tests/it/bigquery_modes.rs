@@ -13,7 +13,7 @@ use crate::support::{bin, expected, read_ndjson, sample_root};
 
 const TABLE: &str = "bigquery:test-proj.bi.events";
 
-fn schema_file() -> String {
+pub(crate) fn schema_file() -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("sample-data/bigquery/events.schema.json")
         .to_string_lossy()
@@ -25,7 +25,13 @@ fn backfill_cmd(emu: &BqEmulator, grpc: &str, work: &Path, mode: &str) -> Comman
     backfill_into(emu, grpc, work, mode, TABLE)
 }
 
-fn backfill_into(emu: &BqEmulator, grpc: &str, work: &Path, mode: &str, table: &str) -> Command {
+pub(crate) fn backfill_into(
+    emu: &BqEmulator,
+    grpc: &str,
+    work: &Path,
+    mode: &str,
+    table: &str,
+) -> Command {
     let mut cmd = bin();
     cmd.current_dir(work)
         .args([
@@ -46,7 +52,7 @@ fn backfill_into(emu: &BqEmulator, grpc: &str, work: &Path, mode: &str, table: &
     cmd
 }
 
-fn run_ok(mut cmd: Command) -> String {
+pub(crate) fn run_ok(mut cmd: Command) -> String {
     let out = cmd.output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{stderr}");
@@ -54,7 +60,7 @@ fn run_ok(mut cmd: Command) -> String {
 }
 
 /// The row IDs the NDJSON sink writes for the sample archive: what the table must hold.
-fn expected_ids(work: &Path) -> BTreeSet<String> {
+pub(crate) fn expected_ids(work: &Path) -> BTreeSet<String> {
     let out = bin()
         .current_dir(work)
         .args([
@@ -84,7 +90,7 @@ fn expected_ids(work: &Path) -> BTreeSet<String> {
 }
 
 /// Every expected row exactly once: same count, same ID set.
-fn assert_exactly_once(emu: &BqEmulator, want: &BTreeSet<String>, context: &str) {
+pub(crate) fn assert_exactly_once(emu: &BqEmulator, want: &BTreeSet<String>, context: &str) {
     let rows = emu.rows("bi", "events");
     let ids: Vec<String> = rows
         .iter()
@@ -105,7 +111,7 @@ fn assert_exactly_once(emu: &BqEmulator, want: &BTreeSet<String>, context: &str)
     );
 }
 
-fn start() -> (BqEmulator, tempfile::TempDir) {
+pub(crate) fn start() -> (BqEmulator, tempfile::TempDir) {
     let emu = BqEmulator::start("test-proj");
     emu.create_dataset("bi");
     (emu, tempfile::tempdir().unwrap())
@@ -312,7 +318,7 @@ fn a_process_killed_between_commit_and_ledger_is_finished_by_the_rerun_without_r
 }
 
 /// A small xorshift: kill points differ per run but a failure names its seed.
-fn kill_points(seed: u64, n: usize, max_ms: u64) -> Vec<u64> {
+pub(crate) fn kill_points(seed: u64, n: usize, max_ms: u64) -> Vec<u64> {
     let mut x = seed.max(1);
     (0..n)
         .map(|_| {
@@ -325,14 +331,14 @@ fn kill_points(seed: u64, n: usize, max_ms: u64) -> Vec<u64> {
 }
 
 /// Kill points per mode.
-const KILLS: usize = 20;
+pub(crate) const KILLS: usize = 20;
 
 /// A process that keeps one core busy while a test runs (the kill tests failed only on a loaded
 /// machine): killed when dropped, and it stops by itself after 10 minutes in any case.
-struct CpuBurner(std::process::Child);
+pub(crate) struct CpuBurner(std::process::Child);
 
 impl CpuBurner {
-    fn start() -> CpuBurner {
+    pub(crate) fn start() -> CpuBurner {
         let child = Command::new("sh")
             .args([
                 "-c",

@@ -176,6 +176,25 @@ impl BqEmulator {
         );
     }
 
+    /// The tables of a dataset (tables.list), as BigQuery lists them.
+    pub fn tables(&self, dataset: &str) -> Vec<Value> {
+        let answer = self.call(
+            reqwest::Method::GET,
+            &format!("datasets/{dataset}/tables"),
+            None,
+        );
+        answer["tables"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// One table's resource (tables.get).
+    pub fn table(&self, dataset: &str, table: &str) -> Value {
+        self.call(
+            reqwest::Method::GET,
+            &format!("datasets/{dataset}/tables/{table}"),
+            None,
+        )
+    }
+
     /// Posts a tabledata.insertAll request body as is; returns the answer (`insertErrors` on
     /// per-row failures, which still come with 200).
     pub fn insert_all(&self, dataset: &str, table: &str, request: &Value) -> Value {

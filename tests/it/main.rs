@@ -16,6 +16,7 @@ mod h2_proxy;
 mod invoke;
 mod lambda;
 mod lambda_runtime;
+mod merge;
 mod moto;
 mod paths;
 mod row_contract;

@@ -191,15 +191,15 @@ pub struct LoadJobs {
 
 /// One failed request, before it becomes an [`Error`] with the context of what was being done.
 #[derive(Debug)]
-struct Fail {
-    transient: bool,
+pub(crate) struct Fail {
+    pub(crate) transient: bool,
     /// `quotaExceeded`: back off longer.
-    quota: bool,
-    why: String,
+    pub(crate) quota: bool,
+    pub(crate) why: String,
 }
 
 impl Fail {
-    fn transient(why: String) -> Fail {
+    pub(crate) fn transient(why: String) -> Fail {
         Fail {
             transient: true,
             quota: false,
@@ -221,10 +221,10 @@ fn sink_error(class: Class, msg: String) -> Error {
 }
 
 /// An HTTP answer, read whole (answers here are small JSON documents or empty).
-struct Reply {
-    status: u16,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
     headers: reqwest::header::HeaderMap,
-    body: Bytes,
+    pub(crate) body: Bytes,
 }
 
 impl Reply {
@@ -247,12 +247,12 @@ impl Reply {
         }
     }
 
-    fn is_duplicate(&self) -> bool {
+    pub(crate) fn is_duplicate(&self) -> bool {
         self.status == 409 && self.api_error().0 == "duplicate"
     }
 
     /// The classification `insert` uses for whole requests.
-    fn fail(&self) -> Fail {
+    pub(crate) fn fail(&self) -> Fail {
         let (reason, message) = self.api_error();
         let why = format!("HTTP {} {reason}: {message}", self.status);
         match (self.status, reason.as_str()) {
@@ -294,6 +294,31 @@ struct JobStatus {
 struct JobStatistics {
     #[serde(default)]
     load: Option<LoadStatistics>,
+    #[serde(default)]
+    query: Option<QueryStatistics>,
+}
+
+/// A DML query job's counts (`--dedup merge` runs MERGE as a query job).
+#[derive(Deserialize)]
+struct QueryStatistics {
+    #[serde(default, rename = "dmlStats")]
+    dml_stats: Option<DmlStats>,
+    #[serde(default, rename = "numDmlAffectedRows")]
+    num_dml_affected_rows: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct DmlStats {
+    #[serde(default, rename = "insertedRowCount")]
+    inserted_row_count: Option<serde_json::Value>,
+}
+
+/// int64 values are JSON strings in Google APIs; a number is accepted too.
+fn int64(v: serde_json::Value) -> Option<u64> {
+    match v {
+        serde_json::Value::String(s) => s.parse().ok(),
+        v => v.as_u64(),
+    }
 }
 
 #[derive(Deserialize)]
@@ -320,13 +345,18 @@ impl JobResource {
                 transient,
             };
         }
+        // A load job's rows written, or a MERGE's rows inserted.
         let output_rows = self
             .statistics
-            .and_then(|s| s.load)
-            .and_then(|l| l.output_rows)
-            .and_then(|v| match v {
-                serde_json::Value::String(s) => s.parse().ok(),
-                v => v.as_u64(),
+            .and_then(|s| {
+                let load = s.load.and_then(|l| l.output_rows).and_then(int64);
+                load.or_else(|| {
+                    let q = s.query?;
+                    q.dml_stats
+                        .and_then(|d| d.inserted_row_count)
+                        .and_then(int64)
+                        .or_else(|| q.num_dml_affected_rows.and_then(int64))
+                })
             })
             .unwrap_or(0);
         JobState::Succeeded { output_rows }
@@ -389,18 +419,53 @@ impl LoadJobs {
         &self.table
     }
 
+    /// The same client, endpoint and options, loading into `table` instead (`--dedup merge`
+    /// loads each batch into a staging table).
+    pub fn with_table(&self, table: TableRef) -> LoadJobs {
+        LoadJobs {
+            http: self.http.clone(),
+            base: self.base.clone(),
+            auth: self.auth.clone(),
+            table,
+            location: self.location.clone(),
+            policy: self.policy.clone(),
+            poll_interval: self.poll_interval,
+            ignore_unknown_values: self.ignore_unknown_values,
+            chunk_bytes: self.chunk_bytes,
+            schema: self.schema.clone(),
+        }
+    }
+
+    /// The API root without `/bigquery/v2`.
+    pub(crate) fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    pub(crate) fn location(&self) -> Option<&str> {
+        self.location.as_deref()
+    }
+
+    /// The table's schema fields as `tables.get` gave them.
+    pub(crate) fn schema(&self) -> Option<&serde_json::Value> {
+        self.schema.as_ref()
+    }
+
     /// The upload chunk size in use (after rounding).
     pub fn chunk_bytes(&self) -> usize {
         self.chunk_bytes
     }
 
-    fn enc(s: &str) -> String {
+    pub(crate) fn enc(s: &str) -> String {
         percent_encoding::utf8_percent_encode(s, SEGMENT).to_string()
     }
 
     /// Adds the bearer token, when there is an authenticator. The token goes into the header
     /// only; nothing here logs requests or their headers.
-    async fn authorized(
+    pub(crate) async fn authorized(
         &self,
         req: reqwest::RequestBuilder,
     ) -> Result<reqwest::RequestBuilder, Fail> {
@@ -418,7 +483,7 @@ impl LoadJobs {
 
     /// Sends and reads the whole answer. Failing to send or to read the answer is transient:
     /// resets and timeouts are what it usually is.
-    async fn send(&self, req: reqwest::RequestBuilder) -> Result<Reply, Fail> {
+    pub(crate) async fn send(&self, req: reqwest::RequestBuilder) -> Result<Reply, Fail> {
         let resp = req
             .send()
             .await
@@ -437,7 +502,7 @@ impl LoadJobs {
 
     /// Runs `op` until it succeeds, fails permanently or the policy gives up; `what` names the
     /// operation in the error.
-    async fn with_retries<T, Fut>(
+    pub(crate) async fn with_retries<T, Fut>(
         &self,
         what: &str,
         mut op: impl FnMut() -> Fut,

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod federation;
 pub mod insert;
 pub mod load_job;
+pub mod merge;
 pub mod proto;
 pub mod request;
 pub mod storage_write;
@@ -140,6 +141,9 @@ pub struct Config {
     pub storage_endpoint: Option<String>,
     /// Where load jobs run (`US`, `EU`, a region); `None` lets BigQuery use the dataset's.
     pub location: Option<String>,
+    /// `--dedup merge`: rows reach the table through a staging table and a MERGE on the row
+    /// ID (storage-write and load only).
+    pub merge: Option<merge::Settings>,
 }
 
 impl Config {
@@ -160,6 +164,7 @@ impl Config {
             mode: Mode::default(),
             storage_endpoint: None,
             location: None,
+            merge: None,
         }
     }
 }
@@ -213,6 +218,13 @@ pub(crate) async fn connect_rest(config: &Config) -> Result<Connected, Error> {
 /// is driven by `load_runner`, not through a per-object sink.) Call within a Tokio runtime.
 pub async fn connect(config: Config) -> Result<Arc<dyn Sink>, Error> {
     match config.mode {
+        Mode::InsertAll if config.merge.is_some() => Err(setup_error(
+            Class::Permanent,
+            "--dedup merge works with --bigquery-mode storage-write or load (rows streamed by \
+             insertAll cannot be merged for 30 minutes); insert-all deduplicates by insertId \
+             and the _row_id view"
+                .into(),
+        )),
         Mode::InsertAll => Ok(Arc::new(BigQuery::connect(config).await?)),
         Mode::StorageWrite => {
             let endpoint = match (&config.storage_endpoint, &config.endpoint) {
@@ -228,6 +240,10 @@ pub async fn connect(config: Config) -> Result<Arc<dyn Sink>, Error> {
                     ))
                 }
             };
+            let merger = match &config.merge {
+                Some(settings) => Some(connect_merger(&config, settings).await?),
+                None => None,
+            };
             let c = connect_rest(&config).await?;
             let rpc = storage_write::rpc::Rpc::connect(
                 &endpoint,
@@ -235,6 +251,14 @@ pub async fn connect(config: Config) -> Result<Arc<dyn Sink>, Error> {
                 config.timeout,
                 Arc::new(config.retry.clone()),
             )?;
+            if let Some(merger) = merger {
+                return Ok(Arc::new(merge::MergeStorageWrite::new(
+                    merger,
+                    rpc,
+                    config.limits.clone(),
+                    config.flags.ignore_unknown_values,
+                )));
+            }
             Ok(Arc::new(storage_write::StorageWrite::new(
                 rpc,
                 &config.table,
@@ -249,6 +273,17 @@ pub async fn connect(config: Config) -> Result<Arc<dyn Sink>, Error> {
                 .into(),
         )),
     }
+}
+
+/// `--dedup merge`: the merger for the target, once the table is known to take it (it has
+/// the row-ID column; its partitioning bounds each MERGE).
+pub async fn connect_merger(
+    config: &Config,
+    settings: &merge::Settings,
+) -> Result<Arc<merge::Merger>, Error> {
+    let (loads, _) = connect_load(config, Duration::from_millis(500)).await?;
+    let table = merge::table_resource(&loads).await?;
+    Ok(Arc::new(merge::Merger::new(loads, &table, settings)?))
 }
 
 /// What `--bigquery-mode load` needs: the load-job client and an encoder for the table's

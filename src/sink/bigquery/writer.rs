@@ -175,6 +175,9 @@ impl ObjectWriter for Writer {
             .remove(&self.object_id);
         let mut rejected = std::mem::take(&mut self.rejected);
         rejected.sort_by_key(|r| r.ordinal);
-        Ok(Committed { rejected })
+        Ok(Committed {
+            rejected,
+            inserted: None,
+        })
     }
 }

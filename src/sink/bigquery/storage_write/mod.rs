@@ -373,6 +373,9 @@ impl ObjectWriter for Writer {
                 .block_on(inner.rpc.commit(&inner.table_path, &name))?;
             tracing::debug!(object = %self.object, stream = %name, "write stream committed");
         }
-        Ok(Committed { rejected })
+        Ok(Committed {
+            rejected,
+            inserted: None,
+        })
     }
 }
