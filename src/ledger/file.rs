@@ -2,8 +2,11 @@
 //!
 //! Each entry is written with a single `write` on a file opened for appending, so a process
 //! killed at any point (even `kill -9`) leaves whole lines behind, plus at most one torn last
-//! line, which loading ignores. Claims are kept in memory: this ledger serialises the workers of
-//! one process; for several machines use the S3 ledger.
+//! line, which loading ignores. Claims are kept in memory, so this ledger serialises the workers
+//! of one process only; that is why a process holds an exclusive lock on the file (`flock`,
+//! released when it exits, however it exits), and a second process that opens the same ledger
+//! is refused instead of doing the same objects at the same time. For several processes or
+//! machines use the S3 ledger.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
@@ -57,6 +60,26 @@ impl FileLedger {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| ledger_error(&path, e))?;
         }
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(&path)
+            .map_err(|e| ledger_error(&path, e))?;
+        // Before reading: what is read is then what no other process changes meanwhile.
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(ledger_error(
+                    &path,
+                    "in use by another firehose-replay process. A file ledger keeps its claims \
+                     in one process, so two processes on one ledger could do the same object at \
+                     once: wait for the other to finish, or give each run its own ledger, or use \
+                     --ledger s3://bucket/prefix/ for several workers",
+                ))
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(ledger_error(&path, e)),
+        }
         let mut done = HashSet::new();
         let mut staged = HashMap::new();
         if let Ok(f) = File::open(&path) {
@@ -78,12 +101,6 @@ impl FileLedger {
                 }
             }
         }
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .read(true)
-            .open(&path)
-            .map_err(|e| ledger_error(&path, e))?;
         // End a torn last line, so the next entry starts on a line of its own.
         let len = file.metadata().map_err(|e| ledger_error(&path, e))?.len();
         if len > 0 {
@@ -283,5 +300,21 @@ mod tests {
             panic!()
         };
         assert_eq!(c.staged, None, "a finished object's staged entry is spent");
+    }
+
+    #[test]
+    fn a_second_opener_of_the_same_ledger_is_refused_until_the_first_lets_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.jsonl");
+        let first = FileLedger::open(&path).unwrap();
+        // flock conflicts between open file descriptions, as between processes.
+        let err = FileLedger::open(&path).err().expect("refused while held");
+        assert!(
+            err.to_string()
+                .contains("in use by another firehose-replay process"),
+            "{err}"
+        );
+        drop(first);
+        FileLedger::open(&path).expect("free again");
     }
 }

@@ -495,3 +495,65 @@ fn the_s3_ledger_fences_a_lapsed_claim_and_never_releases_its_new_holders() {
     assert_eq!(c3.staged.as_ref(), Some(&staged));
     assert!(w2.renew(&o, &c2).is_err());
 }
+
+/// A file ledger keeps its claims in one process, so a second process on the same ledger file
+/// is refused while the first holds it (its `flock` shows in /proc/locks), and runs once the
+/// first has exited.
+#[test]
+fn a_second_process_on_the_same_file_ledger_is_refused_while_the_first_runs() {
+    use std::os::unix::fs::MetadataExt;
+    let work = tempfile::tempdir().unwrap();
+    let ledger = work.path().join("ledger.jsonl");
+    // One object big enough (~40 MB) that the first run is still reading it when stopped.
+    let input = work.path().join("big.ndjson");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&input).unwrap());
+    for i in 0..400_000 {
+        writeln!(f, "{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(80)).unwrap();
+    }
+    f.flush().unwrap();
+    drop(f);
+    let run = || {
+        let mut cmd = bin();
+        cmd.current_dir(work.path())
+            .arg("replay")
+            .arg(&input)
+            .args(["--sink", "ndjson:out", "--ledger"])
+            .arg(format!("file:{}", ledger.display()));
+        cmd
+    };
+    let mut first = run().stderr(Stdio::null()).spawn().unwrap();
+    let locked_by = |pid: u32| {
+        let Ok(meta) = std::fs::metadata(&ledger) else {
+            return false;
+        };
+        let inode = format!(":{} ", meta.ino());
+        std::fs::read_to_string("/proc/locks")
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.contains(" FLOCK ") && l.contains(&format!(" {pid} ")) && l.contains(&inode))
+    };
+    let pid = first.id();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !locked_by(pid) {
+        assert!(
+            first.try_wait().unwrap().is_none(),
+            "finished before it was seen holding the lock"
+        );
+        assert!(Instant::now() < deadline, "no lock on the ledger seen");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    signal(&first, "-STOP");
+    let second = run().output().unwrap();
+    signal(&first, "-CONT");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("in use by another firehose-replay process"),
+        "{stderr}"
+    );
+    assert!(first.wait().unwrap().success());
+    let after = run().output().unwrap();
+    let stderr = String::from_utf8_lossy(&after.stderr);
+    assert!(after.status.success(), "{stderr}");
+    assert!(stderr.contains("1 skipped by the ledger"), "{stderr}");
+}
