@@ -8,7 +8,6 @@
 //! request row by row.
 
 pub mod auth;
-pub mod federation;
 pub mod insert;
 pub mod load_job;
 pub mod proto;
