@@ -543,6 +543,33 @@ fn google_application_credentials_is_used_when_no_flag_is_given() {
 }
 
 #[test]
+fn a_key_in_secrets_manager_is_read_once_and_used() {
+    let key = generate_key();
+    let google = service_account_google(&key);
+    let moto = crate::moto::Moto::start();
+    let arn = moto
+        .python(&format!(
+            r#"
+import boto3
+print(boto3.client("secretsmanager").create_secret(Name="firehose-replay/gcp", SecretString={:?})["ARN"])
+"#,
+            key_json(&google, &key)
+        ))
+        .trim()
+        .to_string();
+    let work = archive(10);
+    let out = replay(Some(&google.endpoint), work.path())
+        .envs(moto.env())
+        .args(["--gcp-credentials-secret-arn", &arn])
+        .output()
+        .unwrap();
+    assert_service_account_worked(&google, &key, &out);
+    let mut secrets: Vec<&str> = key_material(&key.pem);
+    secrets.push("PRIVATE KEY");
+    assert_never_logged(&out, &secrets);
+}
+
+#[test]
 fn a_key_that_is_not_a_key_fails_at_start_with_a_clear_message() {
     let key = generate_key();
     let google = service_account_google(&key);
