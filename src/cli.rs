@@ -897,11 +897,15 @@ fn log_level(s: &str) -> Result<String, String> {
     Ok(s.to_string())
 }
 
-/// Libraries that log secrets at debug level (yup-oauth2: the signed JWT and the access token;
-/// HTTP stacks: headers, which carry bearer tokens and AWS signatures). They stay at `warn`
-/// unless the filter names them explicitly, so `--log-level debug` never leaks credentials.
-const SECRET_LOGGING_TARGETS: [&str; 8] = [
+/// Libraries that log secrets at debug level (yup-oauth2, still linked by gcp-bigquery-client:
+/// the signed JWT and the access token; HTTP stacks: headers, which carry bearer tokens and AWS
+/// signatures), or that handle them (google-cloud-auth and its gax: no logging in 1.19, but
+/// they declare an unstable tracing cfg). They stay at `warn` unless the filter names them
+/// explicitly, so `--log-level debug` never leaks credentials.
+const SECRET_LOGGING_TARGETS: [&str; 10] = [
     "yup_oauth2",
+    "google_cloud_auth",
+    "google_cloud_gax",
     "hyper",
     "hyper_util",
     "h2",

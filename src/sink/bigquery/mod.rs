@@ -2,13 +2,13 @@
 //! `insertId`.
 //!
 //! Request bodies are built as bytes from the rows the pipeline produces (see `request`), sent
-//! by `reqwest` — the HTTP client `gcp-bigquery-client` uses — with that crate's authenticators
-//! (`auth`), and its table API creates a missing table from a schema file. Several requests per
+//! by `reqwest` — the HTTP client `gcp-bigquery-client` uses — with tokens from `auth` (Google's
+//! `google-cloud-auth` behind that crate's `Authenticator` trait), and its table API creates a
+//! missing table from a schema file. Several requests per
 //! object are in flight while the next batch is decoded (`writer`); `insert` settles each
 //! request row by row.
 
 pub mod auth;
-pub mod federation;
 pub mod insert;
 pub mod load_job;
 pub mod merge;
