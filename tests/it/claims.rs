@@ -338,8 +338,9 @@ fn a_worker_stopped_past_its_claims_ttl_commits_nothing_of_the_objects_taken_ove
     t.assert_reported(&moto);
 }
 
-#[test]
-fn a_stopped_worker_commits_no_storage_write_stream_of_the_objects_taken_over() {
+/// Worker 1 is stopped past its claims' TTL while writing to BigQuery in `mode` (plus
+/// `extra` flags); one other worker takes its objects over. The table holds every row once.
+fn stopped_bigquery_worker(mode: &str, extra: &[&str]) {
     let moto = Moto::start();
     let emu = crate::bq_emulator::BqEmulator::start("test-proj");
     emu.create_dataset("bi");
@@ -357,24 +358,43 @@ fn a_stopped_worker_commits_no_storage_write_stream_of_the_objects_taken_over() 
         "--sink",
         "bigquery:test-proj.bi.claims",
         "--bigquery-mode",
-        "storage-write",
+        mode,
         "--bigquery-endpoint",
         &emu.endpoint,
         "--bigquery-storage-endpoint",
         &emu.grpc_endpoint,
         "--create-table-schema",
         schema.path().to_str().unwrap(),
+        "--load-poll-ms",
+        "50",
     ]
     .iter()
+    .chain(extra)
     .map(|s| s.to_string())
     .collect();
     let t = stopped_worker_loses_its_claims(&moto, &sink, 1);
     let got = emu.rows("bi", "claims");
     let ids: std::collections::BTreeSet<&str> =
         got.iter().map(|r| r["_row_id"].as_str().unwrap()).collect();
-    assert_eq!(got.len(), 4 * rows, "rows in the table");
-    assert_eq!(ids.len(), 4 * rows, "distinct row IDs");
+    assert_eq!(got.len(), 4 * rows, "{mode} {extra:?}: rows in the table");
+    assert_eq!(ids.len(), 4 * rows, "{mode} {extra:?}: distinct row IDs");
     t.assert_reported(&moto);
+}
+
+#[test]
+fn a_stopped_worker_commits_no_storage_write_stream_of_the_objects_taken_over() {
+    stopped_bigquery_worker("storage-write", &[]);
+}
+
+#[test]
+fn a_stopped_worker_submits_no_load_job_for_the_objects_taken_over() {
+    // Two objects per batch, both spooled at once: worker 1 is stopped holding their claims.
+    stopped_bigquery_worker("load", &["--load-batch-objects", "2"]);
+}
+
+#[test]
+fn a_stopped_worker_merges_nothing_of_the_objects_taken_over() {
+    stopped_bigquery_worker("storage-write", &["--dedup", "merge"]);
 }
 
 #[test]
