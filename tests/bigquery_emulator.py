@@ -22,6 +22,11 @@ One fix makes its Storage Write API behave like BigQuery's where exactly-once de
    run), GetWriteStream answers "not committed" and a second BatchCommitWriteStreams of the same
    stream passes the check and inserts the rows again. One lock around commit and
    GetWriteStream makes each commit happen at once for every observer, as in BigQuery.
+
+4. tables.patch/update is atomic in BigQuery (a stale etag gets 412). The emulator's runs
+   an ALTER in a DuckLake transaction, and two at once fail the second with "Failed to commit
+   DuckLake transaction" (HTTP 400). A lock around it makes concurrent patches queue, so the
+   etag check decides, as in BigQuery.
 """
 import sys
 
@@ -65,6 +70,19 @@ def _atomic(function):
 
 write.commit = _atomic(write.commit)
 write.get = _atomic(write.get)
+
+from local_bigquery.catalog import tables as _tables  # noqa: E402
+
+_table_lock = threading.Lock()
+_update = _tables.update
+
+
+def _locked_update(*args, **kwargs):
+    with _table_lock:
+        return _update(*args, **kwargs)
+
+
+_tables.update = _locked_update
 
 from local_bigquery.cli import main  # noqa: E402  (after the patch: it imports duckdb's names)
 

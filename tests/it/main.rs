@@ -21,5 +21,6 @@ mod moto;
 mod paths;
 mod row_contract;
 mod s3;
+mod schema_evolution;
 mod secrets;
 mod support;

@@ -14,6 +14,7 @@ pub mod load_job;
 pub mod merge;
 pub mod proto;
 pub mod request;
+pub mod schema;
 pub mod storage_write;
 pub mod writer;
 

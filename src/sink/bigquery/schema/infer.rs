@@ -1,0 +1,394 @@
+//! Which columns a record needs that a table lacks, and of what type — the inference behind
+//! schema evolution (issue 18; not wired into the sinks yet).
+//!
+//! Types come from the JSON values alone: a string is STRING (RFC 3339-looking strings too:
+//! guessing TIMESTAMP would turn the next record's free text into a type conflict), an integer
+//! INT64, any other number FLOAT64, a bool BOOL, an object a RECORD of its fields, an array a
+//! REPEATED column of its elements' type. A null, an empty array or an empty object says
+//! nothing: the column waits for a record with a value. Existing columns are never changed;
+//! a value whose type an existing column cannot take is a [`Conflict`] naming the column path
+//! and both types, which the caller turns into a record error.
+
+use serde_json::{json, Map, Value};
+
+/// A column to add, in BigQuery's REST `TableFieldSchema` shape (`name`, `type`, `mode`,
+/// `fields`), always NULLABLE or REPEATED.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Column {
+    pub name: String,
+    /// `STRING`, `INTEGER`, `FLOAT`, `BOOLEAN` or `RECORD` (the REST names).
+    pub kind: &'static str,
+    pub repeated: bool,
+    pub fields: Vec<Column>,
+}
+
+impl Column {
+    pub fn to_json(&self) -> Value {
+        let mut v = json!({
+            "name": self.name,
+            "type": self.kind,
+            "mode": if self.repeated { "REPEATED" } else { "NULLABLE" },
+        });
+        if self.kind == "RECORD" {
+            v["fields"] = Value::Array(self.fields.iter().map(Column::to_json).collect());
+        }
+        v
+    }
+}
+
+/// Where a column must be added: `path` is empty for a top-level column, else the RECORD
+/// columns leading to it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Addition {
+    pub path: Vec<String>,
+    pub column: Column,
+}
+
+impl Addition {
+    /// `a.b.c`.
+    pub fn dotted(&self) -> String {
+        let mut p = self.path.join(".");
+        if !p.is_empty() {
+            p.push('.');
+        }
+        p.push_str(&self.column.name);
+        p
+    }
+}
+
+/// A value an existing column cannot hold.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("column `{path}` is {column_type}, but the record has {value_type} there")]
+pub struct Conflict {
+    pub path: String,
+    pub column_type: String,
+    pub value_type: String,
+}
+
+/// The type a value asks for; `None` for null and empty containers (no evidence).
+fn kind_of(v: &Value) -> Option<(&'static str, bool)> {
+    match v {
+        Value::Null => None,
+        Value::Bool(_) => Some(("BOOLEAN", false)),
+        Value::Number(n) if n.is_i64() || n.is_u64() => Some(("INTEGER", false)),
+        Value::Number(_) => Some(("FLOAT", false)),
+        Value::String(_) => Some(("STRING", false)),
+        Value::Object(m) if m.is_empty() => None,
+        Value::Object(_) => Some(("RECORD", false)),
+        Value::Array(items) => {
+            let first = items.iter().find_map(kind_of)?;
+            if first.1 {
+                // An array of arrays has no BigQuery column type.
+                return Some(("ARRAY", true));
+            }
+            Some((first.0, true))
+        }
+    }
+}
+
+fn value_type(v: &Value) -> String {
+    match kind_of(v) {
+        Some(("ARRAY", _)) => "an array of arrays".into(),
+        Some((k, true)) => format!("an array of {k}"),
+        Some((k, false)) => k.into(),
+        None => "null".into(),
+    }
+}
+
+/// Whether a column of `column` type (REST or standard SQL name) takes `item`, whose type is
+/// `value`, as the encoders convert on write: an integer fits a FLOAT64 column, a numeric
+/// string an INT64 one, JSON takes anything; the format of strings for dates and times is the
+/// encoder's to check.
+fn accepts(column: &str, value: &str, item: &Value) -> bool {
+    let text = item.as_str().unwrap_or_default();
+    match (column, value) {
+        ("INTEGER" | "INT64", "STRING") => return text.trim().parse::<i64>().is_ok(),
+        ("FLOAT" | "FLOAT64", "STRING") => {
+            return text.trim().parse::<f64>().is_ok()
+                || ["NaN", "Infinity", "-Infinity"].contains(&text)
+        }
+        ("BOOLEAN" | "BOOL", "STRING") => {
+            return text.eq_ignore_ascii_case("true") || text.eq_ignore_ascii_case("false")
+        }
+        _ => {}
+    }
+    let column = match column {
+        "INT64" => "INTEGER",
+        "FLOAT64" => "FLOAT",
+        "BOOL" => "BOOLEAN",
+        "STRUCT" => "RECORD",
+        c => c,
+    };
+    match (column, value) {
+        (c, v) if c == v => true,
+        ("JSON", _) => true,
+        ("FLOAT" | "NUMERIC" | "BIGNUMERIC", "INTEGER") => true,
+        // Strings are how JSON carries these; their format is checked by the encoder.
+        (
+            "TIMESTAMP" | "DATE" | "DATETIME" | "TIME" | "NUMERIC" | "BIGNUMERIC" | "BYTES"
+            | "GEOGRAPHY" | "INTEGER" | "FLOAT" | "BOOLEAN",
+            "STRING",
+        ) => true,
+        // Epoch seconds.
+        ("TIMESTAMP", "INTEGER" | "FLOAT") => true,
+        ("NUMERIC" | "BIGNUMERIC", "FLOAT") => true,
+        _ => false,
+    }
+}
+
+/// The column a new field needs, or `None` when its value gives no type yet.
+pub fn new_column(name: &str, v: &Value) -> Option<Column> {
+    let (kind, repeated) = kind_of(v)?;
+    if kind == "ARRAY" {
+        return None;
+    }
+    let fields = if kind == "RECORD" {
+        let sample: Vec<&Map<String, Value>> = match v {
+            Value::Object(m) => vec![m],
+            Value::Array(items) => items.iter().filter_map(Value::as_object).collect(),
+            _ => Vec::new(),
+        };
+        let mut fields: Vec<Column> = Vec::new();
+        for m in sample {
+            for (k, v) in m {
+                if fields.iter().any(|f| f.name.eq_ignore_ascii_case(k)) {
+                    continue;
+                }
+                fields.extend(new_column(k, v));
+            }
+        }
+        if fields.is_empty() {
+            return None;
+        }
+        fields
+    } else {
+        Vec::new()
+    };
+    Some(Column {
+        name: name.to_string(),
+        kind,
+        repeated,
+        fields,
+    })
+}
+
+/// What `record` (a JSON object) needs added to a table of `fields` (REST `schema.fields`),
+/// in key order; or the first conflict with an existing column.
+pub fn additions(fields: &[Value], record: &Value) -> Result<Vec<Addition>, Conflict> {
+    let mut out = Vec::new();
+    if let Value::Object(m) = record {
+        walk(fields, m, &mut Vec::new(), &mut out)?;
+    }
+    Ok(out)
+}
+
+fn walk(
+    fields: &[Value],
+    record: &Map<String, Value>,
+    path: &mut Vec<String>,
+    out: &mut Vec<Addition>,
+) -> Result<(), Conflict> {
+    for (key, value) in record {
+        let existing = fields.iter().find(|f| {
+            f["name"]
+                .as_str()
+                .is_some_and(|n| n.eq_ignore_ascii_case(key))
+        });
+        let Some(field) = existing else {
+            // Two spellings of one new name in one record: the first wins, as keys match
+            // case-insensitively.
+            let taken = out
+                .iter()
+                .any(|a: &Addition| a.path == *path && a.column.name.eq_ignore_ascii_case(key));
+            if !taken {
+                if let Some(column) = new_column(key, value) {
+                    out.push(Addition {
+                        path: path.clone(),
+                        column,
+                    });
+                }
+            }
+            continue;
+        };
+        let column_type = field["type"].as_str().unwrap_or("STRING");
+        let repeated = field["mode"].as_str() == Some("REPEATED");
+        let dotted = {
+            let mut p = path.join(".");
+            if !p.is_empty() {
+                p.push('.');
+            }
+            p.push_str(key);
+            p
+        };
+        let conflict = |value: &Value| Conflict {
+            path: dotted.clone(),
+            column_type: if repeated {
+                format!("REPEATED {column_type}")
+            } else {
+                column_type.to_string()
+            },
+            value_type: value_type(value),
+        };
+        // The values to check against the column's element type.
+        let items: Vec<&Value> = match (repeated, value) {
+            (_, Value::Null) => continue,
+            (true, Value::Array(items)) => items.iter().collect(),
+            (true, _) | (false, Value::Array(_)) if column_type != "JSON" => {
+                return Err(conflict(value))
+            }
+            (_, v) => vec![v],
+        };
+        for item in items {
+            let Some((kind, _)) = kind_of(item) else {
+                continue;
+            };
+            if !accepts(column_type, kind, item) {
+                return Err(conflict(item));
+            }
+            if let (Value::Object(inner), "RECORD" | "STRUCT") = (item, column_type) {
+                let sub = field["fields"].as_array().cloned().unwrap_or_default();
+                path.push(field["name"].as_str().unwrap_or(key).to_string());
+                let r = walk(&sub, inner, path, out);
+                path.pop();
+                r?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `fields` with `additions` applied (REST shape); existing columns untouched, additions that
+/// are already there skipped — what a patch sends after re-reading the table.
+pub fn merged(fields: &[Value], additions: &[Addition]) -> Vec<Value> {
+    let mut fields = fields.to_vec();
+    for a in additions {
+        add_at(&mut fields, &a.path, &a.column);
+    }
+    fields
+}
+
+fn add_at(fields: &mut Vec<Value>, path: &[String], column: &Column) {
+    let Some((head, rest)) = path.split_first() else {
+        let exists = fields.iter().any(|f| {
+            f["name"]
+                .as_str()
+                .is_some_and(|n| n.eq_ignore_ascii_case(&column.name))
+        });
+        if !exists {
+            fields.push(column.to_json());
+        }
+        return;
+    };
+    let Some(parent) = fields.iter_mut().find(|f| {
+        f["name"]
+            .as_str()
+            .is_some_and(|n| n.eq_ignore_ascii_case(head))
+    }) else {
+        return;
+    };
+    if !parent["fields"].is_array() {
+        parent["fields"] = json!([]);
+    }
+    if let Some(sub) = parent["fields"].as_array_mut() {
+        add_at(sub, rest, column);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> Vec<Value> {
+        serde_json::from_value(json!([
+            {"name": "_row_id", "type": "STRING", "mode": "REQUIRED"},
+            {"name": "n", "type": "INTEGER"},
+            {"name": "x", "type": "FLOAT"},
+            {"name": "at", "type": "TIMESTAMP"},
+            {"name": "tags", "type": "STRING", "mode": "REPEATED"},
+            {"name": "user", "type": "RECORD", "fields": [{"name": "id", "type": "STRING"}]}
+        ]))
+        .unwrap()
+    }
+
+    fn names(a: &[Addition]) -> Vec<(String, &'static str, bool)> {
+        a.iter()
+            .map(|a| (a.dotted(), a.column.kind, a.column.repeated))
+            .collect()
+    }
+
+    #[test]
+    fn new_fields_get_types_from_their_values_and_nulls_wait() {
+        let r = json!({"n": 1, "s": "2026-01-01T00:00:00Z", "i": 7, "f": 1.5, "b": true,
+                       "none": null, "empty": [], "obj": {}, "arr": [null, 3]});
+        assert_eq!(
+            names(&additions(&table(), &r).unwrap()),
+            vec![
+                ("arr".to_string(), "INTEGER", true),
+                ("b".into(), "BOOLEAN", false),
+                ("f".into(), "FLOAT", false),
+                ("i".into(), "INTEGER", false),
+                ("s".into(), "STRING", false),
+            ]
+        );
+    }
+
+    #[test]
+    fn nested_objects_become_records_and_grow_inside_existing_records() {
+        let r =
+            json!({"user": {"id": "u", "plan": {"tier": 2}}, "geo": {"lat": 1.0, "tags": ["a"]}});
+        let a = additions(&table(), &r).unwrap();
+        assert_eq!(
+            names(&a),
+            vec![
+                ("geo".to_string(), "RECORD", false),
+                ("user.plan".into(), "RECORD", false)
+            ]
+        );
+        let geo = &a[0].column;
+        assert_eq!(
+            geo.fields
+                .iter()
+                .map(|f| (f.name.as_str(), f.kind, f.repeated))
+                .collect::<Vec<_>>(),
+            vec![("lat", "FLOAT", false), ("tags", "STRING", true)]
+        );
+        let patched = merged(&table(), &a);
+        assert_eq!(patched.len(), 7);
+        assert_eq!(patched[5]["fields"][1]["name"], "plan");
+        assert_eq!(patched[5]["fields"][1]["fields"][0]["type"], "INTEGER");
+        // Once merged, the same record needs nothing.
+        assert!(additions(&patched, &r).unwrap().is_empty());
+        // Merging again (a concurrent worker added the same) changes nothing.
+        assert_eq!(merged(&patched, &a), patched);
+    }
+
+    #[test]
+    fn a_value_an_existing_column_cannot_take_is_a_conflict_naming_both_types() {
+        let c = additions(&table(), &json!({"n": "many"})).unwrap_err();
+        assert_eq!(
+            c.to_string(),
+            "column `n` is INTEGER, but the record has STRING there"
+        );
+        let c = additions(&table(), &json!({"user": {"id": 5}})).unwrap_err();
+        assert_eq!(c.path, "user.id");
+        let c = additions(&table(), &json!({"tags": "one"})).unwrap_err();
+        assert_eq!(c.column_type, "REPEATED STRING");
+        let c = additions(&table(), &json!({"n": 1.5})).unwrap_err();
+        assert_eq!(
+            (c.column_type.as_str(), c.value_type.as_str()),
+            ("INTEGER", "FLOAT")
+        );
+        // What BigQuery converts is no conflict.
+        assert!(additions(&table(), &json!({"x": 3, "at": 1795600800, "n": "4"})).is_ok());
+        assert!(additions(&table(), &json!({"n": null, "tags": [], "user": null})).is_ok());
+    }
+
+    #[test]
+    fn keys_match_columns_case_insensitively() {
+        assert!(additions(&table(), &json!({"N": 1, "USER": {"ID": "x"}}))
+            .unwrap()
+            .is_empty());
+        let a = additions(&table(), &json!({"new": 1, "NEW": 2})).unwrap();
+        assert_eq!(names(&a), vec![("NEW".to_string(), "INTEGER", false)]);
+    }
+}
