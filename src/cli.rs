@@ -209,6 +209,11 @@ pub(crate) struct Opts {
         default_value = "none"
     )]
     metadata_columns: firehose_replay::row::Metadata,
+    /// Write each record whole into this one column (BigQuery: a JSON column), beside the row
+    /// ID and metadata columns, so no schema refuses a record for its fields ("land raw, model
+    /// later"). --map applies first.
+    #[arg(long, global = true, env = "FIREHOSE_REPLAY_PAYLOAD_COLUMN")]
+    payload_column: Option<String>,
     /// Field mapping applied to every record: {"rename":{"a.b":"col"},"drop":["x"],"json":["payload"]}.
     #[arg(long, global = true, env = "FIREHOSE_REPLAY_MAP")]
     map: Option<PathBuf>,
@@ -543,6 +548,7 @@ impl Opts {
             },
             row_id_column: Some(self.row_id_column.clone()).filter(|c| !c.is_empty()),
             metadata: self.metadata_columns,
+            payload_column: self.payload_column.clone().filter(|c| !c.is_empty()),
             mapping,
             max_record_error_ratio: Some(self.max_record_error_ratio),
         })

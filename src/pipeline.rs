@@ -64,6 +64,8 @@ pub struct Settings {
     pub row_id_column: Option<String>,
     /// `--metadata-columns`.
     pub metadata: crate::row::Metadata,
+    /// `--payload-column`: each record goes whole into this (JSON) column.
+    pub payload_column: Option<String>,
     /// `--map`: field renames, drops and JSON columns applied to every record.
     pub mapping: Option<crate::row::map::Mapping>,
     /// `--max-record-error-ratio`: an object fails (nothing of it committed) when at least this
@@ -84,6 +86,7 @@ impl Default for Settings {
             row_id: RowIdSource::Position,
             row_id_column: Some("_row_id".into()),
             metadata: crate::row::Metadata::default(),
+            payload_column: None,
             mapping: None,
             max_record_error_ratio: None,
         }
@@ -630,6 +633,7 @@ pub(crate) fn row_builder(settings: &Settings, object: &ObjectRef) -> RowBuilder
         object,
         &chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
     )
+    .with_payload_column(settings.payload_column.as_deref())
 }
 
 /// The one way a payload becomes a row — `--map`, then the row ID and metadata columns — used

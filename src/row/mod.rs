@@ -144,6 +144,8 @@ pub struct RowBuilder {
     /// What follows the body: the ID column and the closing brace.
     tail: Vec<u8>,
     id: RowId,
+    /// `--payload-column`: `{"NAME":`, and the record goes whole into that column.
+    payload_prefix: Option<Vec<u8>>,
 }
 
 impl RowBuilder {
@@ -166,7 +168,22 @@ impl RowBuilder {
             body: Vec::new(),
             tail: Vec::with_capacity(256),
             id,
+            payload_prefix: None,
         }
+    }
+
+    /// `--payload-column NAME`: each row is `{"NAME": <the record, whole>, <generated
+    /// columns>}`, so no table schema ever refuses a record for its fields ("land raw, model
+    /// later"). Keys are still made unique (last wins), so the column holds the row the other
+    /// modes would have written.
+    pub fn with_payload_column(mut self, name: Option<&str>) -> RowBuilder {
+        self.payload_prefix = name.filter(|n| !n.is_empty()).map(|n| {
+            let mut p = b"{".to_vec();
+            p.extend(serde_json::to_vec(n).expect("a string serialises"));
+            p.push(b':');
+            p
+        });
+        self
     }
 
     /// Adds the chosen metadata columns to every row of `object`.
@@ -277,6 +294,9 @@ impl RowBuilder {
                 id::from_field(value)
             }
         };
+        if self.payload_prefix.is_some() {
+            return self.build_payload(payload, ordinal, offset);
+        }
         // The framer's key check (`Payload::keys_clean`) stands in for the scan when it found
         // nothing: the scan would find nothing either.
         let found = if payload.keys_clean {
@@ -352,6 +372,55 @@ impl RowBuilder {
             ordinal,
             byte_offset: offset,
             parts: [head, body, &self.tail],
+        })
+    }
+}
+
+impl RowBuilder {
+    /// The row of `--payload-column`: the record (keys made unique) as one column's value;
+    /// generated columns beside it never collide with the record's own fields.
+    fn build_payload<'a>(
+        &'a mut self,
+        payload: &Payload<'a>,
+        ordinal: u64,
+        offset: u64,
+    ) -> Result<Row<'a>, RecordErrorKind> {
+        let rewritten = if payload.keys_clean {
+            false
+        } else {
+            // No generated column can collide: the record sits one level down.
+            self.keys
+                .scan(payload.json, &[] as &[String])
+                .map_err(RecordErrorKind::Row)?
+                .rewritten
+        };
+        self.tail.clear();
+        self.extra_columns(ordinal, 0);
+        if !self.tail.is_empty() {
+            self.tail.insert(0, b',');
+        }
+        self.tail.push(b'}');
+        let json: &[u8] = if rewritten {
+            &self.keys.out
+        } else {
+            payload.json
+        };
+        let body = trim_end(json);
+        let body: &[u8] = if memchr::memchr2(b'\n', b'\r', body).is_some() {
+            single_line(&mut self.body, body);
+            &self.body
+        } else {
+            body
+        };
+        Ok(Row {
+            id: &self.id,
+            ordinal,
+            byte_offset: offset,
+            parts: [
+                self.payload_prefix.as_deref().expect("payload column set"),
+                body,
+                &self.tail,
+            ],
         })
     }
 }
@@ -557,5 +626,44 @@ mod tests {
             r#"{"_source_uri":"s3://b/k","_record_ordinal":3}"#
         );
         assert!(row(r#"{"_record_ordinal":4}"#).is_err());
+    }
+
+    #[test]
+    fn a_payload_column_holds_the_whole_record_beside_the_generated_columns() {
+        let seed = ObjectSeed::new(&ObjectRef::new("b", "k"));
+        let object = ObjectRef::new("b", "k");
+        let meta: Metadata = "source_uri".parse().unwrap();
+        let mut rb = RowBuilder::new(seed.clone(), RowIdSource::Position, Some("_row_id"))
+            .with_metadata(meta, &object, "")
+            .with_payload_column(Some("raw"));
+        let id = seed.id(7, &[]);
+        for (record, want) in [
+            // The record's own `_row_id` is just data inside the payload.
+            (r#"{"a":1,"_row_id":"mine"}"#, r#"{"a":1,"_row_id":"mine"}"#),
+            // Duplicate keys: the last wins, as in every row.
+            (r#"{"a":1,"a":2}"#, r#"{"a":2}"#),
+            ("[1,2]", "[1,2]"),
+            ("\"text\"", "\"text\""),
+            ("{\n  \"p\": true\n}", "{   \"p\": true }"),
+        ] {
+            let shape = validate::shape_of(record.as_bytes());
+            let payload = Payload {
+                json: record.as_bytes(),
+                shape,
+                sub: &[],
+                keys_clean: false,
+            };
+            let row = String::from_utf8(rb.build(&payload, 0, 7).unwrap().to_vec()).unwrap();
+            assert_eq!(
+                row,
+                format!(
+                    r#"{{"raw":{want},"_row_id":"{}","_source_uri":"s3://b/k"}}"#,
+                    id.as_str()
+                ),
+                "{record}"
+            );
+            let v: serde_json::Value = serde_json::from_str(&row).unwrap();
+            assert_eq!(v.as_object().unwrap().len(), 3);
+        }
     }
 }

@@ -19,6 +19,7 @@ mod lambda_runtime;
 mod merge;
 mod moto;
 mod paths;
+mod payload_column;
 mod row_contract;
 mod s3;
 mod schema_evolution;
