@@ -361,12 +361,7 @@ impl RowBuilder {
                 (b"{\"value\":", trim_end(json))
             }
         };
-        let body: &[u8] = if memchr::memchr2(b'\n', b'\r', body).is_some() {
-            single_line(&mut self.body, body);
-            &self.body
-        } else {
-            body
-        };
+        let body = one_line(&mut self.body, body);
         Ok(Row {
             id: &self.id,
             ordinal,
@@ -406,12 +401,7 @@ impl RowBuilder {
             payload.json
         };
         let body = trim_end(json);
-        let body: &[u8] = if memchr::memchr2(b'\n', b'\r', body).is_some() {
-            single_line(&mut self.body, body);
-            &self.body
-        } else {
-            body
-        };
+        let body = one_line(&mut self.body, body);
         Ok(Row {
             id: &self.id,
             ordinal,
@@ -442,15 +432,19 @@ fn trim_end(b: &[u8]) -> &[u8] {
     &b[..end]
 }
 
-/// `src` with raw line breaks turned into spaces, into `dst`. In valid JSON they can only be
-/// whitespace between tokens (strings escape them), so this keeps the value and makes the row
-/// one NDJSON line even when the record was pretty-printed.
-fn single_line(dst: &mut Vec<u8>, src: &[u8]) {
+/// `src`, or, when it has raw line breaks, `src` with them turned into spaces, in `dst`. In
+/// valid JSON they can only be whitespace between tokens (strings escape them), so this keeps
+/// the value and makes the row one NDJSON line even when the record was pretty-printed.
+fn one_line<'a>(dst: &'a mut Vec<u8>, src: &'a [u8]) -> &'a [u8] {
+    if memchr::memchr2(b'\n', b'\r', src).is_none() {
+        return src;
+    }
     dst.clear();
     dst.extend(
         src.iter()
             .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
     );
+    dst
 }
 
 #[cfg(test)]
