@@ -6,6 +6,7 @@ use prost_types::field_descriptor_proto::Label;
 use super::datetime::{MAX_MICROS, MIN_MICROS};
 use super::descriptor::{MAX_DEPTH, ROW};
 use super::*;
+use prost::Message as _;
 use prost_reflect::{
     DescriptorPool, DynamicMessage, MessageDescriptor, ReflectMessage, Value as PValue,
 };
@@ -1053,7 +1054,8 @@ fn no_panics_on_mangled_rows() {
             }
         }
         let mut out = vec![9];
-        match enc.encode(&row, &mut out) {
+        let encoded = enc.encode(&row, &mut out);
+        match &encoded {
             Ok(()) => {
                 DynamicMessage::decode(descriptor.clone(), &out[1..]).expect("valid protobuf");
             }
@@ -1062,7 +1064,101 @@ fn no_panics_on_mangled_rows() {
                 assert!(!e.is_empty());
             }
         }
+        // The one-pass scanner accepts no row that serde_json refuses.
+        if serde_json::from_slice::<serde_json::Value>(&row).is_err() {
+            assert!(encoded.is_err(), "{}", String::from_utf8_lossy(&row));
+        }
+        // The framed form is the same message behind its `serialized_rows` key and length.
+        let mut framed = vec![7];
+        match enc.encode_delimited(&row, &mut framed) {
+            Ok(len) => {
+                assert!(encoded.is_ok());
+                assert_eq!(len, out.len() - 1);
+                let rows = ProtoRowsShape::decode(&framed[1..]).expect("ProtoRows");
+                assert_eq!(rows.serialized_rows, vec![out[1..].to_vec()]);
+            }
+            Err(e) => {
+                assert_eq!(framed, [7]);
+                assert_eq!(Err(e), encoded);
+            }
+        }
     }
+}
+
+/// `ProtoRows` as Google declares it (`repeated bytes serialized_rows = 1`), decoded by
+/// prost independently of the encoder.
+#[derive(Clone, PartialEq, prost::Message)]
+struct ProtoRowsShape {
+    #[prost(bytes = "vec", repeated, tag = "1")]
+    serialized_rows: Vec<Vec<u8>>,
+}
+
+#[test]
+fn delimited_rows_make_one_proto_rows_message() {
+    let enc = encoder(vec![
+        Field::new("s", Kind::String),
+        Field::new("n", Kind::Int64),
+    ]);
+    let mut batch = Vec::new();
+    let mut want = Vec::new();
+    // Lengths around every varint width the framing fixes up (1, 2 and 3 bytes).
+    for len in [0, 100, 124, 125, 126, 16_370, 16_380, 16_400, 3_000_000] {
+        let row = format!(r#"{{"s":"{}","n":{len}}}"#, "x".repeat(len));
+        let mut alone = Vec::new();
+        enc.encode(row.as_bytes(), &mut alone).unwrap();
+        let n = enc.encode_delimited(row.as_bytes(), &mut batch).unwrap();
+        assert_eq!(n, alone.len());
+        want.push(alone);
+    }
+    // A refused row leaves the batch as it was.
+    let before = batch.len();
+    assert!(enc.encode_delimited(br#"{"n":"x"}"#, &mut batch).is_err());
+    assert_eq!(batch.len(), before);
+    let rows = ProtoRowsShape::decode(batch.as_slice()).unwrap();
+    assert_eq!(rows.serialized_rows, want);
+    let m = DynamicMessage::decode(row_descriptor(&enc), want[2].as_slice()).unwrap();
+    assert_eq!(get(&m, "n"), PValue::I64(124));
+}
+
+#[test]
+fn key_order_does_not_change_the_message() {
+    let enc = encoder(vec![
+        Field::new("a", Kind::Int64).with_mode(Mode::Required),
+        Field::record(
+            "r",
+            vec![Field::new("x", Kind::String), Field::new("y", Kind::Bool)],
+        ),
+        Field::new("t", Kind::String).with_mode(Mode::Repeated),
+    ]);
+    let a = decode(&enc, r#"{"a":1,"r":{"x":"q","y":true},"t":["u","v"]}"#);
+    let b = decode(&enc, r#"{"t":["u","v"],"r":{"y":true,"x":"q"},"a":1}"#);
+    // prost-reflect writes fields in number order: equal bytes, equal messages.
+    assert_eq!(a.encode_to_vec(), b.encode_to_vec());
+    assert_eq!(get(&b, "t"), get(&a, "t"));
+    assert_eq!(
+        error(&enc, r#"{"t":[],"r":{}}"#),
+        "a: required column is missing"
+    );
+}
+
+/// Unknown values are skipped without recursion: any depth is fine when they are ignored.
+#[test]
+fn deeply_nested_unknown_values_are_skipped() {
+    let enc = Encoder::new(
+        vec![Field::new("a", Kind::Int64)],
+        Options {
+            ignore_unknown_values: true,
+        },
+    )
+    .unwrap();
+    let deep = format!(
+        r#"{{"z":{}1{},"a":5}}"#,
+        "[{\"k\":".repeat(50_000),
+        "}]".repeat(50_000)
+    );
+    assert_eq!(get(&decode(&enc, &deep), "a"), PValue::I64(5));
+    let cut = format!(r#"{{"z":{}1,"a":5}}"#, "[".repeat(50_000));
+    assert!(error(&enc, &cut).starts_with("row is not valid JSON"));
 }
 
 #[test]
