@@ -416,43 +416,36 @@ fn path_of(b: &[u8], steps: &[Step]) -> String {
 /// digit, in a token that starts where a value can) or is more than 308 characters of `-`, `.` and digits, which spans at
 /// least 37 aligned 8-byte words of such characters.
 fn maybe_unstorable(b: &[u8]) -> bool {
-    for k in memchr::memchr_iter(b'\\', b) {
-        if b.get(k + 1) == Some(&b'u') && matches!(b.get(k + 2), Some(b'd' | b'D')) {
-            return true;
-        }
-    }
-    for k in memchr::memchr2_iter(b'e', b'E', b) {
-        if k == 0 || !b[k - 1].is_ascii_digit() {
-            continue;
-        }
-        // Hex in strings (IDs, hashes) has digits before an `e` too: a number's text starts
-        // after `:`, `[`, `,` or at the start, past any whitespace; a string's after a quote.
-        let mut j = k;
-        while j > 0 && matches!(b[j - 1], b'0'..=b'9' | b'.' | b'+' | b'-') {
-            j -= 1;
-        }
-        while j > 0 && matches!(b[j - 1], b' ' | b'\t' | b'\n' | b'\r') {
-            j -= 1;
-        }
-        if j == 0 || matches!(b[j - 1], b':' | b'[' | b',') {
-            return true;
-        }
-    }
-    if b.len() < 309 {
-        return false;
-    }
-    const ONES: u64 = u64::from_ne_bytes([1; 8]);
-    const HIGH: u64 = ONES * 0x80;
-    // Bit Twiddling Hacks' hasless / hasmore: some byte < 0x2d ('-') or > 0x39 ('9').
-    let numeric = |w: u64| {
-        let less = w.wrapping_sub(ONES * 0x2d) & !w & HIGH;
-        let more = (w.wrapping_add(ONES * (127 - 0x39)) | w) & HIGH;
-        less == 0 && more == 0
-    };
+    // Eight bytes at a time (SWAR): `\`, an `e`/`E` right after a digit, and words of
+    // numeric characters are found with a few integer operations per word; only those spots
+    // are looked at closely. Most rows have a few (hex IDs put digits before an `e`).
+    let mut prev_digit = 0u64;
     let mut run = 0;
-    for chunk in b.chunks_exact(8) {
-        let w = u64::from_ne_bytes(chunk.try_into().unwrap_or([0; 8]));
-        if numeric(w) {
+    let mut at = 0;
+    while at < b.len() {
+        let mut word = [0u8; 8];
+        let n = (b.len() - at).min(8);
+        word[..n].copy_from_slice(&b[at..at + n]);
+        let w = u64::from_le_bytes(word);
+        let low = w & (ONES * 0x7f);
+        let ascii = !w & HIGH;
+        // Per byte, exact (no carries between bytes): the high bit says "at least".
+        let at_least = |c: u8| (low + ONES * u64::from(0x80 - c)) & HIGH;
+        let digit = at_least(b'0') & !at_least(b':') & ascii;
+        let numeric = at_least(b'-') & !at_least(b':') & ascii;
+        let e = equal(w | ONES * 0x20, b'e');
+        let backslash = equal(w, b'\\');
+        let after_digit = (digit << 8) | (prev_digit >> 56);
+        prev_digit = digit;
+        let mut spots = (e & after_digit) | backslash;
+        while spots != 0 {
+            let k = at + (spots.trailing_zeros() / 8) as usize;
+            spots &= spots - 1;
+            if suspicious_at(b, k) {
+                return true;
+            }
+        }
+        if numeric == HIGH && n == 8 {
             run += 1;
             if run >= 37 {
                 return true;
@@ -460,8 +453,35 @@ fn maybe_unstorable(b: &[u8]) -> bool {
         } else {
             run = 0;
         }
+        at += 8;
     }
     false
+}
+
+const ONES: u64 = u64::from_ne_bytes([1; 8]);
+const HIGH: u64 = ONES * 0x80;
+
+/// The high bit of every byte of `w` that equals `c`, exactly.
+fn equal(w: u64, c: u8) -> u64 {
+    let x = w ^ (ONES * u64::from(c));
+    !(((x & (ONES * 0x7f)) + ONES * 0x7f) | x) & HIGH
+}
+
+/// At `b[k]`, a `\` starting a surrogate escape or an `e` that is a number's exponent.
+fn suspicious_at(b: &[u8], k: usize) -> bool {
+    if b[k] == b'\\' {
+        return b.get(k + 1) == Some(&b'u') && matches!(b.get(k + 2), Some(b'd' | b'D'));
+    }
+    // Hex in strings (IDs, hashes) has digits before an `e` too: a number's text starts after
+    // `:`, `[`, `,` or at the start, past any whitespace; a string's after a quote.
+    let mut j = k;
+    while j > 0 && matches!(b[j - 1], b'0'..=b'9' | b'.' | b'+' | b'-') {
+        j -= 1;
+    }
+    while j > 0 && matches!(b[j - 1], b' ' | b'\t' | b'\n' | b'\r') {
+        j -= 1;
+    }
+    j == 0 || matches!(b[j - 1], b':' | b'[' | b',')
 }
 
 /// Whether a number's text is beyond what a double holds (it parses to ±infinity).
@@ -709,6 +729,7 @@ mod tests {
             format!(r#"{{"f":{long_ok},"t":"\uDC00"}}"#),
             r#"{"id":"925e52ae42d2e149","x":[1,2e3,"3e4"],"y":"a,4e5","z":5e+9}"#.to_string(),
             r#"{"id":"925e52ae42d2e149","w":[0, 9e999]}"#.to_string(),
+            r#"{"s":"x\uDC00y","k":"\ud83d\ude00","h":"\u00e9"}"#.to_string(),
         ];
         let alphabet = b"0123456789.-+eE\\udDc8\"{}[],: x";
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
