@@ -433,7 +433,7 @@ fn maybe_unstorable(b: &[u8]) -> bool {
         let at_least = |c: u8| (low + ONES * u64::from(0x80 - c)) & HIGH;
         let digit = at_least(b'0') & !at_least(b':') & ascii;
         let numeric = at_least(b'-') & !at_least(b':') & ascii;
-        let e = equal(w | ONES * 0x20, b'e');
+        let e = equal(w | (ONES * 0x20), b'e');
         let backslash = equal(w, b'\\');
         let after_digit = (digit << 8) | (prev_digit >> 56);
         prev_digit = digit;

@@ -353,9 +353,6 @@ fn parse_float64(text: &str) -> Result<f64, &'static str> {
     }
 }
 
-/// BigQuery's TIMESTAMP range, 0001-01-01 00:00:00 to 9999-12-31 23:59:59.999999 UTC, in
-/// microseconds since the epoch.
-
 /// Seconds since the epoch, possibly fractional. Parsed exactly from the text and truncated to
 /// microseconds (toward the past), BigQuery's precision.
 fn seconds_to_micros(text: &str) -> Result<i64, &'static str> {
