@@ -101,7 +101,7 @@ fn row_ids(c: &mut Criterion) {
 }
 
 fn proto_encoding(c: &mut Criterion) {
-    use firehose_replay::sink::bigquery::proto::{Encoder, Field, Kind, Mode, Options};
+    use firehose_replay::sink::bigquery::encode::{Encoder, Field, Kind, Mode, Options};
     let nd = events("\n");
     let lines: Vec<&[u8]> = nd
         .split(|&b| b == b'\n')
@@ -127,7 +127,7 @@ fn proto_encoding(c: &mut Criterion) {
     let mut out = Vec::new();
     let mut g = c.benchmark_group("storage_write");
     g.throughput(Throughput::Bytes(nd.len() as u64));
-    g.bench_function("proto::Encoder::encode", |b| {
+    g.bench_function("encode::Encoder::encode", |b| {
         b.iter(|| {
             for l in &lines {
                 out.clear();

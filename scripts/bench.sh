@@ -109,7 +109,7 @@ for size in $SIZES; do
     cpu0=$(cpu_seconds "$sw_pid")
     # The REST endpoint is only asked to create missing tables (never here), but with it set
     # no credentials are used.
-    read -r w wrss < <(measure "$runs" "$BIN" --log-level error replay "$obj" --ledger none \
+    read -r w wrss < <(measure "$runs" "$BIN" --log-level error replay "$obj" --ledger none --allow-duplicates \
       --sink bigquery:bench.bi.events --bigquery-mode storage-write --bigquery-storage-endpoint "$SW" \
       --bigquery-endpoint http://127.0.0.1:1 --ignore-unknown-values --dead-letter "dir:$work/dl")
     cpu1=$(cpu_seconds "$sw_pid")

@@ -26,9 +26,9 @@ use crate::object::ObjectRef;
 use crate::pipeline::ObjectFailure;
 use crate::row::Row;
 use crate::runner::{self, settle_failure, Job, Progress, Shared, Summary};
+use crate::sink::bigquery::encode::Encoder;
 use crate::sink::bigquery::load_job::{job_id, JobState, LoadJobs, ObjectKey, MAX_JOB_ATTEMPTS};
 use crate::sink::bigquery::merge::Merger;
-use crate::sink::bigquery::proto::Encoder;
 use crate::sink::{Committed, ObjectWriter, Prepared, Rejected, Sink};
 
 /// BigQuery's per-table daily quota of load jobs.

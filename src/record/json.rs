@@ -189,7 +189,10 @@ pub fn scan_keys(b: &[u8], keys: &mut KeyCheck) -> Scan {
 }
 
 /// Parses one value starting at `b[i]` (no leading whitespace); returns the position after it.
-fn value(b: &[u8], i: usize) -> Result<usize, usize> {
+/// One JSON value starting at `b[i]` (no leading whitespace): the position after it, or where
+/// it stops being valid. Iterative, so any nesting depth is safe. The Storage Write encoder
+/// skips the values of unknown keys with it.
+pub(crate) fn value(b: &[u8], i: usize) -> Result<usize, usize> {
     value_with(b, i, &mut NoKeys)
 }
 
@@ -274,8 +277,9 @@ fn member_key<K: Keys>(b: &[u8], i: usize, depth: usize, keys: &mut K) -> Result
     Ok(ws(b, i + 1))
 }
 
+/// The first position at or after `i` that is not JSON whitespace.
 #[inline]
-fn ws(b: &[u8], mut i: usize) -> usize {
+pub(crate) fn ws(b: &[u8], mut i: usize) -> usize {
     while let Some(&c) = b.get(i) {
         if !matches!(c, b' ' | b'\n' | b'\r' | b'\t') {
             break;
@@ -286,7 +290,7 @@ fn ws(b: &[u8], mut i: usize) -> usize {
 }
 
 #[inline]
-fn literal(b: &[u8], i: usize, word: &[u8]) -> Result<usize, usize> {
+pub(crate) fn literal(b: &[u8], i: usize, word: &[u8]) -> Result<usize, usize> {
     if b.len() >= i + word.len() && &b[i..i + word.len()] == word {
         Ok(i + word.len())
     } else if b.len() < i + word.len() && word.starts_with(&b[i..]) {
@@ -306,7 +310,7 @@ fn digits(b: &[u8], mut i: usize) -> usize {
 
 /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`
 #[inline]
-fn number(b: &[u8], mut i: usize) -> Result<usize, usize> {
+pub(crate) fn number(b: &[u8], mut i: usize) -> Result<usize, usize> {
     if b[i] == b'-' {
         i += 1;
     }
@@ -360,6 +364,35 @@ fn string(b: &[u8], i: usize) -> Result<usize, usize> {
                 _ => return Err(j),
             },
             // A control character, or the end of the input.
+            _ => return Err(j),
+        }
+    }
+}
+
+/// Like [`string`], and also whether the string holds an escape (so its text can be borrowed
+/// as it is when it does not).
+#[inline]
+pub(crate) fn string_span(b: &[u8], i: usize) -> Result<(usize, bool), usize> {
+    let mut j = i + 1;
+    let mut escaped = false;
+    loop {
+        j = find_special(b, j);
+        match b.get(j) {
+            Some(b'"') => return Ok((j + 1, escaped)),
+            Some(b'\\') => {
+                escaped = true;
+                match b.get(j + 1) {
+                    Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => j += 2,
+                    Some(b'u') => {
+                        let hex = &b[j + 2..(j + 6).min(b.len())];
+                        if hex.len() < 4 || !hex.iter().all(u8::is_ascii_hexdigit) {
+                            return Err(j);
+                        }
+                        j += 6;
+                    }
+                    _ => return Err(j),
+                }
+            }
             _ => return Err(j),
         }
     }

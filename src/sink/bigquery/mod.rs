@@ -9,10 +9,10 @@
 //! request row by row.
 
 pub mod auth;
+pub mod encode;
 pub mod insert;
 pub mod load_job;
 pub mod merge;
-pub mod proto;
 pub mod request;
 pub mod schema;
 pub mod storage_write;
@@ -292,7 +292,7 @@ pub async fn connect_merger(
 pub async fn connect_load(
     config: &Config,
     poll_interval: Duration,
-) -> Result<(Arc<load_job::LoadJobs>, Arc<proto::Encoder>), Error> {
+) -> Result<(Arc<load_job::LoadJobs>, Arc<encode::Encoder>), Error> {
     let c = connect_rest(config).await?;
     let t = &config.table;
     let auth: Arc<dyn gcp_bigquery_client::auth::Authenticator> = match c.auth.clone() {
@@ -326,12 +326,12 @@ pub async fn connect_load(
         .as_deref()
         .unwrap_or_default()
         .iter()
-        .map(proto::Field::from_rest)
+        .map(encode::Field::from_rest)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| setup_error(Class::Permanent, format!("table {t} schema: {e}")))?;
-    let encoder = proto::Encoder::new(
+    let encoder = encode::Encoder::new(
         fields,
-        proto::Options {
+        encode::Options {
             ignore_unknown_values: config.flags.ignore_unknown_values,
         },
     )

@@ -9,38 +9,89 @@
 
 use std::collections::VecDeque;
 
+use bytes::Bytes;
 use gcp_bigquery_client::google::cloud::bigquery::storage::v1::{
-    append_rows_request, append_rows_response, AppendRowsRequest, AppendRowsResponse, ProtoRows,
-    ProtoSchema,
+    append_rows_response, AppendRowsResponse, ProtoSchema,
 };
+use prost::Message as _;
 use prost_types::DescriptorProto;
 use tokio::sync::mpsc;
 use tonic::Code;
 
-use super::rpc::{sink_error, status_error, transient, Rpc};
+use super::rpc::{sink_error, status_error, transient, EncodedAppend, Rpc};
 use crate::error::{Class, Error};
 use crate::sink::Rejected;
 
 /// Where a row came from, to report it if BigQuery refuses it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub(super) struct RowSource {
     pub ordinal: u64,
     pub byte_offset: u64,
-    /// The row as JSON (what a dead letter holds).
-    pub json: Vec<u8>,
+    /// Where the row's entry ends in [`Append::rows`] and its JSON in [`Append::json`] (each
+    /// starts where the one before ends).
+    pub rows_end: usize,
+    pub json_end: usize,
 }
 
 /// One append: protobuf rows and where each came from.
-#[derive(Debug, Default)]
+///
+/// The rows are kept as the `ProtoRows` message itself (each row one `serialized_rows` entry,
+/// back to back, as [`crate::sink::bigquery::encode::Encoder::encode_delimited`] writes them),
+/// in shared [`Bytes`]: every send and resend of the append refers to the same buffer, and only
+/// a small header is built per request. The rows' JSON, which only a refused row needs (for its
+/// dead letter), is one buffer too, cut into rows by [`RowSource`]'s ranges.
+#[derive(Debug, Default, Clone)]
 pub(super) struct Append {
-    pub rows: Vec<Vec<u8>>,
+    pub rows: Bytes,
+    pub json: Bytes,
     pub sources: Vec<RowSource>,
-    pub bytes: usize,
 }
 
 impl Append {
     pub fn len(&self) -> usize {
-        self.rows.len()
+        self.sources.len()
+    }
+
+    /// Row `i`'s `serialized_rows` entry and its JSON.
+    fn row(&self, i: usize) -> Option<(&[u8], &[u8])> {
+        let (rows_start, json_start) = match i.checked_sub(1) {
+            Some(p) => {
+                let p = self.sources.get(p)?;
+                (p.rows_end, p.json_end)
+            }
+            None => (0, 0),
+        };
+        let s = self.sources.get(i)?;
+        Some((
+            self.rows.get(rows_start..s.rows_end)?,
+            self.json.get(json_start..s.json_end)?,
+        ))
+    }
+
+    /// The append without the rows at `drop` (sorted, distinct): BigQuery refused them. Their
+    /// sources and JSON come back. Rare (rows the encoder passed and BigQuery did not), so the
+    /// kept rows are simply copied.
+    fn without(&self, drop: &[usize]) -> (Append, Vec<(RowSource, Vec<u8>)>) {
+        let mut kept = Append::default();
+        let (mut rows, mut json) = (Vec::new(), Vec::new());
+        let mut dropped = Vec::new();
+        for (i, source) in self.sources.iter().enumerate() {
+            let Some((r, j)) = self.row(i) else { continue };
+            if drop.binary_search(&i).is_ok() {
+                dropped.push((*source, j.to_vec()));
+                continue;
+            }
+            rows.extend_from_slice(r);
+            json.extend_from_slice(j);
+            kept.sources.push(RowSource {
+                rows_end: rows.len(),
+                json_end: json.len(),
+                ..*source
+            });
+        }
+        kept.rows = rows.into();
+        kept.json = json.into();
+        (kept, dropped)
     }
 }
 
@@ -54,15 +105,25 @@ pub(super) struct Appended {
 }
 
 struct Connection {
-    tx: mpsc::UnboundedSender<AppendRowsRequest>,
+    tx: mpsc::UnboundedSender<EncodedAppend>,
     answers: tonic::Streaming<AppendRowsResponse>,
 }
 
 pub(super) struct Session {
     pub rpc: Rpc,
     pub stream: String,
-    pub schema: DescriptorProto,
+    /// The writer schema as an encoded `ProtoSchema`, sent with the first request of each call.
+    pub schema: Bytes,
     pub window: usize,
+}
+
+/// The `ProtoSchema` message for a row descriptor, encoded once per stream.
+pub(super) fn proto_schema(descriptor: DescriptorProto) -> Bytes {
+    ProtoSchema {
+        proto_descriptor: Some(descriptor),
+    }
+    .encode_to_vec()
+    .into()
 }
 
 enum Answer {
@@ -158,23 +219,14 @@ impl Session {
         }
     }
 
-    fn request(&self, append: &Append, offset: i64, first: bool) -> AppendRowsRequest {
-        AppendRowsRequest {
-            // Named in every request: cheap, and any request may be the first a server sees.
-            write_stream: self.stream.clone(),
-            offset: Some(offset),
-            rows: Some(append_rows_request::Rows::ProtoRows(
-                append_rows_request::ProtoData {
-                    writer_schema: first.then(|| ProtoSchema {
-                        proto_descriptor: Some(self.schema.clone()),
-                    }),
-                    rows: Some(ProtoRows {
-                        serialized_rows: append.rows.clone(),
-                    }),
-                },
-            )),
-            ..Default::default()
-        }
+    /// The AppendRows request for `append` at `offset`: a header built here, the rows shared.
+    fn request(&self, append: &Append, offset: i64, first: bool) -> EncodedAppend {
+        EncodedAppend::new(
+            &self.stream,
+            offset,
+            first.then_some(&self.schema[..]),
+            append.rows.clone(),
+        )
     }
 
     /// A new AppendRows call with every unacknowledged append queued on it, offsets counted
@@ -224,19 +276,20 @@ impl Session {
                     "AppendRows refused rows it did not name".into(),
                 ));
             }
-            bad.sort_by_key(|(i, _)| std::cmp::Reverse(*i));
+            bad.sort_by_key(|(i, _)| *i);
             bad.dedup_by_key(|(i, _)| *i);
-            for (i, message) in bad {
-                front.rows.remove(i);
-                let source = front.sources.remove(i);
+            let drop: Vec<usize> = bad.iter().map(|(i, _)| *i).collect();
+            let (kept, dropped) = front.without(&drop);
+            for ((source, json), (_, message)) in dropped.into_iter().zip(bad) {
                 rejected.push(Rejected {
                     ordinal: source.ordinal,
                     byte_offset: source.byte_offset,
-                    row: source.json,
+                    row: json,
                     error: message,
                 });
             }
-            if front.rows.is_empty() {
+            *front = kept;
+            if front.sources.is_empty() {
                 pending.pop_front();
             }
             return Answer::Reconnect(sink_error(
@@ -309,7 +362,9 @@ async fn next_answer(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gcp_bigquery_client::google::cloud::bigquery::storage::v1::RowError;
+    use gcp_bigquery_client::google::cloud::bigquery::storage::v1::{
+        append_rows_request, AppendRowsRequest, ProtoRows, RowError,
+    };
     use gcp_bigquery_client::google::rpc::Status;
 
     fn session() -> Session {
@@ -324,22 +379,73 @@ mod tests {
         Session {
             rpc,
             stream: "projects/p/datasets/d/tables/t/streams/s".into(),
-            schema: DescriptorProto::default(),
+            schema: Bytes::new(),
             window: 4,
         }
     }
 
+    /// Rows `first..first + n`; row `i` is the one-byte message `[i]` (framed as a
+    /// `serialized_rows` entry) with the JSON `{"i":i}`.
     fn append(first: u64, n: u64) -> Append {
-        let mut a = Append::default();
+        let (mut rows, mut json, mut sources) = (Vec::new(), Vec::new(), Vec::new());
         for i in first..first + n {
-            a.rows.push(vec![i as u8]);
-            a.sources.push(RowSource {
+            rows.extend_from_slice(&[0x0a, 1, i as u8]);
+            json.extend_from_slice(format!("{{\"i\":{i}}}").as_bytes());
+            sources.push(RowSource {
                 ordinal: i,
                 byte_offset: i * 10,
-                json: format!("{{\"i\":{i}}}").into_bytes(),
+                rows_end: rows.len(),
+                json_end: json.len(),
             });
         }
-        a
+        Append {
+            rows: rows.into(),
+            json: json.into(),
+            sources,
+        }
+    }
+
+    /// The rows of an append as Google's generated `ProtoRows` decodes them.
+    fn decoded_rows(a: &Append) -> Vec<Vec<u8>> {
+        ProtoRows::decode(&a.rows[..]).unwrap().serialized_rows
+    }
+
+    #[test]
+    fn requests_are_what_googles_types_decode() {
+        let a = append(5, 3);
+        let descriptor = DescriptorProto {
+            name: Some("Row".into()),
+            ..Default::default()
+        };
+        for (offset, schema) in [
+            (0, None),
+            (5, Some(proto_schema(descriptor.clone()))),
+            (1 << 40, None),
+        ] {
+            let req = EncodedAppend::new(
+                "projects/p/streams/s",
+                offset,
+                schema.as_deref(),
+                a.rows.clone(),
+            );
+            let got = AppendRowsRequest::decode(&req.to_vec()[..]).unwrap();
+            let want = AppendRowsRequest {
+                write_stream: "projects/p/streams/s".into(),
+                offset: Some(offset),
+                rows: Some(append_rows_request::Rows::ProtoRows(
+                    append_rows_request::ProtoData {
+                        writer_schema: schema.map(|_| ProtoSchema {
+                            proto_descriptor: Some(descriptor.clone()),
+                        }),
+                        rows: Some(ProtoRows {
+                            serialized_rows: vec![vec![5], vec![6], vec![7]],
+                        }),
+                    },
+                )),
+                ..Default::default()
+            };
+            assert_eq!(got, want);
+        }
     }
 
     fn error(code: Code) -> AppendRowsResponse {
@@ -450,7 +556,9 @@ mod tests {
         assert_eq!(acked, 0, "a refused append wrote nothing");
         let left: Vec<u64> = pending[0].sources.iter().map(|r| r.ordinal).collect();
         assert_eq!(left, vec![11, 13]);
-        assert_eq!(pending[0].rows, vec![vec![11u8], vec![13u8]]);
+        assert_eq!(decoded_rows(&pending[0]), vec![vec![11u8], vec![13u8]]);
+        let json: Vec<&[u8]> = (0..2).map(|i| pending[0].row(i).unwrap().1).collect();
+        assert_eq!(json, [&b"{\"i\":11}"[..], b"{\"i\":13}"]);
         let mut got: Vec<(u64, u64, String, String)> = rejected
             .iter()
             .map(|r| {

@@ -9,13 +9,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::{BufMut, Bytes};
 use gcp_bigquery_client::auth::Authenticator;
 use gcp_bigquery_client::google::cloud::bigquery::storage::v1::big_query_write_client::BigQueryWriteClient;
 use gcp_bigquery_client::google::cloud::bigquery::storage::v1::{
-    write_stream, AppendRowsRequest, AppendRowsResponse, BatchCommitWriteStreamsRequest,
-    CreateWriteStreamRequest, FinalizeWriteStreamRequest, GetWriteStreamRequest, WriteStream,
-    WriteStreamView,
+    write_stream, AppendRowsResponse, BatchCommitWriteStreamsRequest, CreateWriteStreamRequest,
+    FinalizeWriteStreamRequest, GetWriteStreamRequest, WriteStream, WriteStreamView,
 };
+use http::uri::PathAndQuery;
+use prost::Message as _;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::Code;
 
@@ -24,10 +26,118 @@ use crate::sink::bigquery::insert::{token_error, RetryPolicy};
 
 pub const DEFAULT_STORAGE_ENDPOINT: &str = "https://bigquerystorage.googleapis.com";
 
+const APPEND_ROWS: &str = "/google.cloud.bigquery.storage.v1.BigQueryWrite/AppendRows";
+
+/// One `AppendRowsRequest`, already in wire format: a header of a few dozen bytes (stream name,
+/// offset, on the first request of a call the writer schema) and the append's `ProtoRows`,
+/// shared with every other send of the same append. A resend costs the header, not a copy of
+/// the rows, and no row is ever encoded twice.
+///
+/// The header is the request's fields before its rows, as protobuf lays them out:
+/// `write_stream` (1), `offset` (2, an `Int64Value`), and `proto_rows` (4) whose `ProtoData`
+/// holds `writer_schema` (1) and `rows` (2) — the field numbers of Google's
+/// `google.cloud.bigquery.storage.v1.AppendRowsRequest`.
+#[derive(Debug, Clone)]
+pub(crate) struct EncodedAppend {
+    head: Vec<u8>,
+    rows: Bytes,
+}
+
+impl EncodedAppend {
+    pub fn new(stream: &str, offset: i64, schema: Option<&[u8]>, rows: Bytes) -> EncodedAppend {
+        use prost::encoding::{encode_varint, encoded_len_varint};
+        let mut head = Vec::with_capacity(stream.len() + 40 + schema.map_or(0, |s| s.len() + 4));
+        head.push(0x0a);
+        encode_varint(stream.len() as u64, &mut head);
+        head.extend_from_slice(stream.as_bytes());
+        // Int64Value { value = 1 }: an offset of 0 is the default, written as an empty message.
+        head.push(0x12);
+        if offset == 0 {
+            head.push(0);
+        } else {
+            head.push(1 + encoded_len_varint(offset as u64) as u8);
+            head.push(0x08);
+            encode_varint(offset as u64, &mut head);
+        }
+        let schema_len = schema.map_or(0, |s| {
+            1 + encoded_len_varint(s.len() as u64) as usize + s.len()
+        });
+        let data_len = schema_len + 1 + encoded_len_varint(rows.len() as u64) as usize + rows.len();
+        head.push(0x22);
+        encode_varint(data_len as u64, &mut head);
+        if let Some(s) = schema {
+            head.push(0x0a);
+            encode_varint(s.len() as u64, &mut head);
+            head.extend_from_slice(s);
+        }
+        head.push(0x12);
+        encode_varint(rows.len() as u64, &mut head);
+        EncodedAppend { head, rows }
+    }
+
+    #[cfg(test)]
+    pub fn to_vec(&self) -> Vec<u8> {
+        [&self.head[..], &self.rows[..]].concat()
+    }
+}
+
+/// tonic's codec for AppendRows: requests go out as they are, answers are decoded with prost.
+struct AppendCodec;
+
+struct AppendEncoder;
+
+struct AnswerDecoder;
+
+impl tonic::codec::Codec for AppendCodec {
+    type Encode = EncodedAppend;
+    type Decode = AppendRowsResponse;
+    type Encoder = AppendEncoder;
+    type Decoder = AnswerDecoder;
+
+    fn encoder(&mut self) -> AppendEncoder {
+        AppendEncoder
+    }
+
+    fn decoder(&mut self) -> AnswerDecoder {
+        AnswerDecoder
+    }
+}
+
+impl tonic::codec::Encoder for AppendEncoder {
+    type Item = EncodedAppend;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: EncodedAppend,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        dst.put_slice(&item.head);
+        dst.put_slice(&item.rows);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for AnswerDecoder {
+    type Item = AppendRowsResponse;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<AppendRowsResponse>, tonic::Status> {
+        AppendRowsResponse::decode(src)
+            .map(Some)
+            .map_err(|e| tonic::Status::internal(format!("AppendRows answer: {e}")))
+    }
+}
+
 /// A connected Storage Write client. Cheap to clone: clones share the HTTP/2 connection.
 #[derive(Clone)]
 pub struct Rpc {
     client: BigQueryWriteClient<Channel>,
+    /// The same channel, for AppendRows with our own codec ([`EncodedAppend`]).
+    channel: Channel,
     auth: Option<Arc<dyn Authenticator>>,
     pub(super) timeout: Duration,
     pub(super) policy: Arc<RetryPolicy>,
@@ -98,11 +208,11 @@ impl Rpc {
                 .tls_config(ClientTlsConfig::new().with_native_roots())
                 .map_err(bad)?;
         }
-        let client = BigQueryWriteClient::new(ep.connect_lazy())
-            // Appends are bounded by BigQuery at 10 MB; answers are small.
-            .max_encoding_message_size(16 * 1024 * 1024);
+        let channel = ep.connect_lazy();
+        let client = BigQueryWriteClient::new(channel.clone());
         Ok(Rpc {
             client,
+            channel,
             auth,
             timeout,
             policy,
@@ -190,11 +300,20 @@ impl Rpc {
     pub(super) async fn append_rows(
         &self,
         stream: &str,
-        requests: impl futures::Stream<Item = AppendRowsRequest> + Send + 'static,
+        requests: impl futures::Stream<Item = EncodedAppend> + Send + 'static,
     ) -> Result<tonic::Streaming<AppendRowsResponse>, Error> {
         let req = self.request(requests, "write_stream", stream).await?;
-        let mut client = self.client.clone();
-        match tokio::time::timeout(self.timeout, client.append_rows(req)).await {
+        // Appends are bounded by BigQuery at 10 MB; answers are small.
+        let mut grpc =
+            tonic::client::Grpc::new(self.channel.clone()).max_encoding_message_size(16 << 20);
+        let call = async {
+            grpc.ready().await.map_err(|e| {
+                tonic::Status::unavailable(format!("Storage Write channel not ready: {e}"))
+            })?;
+            grpc.streaming(req, PathAndQuery::from_static(APPEND_ROWS), AppendCodec)
+                .await
+        };
+        match tokio::time::timeout(self.timeout, call).await {
             Ok(Ok(r)) => Ok(r.into_inner()),
             Ok(Err(s)) => Err(status_error("AppendRows", &s)),
             Err(_) => Err(sink_error(
