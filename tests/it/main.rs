@@ -22,3 +22,4 @@ mod row_contract;
 mod s3;
 mod secrets;
 mod support;
+mod worker;
