@@ -842,7 +842,7 @@ fn ratio(s: &str) -> Result<f64, String> {
 
 /// Boolean flags and their environment variables: `--force`, or `FIREHOSE_REPLAY_FORCE` set to
 /// 1/0, true/false, yes/no or on/off in any case (empty: not set).
-fn env_bool(s: &str) -> Result<bool, String> {
+pub(crate) fn env_bool(s: &str) -> Result<bool, String> {
     match s.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
         "0" | "false" | "no" | "off" | "" => Ok(false),

@@ -42,6 +42,10 @@ pub(crate) struct WorkerArgs {
     /// Long-poll wait of each receive, in seconds (SQS allows 0 to 20).
     #[arg(long, env = "FIREHOSE_REPLAY_RECEIVE_WAIT", default_value_t = 20, value_parser = clap::value_parser!(u64).range(0..=20))]
     receive_wait: u64,
+    /// Exit 0 once a receive finds no visible message and nothing is in flight (a batch job
+    /// that drains the queue). Messages waiting out a backoff stay in the queue.
+    #[arg(long, env = "FIREHOSE_REPLAY_UNTIL_EMPTY", value_parser = crate::cli::env_bool)]
+    until_empty: bool,
 }
 
 fn seconds(s: &str) -> Result<f64, String> {
@@ -85,6 +89,7 @@ pub(crate) async fn run(opts: &Opts, args: &WorkerArgs) -> anyhow::Result<ExitCo
         shutdown_grace: Duration::from_secs_f64(args.shutdown_grace),
         retry_visibility: Duration::from_secs(args.retry_visibility),
         health_addr: args.health_addr,
+        until_empty: args.until_empty,
     };
     let report = worker::run(config, shared, stores, sqs, shutdown).await?;
     tracing::info!(

@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
 
 use super::heartbeat::Heartbeat;
 use super::metrics::Metrics;
@@ -27,6 +28,16 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(900);
 /// redrive policy moves it to the DLQ).
 const MALFORMED_REMEMBERED: usize = 10_000;
 
+/// What bounds the work of the message tasks.
+pub struct Limits {
+    /// `--concurrency`: one permit per object being processed.
+    pub slots: Arc<Semaphore>,
+    /// Shutdown began: objects not started yet are not started.
+    pub stop: CancellationToken,
+    /// The shutdown grace is over: objects still running give up.
+    pub abort: Arc<AtomicBool>,
+}
+
 /// What the message tasks share.
 pub struct Cx {
     pub shared: Shared,
@@ -34,22 +45,20 @@ pub struct Cx {
     pub heartbeat: Arc<Heartbeat>,
     pub settler: Settler,
     pub metrics: Arc<Metrics>,
-    /// Set when the shutdown grace is over: objects still running give up.
-    pub abort: Arc<AtomicBool>,
+    pub limits: Limits,
     /// First backoff visibility after a transient failure (doubles with each receive).
     pub retry_visibility: Duration,
     malformed: Mutex<HashSet<String>>,
 }
 
 impl Cx {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         shared: Shared,
         stores: Arc<dyn Stores>,
         heartbeat: Arc<Heartbeat>,
         settler: Settler,
         metrics: Arc<Metrics>,
-        abort: Arc<AtomicBool>,
+        limits: Limits,
         retry_visibility: Duration,
     ) -> Cx {
         Cx {
@@ -58,7 +67,7 @@ impl Cx {
             heartbeat,
             settler,
             metrics,
-            abort,
+            limits,
             retry_visibility,
             malformed: Mutex::new(HashSet::new()),
         }
@@ -85,9 +94,9 @@ enum Settled {
     Interrupted,
 }
 
-/// Handles one message; `_permit` is its slot of `--concurrency` (its objects run one after
-/// another in it).
-pub async fn handle(cx: Arc<Cx>, m: Received, _permit: OwnedSemaphorePermit) {
+/// Handles one message; `_held` is its place among the messages the worker holds. Its objects
+/// run one after another, each in a slot of `--concurrency`.
+pub async fn handle(cx: Arc<Cx>, m: Received, _held: OwnedSemaphorePermit) {
     let objects = match objects_in_body(&m.body) {
         Ok(objects) => objects,
         // A well-formed envelope around something that is not an S3 event (another publisher
@@ -121,10 +130,15 @@ pub async fn handle(cx: Arc<Cx>, m: Received, _permit: OwnedSemaphorePermit) {
     let token = cx.heartbeat.track(&m).await;
     let mut settled = Vec::with_capacity(objects.len());
     for object in objects {
-        if cx.abort.load(Ordering::SeqCst) {
+        let slot = tokio::select! {
+            slot = cx.limits.slots.clone().acquire_owned() => slot.ok(),
+            _ = cx.limits.stop.cancelled() => None,
+        };
+        // Not started once shutdown began: its message goes back at once.
+        let Some(_slot) = slot.filter(|_| !cx.limits.stop.is_cancelled()) else {
             settled.push(Settled::Interrupted);
             continue;
-        }
+        };
         settled.push(process(&cx, object, &m.id).await);
     }
     cx.heartbeat.untrack(token).await;
@@ -149,7 +163,7 @@ pub async fn handle(cx: Arc<Cx>, m: Received, _permit: OwnedSemaphorePermit) {
 async fn process(cx: &Cx, object: ObjectRef, message_id: &str) -> Settled {
     let store = cx.stores.store(&object.bucket);
     let shared = cx.shared.clone();
-    let abort = cx.abort.clone();
+    let abort = cx.limits.abort.clone();
     let started = Instant::now();
     cx.metrics.in_flight.inc();
     let task = {
@@ -202,7 +216,8 @@ async fn process(cx: &Cx, object: ObjectRef, message_id: &str) -> Settled {
         },
         Err(failure) => {
             let interrupted = matches!(failure.error.cause, Cause::Interrupted)
-                || (cx.abort.load(Ordering::SeqCst) && failure.error.class == Class::Transient);
+                || (cx.limits.abort.load(Ordering::SeqCst)
+                    && failure.error.class == Class::Transient);
             if interrupted {
                 tracing::warn!(message_id, object = %failure.object, "object abandoned at shutdown, nothing committed; its message is returned");
                 metrics.object("interrupted", &Counts::default());

@@ -12,9 +12,10 @@ use tokio::sync::mpsc;
 use super::metrics::Metrics;
 use super::queue::{Queue, MAX_BATCH};
 
-/// How long a settled message waits for others to share its batch call. Short next to any
-/// visibility; the messages are already untracked, so their visibility runs meanwhile.
-const LINGER: Duration = Duration::from_millis(20);
+/// How long a settled message waits for others to share its batch call, at most: a tenth of
+/// the visibility (the messages are already untracked, so it runs meanwhile, and an untracked
+/// message has at least a third of it left), and never more than this.
+const MAX_LINGER: Duration = Duration::from_millis(500);
 
 /// What to do with a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,9 +62,11 @@ impl Settler {
     pub fn start(
         queue: Arc<Queue>,
         metrics: Arc<Metrics>,
+        visibility: Duration,
     ) -> (Settler, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(run(rx, queue, metrics));
+        let linger = (visibility / 10).min(MAX_LINGER);
+        let task = tokio::spawn(run(rx, queue, metrics, linger));
         (Settler { tx }, task)
     }
 
@@ -78,10 +81,15 @@ impl Settler {
     }
 }
 
-async fn run(mut rx: mpsc::UnboundedReceiver<Op>, queue: Arc<Queue>, metrics: Arc<Metrics>) {
+async fn run(
+    mut rx: mpsc::UnboundedReceiver<Op>,
+    queue: Arc<Queue>,
+    metrics: Arc<Metrics>,
+    linger: Duration,
+) {
     while let Some(first) = rx.recv().await {
         let mut ops = vec![first];
-        let linger = tokio::time::sleep(LINGER);
+        let linger = tokio::time::sleep(linger);
         tokio::pin!(linger);
         while ops.len() < MAX_BATCH {
             tokio::select! {

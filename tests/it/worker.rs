@@ -411,6 +411,12 @@ fn every_body_shape_is_processed_and_metrics_match() {
         &queue,
         &json!({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": BUCKET}).to_string(),
     );
+    // An object that is gone: a permanent failure, dead-lettered, and its message deleted.
+    send(
+        &moto,
+        &queue,
+        &s3_event("2026/11/25/13/gone.gz").to_string(),
+    );
     let w = start(
         &moto,
         work.path(),
@@ -420,7 +426,7 @@ fn every_body_shape_is_processed_and_metrics_match() {
         &["--concurrency", "2"],
     );
     wait_for(60, "the queue drained", || {
-        metric(&w, "firehose_replay_sqs_messages_total{action=\"deleted\"}") == 5.0
+        metric(&w, "firehose_replay_sqs_messages_total{action=\"deleted\"}") == 6.0
     });
     assert_eq!(depth(&moto, &queue), (0, 0));
     assert_eq!(count(&w.log, "object done"), 4);
@@ -438,14 +444,30 @@ fn every_body_shape_is_processed_and_metrics_match() {
     assert_eq!(metric(&w, "firehose_replay_record_errors_total"), 0.0);
     assert_eq!(
         metric(&w, "firehose_replay_sqs_messages_received_total"),
-        5.0
+        6.0
     );
+    assert_eq!(
+        metric(
+            &w,
+            "firehose_replay_objects_total{outcome=\"dead_lettered\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(&w, "firehose_replay_dead_letters_total{kind=\"object\"}"),
+        1.0
+    );
+    let letters = files_under(&work.path().join("dl"));
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert!(letters[0]
+        .to_string_lossy()
+        .ends_with("gone.gz.object.json"));
     assert_eq!(metric(&w, "firehose_replay_objects_in_flight"), 0.0);
     assert!(metric(&w, "firehose_replay_bytes_read_total") > 0.0);
     assert!(metric(&w, "firehose_replay_object_lag_seconds") > 0.0);
     // Deletes went out in batches: never more calls than messages.
     let deletes = metric(&w, "firehose_replay_sqs_requests_total{call=\"delete\"}");
-    assert!((1.0..=5.0).contains(&deletes), "{deletes} delete calls");
+    assert!((1.0..=6.0).contains(&deletes), "{deletes} delete calls");
     let (status, _) = stop(w);
     assert!(status.success(), "{status:?}");
 }
@@ -559,4 +581,83 @@ fn a_malformed_message_is_left_for_the_redrive_policy_and_logged_once() {
     );
     let (status, _) = stop(w);
     assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn a_transient_failure_returns_the_message_with_a_backoff_until_the_redrive_policy_takes_it() {
+    let moto = Moto::start();
+    let work = tempfile::tempdir().unwrap();
+    // A 30 s visibility: within the wait below, only the worker's backoff brings it back.
+    let (queue, dlq) = create_queue(&moto, "transient", 30, Some(2));
+    let dlq = dlq.unwrap();
+    let key = "2026/11/25/13/t-1-2026-11-25-13-00-00-aaaa.gz";
+    send(&moto, &queue, &s3_event(key).to_string());
+    // S3 refuses connections: a transient failure every time.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let w = start(
+        &moto,
+        work.path(),
+        &queue,
+        &closed,
+        "w.log",
+        &["--max-attempts", "1", "--retry-visibility", "1"],
+    );
+    wait_for(25, "the message moved to the DLQ", || {
+        depth(&moto, &dlq).0 == 1
+    });
+    assert_eq!(
+        metric(&w, "firehose_replay_sqs_messages_total{action=\"backoff\"}"),
+        2.0
+    );
+    assert_eq!(
+        metric(&w, "firehose_replay_objects_total{outcome=\"retry\"}"),
+        2.0
+    );
+    assert_eq!(
+        metric(&w, "firehose_replay_sqs_messages_total{action=\"deleted\"}"),
+        0.0
+    );
+    // Not dead-lettered by the worker: the queue's DLQ holds it, once.
+    assert!(files_under(&work.path().join("dl")).is_empty());
+    assert!(outputs(work.path()).is_empty());
+    let (status, _) = stop(w);
+    assert!(status.success(), "{status:?}");
+}
+
+/// The documented policy grants every SQS action the worker calls (the batch calls are
+/// authorised by the single-message actions), on the queue only.
+#[test]
+fn the_documented_iam_policy_covers_the_worker_s_sqs_calls() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/worker-iam-policy.json");
+    let policy: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let statements = policy["Statement"].as_array().unwrap();
+    let sqs: Vec<&Value> = statements
+        .iter()
+        .filter(|s| s["Resource"] == "${NotificationQueueArn}")
+        .collect();
+    assert_eq!(sqs.len(), 1);
+    let actions: Vec<&str> = sqs[0]["Action"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for a in [
+        "sqs:ReceiveMessage",
+        "sqs:ChangeMessageVisibility",
+        "sqs:DeleteMessage",
+        "sqs:GetQueueAttributes",
+    ] {
+        assert!(actions.contains(&a), "{a} missing");
+    }
+    for s in statements {
+        let text = s.to_string();
+        assert!(
+            !text.contains("\"*\"") && !text.contains(":*\""),
+            "wildcard in {text}"
+        );
+    }
 }
