@@ -53,7 +53,7 @@ elif cmd == "fill":
 PY
 echo "setting up $OBJECTS objects in moto ..." >&2
 queue=$("$PY" "$work/aws.py" setup "$OBJECTS")
-common=(--sink "ndjson:$work/out" --dead-letter "dir:$work/dl" --concurrency "$CONCURRENCY" --log-level warn)
+common=(--sink "ndjson:$work/out" --dead-letter "dir:$work/dl" --concurrency "$CONCURRENCY" --log-level "${LOG_LEVEL:-warn}")
 
 command -v curl >/dev/null || { echo "needs curl" >&2; exit 1; }
 # calls ADDR -> "done receives visibility_changes deletes" from the worker's /metrics.
@@ -94,6 +94,7 @@ for run in $(seq "$RUNS"); do
   e=$EPOCHREALTIME
   calls=$c
   kill -TERM $wk; wait $wk
+  [ -z "${KEEP_LOG:-}" ] || cp "$work/wk.err" "$KEEP_LOG"
   wk_times+=("$(awk -v s="$s" -v e="$e" 'BEGIN { printf "%.3f", e - s }')")
   n=$(find "$work/out" -name '*.ndjson' | wc -l)
   [ "$n" -eq "$OBJECTS" ] || { echo "worker wrote $n of $OBJECTS objects" >&2; exit 1; }

@@ -661,3 +661,40 @@ fn the_documented_iam_policy_covers_the_worker_s_sqs_calls() {
         );
     }
 }
+
+#[test]
+fn until_empty_drains_the_queue_and_exits_by_itself() {
+    let moto = Moto::start();
+    let work = tempfile::tempdir().unwrap();
+    let (queue, _) = create_queue(&moto, "drain", 30, None);
+    let keys = ["2026/11/25/13/d-1.gz", "2026/11/25/13/d-2.gz"];
+    put_objects(&moto, &[(keys[0], 5), (keys[1], 7)]);
+    for k in keys {
+        send(&moto, &queue, &s3_event(k).to_string());
+    }
+    let mut w = start(
+        &moto,
+        work.path(),
+        &queue,
+        &moto.endpoint,
+        "w.log",
+        &["--until-empty"],
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = w.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the worker did not stop on an empty queue"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+    assert_eq!(count(&w.log, "object done"), 2);
+    assert_eq!(depth(&moto, &queue), (0, 0));
+    let mut rows: Vec<usize> = outputs(work.path()).into_iter().map(|(_, n)| n).collect();
+    rows.sort();
+    assert_eq!(rows, vec![5, 7]);
+}
