@@ -9,6 +9,8 @@
 #   BASELINE_BIN=path/to/older/firehose-replay scripts/bench.sh
 #                                    # also time an older build's NDJSON path, same objects, same run
 #   ADVERSARIAL=0 scripts/bench.sh   # skip the whitespace-bomb and bad-lines rows
+#   WORKER=0 scripts/bench.sh        # skip the SQS worker vs backfill rows (1,000 small objects
+#                                    # in moto; scripts/bench/worker.sh runs them alone)
 #
 # Objects are cached in bench-data/ (git-ignored) and reused on the next run.
 set -euo pipefail
@@ -175,4 +177,11 @@ if [ "${ADVERSARIAL:-1}" = 1 ]; then
   e=$EPOCHREALTIME
   awk -v s="$s" -v e="$e" -v r="$(tail -n1 "$work/rss")" 'BEGIN {
     printf "  redrive --dry-run of that letter      %7.3f s  peak RSS %6.1f MiB\n", e - s, r / 1024 }'
+fi
+
+# The SQS worker next to backfill over 1,000 small objects in moto: objects/s and SQS calls per
+# object.
+if [ "${WORKER:-1}" = 1 ]; then
+  echo
+  BIN=$BIN scripts/bench/worker.sh
 fi

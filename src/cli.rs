@@ -97,6 +97,11 @@ enum Command {
     /// stderr. Exit 0 with a response, 1 when the invocation fails as a whole (the response is
     /// then Lambda's {"errorType","errorMessage"}).
     Invoke(InvokeArgs),
+    /// Consume S3 notifications from an SQS queue until SIGTERM (a long-running container on
+    /// ECS or Kubernetes): each message's visibility is extended while its objects run, it is
+    /// deleted once they are committed, returned with a backoff when one must be retried, and
+    /// made visible again at once when shutdown cuts it short. Exit 0 after a clean shutdown.
+    Worker(crate::worker_cli::WorkerArgs),
 }
 
 /// `invoke`'s arguments.
@@ -689,7 +694,10 @@ const EXIT_OUTPUT_CLOSED: u8 = 141;
 
 pub fn main() -> ExitCode {
     let cli = parse_args(std::env::args_os().collect());
-    init_logging(&cli.opts.log_level);
+    // The worker's logs are read by machines (CloudWatch, Loki) unless a person watches them.
+    let json = matches!(cli.command, Command::Worker(_))
+        && !std::io::IsTerminal::is_terminal(&std::io::stderr());
+    init_logging(&cli.opts.log_level, json);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -700,6 +708,19 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Command::Worker(args) = &cli.command {
+        let result = runtime.block_on(crate::worker_cli::run(&cli.opts, args));
+        // Objects abandoned at shutdown may still be unwinding on blocking threads: their
+        // messages are already back in the queue, so the process does not wait for them.
+        runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+        return match result {
+            Ok(code) => code,
+            Err(e) => {
+                say!("error: {}", describe(&e));
+                ExitCode::from(exit_code_of(&e))
+            }
+        };
+    }
     if let Command::Invoke(args) = &cli.command {
         return match runtime.block_on(invoke(&cli.opts, args)) {
             Ok(code) => code,
@@ -862,7 +883,7 @@ fn ratio(s: &str) -> Result<f64, String> {
 
 /// Boolean flags and their environment variables: `--force`, or `FIREHOSE_REPLAY_FORCE` set to
 /// 1/0, true/false, yes/no or on/off in any case (empty: not set).
-fn env_bool(s: &str) -> Result<bool, String> {
+pub(crate) fn env_bool(s: &str) -> Result<bool, String> {
     match s.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
         "0" | "false" | "no" | "off" | "" => Ok(false),
@@ -932,8 +953,22 @@ pub(crate) fn log_filter(level: &str) -> tracing_subscriber::EnvFilter {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
 }
 
-fn init_logging(level: &str) {
+fn init_logging(level: &str, json: bool) {
     let filter = log_filter(level);
+    if json {
+        tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .with_target(false)
+            .with_ansi(false)
+            .with_env_filter(filter)
+            .with_writer(crate::stdio::lossy_stderr)
+            .log_internal_errors(false)
+            .init();
+        return;
+    }
     // A closed stderr (`2>&1 | head`) drops log lines; the work goes on.
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -1060,6 +1095,7 @@ async fn run(cli: Cli) -> anyhow::Result<Option<Summary>> {
     };
     let jobs = match &cli.command {
         Command::Invoke(_) => unreachable!("`invoke` is run by `main`"),
+        Command::Worker(_) => unreachable!("`worker` is run by `main`"),
         Command::Redrive(args) => return redrive(opts, args, &mut aws).await,
         Command::Replay { sources } => replay_jobs(sources, &mut aws, &own_paths(opts)).await?,
         Command::Backfill {

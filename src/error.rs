@@ -89,6 +89,10 @@ pub enum Cause {
     },
     #[error("the time budget ran out before the object was finished; nothing of it was committed")]
     DeadlineExceeded,
+    /// The worker is shutting down and its grace ran out: another worker takes the object up.
+    /// Transient, but never retried in this process.
+    #[error("the worker is shutting down; nothing of the object was committed")]
+    Interrupted,
     /// The reader of the output went away (`--sink stdout | head`: a broken pipe). Not the
     /// object's fault and not worth retrying: the run ends, nothing is dead-lettered.
     #[error("the output was closed (broken pipe)")]

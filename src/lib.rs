@@ -23,3 +23,4 @@ pub mod secrets;
 pub mod sink;
 pub mod source;
 pub mod trigger;
+pub mod worker;

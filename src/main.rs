@@ -5,6 +5,7 @@
 mod cli;
 mod lambda;
 mod stdio;
+mod worker_cli;
 
 fn main() -> std::process::ExitCode {
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {

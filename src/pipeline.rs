@@ -6,6 +6,7 @@
 //! its rows (and its dead-lettered records) or, on an object-level error, commits nothing.
 
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -183,6 +184,9 @@ pub struct Context<'a> {
     /// Give up (transiently, committing nothing) once this passes: a Lambda invocation's
     /// remaining time minus a margin. Checked between record batches.
     pub deadline: Option<Instant>,
+    /// Give up the same way once this is set: a worker's shutdown grace ran out, and the
+    /// object's message goes back to the queue for another worker. Checked with the deadline.
+    pub cancel: Option<&'a AtomicBool>,
 }
 
 /// Renews an object's claim in the background while the object runs (every
@@ -473,6 +477,13 @@ fn run<'s, 'e: 's>(
                 Stage::Fetch,
                 crate::error::Class::Transient,
                 Cause::DeadlineExceeded,
+            ));
+        }
+        if cx.cancel.is_some_and(|c| c.load(Ordering::SeqCst)) {
+            return Err(Error::new(
+                Stage::Fetch,
+                crate::error::Class::Transient,
+                Cause::Interrupted,
             ));
         }
         // The renewer found the claim taken over: stop reading (nothing will be committed).

@@ -49,7 +49,8 @@ impl ObjectRetry {
                 Err(f) => f,
             };
             failure.attempts = tries;
-            if !failure.error.is_transient() {
+            let interrupted = matches!(failure.error.cause, crate::error::Cause::Interrupted);
+            if !failure.error.is_transient() || interrupted {
                 return Err(failure);
             }
             let Some(delay) = delays.next() else {

@@ -49,6 +49,18 @@ impl Shared {
         object: ObjectRef,
         deadline: Option<Instant>,
     ) -> Result<Processed, Box<ObjectFailure>> {
+        self.process_until(store, object, deadline, None)
+    }
+
+    /// [`Shared::process`] that also gives up, committing nothing, once `cancel` is set (a
+    /// worker whose shutdown grace ran out).
+    pub fn process_until(
+        &self,
+        store: &dyn ObjectStore,
+        object: ObjectRef,
+        deadline: Option<Instant>,
+        cancel: Option<&AtomicBool>,
+    ) -> Result<Processed, Box<ObjectFailure>> {
         let cx = Context {
             store,
             settings: &self.settings,
@@ -58,6 +70,7 @@ impl Shared {
             force: self.force,
             worker: &self.worker,
             deadline,
+            cancel,
         };
         let result = self
             .retry
@@ -524,7 +537,8 @@ async fn log_progress(view: View, every: Duration) {
     }
 }
 
-fn log_report(r: &ObjectReport, info: bool) {
+/// The `object done` line of a delivered object (at debug level unless `info`).
+pub fn log_report(r: &ObjectReport, info: bool) {
     let layers: Vec<&str> = r.compression.iter().map(|c| c.name()).collect();
     let level = if info {
         tracing::Level::INFO

@@ -221,6 +221,14 @@ struct LeanObject {
     size: Option<u64>,
 }
 
+/// The objects an SQS message body names, in every shape a queue fed by S3 carries: an S3
+/// notification, an SNS envelope around one (SNS → SQS without raw delivery; with raw delivery
+/// the body is the notification itself), an EventBridge event, or `s3:TestEvent` (none). What
+/// the Lambda reads from each message of an SQS event, for the long-running worker.
+pub fn objects_in_body(body: &str) -> Result<Vec<ObjectRef>, TriggerError> {
+    s3_in_text(body)
+}
+
 /// An SNS message or SQS body that carries an S3 notification, directly, inside an SNS envelope
 /// (SNS → SQS without raw delivery) or as an EventBridge event (EventBridge rule → SQS).
 fn s3_in_text(text: &str) -> Result<Vec<ObjectRef>, TriggerError> {

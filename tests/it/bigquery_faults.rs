@@ -248,6 +248,7 @@ pub fn replay(bucket: &Bucket, key: &str, config: Config) -> Run {
                     force: false,
                     worker: "test",
                     deadline: None,
+                    cancel: None,
                 };
                 process_object(&cx, ObjectRef::new("bucket", key)).map(|p| match p {
                     Processed::Done(r) => r,

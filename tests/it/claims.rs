@@ -22,7 +22,7 @@ const LEDGER: &str = "s3://claims/_ledger/";
 
 /// A TCP proxy to `upstream` that passes responses at `bytes_per_sec` per connection (requests
 /// unthrottled). Its threads live as long as the test process.
-fn throttling_proxy(upstream: &str, bytes_per_sec: usize) -> String {
+pub(crate) fn throttling_proxy(upstream: &str, bytes_per_sec: usize) -> String {
     let upstream = upstream.trim_start_matches("http://").to_string();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
@@ -159,7 +159,7 @@ fn worker(
     c
 }
 
-fn signal(child: &Child, sig: &str) {
+pub(crate) fn signal(child: &Child, sig: &str) {
     let ok = Command::new("kill")
         .args([sig, &child.id().to_string()])
         .status()
@@ -169,7 +169,7 @@ fn signal(child: &Child, sig: &str) {
 }
 
 /// Waits for `cond`, polling; panics with `what` after `secs`.
-fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+pub(crate) fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while !cond() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");

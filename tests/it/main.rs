@@ -25,3 +25,4 @@ mod s3;
 mod schema_evolution;
 mod secrets;
 mod support;
+mod worker;

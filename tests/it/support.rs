@@ -125,6 +125,7 @@ impl Bucket {
             force: false,
             worker: "test",
             deadline: None,
+            cancel: None,
         };
         let result = process_object(&cx, ObjectRef::new("bucket", key)).map(|p| match p {
             Processed::Done(r) => r,
