@@ -422,6 +422,16 @@ pub(crate) struct BigQueryOpts {
         default_value = "off"
     )]
     pub(crate) dedup: bigquery::merge::Dedup,
+    /// With --dedup merge on a partitioned table: limit each MERGE to the partitions the staged
+    /// rows fall into (cheaper). Only safe while a row's partition value cannot change between
+    /// runs: a changed --map or record that moves a row to another partition adds it again.
+    #[arg(
+        long,
+        global = true,
+        env = "FIREHOSE_REPLAY_MERGE_PARTITION_FILTER",
+        value_parser = env_bool
+    )]
+    merge_partition_filter: bool,
     /// With --dedup merge: hours a staging table lives if nothing drops it (a killed run's).
     #[arg(
         long,
@@ -562,6 +572,7 @@ impl Opts {
     /// The parts every object shares: settings, sink, dead letters, ledger.
     pub(crate) async fn shared(&self, aws: &mut Aws) -> anyhow::Result<Shared> {
         refuse_duplicating_runs(self)?;
+        refuse_colliding_columns(self)?;
         let ledger: Arc<dyn Ledger> = match self
             .ledger
             .clone()
@@ -612,8 +623,10 @@ impl Opts {
         if self.bigquery.dedup == bigquery::merge::Dedup::Merge {
             config.merge = Some(bigquery::merge::Settings {
                 row_id_column: self.row_id_column.clone(),
-                // A position-derived ID fixes the row, and so its partition value.
-                prune_partitions: self.row_id_field.is_none(),
+                // Asked for, and with a position-derived ID (a field-derived one may come with
+                // another partition value in another record).
+                prune_partitions: self.bigquery.merge_partition_filter
+                    && self.row_id_field.is_none(),
                 staging_ttl: std::time::Duration::from_secs(
                     self.bigquery.merge_staging_ttl_hours.saturating_mul(3600),
                 ),
@@ -863,6 +876,31 @@ fn refuse_duplicating_runs(opts: &Opts) -> anyhow::Result<()> {
              --ledger s3://bucket/prefix/ for several workers, or --dedup merge (only rows the \
              table lacks are added); pass --allow-duplicates if no \
              other run will ever see these objects"
+        );
+    }
+    Ok(())
+}
+
+/// `--payload-column` named like a generated column would give rows two keys of one name;
+/// `--dedup merge` means nothing outside BigQuery. Both are usage errors (exit 2).
+fn refuse_colliding_columns(opts: &Opts) -> anyhow::Result<()> {
+    if let Some(name) = opts.payload_column.as_deref().filter(|n| !n.is_empty()) {
+        let generated = firehose_replay::row::generated_columns(
+            Some(opts.row_id_column.as_str()).filter(|c| !c.is_empty()),
+        );
+        if generated.iter().any(|g| g.eq_ignore_ascii_case(name)) {
+            bail!(
+                "--payload-column {name}: `{name}` is a generated column (row ID or metadata); \
+                 name the payload column otherwise, e.g. --payload-column raw"
+            );
+        }
+    }
+    if opts.bigquery.dedup == bigquery::merge::Dedup::Merge
+        && !matches!(opts.sink, SinkSpec::BigQuery(_))
+    {
+        bail!(
+            "--dedup merge merges into a BigQuery table (--sink bigquery:…); other sinks are kept \
+             exact by the ledger"
         );
     }
     Ok(())
@@ -1416,7 +1454,8 @@ async fn redrive(
         let object = l.doc.object_ref();
         match result {
             Ok(outcome) => {
-                summary.counts.rows += outcome.delivered;
+                summary.counts.rows += outcome.delivered - outcome.already_present;
+                summary.counts.already_present += outcome.already_present;
                 summary.counts.record_errors += outcome.still_failing;
                 // Records that still fail may have been written over the very letter being
                 // redriven (same destination); that one must stay.

@@ -378,6 +378,8 @@ impl Source {
 #[derive(Debug, Default)]
 pub struct RecordsOutcome {
     pub delivered: u64,
+    /// Of the delivered, those the sink held already and left out (`--dedup merge`).
+    pub already_present: u64,
     /// Where the records that still fail were kept (a new letter), if any did.
     pub still_failing: u64,
     pub new_letter: Option<String>,
@@ -535,6 +537,9 @@ pub fn redrive_records(
         letter.add(r.ordinal, r.byte_offset, Stage::Sink, &r.row, &r.error)?;
         out.still_failing += 1;
         out.delivered -= 1;
+    }
+    if let Some(inserted) = committed.inserted {
+        out.already_present = out.delivered.saturating_sub(inserted);
     }
     out.new_letter = letter.finish()?;
     Ok(out)

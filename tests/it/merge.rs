@@ -133,7 +133,7 @@ fn a_partitioned_target_is_merged_within_the_staged_rows_partitions() {
     let (emu, work) = start();
     let want = expected_ids(work.path());
     let mut first = merge_cmd(&emu, work.path(), "storage-write");
-    first.args(["--partition-by", "event_time"]);
+    first.args(["--partition-by", "event_time", "--merge-partition-filter"]);
     run_ok(first);
     assert_eq!(
         emu.table("bi", "events")["timePartitioning"]["field"],
@@ -142,7 +142,12 @@ fn a_partitioned_target_is_merged_within_the_staged_rows_partitions() {
     assert_exactly_once(&emu, &want, "first run");
     for mode in ["storage-write", "load"] {
         let mut again = merge_cmd(&emu, work.path(), mode);
-        again.args(["--partition-by", "event_time", "--force"]);
+        again.args([
+            "--partition-by",
+            "event_time",
+            "--force",
+            "--merge-partition-filter",
+        ]);
         let again = run_ok(again);
         assert_eq!(
             written_and_present(&again),
@@ -280,4 +285,76 @@ fn merge_needs_the_row_id_column_and_a_mode_that_can_merge() {
         stderr.contains("--dedup merge works with --bigquery-mode storage-write or load"),
         "{stderr}"
     );
+}
+
+/// Without `--merge-partition-filter`, a row that a changed `--map` moves to another partition
+/// is still matched by its ID: the second run adds nothing.
+#[test]
+fn a_row_moved_to_another_partition_by_a_new_map_is_not_added_again() {
+    let (emu, work) = start();
+    let dir = work.path().join("in/2026/11/26/00");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("s-1-2026-11-26-00-00-00-0f8fad5b-d9cb-469f-a165-70867728950e"),
+        "{\"t1\":\"2026-11-20T00:00:00Z\",\"t2\":\"2026-11-26T00:00:00Z\",\"v\":1}\n",
+    )
+    .unwrap();
+    let schema = work.path().join("schema.json");
+    std::fs::write(
+        &schema,
+        r#"[{"name":"_row_id","type":"STRING","mode":"REQUIRED"},{"name":"ts","type":"TIMESTAMP"},{"name":"v","type":"INTEGER"}]"#,
+    )
+    .unwrap();
+    for (i, (keep, drop)) in [("t1", "t2"), ("t2", "t1")].iter().enumerate() {
+        let map = work.path().join(format!("map{i}.json"));
+        std::fs::write(
+            &map,
+            format!(r#"{{"rename":{{"{keep}":"ts"}},"drop":["{drop}"]}}"#),
+        )
+        .unwrap();
+        let mut cmd = bin();
+        cmd.current_dir(work.path())
+            .args(["replay", "in", "--sink", "bigquery:test-proj.bi.moved"])
+            .args(["--dedup", "merge", "--ledger", "none", "--map"])
+            .arg(&map)
+            .arg("--create-table-schema")
+            .arg(&schema)
+            .args(["--partition-by", "ts", "--bigquery-endpoint", &emu.endpoint])
+            .args(["--bigquery-storage-endpoint", &emu.grpc_endpoint]);
+        let stderr = run_ok(cmd);
+        assert_eq!(
+            written_and_present(&stderr),
+            if i == 0 { (1, 0) } else { (0, 1) },
+            "run {i}: {stderr}"
+        );
+    }
+    assert_eq!(emu.rows("bi", "moved").len(), 1);
+}
+
+#[test]
+fn merge_outside_bigquery_and_a_payload_column_named_like_a_generated_one_are_usage_errors() {
+    let work = tempfile::tempdir().unwrap();
+    for args in [
+        vec!["--sink", "ndjson:out", "--dedup", "merge"],
+        vec!["--sink", "ndjson:out", "--payload-column", "_row_id"],
+        vec![
+            "--sink",
+            "ndjson:out",
+            "--metadata-columns",
+            "source_uri",
+            "--payload-column",
+            "_SOURCE_URI",
+        ],
+    ] {
+        let out = bin()
+            .current_dir(work.path())
+            .args(["backfill", sample_root().to_str().unwrap()])
+            .args(["--from", "2026-11-25", "--to", "2026-11-26"])
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(!work.path().join("out").exists(), "{args:?} wrote rows");
+    }
 }

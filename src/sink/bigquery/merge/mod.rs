@@ -19,13 +19,13 @@
 //! killed run left behind disappears by itself.
 //!
 //! Cost: the MERGE reads the target's row-ID column to find matches. Unbounded, that is the
-//! whole column (about 65 bytes a row for the default IDs) per MERGE. When the target is
-//! partitioned on a column (time- or integer-range partitioning) and row IDs come from the
-//! source position, the ON clause also carries a constant filter on the partitions the staged
-//! rows fall into (their least and greatest value, asked of the staging table first), which
-//! lets BigQuery read only those partitions: the cost is then the row-ID column of the touched
-//! partitions. (With `--row-id-field`, one ID may come with different partition values, so no
-//! such filter is added: the match must see the whole table.)
+//! whole column (about 65 bytes a row for the default IDs) per MERGE. With
+//! `--merge-partition-filter` on a table partitioned on a column (time- or integer-range), the
+//! ON clause also carries a constant filter on the partitions the staged rows fall into (their
+//! least and greatest value, asked of the staging table first), which lets BigQuery read only
+//! those partitions. It is opt-in because it is exact only while a row's partition value cannot
+//! change between runs (a changed `--map` can move a row, and its twin would not be seen); with
+//! `--row-id-field` it is never applied.
 
 mod object;
 pub mod sql;
