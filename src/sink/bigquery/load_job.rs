@@ -16,24 +16,23 @@
 //! upload resumes from there; a session that is gone (404/410) is started over. Files are read
 //! one chunk at a time, never whole.
 //!
-//! Request-level errors are classified as in `insert`: 5xx, 429, 408, `rateLimitExceeded`,
-//! transport failures and timeouts are transient and retried with backoff, `quotaExceeded` with
-//! a longer one, and any other 4xx is permanent, with BigQuery's message in the error.
+//! Request-level errors are classified by [`super::api_error`] (the verdict insertAll and
+//! `--dedup merge` get too) and retried per [`super::retry`].
 
 use std::fs::File;
-use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::insert::{token_error, ErrorProto, ErrorResponse, RetryPolicy};
+use super::api_error::{sink_error, ErrorProto, Fail};
+use super::rest::{segment, Rest};
+use super::retry::RetryPolicy;
 use super::TableRef;
-use crate::error::{error_chain, Cause, Class, Error, Stage};
+use crate::error::{Class, Error};
 
 /// Upload chunks must be multiples of this (Google's resumable upload protocol); only the last
 /// chunk of a file may be shorter.
@@ -47,10 +46,6 @@ pub const MAX_JOB_ATTEMPTS: u32 = 16;
 /// Submissions of one job ID that still leave it missing (should not happen: a submission either
 /// creates the job or finds it) before that is reported instead of looped on.
 const MAX_SUBMITS_PER_ATTEMPT: u32 = 3;
-
-/// Path segments: everything but unreserved characters is escaped, so a project like
-/// `example.com:proj` stays one segment.
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.');
 
 /// Failed-job reasons that another attempt may get past: BigQuery-side trouble and throttling.
 /// `quotaExceeded` clears with time too, so it is retried, after a longer pause.
@@ -176,101 +171,13 @@ impl Default for LoadJobOptions {
 
 /// Loads newline-delimited JSON files into one table through load jobs (REST).
 pub struct LoadJobs {
-    http: reqwest::Client,
-    /// Without a trailing slash or `/bigquery/v2`.
-    base: String,
-    auth: Option<Arc<dyn gcp_bigquery_client::auth::Authenticator>>,
+    rest: Rest,
     table: TableRef,
     location: Option<String>,
-    policy: RetryPolicy,
     poll_interval: Duration,
     ignore_unknown_values: bool,
     chunk_bytes: usize,
     schema: Option<serde_json::Value>,
-}
-
-/// One failed request, before it becomes an [`Error`] with the context of what was being done.
-#[derive(Debug)]
-pub(crate) struct Fail {
-    pub(crate) transient: bool,
-    /// `quotaExceeded`: back off longer.
-    pub(crate) quota: bool,
-    pub(crate) why: String,
-}
-
-impl Fail {
-    pub(crate) fn transient(why: String) -> Fail {
-        Fail {
-            transient: true,
-            quota: false,
-            why,
-        }
-    }
-
-    fn from_error(e: Error) -> Fail {
-        Fail {
-            transient: e.is_transient(),
-            quota: false,
-            why: e.cause.to_string(),
-        }
-    }
-}
-
-fn sink_error(class: Class, msg: String) -> Error {
-    Error::new(Stage::Sink, class, Cause::Sink(msg))
-}
-
-/// An HTTP answer, read whole (answers here are small JSON documents or empty).
-pub(crate) struct Reply {
-    pub(crate) status: u16,
-    headers: reqwest::header::HeaderMap,
-    pub(crate) body: Bytes,
-}
-
-impl Reply {
-    /// `error.errors[0].reason` and `error.message` of a Google API error body; for bodies that
-    /// are not one (proxies, the upload server), the start of the text.
-    fn api_error(&self) -> (String, String) {
-        match serde_json::from_slice::<ErrorResponse>(&self.body) {
-            Ok(e) => (
-                e.error
-                    .errors
-                    .first()
-                    .map(|p| p.reason.clone())
-                    .unwrap_or_default(),
-                e.error.message,
-            ),
-            Err(_) => (
-                String::new(),
-                String::from_utf8_lossy(&self.body[..self.body.len().min(500)]).into_owned(),
-            ),
-        }
-    }
-
-    pub(crate) fn is_duplicate(&self) -> bool {
-        self.status == 409 && self.api_error().0 == "duplicate"
-    }
-
-    /// The classification `insert` uses for whole requests.
-    pub(crate) fn fail(&self) -> Fail {
-        let (reason, message) = self.api_error();
-        let why = format!("HTTP {} {reason}: {message}", self.status);
-        match (self.status, reason.as_str()) {
-            (403, "quotaExceeded") => Fail {
-                transient: true,
-                quota: true,
-                why,
-            },
-            (429, _) | (403, "rateLimitExceeded") | (500..=599, _) | (408, _) => {
-                Fail::transient(why)
-            }
-            _ => Fail {
-                transient: false,
-                quota: false,
-                why,
-            },
-        }
-    }
 }
 
 /// The parts of BigQuery's Job resource that decide what to do next.
@@ -402,12 +309,14 @@ impl LoadJobs {
             .div_ceil(CHUNK_GRANULARITY)
             .saturating_mul(CHUNK_GRANULARITY);
         LoadJobs {
-            http,
-            base: base.trim_end_matches('/').to_string(),
-            auth,
+            rest: Rest {
+                http,
+                base: base.trim_end_matches('/').to_string(),
+                auth,
+                policy: options.retry,
+            },
             table,
             location: options.location,
-            policy: options.retry,
             poll_interval: options.poll_interval,
             ignore_unknown_values: options.ignore_unknown_values,
             chunk_bytes,
@@ -423,12 +332,9 @@ impl LoadJobs {
     /// loads each batch into a staging table).
     pub fn with_table(&self, table: TableRef) -> LoadJobs {
         LoadJobs {
-            http: self.http.clone(),
-            base: self.base.clone(),
-            auth: self.auth.clone(),
+            rest: self.rest.clone(),
             table,
             location: self.location.clone(),
-            policy: self.policy.clone(),
             poll_interval: self.poll_interval,
             ignore_unknown_values: self.ignore_unknown_values,
             chunk_bytes: self.chunk_bytes,
@@ -436,13 +342,10 @@ impl LoadJobs {
         }
     }
 
-    /// The API root without `/bigquery/v2`.
-    pub(crate) fn base(&self) -> &str {
-        &self.base
-    }
-
-    pub(crate) fn http(&self) -> &reqwest::Client {
-        &self.http
+    /// The REST client, endpoint and retry policy (`--dedup merge` sends its requests
+    /// through it too).
+    pub(crate) fn rest(&self) -> &Rest {
+        &self.rest
     }
 
     pub(crate) fn location(&self) -> Option<&str> {
@@ -459,103 +362,18 @@ impl LoadJobs {
         self.chunk_bytes
     }
 
-    pub(crate) fn enc(s: &str) -> String {
-        percent_encoding::utf8_percent_encode(s, SEGMENT).to_string()
-    }
-
-    /// Adds the bearer token, when there is an authenticator. The token goes into the header
-    /// only; nothing here logs requests or their headers.
-    pub(crate) async fn authorized(
-        &self,
-        req: reqwest::RequestBuilder,
-    ) -> Result<reqwest::RequestBuilder, Fail> {
-        match &self.auth {
-            Some(a) => {
-                let token = a
-                    .access_token()
-                    .await
-                    .map_err(|e| Fail::from_error(token_error(e)))?;
-                Ok(req.bearer_auth(token))
-            }
-            None => Ok(req),
-        }
-    }
-
-    /// Sends and reads the whole answer. Failing to send or to read the answer is transient:
-    /// resets and timeouts are what it usually is.
-    pub(crate) async fn send(&self, req: reqwest::RequestBuilder) -> Result<Reply, Fail> {
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| Fail::transient(format!("request failed: {}", error_chain(&e))))?;
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let body = resp.bytes().await.map_err(|e| {
-            Fail::transient(format!("reading the answer failed: {}", error_chain(&e)))
-        })?;
-        Ok(Reply {
-            status,
-            headers,
-            body,
-        })
-    }
-
-    /// Runs `op` until it succeeds, fails permanently or the policy gives up; `what` names the
-    /// operation in the error.
-    pub(crate) async fn with_retries<T, Fut>(
-        &self,
-        what: &str,
-        mut op: impl FnMut() -> Fut,
-    ) -> Result<T, Error>
-    where
-        Fut: Future<Output = Result<T, Fail>>,
-    {
-        let mut delays = self.policy.delays();
-        let mut tries = 0usize;
-        loop {
-            tries += 1;
-            let fail = match op().await {
-                Ok(v) => return Ok(v),
-                Err(f) => f,
-            };
-            if !fail.transient {
-                return Err(sink_error(
-                    Class::Permanent,
-                    format!("{what}: {}", fail.why),
-                ));
-            }
-            let Some(mut delay) = delays.next() else {
-                return Err(sink_error(
-                    Class::Transient,
-                    format!("{what}: still failing after {tries} tries: {}", fail.why),
-                ));
-            };
-            if fail.quota {
-                delay *= self.policy.quota_factor;
-            }
-            tracing::debug!(
-                table = %self.table,
-                tries,
-                delay_ms = delay.as_millis() as u64,
-                "{what}: retrying: {}",
-                fail.why
-            );
-            tokio::time::sleep(delay).await;
-        }
-    }
-
     async fn get_once(&self, job_id: &str) -> Result<JobState, Fail> {
         let url = format!(
             "{}/bigquery/v2/projects/{}/jobs/{}",
-            self.base,
-            Self::enc(&self.table.project),
-            Self::enc(job_id)
+            self.rest.base,
+            segment(&self.table.project),
+            segment(job_id)
         );
-        let mut req = self.http.get(url);
+        let mut req = self.rest.http.get(url);
         if let Some(loc) = &self.location {
             req = req.query(&[("location", loc)]);
         }
-        let reply = self.send(self.authorized(req).await?).await?;
+        let reply = self.rest.call(req).await?;
         match reply.status {
             200 => serde_json::from_slice::<JobResource>(&reply.body)
                 .map(JobResource::state)
@@ -568,16 +386,9 @@ impl LoadJobs {
     /// `jobs.get`, once. A 404 is [`JobState::Missing`]: the job was never created (the
     /// location must be right for this to mean anything).
     pub async fn get(&self, job_id: &str) -> Result<JobState, Error> {
-        self.get_once(job_id).await.map_err(|f| {
-            sink_error(
-                if f.transient {
-                    Class::Transient
-                } else {
-                    Class::Permanent
-                },
-                format!("reading BigQuery load job {job_id}: {}", f.why),
-            )
-        })
+        self.get_once(job_id)
+            .await
+            .map_err(|f| f.into_error(&format!("reading BigQuery load job {job_id}")))
     }
 
     /// The state of a job whose ID a crashed run recorded: whether its load happened.
@@ -587,7 +398,9 @@ impl LoadJobs {
 
     async fn get_retrying(&self, job_id: &str) -> Result<JobState, Error> {
         let what = format!("reading BigQuery load job {job_id}");
-        self.with_retries(&what, || self.get_once(job_id)).await
+        self.rest
+            .with_retries(&what, || self.get_once(job_id))
+            .await
     }
 
     /// Polls until the job is no longer running. Transient GET failures are retried per the
@@ -644,11 +457,12 @@ impl LoadJobs {
     async fn start_session_once(&self, job_id: &str, total: u64) -> Result<Start, Fail> {
         let url = format!(
             "{}/upload/bigquery/v2/projects/{}/jobs?uploadType=resumable",
-            self.base,
-            Self::enc(&self.table.project)
+            self.rest.base,
+            segment(&self.table.project)
         );
         let body = serde_json::to_vec(&self.job_resource(job_id)).expect("JSON values serialize");
         let req = self
+            .rest
             .http
             .post(&url)
             .header(
@@ -658,7 +472,7 @@ impl LoadJobs {
             .header("X-Upload-Content-Type", "application/octet-stream")
             .header("X-Upload-Content-Length", total.to_string())
             .body(body);
-        let reply = self.send(self.authorized(req).await?).await?;
+        let reply = self.rest.call(req).await?;
         if reply.is_duplicate() {
             return Ok(Start::Duplicate);
         }
@@ -691,19 +505,20 @@ impl LoadJobs {
         body: Bytes,
     ) -> Result<PutAnswer, Fail> {
         let mut req = self
+            .rest
             .http
             .put(session.clone())
             .header(reqwest::header::CONTENT_RANGE, range)
             .body(body);
         // The session URI itself authorizes the upload; the token is added only when it points
         // back at the API host, so that a redirected session can never receive it.
-        let same_origin = reqwest::Url::parse(&self.base)
+        let same_origin = reqwest::Url::parse(&self.rest.base)
             .map(|b| b.origin() == session.origin())
             .unwrap_or(false);
         if same_origin {
-            req = self.authorized(req).await?;
+            req = self.rest.authorized(req).await?;
         }
-        let reply = self.send(req).await?;
+        let reply = super::api_error::send(req).await?;
         match reply.status {
             200 | 201 => Ok(PutAnswer::Done(Submitted::Created)),
             308 => {
@@ -751,7 +566,7 @@ impl LoadJobs {
         total: u64,
     ) -> Result<Upload, Error> {
         let what = format!("uploading load job {job_id} into {}", self.table);
-        let mut delays = self.policy.delays();
+        let mut backoff = self.rest.policy.backoff();
         let mut offset = 0u64;
         // The last chunk read, kept so a retry of the same range does not read it again.
         let mut cached: Option<(u64, Bytes)> = None;
@@ -779,7 +594,7 @@ impl LoadJobs {
                     Ok(PutAnswer::Incomplete(next)) if next > offset => {
                         offset = next;
                         // Progress: the next stall gets the full retry budget again.
-                        delays = self.policy.delays();
+                        backoff = self.rest.policy.backoff();
                         continue;
                     }
                     Ok(PutAnswer::Incomplete(next)) => (
@@ -801,15 +616,12 @@ impl LoadJobs {
             // may have been kept even though its answer was lost, or kept only in part.
             let (mut why, mut quota) = (why, quota);
             loop {
-                let Some(mut delay) = delays.next() else {
+                let Some(delay) = backoff.next(quota) else {
                     return Err(sink_error(
                         Class::Transient,
                         format!("{what}: upload stalled at byte {offset} of {total}: {why}"),
                     ));
                 };
-                if quota {
-                    delay *= self.policy.quota_factor;
-                }
                 tracing::debug!(
                     job_id,
                     offset,
@@ -852,6 +664,7 @@ impl LoadJobs {
         loop {
             sessions += 1;
             let session = match self
+                .rest
                 .with_retries(&what, || self.start_session_once(job_id, total))
                 .await?
             {
@@ -871,7 +684,7 @@ impl LoadJobs {
                     return Ok(s);
                 }
                 Upload::SessionGone(why) => {
-                    if sessions >= self.policy.max_attempts.max(1) {
+                    if sessions >= self.rest.policy.max_attempts.max(1) {
                         return Err(sink_error(
                             Class::Transient,
                             format!("{what}: upload session lost {sessions} times: {why}"),
@@ -892,7 +705,7 @@ impl LoadJobs {
     /// submitted. Submitting never creates a second job for an ID, so concurrent callers meet
     /// at the same job.
     pub async fn load(&self, objects: &[ObjectKey], data: &Path) -> Result<Loaded, Error> {
-        let mut backoff = self.policy.delays();
+        let mut backoff = self.rest.policy.backoff();
         let mut last_failure = String::new();
         for attempt in 0..MAX_JOB_ATTEMPTS {
             let id = job_id(&self.table, objects, attempt);
@@ -972,10 +785,7 @@ impl LoadJobs {
             );
             last_failure = format!("{reason}: {message}");
             if attempt + 1 < MAX_JOB_ATTEMPTS {
-                let mut delay = backoff.next().unwrap_or(self.policy.max_delay);
-                if reason == "quotaExceeded" {
-                    delay *= self.policy.quota_factor;
-                }
+                let delay = backoff.next_or_max(reason == "quotaExceeded");
                 tokio::time::sleep(delay).await;
             }
         }

@@ -8,12 +8,15 @@
 //! object are in flight while the next batch is decoded (`writer`); `insert` settles each
 //! request row by row.
 
+pub(crate) mod api_error;
 pub mod auth;
 pub mod insert;
 pub mod load_job;
 pub mod merge;
 pub mod proto;
 pub mod request;
+pub(crate) mod rest;
+pub mod retry;
 pub mod storage_write;
 pub mod writer;
 
@@ -29,8 +32,9 @@ use gcp_bigquery_client::model::table_schema::TableSchema;
 use gcp_bigquery_client::model::time_partitioning::TimePartitioning;
 
 use self::auth::CredentialSource;
-use self::insert::{Endpoint, RetryPolicy};
+use self::insert::Endpoint;
 use self::request::Flags;
+use self::retry::RetryPolicy;
 use self::writer::{Limits, Writer};
 use super::{ObjectWriter, Sink};
 use crate::error::{Cause, Class, Error, Stage};
@@ -205,7 +209,7 @@ pub(crate) async fn connect_rest(config: &Config) -> Result<Connected, Error> {
         .build()
         .map_err(|e| setup_error(Class::Permanent, format!("HTTP client: {e}")))?;
     if let Some(a) = &auth {
-        a.access_token().await.map_err(insert::token_error)?;
+        a.access_token().await.map_err(api_error::token_error)?;
         tracing::debug!("Google access token obtained");
     }
     if let Some(create) = &config.create_table {

@@ -36,7 +36,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
-use super::load_job::{Fail, JobState, LoadJobs};
+use super::api_error::Fail;
+use super::load_job::{JobState, LoadJobs};
+use super::rest::segment;
 use super::TableRef;
 use crate::error::{Cause, Class, Error, Stage};
 
@@ -201,9 +203,9 @@ impl Merger {
     fn tables_url(&self, t: &TableRef) -> String {
         format!(
             "{}/bigquery/v2/projects/{}/datasets/{}/tables",
-            self.jobs.base(),
-            LoadJobs::enc(&t.project),
-            LoadJobs::enc(&t.dataset)
+            self.jobs.rest().base,
+            segment(&t.project),
+            segment(&t.dataset)
         )
     }
 
@@ -224,9 +226,10 @@ impl Merger {
         let url = self.tables_url(t);
         let what = format!("creating staging table {t}");
         self.jobs
+            .rest()
             .with_retries(&what, || async {
-                let req = self.jobs.http().post(&url).json(&body);
-                let reply = self.jobs.send(self.jobs.authorized(req).await?).await?;
+                let req = self.jobs.rest().http.post(&url).json(&body);
+                let reply = self.jobs.rest().call(req).await?;
                 match reply.status {
                     200..=299 => Ok(()),
                     // Our own earlier POST, whose answer was lost: the name is ours alone.
@@ -240,13 +243,14 @@ impl Merger {
     /// Drops the staging table; a failure only leaves it to its expiration.
     pub async fn drop_staging(&self, staging: &Staging) {
         let t = &staging.table;
-        let url = format!("{}/{}", self.tables_url(t), LoadJobs::enc(&t.table));
+        let url = format!("{}/{}", self.tables_url(t), segment(&t.table));
         let what = format!("dropping staging table {t}");
         let dropped = self
             .jobs
+            .rest()
             .with_retries(&what, || async {
-                let req = self.jobs.http().delete(&url);
-                let reply = self.jobs.send(self.jobs.authorized(req).await?).await?;
+                let req = self.jobs.rest().http.delete(&url);
+                let reply = self.jobs.rest().call(req).await?;
                 match reply.status {
                     200..=299 | 404 => Ok(()),
                     _ => Err(reply.fail()),
@@ -334,14 +338,15 @@ impl Merger {
         });
         let url = format!(
             "{}/bigquery/v2/projects/{}/jobs",
-            self.jobs.base(),
-            LoadJobs::enc(&t.project)
+            self.jobs.rest().base,
+            segment(&t.project)
         );
         let what = format!("submitting MERGE job {job_id}");
         self.jobs
+            .rest()
             .with_retries(&what, || async {
-                let req = self.jobs.http().post(&url).json(&body);
-                let reply = self.jobs.send(self.jobs.authorized(req).await?).await?;
+                let req = self.jobs.rest().http.post(&url).json(&body);
+                let reply = self.jobs.rest().call(req).await?;
                 match reply.status {
                     200..=299 => Ok(()),
                     _ if reply.is_duplicate() => Ok(()),
@@ -360,8 +365,8 @@ impl Merger {
         let t = self.target();
         let url = format!(
             "{}/bigquery/v2/projects/{}/queries",
-            self.jobs.base(),
-            LoadJobs::enc(&t.project)
+            self.jobs.rest().base,
+            segment(&t.project)
         );
         let mut body = json!({
             "query": sql::bounds_query(&staging.table, column),
@@ -374,9 +379,10 @@ impl Merger {
         let what = format!("reading the partition bounds of {}", staging.table);
         let mut answer: Value = self
             .jobs
+            .rest()
             .with_retries(&what, || async {
-                let req = self.jobs.http().post(&url).json(&body);
-                let reply = self.jobs.send(self.jobs.authorized(req).await?).await?;
+                let req = self.jobs.rest().http.post(&url).json(&body);
+                let reply = self.jobs.rest().call(req).await?;
                 match reply.status {
                     200..=299 => serde_json::from_slice::<Value>(&reply.body)
                         .map_err(|e| Fail::transient(format!("unreadable answer: {e}"))),
@@ -395,15 +401,16 @@ impl Merger {
                 ));
             }
             let job_id = answer["jobReference"]["jobId"].as_str().unwrap_or_default();
-            let mut req_url = format!("{url}/{}?timeoutMs=10000", LoadJobs::enc(job_id));
+            let mut req_url = format!("{url}/{}?timeoutMs=10000", segment(job_id));
             if let Some(loc) = self.jobs.location() {
-                req_url.push_str(&format!("&location={}", LoadJobs::enc(loc)));
+                req_url.push_str(&format!("&location={}", segment(loc)));
             }
             answer = self
                 .jobs
+                .rest()
                 .with_retries(&what, || async {
-                    let req = self.jobs.http().get(&req_url);
-                    let reply = self.jobs.send(self.jobs.authorized(req).await?).await?;
+                    let req = self.jobs.rest().http.get(&req_url);
+                    let reply = self.jobs.rest().call(req).await?;
                     match reply.status {
                         200..=299 => serde_json::from_slice::<Value>(&reply.body)
                             .map_err(|e| Fail::transient(format!("unreadable answer: {e}"))),
@@ -428,33 +435,32 @@ pub async fn table_resource(jobs: &LoadJobs) -> Result<Value, Error> {
     let t = jobs.table();
     let url = format!(
         "{}/bigquery/v2/projects/{}/datasets/{}/tables/{}",
-        jobs.base(),
-        LoadJobs::enc(&t.project),
-        LoadJobs::enc(&t.dataset),
-        LoadJobs::enc(&t.table)
+        jobs.rest().base,
+        segment(&t.project),
+        segment(&t.dataset),
+        segment(&t.table)
     );
     let what = format!("looking up table {t}");
-    jobs.with_retries(&what, || async {
-        let req = jobs.http().get(&url);
-        let reply = jobs.send(jobs.authorized(req).await?).await?;
-        match reply.status {
-            200..=299 => serde_json::from_slice::<Value>(&reply.body)
-                .map_err(|e| Fail::transient(format!("unreadable table resource: {e}"))),
-            404 => Err(Fail {
-                transient: false,
-                quota: false,
-                why: format!("table {t} does not exist (create it, or give --create-table-schema)"),
-            }),
-            _ => Err(reply.fail()),
-        }
-    })
-    .await
-    .map_err(|e| {
-        let class = if e.is_transient() {
-            Class::Transient
-        } else {
-            Class::Permanent
-        };
-        merge_error(class, e.cause.to_string())
-    })
+    jobs.rest()
+        .with_retries(&what, || async {
+            let req = jobs.rest().http.get(&url);
+            let reply = jobs.rest().call(req).await?;
+            match reply.status {
+                200..=299 => serde_json::from_slice::<Value>(&reply.body)
+                    .map_err(|e| Fail::transient(format!("unreadable table resource: {e}"))),
+                404 => Err(Fail::permanent(format!(
+                    "table {t} does not exist (create it, or give --create-table-schema)"
+                ))),
+                _ => Err(reply.fail()),
+            }
+        })
+        .await
+        .map_err(|e| {
+            let class = if e.is_transient() {
+                Class::Transient
+            } else {
+                Class::Permanent
+            };
+            merge_error(class, e.cause.to_string())
+        })
 }
