@@ -18,6 +18,7 @@ pub mod request;
 pub(crate) mod rest;
 pub mod retry;
 pub mod storage_write;
+pub mod table;
 pub mod writer;
 
 use std::fmt;
@@ -25,19 +26,14 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gcp_bigquery_client::model::clustering::Clustering;
-use gcp_bigquery_client::model::table::Table;
-use gcp_bigquery_client::model::table_field_schema::TableFieldSchema;
-use gcp_bigquery_client::model::table_schema::TableSchema;
-use gcp_bigquery_client::model::time_partitioning::TimePartitioning;
-
+use self::api_error::sink_error as setup_error;
 use self::auth::CredentialSource;
 use self::insert::Endpoint;
 use self::request::Flags;
 use self::retry::RetryPolicy;
 use self::writer::{Limits, Writer};
 use super::{ObjectWriter, Sink};
-use crate::error::{Cause, Class, Error, Stage};
+use crate::error::{Class, Error};
 use crate::object::ObjectRef;
 
 pub const DEFAULT_ENDPOINT: &str = "https://bigquery.googleapis.com";
@@ -183,10 +179,6 @@ pub struct BigQuery {
     delivered: Arc<writer::Delivered>,
 }
 
-fn setup_error(class: Class, msg: String) -> Error {
-    Error::new(Stage::Sink, class, Cause::Sink(msg))
-}
-
 /// What every mode needs: the REST base URL, an HTTP client, the authenticator (one token
 /// fetched up front, so bad credentials fail once, at start, instead of once per object), and
 /// the table (created first when asked).
@@ -213,7 +205,7 @@ pub(crate) async fn connect_rest(config: &Config) -> Result<Connected, Error> {
         tracing::debug!("Google access token obtained");
     }
     if let Some(create) = &config.create_table {
-        create_table_if_missing(&base, http.clone(), auth.clone(), &config.table, create).await?;
+        table::create_if_missing(&base, http.clone(), auth.clone(), &config.table, create).await?;
     }
     Ok(Connected { base, http, auth })
 }
@@ -286,7 +278,7 @@ pub async fn connect_merger(
     settings: &merge::Settings,
 ) -> Result<Arc<merge::Merger>, Error> {
     let (loads, _) = connect_load(config, Duration::from_millis(500)).await?;
-    let table = merge::table_resource(&loads).await?;
+    let table = table::resource(&loads).await?;
     Ok(Arc::new(merge::Merger::new(loads, &table, settings)?))
 }
 
@@ -298,31 +290,7 @@ pub async fn connect_load(
 ) -> Result<(Arc<load_job::LoadJobs>, Arc<proto::Encoder>), Error> {
     let c = connect_rest(config).await?;
     let t = &config.table;
-    let auth: Arc<dyn gcp_bigquery_client::auth::Authenticator> = match c.auth.clone() {
-        Some(a) => a,
-        None => Arc::new(Anonymous),
-    };
-    let client = gcp_bigquery_client::client_builder::ClientBuilder::new()
-        .with_v2_base_url(format!("{}/bigquery/v2", c.base))
-        .with_client(c.http.clone())
-        .build_from_authenticator(auth)
-        .await
-        .map_err(|e| setup_error(Class::Permanent, format!("BigQuery client: {e}")))?;
-    let table = client
-        .table()
-        .get(&t.project, &t.dataset, &t.table, None)
-        .await
-        .map_err(|e| match &e {
-            gcp_bigquery_client::error::BQError::ResponseError { error }
-                if error.error.code == 404 =>
-            {
-                setup_error(
-                    Class::Permanent,
-                    format!("table {t} does not exist (create it, or give --create-table-schema)"),
-                )
-            }
-            _ => setup_error(Class::Transient, format!("looking up table {t}: {e}")),
-        })?;
+    let table = table::get(&c, t).await?;
     let fields = table
         .schema
         .fields
@@ -413,104 +381,6 @@ impl Sink for BigQuery {
             )),
             rejected: Vec::new(),
         }))
-    }
-}
-
-/// No-auth stand-in for the crate's client when requests go out unauthenticated.
-#[derive(Clone)]
-struct Anonymous;
-
-#[async_trait::async_trait]
-impl gcp_bigquery_client::auth::Authenticator for Anonymous {
-    async fn access_token(&self) -> Result<String, gcp_bigquery_client::error::BQError> {
-        Ok(String::new())
-    }
-}
-
-/// Reads a BigQuery JSON schema file (a list of fields, or `{"fields": [...]}`).
-pub fn read_schema(path: &std::path::Path) -> Result<Vec<TableFieldSchema>, Error> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| setup_error(Class::Permanent, format!("schema {}: {e}", path.display())))?;
-    #[derive(serde::Deserialize)]
-    #[serde(untagged)]
-    enum SchemaFile {
-        List(Vec<TableFieldSchema>),
-        Wrapped { fields: Vec<TableFieldSchema> },
-    }
-    match serde_json::from_slice::<SchemaFile>(&bytes) {
-        Ok(SchemaFile::List(f)) | Ok(SchemaFile::Wrapped { fields: f }) => Ok(f),
-        Err(e) => Err(setup_error(
-            Class::Permanent,
-            format!(
-                "schema {} is not a BigQuery JSON schema: {e}",
-                path.display()
-            ),
-        )),
-    }
-}
-
-async fn create_table_if_missing(
-    base: &str,
-    http: reqwest::Client,
-    auth: Option<Arc<dyn gcp_bigquery_client::auth::Authenticator>>,
-    t: &TableRef,
-    create: &CreateTable,
-) -> Result<(), Error> {
-    let fields = read_schema(&create.schema_file)?;
-    let auth: Arc<dyn gcp_bigquery_client::auth::Authenticator> = match auth {
-        Some(a) => a,
-        None => Arc::new(Anonymous),
-    };
-    let client = gcp_bigquery_client::client_builder::ClientBuilder::new()
-        .with_v2_base_url(format!("{base}/bigquery/v2"))
-        .with_client(http)
-        .build_from_authenticator(auth)
-        .await
-        .map_err(|e| setup_error(Class::Permanent, format!("BigQuery client: {e}")))?;
-    match client
-        .table()
-        .get(&t.project, &t.dataset, &t.table, None)
-        .await
-    {
-        Ok(_) => return Ok(()),
-        Err(gcp_bigquery_client::error::BQError::ResponseError { error })
-            if error.error.code == 404 => {}
-        Err(e) => {
-            return Err(setup_error(
-                Class::Transient,
-                format!("looking up table {t}: {e}"),
-            ));
-        }
-    }
-    let mut table = Table::new(&t.project, &t.dataset, &t.table, TableSchema::new(fields));
-    if let Some(field) = &create.partition_by {
-        table.time_partitioning = Some(TimePartitioning {
-            r#type: "DAY".into(),
-            field: Some(field.clone()),
-            expiration_ms: None,
-            require_partition_filter: None,
-        });
-    }
-    if !create.cluster_by.is_empty() {
-        table.clustering = Some(Clustering {
-            fields: Some(create.cluster_by.clone()),
-        });
-    }
-    match client.table().create(table).await {
-        Ok(_) => {
-            tracing::info!(table = %t, "created the table from {}", create.schema_file.display());
-            Ok(())
-        }
-        // Created by a concurrent worker in the meantime.
-        Err(gcp_bigquery_client::error::BQError::ResponseError { error })
-            if error.error.code == 409 =>
-        {
-            Ok(())
-        }
-        Err(e) => Err(setup_error(
-            Class::Permanent,
-            format!("creating table {t}: {e}"),
-        )),
     }
 }
 

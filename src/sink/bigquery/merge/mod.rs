@@ -36,11 +36,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
-use super::api_error::Fail;
+use super::api_error::{sink_error, Fail};
 use super::load_job::{JobState, LoadJobs};
 use super::rest::segment;
 use super::TableRef;
-use crate::error::{Cause, Class, Error, Stage};
+use crate::error::{Class, Error};
 
 pub use self::object::MergeStorageWrite;
 
@@ -86,10 +86,6 @@ pub struct Staging {
     pub tag: String,
 }
 
-fn merge_error(class: Class, msg: String) -> Error {
-    Error::new(Stage::Sink, class, Cause::Sink(msg))
-}
-
 /// How many times a MERGE that failed for a transient reason runs again under a new job ID
 /// (a failed MERGE inserted nothing).
 const MERGE_JOB_ATTEMPTS: u32 = 3;
@@ -121,13 +117,13 @@ impl Merger {
             .collect();
         let id = &settings.row_id_column;
         if id.is_empty() {
-            return Err(merge_error(
+            return Err(sink_error(
                 Class::Permanent,
                 "--dedup merge matches rows on their row-ID column: give --row-id-column".into(),
             ));
         }
         if !columns.iter().any(|c| c.eq_ignore_ascii_case(id)) {
-            return Err(merge_error(
+            return Err(sink_error(
                 Class::Permanent,
                 format!(
                     "--dedup merge matches rows on `{id}`, but table {t} has no such column: add \
@@ -300,7 +296,7 @@ impl Merger {
                 JobState::Failed {
                     reason, message, ..
                 } => {
-                    return Err(merge_error(
+                    return Err(sink_error(
                         Class::Permanent,
                         format!(
                             "MERGE into {} from {} failed: {reason}: {message}",
@@ -315,7 +311,7 @@ impl Merger {
                 }
             }
         }
-        Err(merge_error(
+        Err(sink_error(
             Class::Transient,
             format!(
                 "MERGE into {} failed {MERGE_JOB_ATTEMPTS} times: {last}",
@@ -395,7 +391,7 @@ impl Merger {
         while answer["jobComplete"] == json!(false) {
             polls += 1;
             if polls > 600 {
-                return Err(merge_error(
+                return Err(sink_error(
                     Class::Transient,
                     format!("{what}: still running"),
                 ));
@@ -420,7 +416,7 @@ impl Merger {
                 .await?;
         }
         if let Some(e) = answer["errors"].as_array().and_then(|e| e.first()) {
-            return Err(merge_error(Class::Permanent, format!("{what}: {e}")));
+            return Err(sink_error(Class::Permanent, format!("{what}: {e}")));
         }
         let row = &answer["rows"][0]["f"];
         Ok(match (row[0]["v"].as_str(), row[1]["v"].as_str()) {
@@ -428,39 +424,4 @@ impl Merger {
             _ => None,
         })
     }
-}
-
-/// `tables.get` of the target, as JSON (schema, partitioning).
-pub async fn table_resource(jobs: &LoadJobs) -> Result<Value, Error> {
-    let t = jobs.table();
-    let url = format!(
-        "{}/bigquery/v2/projects/{}/datasets/{}/tables/{}",
-        jobs.rest().base,
-        segment(&t.project),
-        segment(&t.dataset),
-        segment(&t.table)
-    );
-    let what = format!("looking up table {t}");
-    jobs.rest()
-        .with_retries(&what, || async {
-            let req = jobs.rest().http.get(&url);
-            let reply = jobs.rest().call(req).await?;
-            match reply.status {
-                200..=299 => serde_json::from_slice::<Value>(&reply.body)
-                    .map_err(|e| Fail::transient(format!("unreadable table resource: {e}"))),
-                404 => Err(Fail::permanent(format!(
-                    "table {t} does not exist (create it, or give --create-table-schema)"
-                ))),
-                _ => Err(reply.fail()),
-            }
-        })
-        .await
-        .map_err(|e| {
-            let class = if e.is_transient() {
-                Class::Transient
-            } else {
-                Class::Permanent
-            };
-            merge_error(class, e.cause.to_string())
-        })
 }
