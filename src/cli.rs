@@ -24,7 +24,7 @@ use firehose_replay::row::RowIdSource;
 use firehose_replay::runner::{self, Job, Summary};
 use firehose_replay::runner::{Progress, Shared};
 use firehose_replay::sink::bigquery::auth::CredentialSource;
-use firehose_replay::sink::bigquery::request::Flags;
+use firehose_replay::sink::bigquery::insert_all::request::Flags;
 use firehose_replay::sink::bigquery::{self, CreateTable, TableRef};
 use firehose_replay::sink::SinkSpec;
 use firehose_replay::source::local::{locate, LocalStore};

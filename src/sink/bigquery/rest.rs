@@ -1,7 +1,7 @@
 //! The REST client that load jobs, table lookups and `--dedup merge` share: base URL, HTTP
 //! client, bearer token, and requests retried per the policy.
 //!
-//! (insertAll keeps its own [`Endpoint`](super::insert::Endpoint): its token and
+//! (insertAll keeps its own [`Endpoint`](super::insert_all::insert::Endpoint): its token and
 //! retry semantics differ, see [`super::retry`].)
 
 use std::future::Future;

@@ -13,14 +13,11 @@
 
 use serde::Deserialize;
 
-use super::api_error::{self, ErrorProto};
 use super::request::Sent;
 use crate::error::{Cause, Class, Error, Stage};
+use crate::sink::bigquery::api_error::{self, ErrorProto};
+use crate::sink::bigquery::retry::RetryPolicy;
 use crate::sink::Rejected;
-
-// Their old home, which `storage_write` still names.
-pub use super::api_error::token_error;
-pub use super::retry::RetryPolicy;
 
 /// Where and how to send.
 #[derive(Clone)]
