@@ -1,17 +1,24 @@
-//! BigQuery through streaming inserts (`tabledata.insertAll`), with each row's ID as its
-//! `insertId`.
+//! BigQuery: the sink's configuration and the entry points that connect each mode.
 //!
-//! Request bodies are built as bytes from the rows the pipeline produces (see `request`), sent
-//! by `reqwest` — the HTTP client `gcp-bigquery-client` uses — with tokens from `auth` (Google's
-//! `google-cloud-auth` behind that crate's `Authenticator` trait), and its table API creates a
-//! missing table from a schema file. Several requests per
-//! object are in flight while the next batch is decoded (`writer`); `insert` settles each
-//! request row by row.
+//! This file owns what every mode shares — [`TableRef`], [`Mode`], [`Config`], [`Limits`], the
+//! connection (`connect_rest`: base URL, HTTP client, one token up front, the table created
+//! when asked) and `unstorable`, the rows no mode can hold — and the `connect*` functions
+//! that build a mode from them. Each mode lives in its own folder:
+//! - [`insert_all`] — `tabledata.insertAll` with `insertId`s;
+//! - [`storage_write`] — Storage Write `PENDING` streams (rows encoded by [`proto`]);
+//! - [`load`] — load jobs over many objects (planning, runner, job IDs, upload);
+//! - [`merge`] — `--dedup merge`: staging tables and a MERGE on the row ID.
+//!
+//! Shared by them: [`auth`] (credentials, through `google-cloud-auth`), [`table`] (schema
+//! file, `tables.get`, create), and for REST: `api_error` (the one classifier of Google API
+//! answers), [`retry`] (the policy, its backoff, the common retry loop) and `rest` (the client
+//! load jobs, tables and merge send through). Requests go out through `reqwest` — the HTTP
+//! client `gcp-bigquery-client` uses — with tokens behind that crate's `Authenticator` trait.
 
 pub(crate) mod api_error;
 pub mod auth;
 pub mod insert_all;
-pub mod load_job;
+pub mod load;
 pub mod merge;
 pub mod proto;
 pub(crate) mod rest;
@@ -195,6 +202,7 @@ pub(crate) struct Connected {
     pub auth: Option<Arc<dyn gcp_bigquery_client::auth::Authenticator>>,
 }
 
+/// The connection every mode starts from.
 pub(crate) async fn connect_rest(config: &Config) -> Result<Connected, Error> {
     let base = config
         .endpoint
@@ -218,7 +226,7 @@ pub(crate) async fn connect_rest(config: &Config) -> Result<Connected, Error> {
 }
 
 /// The sink for `--bigquery-mode insert-all` or `storage-write`. (`load` batches objects and
-/// is driven by `load_runner`, not through a per-object sink.) Call within a Tokio runtime.
+/// is driven by `load::runner`, not through a per-object sink.) Call within a Tokio runtime.
 pub async fn connect(config: Config) -> Result<Arc<dyn Sink>, Error> {
     match config.mode {
         Mode::InsertAll if config.merge.is_some() => Err(setup_error(
@@ -294,7 +302,7 @@ pub async fn connect_merger(
 pub async fn connect_load(
     config: &Config,
     poll_interval: Duration,
-) -> Result<(Arc<load_job::LoadJobs>, Arc<proto::Encoder>), Error> {
+) -> Result<(Arc<load::LoadJobs>, Arc<proto::Encoder>), Error> {
     let c = connect_rest(config).await?;
     let t = &config.table;
     let table = table::get(&c, t).await?;
@@ -314,12 +322,12 @@ pub async fn connect_load(
         },
     )
     .map_err(|e| setup_error(Class::Permanent, format!("table {t} schema: {e}")))?;
-    let loads = load_job::LoadJobs::new(
+    let loads = load::LoadJobs::new(
         c.http,
         &c.base,
         c.auth,
         t.clone(),
-        load_job::LoadJobOptions {
+        load::LoadJobOptions {
             location: config.location.clone(),
             retry: config.retry.clone(),
             poll_interval,
@@ -329,7 +337,7 @@ pub async fn connect_load(
                 .fields
                 .as_ref()
                 .and_then(|f| serde_json::to_value(f).ok()),
-            ..load_job::LoadJobOptions::default()
+            ..load::LoadJobOptions::default()
         },
     );
     Ok((Arc::new(loads), Arc::new(encoder)))

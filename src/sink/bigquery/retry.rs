@@ -2,16 +2,16 @@
 //! loop for requests that can simply be sent again as they were.
 //!
 //! Who uses what, and why not all the same loop:
-//! - [`with_retries`] — send again until it works, fails for good or the policy gives up: load
+//! - `with_retries` — send again until it works, fails for good or the policy gives up: load
 //!   jobs' `jobs.get` and upload-session start, and every `--dedup merge` request (tables,
 //!   queries, jobs). Their tries are alike, so one loop serves them.
-//! - [`Backoff`] alone — loops whose next try is *not* the same request, so they keep their
+//! - `Backoff` alone — loops whose next try is *not* the same request, so they keep their
 //!   own loop and share only the delays (exponential, full jitter, `quotaExceeded` longer):
 //!   insertAll (a partly written request is resent with only its retryable rows, and refused
 //!   rows accumulate across tries), the resumable upload (progress restores the budget and a
 //!   failure is followed by a status query, not a resend), and load-job attempts (each retry
 //!   is a new job ID, counted against `MAX_JOB_ATTEMPTS`, not the policy).
-//! - Storage Write's gRPC loops use [`RetryPolicy::delays`] directly (their code is its own).
+//! - Storage Write's gRPC loops use `RetryPolicy::delays` directly (their code is its own).
 
 use std::future::Future;
 use std::time::Duration;

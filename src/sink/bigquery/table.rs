@@ -1,6 +1,6 @@
 //! The table itself: reading a schema file, looking the table up, creating it when missing.
 //!
-//! Two lookups, for two callers: [`get`] through `gcp-bigquery-client`'s typed `Table` (its
+//! Two lookups, for two callers: `get` through `gcp-bigquery-client`'s typed `Table` (its
 //! schema feeds the row encoder, at start, not retried: a failure stops the run before any
 //! object), and [`resource`] as JSON through the shared REST client, retried (`--dedup merge`
 //! reads partitioning from it).
@@ -17,7 +17,7 @@ use gcp_bigquery_client::Client;
 use serde_json::Value;
 
 use super::api_error::{sink_error, Fail};
-use super::load_job::LoadJobs;
+use super::load::LoadJobs;
 use super::rest::segment;
 use super::{Connected, CreateTable, TableRef};
 use crate::error::{Class, Error};

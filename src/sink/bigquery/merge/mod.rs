@@ -37,7 +37,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Value};
 
 use super::api_error::{sink_error, Fail};
-use super::load_job::{JobState, LoadJobs};
+use super::load::{JobState, LoadJobs};
 use super::rest::segment;
 use super::TableRef;
 use crate::error::{Class, Error};
