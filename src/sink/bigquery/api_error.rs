@@ -117,6 +117,13 @@ impl Reply {
         }
     }
 
+    /// A success's body as `T`; one that does not parse is transient (a proxy's page, a cut
+    /// answer), `what` naming it in the message.
+    pub(crate) fn json<T: serde::de::DeserializeOwned>(&self, what: &str) -> Result<T, Fail> {
+        serde_json::from_slice(&self.body)
+            .map_err(|e| Fail::transient(format!("unreadable {what}: {e}")))
+    }
+
     /// `409 duplicate`: the resource (a job ID) exists already.
     pub(crate) fn is_duplicate(&self) -> bool {
         self.status == 409 && self.api_error().0 == "duplicate"

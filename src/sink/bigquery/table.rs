@@ -168,8 +168,7 @@ pub async fn resource(jobs: &LoadJobs) -> Result<Value, Error> {
             let req = jobs.rest().http.get(&url);
             let reply = jobs.rest().call(req).await?;
             match reply.status {
-                200..=299 => serde_json::from_slice::<Value>(&reply.body)
-                    .map_err(|e| Fail::transient(format!("unreadable table resource: {e}"))),
+                200..=299 => reply.json("table resource"),
                 404 => Err(Fail::permanent(format!(
                     "table {t} does not exist (create it, or give --create-table-schema)"
                 ))),

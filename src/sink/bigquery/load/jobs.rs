@@ -300,9 +300,7 @@ impl LoadJobs {
         }
         let reply = self.rest.call(req).await?;
         match reply.status {
-            200 => serde_json::from_slice::<JobResource>(&reply.body)
-                .map(JobResource::state)
-                .map_err(|e| Fail::transient(format!("unreadable job resource: {e}"))),
+            200 => reply.json("job resource").map(JobResource::state),
             404 => Ok(JobState::Missing),
             _ => Err(reply.fail()),
         }

@@ -581,19 +581,24 @@ async fn load_batch(
             lease: h.claim.lease.clone(),
             staged: None,
         };
-        tokio::task::spawn_blocking(move || ledger.stage(&object, &claim, &s))
-            .await
-            .map_err(|e| {
-                Error::new(
-                    Stage::Sink,
-                    Class::Transient,
-                    Cause::Sink(format!("ledger: {e}")),
-                )
-            })??;
+        ledger_blocking(move || ledger.stage(&object, &claim, &s)).await?;
     }
     let upload = concat_spools(dir, to_load).await?;
     let loaded = run.loads.load(keys, &upload).await?;
     Ok(loaded.job_id)
+}
+
+/// A ledger write on a blocking thread (ledgers do their I/O synchronously).
+async fn ledger_blocking(
+    f: impl FnOnce() -> Result<(), Error> + Send + 'static,
+) -> Result<(), Error> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        Error::new(
+            Stage::Sink,
+            Class::Transient,
+            Cause::Sink(format!("ledger: {e}")),
+        )
+    })?
 }
 
 /// `--dedup merge`: the batch goes into a staging table of its own (a load job there), then
@@ -615,15 +620,7 @@ async fn merge_batch(
             staged: None,
         };
         // The fence before anything becomes visible: the claims are still ours.
-        tokio::task::spawn_blocking(move || ledger.renew(&object, &claim))
-            .await
-            .map_err(|e| {
-                Error::new(
-                    Stage::Sink,
-                    Class::Transient,
-                    Cause::Sink(format!("ledger: {e}")),
-                )
-            })??;
+        ledger_blocking(move || ledger.renew(&object, &claim)).await?;
     }
     let upload = concat_spools(dir, to_load).await?;
     let staging = merger.staging_for(first);

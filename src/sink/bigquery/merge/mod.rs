@@ -36,7 +36,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
-use super::api_error::{sink_error, Fail};
+use super::api_error::sink_error;
 use super::load::{JobState, LoadJobs};
 use super::rest::segment;
 use super::TableRef;
@@ -380,8 +380,7 @@ impl Merger {
                 let req = self.jobs.rest().http.post(&url).json(&body);
                 let reply = self.jobs.rest().call(req).await?;
                 match reply.status {
-                    200..=299 => serde_json::from_slice::<Value>(&reply.body)
-                        .map_err(|e| Fail::transient(format!("unreadable answer: {e}"))),
+                    200..=299 => reply.json("answer"),
                     _ => Err(reply.fail()),
                 }
             })
@@ -408,8 +407,7 @@ impl Merger {
                     let req = self.jobs.rest().http.get(&req_url);
                     let reply = self.jobs.rest().call(req).await?;
                     match reply.status {
-                        200..=299 => serde_json::from_slice::<Value>(&reply.body)
-                            .map_err(|e| Fail::transient(format!("unreadable answer: {e}"))),
+                        200..=299 => reply.json("answer"),
                         _ => Err(reply.fail()),
                     }
                 })
