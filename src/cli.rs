@@ -24,7 +24,7 @@ use firehose_replay::row::RowIdSource;
 use firehose_replay::runner::{self, Job, Summary};
 use firehose_replay::runner::{Progress, Shared};
 use firehose_replay::sink::bigquery::auth::CredentialSource;
-use firehose_replay::sink::bigquery::request::Flags;
+use firehose_replay::sink::bigquery::insert_all::request::Flags;
 use firehose_replay::sink::bigquery::{self, CreateTable, TableRef};
 use firehose_replay::sink::SinkSpec;
 use firehose_replay::source::local::{locate, LocalStore};
@@ -499,8 +499,8 @@ pub(crate) struct BigQueryOpts {
 }
 
 impl BigQueryOpts {
-    pub(crate) fn load_bounds(&self) -> firehose_replay::load_runner::Bounds {
-        firehose_replay::load_runner::Bounds {
+    pub(crate) fn load_bounds(&self) -> bigquery::load::plan::Bounds {
+        bigquery::load::plan::Bounds {
             max_objects: self.load_batch_objects.max(1),
             max_bytes: self.load_batch_mib.max(1).saturating_mul(1024 * 1024),
             jobs_per_day: self.load_jobs_per_day.max(1),
@@ -594,7 +594,7 @@ impl Opts {
                 (_, Some(local)) => Arc::from(local),
                 // The load runner connects on its own and swaps in its spool sink.
                 (SinkSpec::BigQuery(_), None) if self.load_mode() => {
-                    Arc::new(firehose_replay::load_runner::LoadOnly)
+                    Arc::new(bigquery::load::runner::LoadOnly)
                 }
                 (SinkSpec::BigQuery(table), None) => {
                     bigquery::connect(self.bigquery_config(table).await?).await?
@@ -1220,7 +1220,7 @@ async fn run(cli: Cli) -> anyhow::Result<Option<Summary>> {
                     }
                     if opts.load_mode() {
                         let bounds = opts.bigquery.load_bounds();
-                        let plan = firehose_replay::load_runner::plan(&objects, &bounds);
+                        let plan = bigquery::load::plan::plan(&objects, &bounds);
                         writeln!(out, "{}", plan.describe(objects.len(), &bounds))?;
                     }
                     Ok(())
@@ -1272,7 +1272,7 @@ async fn finish_run(
             Some(settings) => Some(bigquery::connect_merger(&config, settings).await?),
             None => None,
         };
-        let run = firehose_replay::load_runner::LoadRun {
+        let run = bigquery::load::runner::LoadRun {
             shared,
             loads,
             encoder,
@@ -1281,7 +1281,7 @@ async fn finish_run(
             concurrency,
             spool_dir: None,
         };
-        firehose_replay::load_runner::run(jobs, run, stop.clone()).await
+        bigquery::load::runner::run(jobs, run, stop.clone()).await
     } else if let Some(feed) = listed {
         runner::run_feed(feed, shared, concurrency, progress, stop.clone()).await
     } else {

@@ -11,7 +11,6 @@ pub mod decode;
 pub mod error;
 pub mod frame;
 pub mod ledger;
-pub mod load_runner;
 pub mod object;
 pub mod pipeline;
 pub mod record;

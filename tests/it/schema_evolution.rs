@@ -1,7 +1,7 @@
 //! Adding columns while other workers add theirs (issue 18's groundwork), against the
 //! emulator's `tables.patch` with `If-Match` etags.
 
-use firehose_replay::sink::bigquery::load_job::{LoadJobOptions, LoadJobs};
+use firehose_replay::sink::bigquery::load::{LoadJobOptions, LoadJobs};
 use firehose_replay::sink::bigquery::schema::{evolve, infer};
 use firehose_replay::sink::bigquery::TableRef;
 use serde_json::json;

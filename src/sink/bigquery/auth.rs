@@ -225,7 +225,7 @@ impl Authenticator for Official {
     }
 }
 
-/// `BQError` has no variant for foreign authenticators. `insert::token_error` classifies
+/// `BQError` has no variant for foreign authenticators. `api_error::token_error` classifies
 /// yup-oauth2's OAuth error as permanent and everything else as transient, so the official
 /// crate's own verdict (`is_transient`) is carried in the variant chosen.
 fn bq_error(e: CredentialsError) -> BQError {

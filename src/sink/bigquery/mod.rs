@@ -1,41 +1,46 @@
-//! BigQuery through streaming inserts (`tabledata.insertAll`), with each row's ID as its
-//! `insertId`.
+//! BigQuery: the sink's configuration and the entry points that connect each mode.
 //!
-//! Request bodies are built as bytes from the rows the pipeline produces (see `request`), sent
-//! by `reqwest` — the HTTP client `gcp-bigquery-client` uses — with tokens from `auth` (Google's
-//! `google-cloud-auth` behind that crate's `Authenticator` trait), and its table API creates a
-//! missing table from a schema file. Several requests per
-//! object are in flight while the next batch is decoded (`writer`); `insert` settles each
-//! request row by row.
+//! This file owns what every mode shares — [`TableRef`], [`Mode`], [`Config`], [`Limits`], the
+//! connection (`connect_rest`: base URL, HTTP client, one token up front, the table created
+//! when asked) and `unstorable`, the rows no mode can hold — and the `connect*` functions
+//! that build a mode from them. Each mode lives in its own folder:
+//! - [`insert_all`] — `tabledata.insertAll` with `insertId`s;
+//! - [`storage_write`] — Storage Write `PENDING` streams (rows encoded by [`encode`]);
+//! - [`load`] — load jobs over many objects (planning, runner, job IDs, upload);
+//! - [`merge`] — `--dedup merge`: staging tables and a MERGE on the row ID;
+//! - [`schema`] — schema-evolution groundwork (inference, etag-fenced patches; not wired in).
+//!
+//! Shared by them: [`auth`] (credentials, through `google-cloud-auth`), [`table`] (schema
+//! file, `tables.get`, create), and for REST: `api_error` (the one classifier of Google API
+//! answers), [`retry`] (the policy, its backoff, the common retry loop) and `rest` (the client
+//! load jobs, tables and merge send through). Requests go out through `reqwest` — the HTTP
+//! client `gcp-bigquery-client` uses — with tokens behind that crate's `Authenticator` trait.
 
+pub(crate) mod api_error;
 pub mod auth;
 pub mod encode;
-pub mod insert;
-pub mod load_job;
+pub mod insert_all;
+pub mod load;
 pub mod merge;
-pub mod request;
+pub(crate) mod rest;
+pub mod retry;
 pub mod schema;
 pub mod storage_write;
-pub mod writer;
+pub mod table;
+
+pub use self::insert_all::BigQuery;
 
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gcp_bigquery_client::model::clustering::Clustering;
-use gcp_bigquery_client::model::table::Table;
-use gcp_bigquery_client::model::table_field_schema::TableFieldSchema;
-use gcp_bigquery_client::model::table_schema::TableSchema;
-use gcp_bigquery_client::model::time_partitioning::TimePartitioning;
-
+use self::api_error::sink_error as setup_error;
 use self::auth::CredentialSource;
-use self::insert::{Endpoint, RetryPolicy};
-use self::request::Flags;
-use self::writer::{Limits, Writer};
-use super::{ObjectWriter, Sink};
-use crate::error::{Cause, Class, Error, Stage};
-use crate::object::ObjectRef;
+use self::insert_all::request::Flags;
+use self::retry::RetryPolicy;
+use super::Sink;
+use crate::error::{Class, Error};
 
 pub const DEFAULT_ENDPOINT: &str = "https://bigquery.googleapis.com";
 
@@ -124,6 +129,15 @@ pub struct CreateTable {
     pub cluster_by: Vec<String>,
 }
 
+/// Limits a writer works within (insert-all requests; Storage Write appends).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub batch_rows: usize,
+    /// Encoded request size to stay under (BigQuery's HTTP limit is 10 MB).
+    pub max_request_bytes: usize,
+    pub max_in_flight: usize,
+}
+
 /// Everything the BigQuery sink is configured with.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -170,20 +184,6 @@ impl Config {
     }
 }
 
-/// `--sink bigquery:…`.
-pub struct BigQuery {
-    endpoint: Arc<Endpoint>,
-    policy: Arc<RetryPolicy>,
-    flags: Flags,
-    limits: Limits,
-    handle: tokio::runtime::Handle,
-    delivered: Arc<writer::Delivered>,
-}
-
-fn setup_error(class: Class, msg: String) -> Error {
-    Error::new(Stage::Sink, class, Cause::Sink(msg))
-}
-
 /// What every mode needs: the REST base URL, an HTTP client, the authenticator (one token
 /// fetched up front, so bad credentials fail once, at start, instead of once per object), and
 /// the table (created first when asked).
@@ -193,6 +193,7 @@ pub(crate) struct Connected {
     pub auth: Option<Arc<dyn gcp_bigquery_client::auth::Authenticator>>,
 }
 
+/// The connection every mode starts from.
 pub(crate) async fn connect_rest(config: &Config) -> Result<Connected, Error> {
     let base = config
         .endpoint
@@ -206,17 +207,17 @@ pub(crate) async fn connect_rest(config: &Config) -> Result<Connected, Error> {
         .build()
         .map_err(|e| setup_error(Class::Permanent, format!("HTTP client: {e}")))?;
     if let Some(a) = &auth {
-        a.access_token().await.map_err(insert::token_error)?;
+        a.access_token().await.map_err(api_error::token_error)?;
         tracing::debug!("Google access token obtained");
     }
     if let Some(create) = &config.create_table {
-        create_table_if_missing(&base, http.clone(), auth.clone(), &config.table, create).await?;
+        table::create_if_missing(&base, http.clone(), auth.clone(), &config.table, create).await?;
     }
     Ok(Connected { base, http, auth })
 }
 
 /// The sink for `--bigquery-mode insert-all` or `storage-write`. (`load` batches objects and
-/// is driven by `load_runner`, not through a per-object sink.) Call within a Tokio runtime.
+/// is driven by `load::runner`, not through a per-object sink.) Call within a Tokio runtime.
 pub async fn connect(config: Config) -> Result<Arc<dyn Sink>, Error> {
     match config.mode {
         Mode::InsertAll if config.merge.is_some() => Err(setup_error(
@@ -283,7 +284,7 @@ pub async fn connect_merger(
     settings: &merge::Settings,
 ) -> Result<Arc<merge::Merger>, Error> {
     let (loads, _) = connect_load(config, Duration::from_millis(500)).await?;
-    let table = merge::table_resource(&loads).await?;
+    let table = table::resource(&loads).await?;
     Ok(Arc::new(merge::Merger::new(loads, &table, settings)?))
 }
 
@@ -292,34 +293,10 @@ pub async fn connect_merger(
 pub async fn connect_load(
     config: &Config,
     poll_interval: Duration,
-) -> Result<(Arc<load_job::LoadJobs>, Arc<encode::Encoder>), Error> {
+) -> Result<(Arc<load::LoadJobs>, Arc<encode::Encoder>), Error> {
     let c = connect_rest(config).await?;
     let t = &config.table;
-    let auth: Arc<dyn gcp_bigquery_client::auth::Authenticator> = match c.auth.clone() {
-        Some(a) => a,
-        None => Arc::new(Anonymous),
-    };
-    let client = gcp_bigquery_client::client_builder::ClientBuilder::new()
-        .with_v2_base_url(format!("{}/bigquery/v2", c.base))
-        .with_client(c.http.clone())
-        .build_from_authenticator(auth)
-        .await
-        .map_err(|e| setup_error(Class::Permanent, format!("BigQuery client: {e}")))?;
-    let table = client
-        .table()
-        .get(&t.project, &t.dataset, &t.table, None)
-        .await
-        .map_err(|e| match &e {
-            gcp_bigquery_client::error::BQError::ResponseError { error }
-                if error.error.code == 404 =>
-            {
-                setup_error(
-                    Class::Permanent,
-                    format!("table {t} does not exist (create it, or give --create-table-schema)"),
-                )
-            }
-            _ => setup_error(Class::Transient, format!("looking up table {t}: {e}")),
-        })?;
+    let table = table::get(&c, t).await?;
     let fields = table
         .schema
         .fields
@@ -336,12 +313,12 @@ pub async fn connect_load(
         },
     )
     .map_err(|e| setup_error(Class::Permanent, format!("table {t} schema: {e}")))?;
-    let loads = load_job::LoadJobs::new(
+    let loads = load::LoadJobs::new(
         c.http,
         &c.base,
         c.auth,
         t.clone(),
-        load_job::LoadJobOptions {
+        load::LoadJobOptions {
             location: config.location.clone(),
             retry: config.retry.clone(),
             poll_interval,
@@ -351,164 +328,10 @@ pub async fn connect_load(
                 .fields
                 .as_ref()
                 .and_then(|f| serde_json::to_value(f).ok()),
-            ..load_job::LoadJobOptions::default()
+            ..load::LoadJobOptions::default()
         },
     );
     Ok((Arc::new(loads), Arc::new(encoder)))
-}
-
-impl BigQuery {
-    /// Builds the client (no network call unless the table must be created). Call within a
-    /// Tokio runtime: requests run on it.
-    pub async fn connect(config: Config) -> Result<BigQuery, Error> {
-        let Connected { base, http, auth } = connect_rest(&config).await?;
-        let t = &config.table;
-        let enc = |s: &str| {
-            percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-        };
-        let url = format!(
-            "{base}/bigquery/v2/projects/{}/datasets/{}/tables/{}/insertAll",
-            enc(&t.project),
-            enc(&t.dataset),
-            enc(&t.table)
-        );
-        Ok(BigQuery {
-            endpoint: Arc::new(Endpoint {
-                http,
-                url,
-                auth,
-                table: t.to_string(),
-            }),
-            policy: Arc::new(config.retry),
-            flags: config.flags,
-            limits: config.limits,
-            handle: tokio::runtime::Handle::current(),
-            delivered: Arc::default(),
-        })
-    }
-}
-
-impl Sink for BigQuery {
-    fn open(&self, object: &ObjectRef) -> Result<Box<dyn ObjectWriter>, Error> {
-        Ok(Box::new(Writer {
-            object_id: format!(
-                "{}/{}#{}",
-                object.bucket,
-                object.key,
-                object.etag.as_deref().unwrap_or("")
-            ),
-            delivered: self.delivered.clone(),
-            endpoint: self.endpoint.clone(),
-            policy: self.policy.clone(),
-            flags: self.flags,
-            limits: self.limits.clone(),
-            handle: self.handle.clone(),
-            batch: None,
-            in_flight: Vec::new(),
-            slots: Arc::new(tokio::sync::Semaphore::new(
-                self.limits.max_in_flight.max(1),
-            )),
-            rejected: Vec::new(),
-        }))
-    }
-}
-
-/// No-auth stand-in for the crate's client when requests go out unauthenticated.
-#[derive(Clone)]
-struct Anonymous;
-
-#[async_trait::async_trait]
-impl gcp_bigquery_client::auth::Authenticator for Anonymous {
-    async fn access_token(&self) -> Result<String, gcp_bigquery_client::error::BQError> {
-        Ok(String::new())
-    }
-}
-
-/// Reads a BigQuery JSON schema file (a list of fields, or `{"fields": [...]}`).
-pub fn read_schema(path: &std::path::Path) -> Result<Vec<TableFieldSchema>, Error> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| setup_error(Class::Permanent, format!("schema {}: {e}", path.display())))?;
-    #[derive(serde::Deserialize)]
-    #[serde(untagged)]
-    enum SchemaFile {
-        List(Vec<TableFieldSchema>),
-        Wrapped { fields: Vec<TableFieldSchema> },
-    }
-    match serde_json::from_slice::<SchemaFile>(&bytes) {
-        Ok(SchemaFile::List(f)) | Ok(SchemaFile::Wrapped { fields: f }) => Ok(f),
-        Err(e) => Err(setup_error(
-            Class::Permanent,
-            format!(
-                "schema {} is not a BigQuery JSON schema: {e}",
-                path.display()
-            ),
-        )),
-    }
-}
-
-async fn create_table_if_missing(
-    base: &str,
-    http: reqwest::Client,
-    auth: Option<Arc<dyn gcp_bigquery_client::auth::Authenticator>>,
-    t: &TableRef,
-    create: &CreateTable,
-) -> Result<(), Error> {
-    let fields = read_schema(&create.schema_file)?;
-    let auth: Arc<dyn gcp_bigquery_client::auth::Authenticator> = match auth {
-        Some(a) => a,
-        None => Arc::new(Anonymous),
-    };
-    let client = gcp_bigquery_client::client_builder::ClientBuilder::new()
-        .with_v2_base_url(format!("{base}/bigquery/v2"))
-        .with_client(http)
-        .build_from_authenticator(auth)
-        .await
-        .map_err(|e| setup_error(Class::Permanent, format!("BigQuery client: {e}")))?;
-    match client
-        .table()
-        .get(&t.project, &t.dataset, &t.table, None)
-        .await
-    {
-        Ok(_) => return Ok(()),
-        Err(gcp_bigquery_client::error::BQError::ResponseError { error })
-            if error.error.code == 404 => {}
-        Err(e) => {
-            return Err(setup_error(
-                Class::Transient,
-                format!("looking up table {t}: {e}"),
-            ));
-        }
-    }
-    let mut table = Table::new(&t.project, &t.dataset, &t.table, TableSchema::new(fields));
-    if let Some(field) = &create.partition_by {
-        table.time_partitioning = Some(TimePartitioning {
-            r#type: "DAY".into(),
-            field: Some(field.clone()),
-            expiration_ms: None,
-            require_partition_filter: None,
-        });
-    }
-    if !create.cluster_by.is_empty() {
-        table.clustering = Some(Clustering {
-            fields: Some(create.cluster_by.clone()),
-        });
-    }
-    match client.table().create(table).await {
-        Ok(_) => {
-            tracing::info!(table = %t, "created the table from {}", create.schema_file.display());
-            Ok(())
-        }
-        // Created by a concurrent worker in the meantime.
-        Err(gcp_bigquery_client::error::BQError::ResponseError { error })
-            if error.error.code == 409 =>
-        {
-            Ok(())
-        }
-        Err(e) => Err(setup_error(
-            Class::Permanent,
-            format!("creating table {t}: {e}"),
-        )),
-    }
 }
 
 /// The refusal for a row no BigQuery mode can hold — a number beyond ±f64::MAX (`1e400`, which

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::*;
 use crate::error::Class;
-use crate::sink::bigquery::insert::token_error;
+use crate::sink::bigquery::api_error::token_error;
 
 struct FakeEnv(HashSet<&'static str>);
 

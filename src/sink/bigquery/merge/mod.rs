@@ -36,9 +36,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
-use super::load_job::{Fail, JobState, LoadJobs};
+use super::api_error::sink_error;
+use super::load::{JobState, LoadJobs};
+use super::rest::segment;
 use super::TableRef;
-use crate::error::{Cause, Class, Error, Stage};
+use crate::error::{Class, Error};
 
 pub use self::object::MergeStorageWrite;
 
@@ -84,10 +86,6 @@ pub struct Staging {
     pub tag: String,
 }
 
-fn merge_error(class: Class, msg: String) -> Error {
-    Error::new(Stage::Sink, class, Cause::Sink(msg))
-}
-
 /// How many times a MERGE that failed for a transient reason runs again under a new job ID
 /// (a failed MERGE inserted nothing).
 const MERGE_JOB_ATTEMPTS: u32 = 3;
@@ -119,13 +117,13 @@ impl Merger {
             .collect();
         let id = &settings.row_id_column;
         if id.is_empty() {
-            return Err(merge_error(
+            return Err(sink_error(
                 Class::Permanent,
                 "--dedup merge matches rows on their row-ID column: give --row-id-column".into(),
             ));
         }
         if !columns.iter().any(|c| c.eq_ignore_ascii_case(id)) {
-            return Err(merge_error(
+            return Err(sink_error(
                 Class::Permanent,
                 format!(
                     "--dedup merge matches rows on `{id}`, but table {t} has no such column: add \
@@ -201,9 +199,9 @@ impl Merger {
     fn tables_url(&self, t: &TableRef) -> String {
         format!(
             "{}/bigquery/v2/projects/{}/datasets/{}/tables",
-            self.jobs.base(),
-            LoadJobs::enc(&t.project),
-            LoadJobs::enc(&t.dataset)
+            self.jobs.rest().base,
+            segment(&t.project),
+            segment(&t.dataset)
         )
     }
 
@@ -224,9 +222,10 @@ impl Merger {
         let url = self.tables_url(t);
         let what = format!("creating staging table {t}");
         self.jobs
+            .rest()
             .with_retries(&what, || async {
-                let req = self.jobs.http().post(&url).json(&body);
-                let reply = self.jobs.send(self.jobs.authorized(req).await?).await?;
+                let req = self.jobs.rest().http.post(&url).json(&body);
+                let reply = self.jobs.rest().call(req).await?;
                 match reply.status {
                     200..=299 => Ok(()),
                     // Our own earlier POST, whose answer was lost: the name is ours alone.
@@ -240,13 +239,14 @@ impl Merger {
     /// Drops the staging table; a failure only leaves it to its expiration.
     pub async fn drop_staging(&self, staging: &Staging) {
         let t = &staging.table;
-        let url = format!("{}/{}", self.tables_url(t), LoadJobs::enc(&t.table));
+        let url = format!("{}/{}", self.tables_url(t), segment(&t.table));
         let what = format!("dropping staging table {t}");
         let dropped = self
             .jobs
+            .rest()
             .with_retries(&what, || async {
-                let req = self.jobs.http().delete(&url);
-                let reply = self.jobs.send(self.jobs.authorized(req).await?).await?;
+                let req = self.jobs.rest().http.delete(&url);
+                let reply = self.jobs.rest().call(req).await?;
                 match reply.status {
                     200..=299 | 404 => Ok(()),
                     _ => Err(reply.fail()),
@@ -296,7 +296,7 @@ impl Merger {
                 JobState::Failed {
                     reason, message, ..
                 } => {
-                    return Err(merge_error(
+                    return Err(sink_error(
                         Class::Permanent,
                         format!(
                             "MERGE into {} from {} failed: {reason}: {message}",
@@ -311,7 +311,7 @@ impl Merger {
                 }
             }
         }
-        Err(merge_error(
+        Err(sink_error(
             Class::Transient,
             format!(
                 "MERGE into {} failed {MERGE_JOB_ATTEMPTS} times: {last}",
@@ -334,14 +334,15 @@ impl Merger {
         });
         let url = format!(
             "{}/bigquery/v2/projects/{}/jobs",
-            self.jobs.base(),
-            LoadJobs::enc(&t.project)
+            self.jobs.rest().base,
+            segment(&t.project)
         );
         let what = format!("submitting MERGE job {job_id}");
         self.jobs
+            .rest()
             .with_retries(&what, || async {
-                let req = self.jobs.http().post(&url).json(&body);
-                let reply = self.jobs.send(self.jobs.authorized(req).await?).await?;
+                let req = self.jobs.rest().http.post(&url).json(&body);
+                let reply = self.jobs.rest().call(req).await?;
                 match reply.status {
                     200..=299 => Ok(()),
                     _ if reply.is_duplicate() => Ok(()),
@@ -360,8 +361,8 @@ impl Merger {
         let t = self.target();
         let url = format!(
             "{}/bigquery/v2/projects/{}/queries",
-            self.jobs.base(),
-            LoadJobs::enc(&t.project)
+            self.jobs.rest().base,
+            segment(&t.project)
         );
         let mut body = json!({
             "query": sql::bounds_query(&staging.table, column),
@@ -374,12 +375,12 @@ impl Merger {
         let what = format!("reading the partition bounds of {}", staging.table);
         let mut answer: Value = self
             .jobs
+            .rest()
             .with_retries(&what, || async {
-                let req = self.jobs.http().post(&url).json(&body);
-                let reply = self.jobs.send(self.jobs.authorized(req).await?).await?;
+                let req = self.jobs.rest().http.post(&url).json(&body);
+                let reply = self.jobs.rest().call(req).await?;
                 match reply.status {
-                    200..=299 => serde_json::from_slice::<Value>(&reply.body)
-                        .map_err(|e| Fail::transient(format!("unreadable answer: {e}"))),
+                    200..=299 => reply.json("answer"),
                     _ => Err(reply.fail()),
                 }
             })
@@ -389,31 +390,31 @@ impl Merger {
         while answer["jobComplete"] == json!(false) {
             polls += 1;
             if polls > 600 {
-                return Err(merge_error(
+                return Err(sink_error(
                     Class::Transient,
                     format!("{what}: still running"),
                 ));
             }
             let job_id = answer["jobReference"]["jobId"].as_str().unwrap_or_default();
-            let mut req_url = format!("{url}/{}?timeoutMs=10000", LoadJobs::enc(job_id));
+            let mut req_url = format!("{url}/{}?timeoutMs=10000", segment(job_id));
             if let Some(loc) = self.jobs.location() {
-                req_url.push_str(&format!("&location={}", LoadJobs::enc(loc)));
+                req_url.push_str(&format!("&location={}", segment(loc)));
             }
             answer = self
                 .jobs
+                .rest()
                 .with_retries(&what, || async {
-                    let req = self.jobs.http().get(&req_url);
-                    let reply = self.jobs.send(self.jobs.authorized(req).await?).await?;
+                    let req = self.jobs.rest().http.get(&req_url);
+                    let reply = self.jobs.rest().call(req).await?;
                     match reply.status {
-                        200..=299 => serde_json::from_slice::<Value>(&reply.body)
-                            .map_err(|e| Fail::transient(format!("unreadable answer: {e}"))),
+                        200..=299 => reply.json("answer"),
                         _ => Err(reply.fail()),
                     }
                 })
                 .await?;
         }
         if let Some(e) = answer["errors"].as_array().and_then(|e| e.first()) {
-            return Err(merge_error(Class::Permanent, format!("{what}: {e}")));
+            return Err(sink_error(Class::Permanent, format!("{what}: {e}")));
         }
         let row = &answer["rows"][0]["f"];
         Ok(match (row[0]["v"].as_str(), row[1]["v"].as_str()) {
@@ -421,40 +422,4 @@ impl Merger {
             _ => None,
         })
     }
-}
-
-/// `tables.get` of the target, as JSON (schema, partitioning).
-pub async fn table_resource(jobs: &LoadJobs) -> Result<Value, Error> {
-    let t = jobs.table();
-    let url = format!(
-        "{}/bigquery/v2/projects/{}/datasets/{}/tables/{}",
-        jobs.base(),
-        LoadJobs::enc(&t.project),
-        LoadJobs::enc(&t.dataset),
-        LoadJobs::enc(&t.table)
-    );
-    let what = format!("looking up table {t}");
-    jobs.with_retries(&what, || async {
-        let req = jobs.http().get(&url);
-        let reply = jobs.send(jobs.authorized(req).await?).await?;
-        match reply.status {
-            200..=299 => serde_json::from_slice::<Value>(&reply.body)
-                .map_err(|e| Fail::transient(format!("unreadable table resource: {e}"))),
-            404 => Err(Fail {
-                transient: false,
-                quota: false,
-                why: format!("table {t} does not exist (create it, or give --create-table-schema)"),
-            }),
-            _ => Err(reply.fail()),
-        }
-    })
-    .await
-    .map_err(|e| {
-        let class = if e.is_transient() {
-            Class::Transient
-        } else {
-            Class::Permanent
-        };
-        merge_error(class, e.cause.to_string())
-    })
 }

@@ -15,7 +15,7 @@ use crate::ledger::Staged;
 use crate::object::ObjectRef;
 use crate::row::Row;
 use crate::sink::bigquery::storage_write::{rpc::Rpc, StorageWrite};
-use crate::sink::bigquery::writer::Limits;
+use crate::sink::bigquery::Limits;
 use crate::sink::{Committed, ObjectWriter, Prepared, Sink};
 
 /// The sink.

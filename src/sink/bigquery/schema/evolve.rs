@@ -11,7 +11,9 @@ use serde_json::{json, Value};
 
 use super::infer::{merged, Addition};
 use crate::error::{Cause, Class, Error, Stage};
-use crate::sink::bigquery::load_job::{Fail, LoadJobs};
+use crate::sink::bigquery::api_error::Fail;
+use crate::sink::bigquery::load::LoadJobs;
+use crate::sink::bigquery::rest::segment;
 
 /// Re-reads and patches at most this many times when other workers keep winning.
 const MAX_CONFLICTS: usize = 20;
@@ -32,17 +34,18 @@ pub async fn add_columns(jobs: &LoadJobs, additions: &[Addition]) -> Result<Vec<
     let t = jobs.table().clone();
     let url = format!(
         "{}/bigquery/v2/projects/{}/datasets/{}/tables/{}",
-        jobs.base(),
-        LoadJobs::enc(&t.project),
-        LoadJobs::enc(&t.dataset),
-        LoadJobs::enc(&t.table)
+        jobs.rest().base,
+        segment(&t.project),
+        segment(&t.dataset),
+        segment(&t.table)
     );
     for _ in 0..MAX_CONFLICTS {
         let what = format!("reading the schema of {t}");
         let current: Current = jobs
+            .rest()
             .with_retries(&what, || async {
-                let req = jobs.http().get(&url);
-                let reply = jobs.send(jobs.authorized(req).await?).await?;
+                let req = jobs.rest().http.get(&url);
+                let reply = jobs.rest().call(req).await?;
                 if reply.status != 200 {
                     return Err(reply.fail());
                 }
@@ -64,12 +67,13 @@ pub async fn add_columns(jobs: &LoadJobs, additions: &[Addition]) -> Result<Vec<
         let body = json!({"schema": {"fields": wanted}});
         let what = format!("adding columns to {t}");
         let patched: Option<()> = jobs
+            .rest()
             .with_retries(&what, || async {
-                let mut req = jobs.http().patch(&url).json(&body);
+                let mut req = jobs.rest().http.patch(&url).json(&body);
                 if !current.etag.is_empty() {
                     req = req.header("If-Match", &current.etag);
                 }
-                let reply = jobs.send(jobs.authorized(req).await?).await?;
+                let reply = jobs.rest().call(req).await?;
                 match reply.status {
                     200..=299 => Ok(Some(())),
                     // Changed since we read it: read again and merge.

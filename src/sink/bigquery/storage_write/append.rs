@@ -373,7 +373,7 @@ mod tests {
             "http://127.0.0.1:9",
             None,
             std::time::Duration::from_secs(1),
-            std::sync::Arc::new(crate::sink::bigquery::insert::RetryPolicy::default()),
+            std::sync::Arc::new(crate::sink::bigquery::retry::RetryPolicy::default()),
         )
         .unwrap();
         Session {

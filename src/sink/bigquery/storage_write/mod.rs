@@ -52,7 +52,7 @@ use tokio::task::JoinHandle;
 use self::append::{proto_schema, Append, Appended, RowSource, Session};
 use self::rpc::{sink_error, Rpc};
 use super::encode::{Encoder, Field, Options};
-use super::writer::Limits;
+use super::Limits;
 use super::TableRef;
 use crate::error::{Class, Error};
 use crate::ledger::Staged;

@@ -22,7 +22,8 @@ use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::Code;
 
 use crate::error::{Cause, Class, Error, Stage};
-use crate::sink::bigquery::insert::{token_error, RetryPolicy};
+use crate::sink::bigquery::api_error::token_error;
+use crate::sink::bigquery::retry::RetryPolicy;
 
 pub const DEFAULT_STORAGE_ENDPOINT: &str = "https://bigquerystorage.googleapis.com";
 

@@ -11,48 +11,13 @@
 //! failure (reset, timeout) is ambiguous — the rows may have landed — so the whole request is
 //! resent; `insertId` lets BigQuery drop the duplicates.
 
-use std::time::Duration;
-
-use backon::{BackoffBuilder, ExponentialBuilder};
 use serde::Deserialize;
 
 use super::request::Sent;
 use crate::error::{Cause, Class, Error, Stage};
+use crate::sink::bigquery::api_error::{self, ErrorProto};
+use crate::sink::bigquery::retry::RetryPolicy;
 use crate::sink::Rejected;
-
-/// How hard to try.
-#[derive(Debug, Clone)]
-pub struct RetryPolicy {
-    /// Tries per request, the first included.
-    pub max_attempts: usize,
-    pub min_delay: Duration,
-    pub max_delay: Duration,
-    /// Multiplies the delays after `quotaExceeded`, which clears slowly.
-    pub quota_factor: u32,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            max_attempts: 5,
-            min_delay: Duration::from_millis(500),
-            max_delay: Duration::from_secs(32),
-            quota_factor: 4,
-        }
-    }
-}
-
-impl RetryPolicy {
-    pub(crate) fn delays(&self) -> impl Iterator<Item = Duration> {
-        ExponentialBuilder::default()
-            .with_min_delay(self.min_delay)
-            .with_max_delay(self.max_delay)
-            .with_factor(2.0)
-            .with_jitter()
-            .with_max_times(self.max_attempts.saturating_sub(1))
-            .build()
-    }
-}
 
 /// Where and how to send.
 #[derive(Clone)]
@@ -80,31 +45,6 @@ struct InsertError {
     errors: Vec<ErrorProto>,
 }
 
-/// BigQuery's `ErrorProto`: one reason of a failed row, request or job.
-#[derive(Deserialize, Default, Clone)]
-pub(super) struct ErrorProto {
-    #[serde(default)]
-    pub(super) reason: String,
-    #[serde(default)]
-    pub(super) location: String,
-    #[serde(default)]
-    pub(super) message: String,
-}
-
-/// The body of a Google API error answer: `{"error": {"message", "errors": [...]}}`.
-#[derive(Deserialize)]
-pub(super) struct ErrorResponse {
-    pub(super) error: ErrorBody,
-}
-
-#[derive(Deserialize)]
-pub(super) struct ErrorBody {
-    #[serde(default)]
-    pub(super) message: String,
-    #[serde(default)]
-    pub(super) errors: Vec<ErrorProto>,
-}
-
 /// What one attempt came to.
 enum Attempt {
     /// Every row written or refused for good.
@@ -121,7 +61,7 @@ pub async fn send(
     sent: Sent,
     policy: &RetryPolicy,
 ) -> Result<Vec<Rejected>, Error> {
-    let mut delays = policy.delays();
+    let mut backoff = policy.backoff();
     let mut current = sent;
     let mut rejected = Vec::new();
     let mut attempts = 0usize;
@@ -140,7 +80,7 @@ pub async fn send(
             }
             Attempt::RetryAll { why, quota } => (current, why, quota),
         };
-        let Some(mut delay) = delays.next() else {
+        let Some(delay) = backoff.next(quota) else {
             return Err(Error::new(
                 Stage::Sink,
                 Class::Transient,
@@ -150,9 +90,6 @@ pub async fn send(
                 )),
             ));
         };
-        if quota {
-            delay *= policy.quota_factor;
-        }
         tracing::debug!(table = %endpoint.table, attempt = attempts, delay_ms = delay.as_millis() as u64, "insertAll retry: {why}");
         tokio::time::sleep(delay).await;
         current = next;
@@ -170,69 +107,44 @@ async fn attempt(
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .body(sent.body.clone());
     if let Some(auth) = &endpoint.auth {
-        let token = auth.access_token().await.map_err(token_error)?;
+        let token = auth.access_token().await.map_err(api_error::token_error)?;
         req = req.bearer_auth(token);
     }
     tracing::debug!(table = %endpoint.table, rows = sent.rows.len(), bytes = sent.body.len(), "insertAll request");
-    let resp = match req.send().await {
+    // Connection refused before anything was sent, resets, timeouts: all retried; the
+    // ambiguous ones are made harmless by insertId.
+    let reply = match api_error::send(req).await {
         Ok(r) => r,
-        Err(e) => {
-            // Connection refused before anything was sent, resets, timeouts: all retried; the
-            // ambiguous ones are made harmless by insertId.
+        Err(f) => {
             return Ok(Attempt::RetryAll {
-                why: format!("request failed: {}", crate::error::error_chain(&e)),
-                quota: false,
-            });
-        }
-    };
-    let status = resp.status();
-    let bytes = match resp.bytes().await {
-        Ok(b) => b,
-        Err(e) => {
-            return Ok(Attempt::RetryAll {
-                why: format!(
-                    "reading the answer failed: {}",
-                    crate::error::error_chain(&e)
-                ),
+                why: f.why,
                 quota: false,
             })
         }
     };
-    if status.is_success() {
-        let answer: InsertAllResponse = serde_json::from_slice(&bytes).map_err(|e| {
+    if (200..300).contains(&reply.status) {
+        let answer: InsertAllResponse = serde_json::from_slice(&reply.body).map_err(|e| {
             Error::new(
                 Stage::Sink,
                 Class::Transient,
-                Cause::Sink(format!("unreadable insertAll answer (HTTP {status}): {e}")),
+                Cause::Sink(format!(
+                    "unreadable insertAll answer (HTTP {}): {e}",
+                    reply.status
+                )),
             )
         })?;
         return Ok(settle_rows(sent, answer, rejected));
     }
-    let (reason, message) = match serde_json::from_slice::<ErrorResponse>(&bytes) {
-        Ok(e) => (
-            e.error
-                .errors
-                .first()
-                .map(|p| p.reason.clone())
-                .unwrap_or_default(),
-            e.error.message,
-        ),
-        Err(_) => (
-            String::new(),
-            String::from_utf8_lossy(&bytes[..bytes.len().min(500)]).into_owned(),
-        ),
-    };
-    let why = format!("HTTP {} {reason}: {message}", status.as_u16());
-    match (status.as_u16(), reason.as_str()) {
-        (403, "quotaExceeded") => Ok(Attempt::RetryAll { why, quota: true }),
-        (429, _) | (403, "rateLimitExceeded") | (500..=599, _) | (408, _) => {
-            Ok(Attempt::RetryAll { why, quota: false })
-        }
-        _ => Err(Error::permanent(
+    match reply.fail() {
+        f if f.transient => Ok(Attempt::RetryAll {
+            why: f.why,
+            quota: f.quota,
+        }),
+        f => Err(Error::permanent(
             Stage::Sink,
             Cause::Sink(format!(
-                "BigQuery refused insertAll into {}: {why}",
-                endpoint.table
+                "BigQuery refused insertAll into {}: {}",
+                endpoint.table, f.why
             )),
         )),
     }
@@ -283,20 +195,4 @@ fn settle_rows(sent: &Sent, answer: InsertAllResponse, rejected: &mut Vec<Reject
     } else {
         Attempt::RetryRows(retry)
     }
-}
-
-/// A token endpoint that answers with an OAuth error (`invalid_grant`: a revoked or wrong key)
-/// will answer the same next time: permanent. Network trouble is transient.
-pub fn token_error(e: gcp_bigquery_client::error::BQError) -> Error {
-    use gcp_bigquery_client::error::BQError;
-    use gcp_bigquery_client::yup_oauth2::Error as Yup;
-    let class = match &e {
-        BQError::YupAuthError(Yup::AuthError(_)) | BQError::AuthError(_) => Class::Permanent,
-        _ => Class::Transient,
-    };
-    Error::new(
-        Stage::Sink,
-        class,
-        Cause::Sink(format!("cannot get a Google access token: {e}")),
-    )
 }

@@ -10,20 +10,13 @@ use tokio::runtime::Handle;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
-use super::insert::{send, Endpoint, RetryPolicy};
+use super::insert::{send, Endpoint};
 use super::request::{Batch, Flags};
 use crate::error::{Cause, Class, Error, Stage};
 use crate::row::Row;
+use crate::sink::bigquery::retry::RetryPolicy;
+use crate::sink::bigquery::{unstorable, Limits};
 use crate::sink::{Committed, ObjectWriter, Rejected};
-
-/// Limits a writer works within.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    pub batch_rows: usize,
-    /// Encoded request size to stay under (BigQuery's HTTP limit is 10 MB).
-    pub max_request_bytes: usize,
-    pub max_in_flight: usize,
-}
 
 /// Batches a sink has delivered, per object, kept until the object commits: when an object is
 /// tried again after a transient failure, the batches BigQuery already accepted are not sent
@@ -130,7 +123,7 @@ impl ObjectWriter for Writer {
     fn write_row(&mut self, row: &Row<'_>) -> Result<(), Error> {
         // A row BigQuery cannot parse would fail its whole request: refused alone, before
         // sending, with the message every BigQuery mode gives (README, "Row contract").
-        if let Some(rejected) = super::unstorable(row) {
+        if let Some(rejected) = unstorable(row) {
             self.rejected.push(rejected);
             return Ok(());
         }

@@ -1,0 +1,28 @@
+//! `--bigquery-mode load`: many objects → one load job, exactly once.
+//!
+//! The parts, in the order a run meets them:
+//! - [`plan`] cuts the listed objects into batches that fit the daily load-job budget;
+//! - [`runner`] drives each batch through the pipeline into a local NDJSON spool, holds the
+//!   objects' ledger entries back, stages them with the batch's job ID, loads, and finishes
+//!   them (or, after a crash, asks BigQuery whether the staged job loaded the rows);
+//! - [`job_id`](mod@job_id) names the job after the table and the exact set of objects, so
+//!   every worker and retry of a batch meets at one job;
+//! - [`jobs`] looks jobs up, waits for them and walks the attempts ([`LoadJobs::load`]);
+//! - [`upload`] sends the spool through Google's resumable upload, which creates the job.
+//!
+//! Requests go through the shared REST client, error classifier and retry policy
+//! (`rest`, `api_error`, [`super::retry`]); `--dedup merge` reuses
+//! [`LoadJobs`] to load into staging tables and to run its MERGE jobs.
+
+pub mod job_id;
+pub mod jobs;
+pub mod plan;
+pub mod runner;
+pub mod upload;
+
+pub use self::job_id::{job_id, ObjectKey};
+pub use self::jobs::{JobState, LoadJobOptions, LoadJobs, Loaded, Submitted, MAX_JOB_ATTEMPTS};
+pub use self::upload::{CHUNK_GRANULARITY, DEFAULT_CHUNK_BYTES};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,179 @@
+//! The table itself: reading a schema file, looking the table up, creating it when missing.
+//!
+//! Two lookups, for two callers: `get` through `gcp-bigquery-client`'s typed `Table` (its
+//! schema feeds the row encoder, at start, not retried: a failure stops the run before any
+//! object), and [`resource`] as JSON through the shared REST client, retried (`--dedup merge`
+//! reads partitioning from it).
+
+use std::sync::Arc;
+
+use gcp_bigquery_client::auth::Authenticator;
+use gcp_bigquery_client::model::clustering::Clustering;
+use gcp_bigquery_client::model::table::Table;
+use gcp_bigquery_client::model::table_field_schema::TableFieldSchema;
+use gcp_bigquery_client::model::table_schema::TableSchema;
+use gcp_bigquery_client::model::time_partitioning::TimePartitioning;
+use gcp_bigquery_client::Client;
+use serde_json::Value;
+
+use super::api_error::{sink_error, Fail};
+use super::load::LoadJobs;
+use super::rest::segment;
+use super::{Connected, CreateTable, TableRef};
+use crate::error::{Class, Error};
+
+/// `gcp-bigquery-client`'s client on the connection's base URL and HTTP client.
+async fn client(
+    base: &str,
+    http: reqwest::Client,
+    auth: Option<Arc<dyn Authenticator>>,
+) -> Result<Client, Error> {
+    let auth: Arc<dyn Authenticator> = match auth {
+        Some(a) => a,
+        None => Arc::new(Anonymous),
+    };
+    gcp_bigquery_client::client_builder::ClientBuilder::new()
+        .with_v2_base_url(format!("{base}/bigquery/v2"))
+        .with_client(http)
+        .build_from_authenticator(auth)
+        .await
+        .map_err(|e| sink_error(Class::Permanent, format!("BigQuery client: {e}")))
+}
+
+/// `tables.get` of `t`; a missing table is permanent.
+pub(crate) async fn get(c: &Connected, t: &TableRef) -> Result<Table, Error> {
+    client(&c.base, c.http.clone(), c.auth.clone())
+        .await?
+        .table()
+        .get(&t.project, &t.dataset, &t.table, None)
+        .await
+        .map_err(|e| match &e {
+            gcp_bigquery_client::error::BQError::ResponseError { error }
+                if error.error.code == 404 =>
+            {
+                sink_error(
+                    Class::Permanent,
+                    format!("table {t} does not exist (create it, or give --create-table-schema)"),
+                )
+            }
+            _ => sink_error(Class::Transient, format!("looking up table {t}: {e}")),
+        })
+}
+
+/// No-auth stand-in for the crate's client when requests go out unauthenticated.
+#[derive(Clone)]
+struct Anonymous;
+
+#[async_trait::async_trait]
+impl Authenticator for Anonymous {
+    async fn access_token(&self) -> Result<String, gcp_bigquery_client::error::BQError> {
+        Ok(String::new())
+    }
+}
+
+/// Reads a BigQuery JSON schema file (a list of fields, or `{"fields": [...]}`).
+pub fn read_schema(path: &std::path::Path) -> Result<Vec<TableFieldSchema>, Error> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| sink_error(Class::Permanent, format!("schema {}: {e}", path.display())))?;
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum SchemaFile {
+        List(Vec<TableFieldSchema>),
+        Wrapped { fields: Vec<TableFieldSchema> },
+    }
+    match serde_json::from_slice::<SchemaFile>(&bytes) {
+        Ok(SchemaFile::List(f)) | Ok(SchemaFile::Wrapped { fields: f }) => Ok(f),
+        Err(e) => Err(sink_error(
+            Class::Permanent,
+            format!(
+                "schema {} is not a BigQuery JSON schema: {e}",
+                path.display()
+            ),
+        )),
+    }
+}
+
+/// Creates table `t` from `create`'s schema file unless it exists; a table a concurrent worker
+/// created in the meantime counts as existing.
+pub(crate) async fn create_if_missing(
+    base: &str,
+    http: reqwest::Client,
+    auth: Option<Arc<dyn Authenticator>>,
+    t: &TableRef,
+    create: &CreateTable,
+) -> Result<(), Error> {
+    let fields = read_schema(&create.schema_file)?;
+    let client = client(base, http, auth).await?;
+    match client
+        .table()
+        .get(&t.project, &t.dataset, &t.table, None)
+        .await
+    {
+        Ok(_) => return Ok(()),
+        Err(gcp_bigquery_client::error::BQError::ResponseError { error })
+            if error.error.code == 404 => {}
+        Err(e) => {
+            return Err(sink_error(
+                Class::Transient,
+                format!("looking up table {t}: {e}"),
+            ));
+        }
+    }
+    let mut table = Table::new(&t.project, &t.dataset, &t.table, TableSchema::new(fields));
+    if let Some(field) = &create.partition_by {
+        table.time_partitioning = Some(TimePartitioning {
+            r#type: "DAY".into(),
+            field: Some(field.clone()),
+            expiration_ms: None,
+            require_partition_filter: None,
+        });
+    }
+    if !create.cluster_by.is_empty() {
+        table.clustering = Some(Clustering {
+            fields: Some(create.cluster_by.clone()),
+        });
+    }
+    match client.table().create(table).await {
+        Ok(_) => {
+            tracing::info!(table = %t, "created the table from {}", create.schema_file.display());
+            Ok(())
+        }
+        // Created by a concurrent worker in the meantime.
+        Err(gcp_bigquery_client::error::BQError::ResponseError { error })
+            if error.error.code == 409 =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(sink_error(
+            Class::Permanent,
+            format!("creating table {t}: {e}"),
+        )),
+    }
+}
+
+/// `tables.get` of the load client's table, as JSON (schema, partitioning), retried per the
+/// policy: what `--dedup merge` checks the target against.
+pub async fn resource(jobs: &LoadJobs) -> Result<Value, Error> {
+    let t = jobs.table();
+    let url = format!(
+        "{}/bigquery/v2/projects/{}/datasets/{}/tables/{}",
+        jobs.rest().base,
+        segment(&t.project),
+        segment(&t.dataset),
+        segment(&t.table)
+    );
+    let what = format!("looking up table {t}");
+    jobs.rest()
+        .with_retries(&what, || async {
+            let req = jobs.rest().http.get(&url);
+            let reply = jobs.rest().call(req).await?;
+            match reply.status {
+                200..=299 => reply.json("table resource"),
+                404 => Err(Fail::permanent(format!(
+                    "table {t} does not exist (create it, or give --create-table-schema)"
+                ))),
+                _ => Err(reply.fail()),
+            }
+        })
+        .await
+}
