@@ -698,3 +698,29 @@ fn until_empty_drains_the_queue_and_exits_by_itself() {
     rows.sort();
     assert_eq!(rows, vec![5, 7]);
 }
+
+/// A blank `AWS_ENDPOINT_URL` (an empty entry in a container's environment) means "not set":
+/// the worker reports the unreachable queue as an error instead of panicking in the SDK.
+#[test]
+fn a_blank_endpoint_variable_is_treated_as_unset_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = crate::support::bin()
+        .current_dir(dir.path())
+        .env("AWS_ENDPOINT_URL", "")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "x")
+        .env("AWS_SECRET_ACCESS_KEY", "y")
+        .args([
+            "worker",
+            "--queue",
+            "http://127.0.0.1:9/123/q",
+            "--sink",
+            "ndjson:o",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("error: SQS queue"), "{stderr}");
+}
