@@ -151,25 +151,12 @@ impl Queue {
             .set_entries(Some(entries))
             .send()
             .await;
-        let failures: Vec<EntryFailure> = match result {
-            Ok(out) => out
-                .failed()
-                .iter()
-                .map(|f| EntryFailure {
-                    index: f.id().parse().unwrap_or(usize::MAX),
-                    why: format!("{}: {}", f.code(), f.message().unwrap_or("")),
-                })
-                .collect(),
-            Err(e) => {
-                let why = format!("{}", aws_sdk_sqs::error::DisplayErrorContext(e));
-                (0..receipts.len())
-                    .map(|index| EntryFailure {
-                        index,
-                        why: why.clone(),
-                    })
-                    .collect()
-            }
-        };
+        let failures = batch_failures(
+            result
+                .map(|out| out.failed().to_vec())
+                .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string()),
+            receipts.len(),
+        );
         self.metrics.delete_errors.inc_by(failures.len() as u64);
         failures
     }
@@ -203,27 +190,37 @@ impl Queue {
             .set_entries(Some(entries))
             .send()
             .await;
-        let failures: Vec<EntryFailure> = match result {
-            Ok(out) => out
-                .failed()
-                .iter()
-                .map(|f| EntryFailure {
-                    index: f.id().parse().unwrap_or(usize::MAX),
-                    why: format!("{}: {}", f.code(), f.message().unwrap_or("")),
-                })
-                .collect(),
-            Err(e) => {
-                let why = format!("{}", aws_sdk_sqs::error::DisplayErrorContext(e));
-                (0..changes.len())
-                    .map(|index| EntryFailure {
-                        index,
-                        why: why.clone(),
-                    })
-                    .collect()
-            }
-        };
+        let failures = batch_failures(
+            result
+                .map(|out| out.failed().to_vec())
+                .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string()),
+            changes.len(),
+        );
         self.metrics.visibility_errors.inc_by(failures.len() as u64);
         failures
+    }
+}
+
+/// What a batch call (delete, change visibility) failed: the entries SQS refused, or every
+/// one of the `entries` when the call itself failed.
+fn batch_failures(
+    failed: Result<Vec<aws_sdk_sqs::types::BatchResultErrorEntry>, String>,
+    entries: usize,
+) -> Vec<EntryFailure> {
+    match failed {
+        Ok(failed) => failed
+            .iter()
+            .map(|f| EntryFailure {
+                index: f.id().parse().unwrap_or(usize::MAX),
+                why: format!("{}: {}", f.code(), f.message().unwrap_or("")),
+            })
+            .collect(),
+        Err(why) => (0..entries)
+            .map(|index| EntryFailure {
+                index,
+                why: why.clone(),
+            })
+            .collect(),
     }
 }
 
