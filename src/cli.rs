@@ -1269,7 +1269,8 @@ async fn finish_run(
         )
         .await?;
         let merger = match &config.merge {
-            Some(settings) => Some(bigquery::connect_merger(&config, settings).await?),
+            // The load client just made serves the merges too: no second connection.
+            Some(settings) => Some(bigquery::connect_merger(loads.clone(), settings).await?),
             None => None,
         };
         let run = bigquery::load::runner::LoadRun {

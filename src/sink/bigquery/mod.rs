@@ -243,7 +243,10 @@ pub async fn connect(config: Config) -> Result<Arc<dyn Sink>, Error> {
                 }
             };
             let merger = match &config.merge {
-                Some(settings) => Some(connect_merger(&config, settings).await?),
+                Some(settings) => {
+                    let (loads, _) = connect_load(&config, Duration::from_millis(500)).await?;
+                    Some(connect_merger(loads, settings).await?)
+                }
                 None => None,
             };
             let c = connect_rest(&config).await?;
@@ -279,11 +282,11 @@ pub async fn connect(config: Config) -> Result<Arc<dyn Sink>, Error> {
 
 /// `--dedup merge`: the merger for the target, once the table is known to take it (it has
 /// the row-ID column; its partitioning bounds each MERGE).
+/// `loads` is the target's load-job client (load mode's own, or one made for the merges).
 pub async fn connect_merger(
-    config: &Config,
+    loads: Arc<load::LoadJobs>,
     settings: &merge::Settings,
 ) -> Result<Arc<merge::Merger>, Error> {
-    let (loads, _) = connect_load(config, Duration::from_millis(500)).await?;
     let table = table::resource(&loads).await?;
     Ok(Arc::new(merge::Merger::new(loads, &table, settings)?))
 }

@@ -65,7 +65,6 @@ impl Sink for MergeStorageWrite {
             handle: self.handle.clone(),
             object: object.clone(),
             open: None,
-            rows: 0,
         }))
     }
 
@@ -93,7 +92,6 @@ struct MergeWriter {
     /// The staging table and its writer, made with the first row: an object without rows
     /// needs neither.
     open: Option<Open>,
-    rows: u64,
 }
 
 impl Drop for MergeWriter {
@@ -131,7 +129,6 @@ impl MergeWriter {
 
 impl ObjectWriter for MergeWriter {
     fn write_row(&mut self, row: &Row<'_>) -> Result<(), Error> {
-        self.rows += 1;
         self.ensure_open()?.writer.write_row(row)
     }
 
