@@ -25,7 +25,7 @@ use firehose_replay::runner::{self, Job, Summary};
 use firehose_replay::runner::{Progress, Shared};
 use firehose_replay::sink::bigquery::auth::CredentialSource;
 use firehose_replay::sink::bigquery::insert_all::request::Flags;
-use firehose_replay::sink::bigquery::{self, CreateTable, TableRef};
+use firehose_replay::sink::bigquery::{self, CreateSchema, CreateTable, TableRef};
 use firehose_replay::sink::SinkSpec;
 use firehose_replay::source::local::{locate, LocalStore};
 use firehose_replay::source::s3::{S3Store, S3Uri};
@@ -496,6 +496,20 @@ pub(crate) struct BigQueryOpts {
         value_delimiter = ','
     )]
     cluster_by: Vec<String>,
+    /// add-columns: a record with fields the table lacks adds them as NULLABLE columns (types
+    /// from the JSON values; nested fields inside RECORDs too), then is written; off: such a
+    /// record is a record error (or loses the fields with --ignore-unknown-values).
+    #[arg(
+        long,
+        global = true,
+        env = "FIREHOSE_REPLAY_SCHEMA_EVOLUTION",
+        default_value = "off"
+    )]
+    schema_evolution: bigquery::SchemaEvolution,
+    /// auto: a missing table is created from the schema inferred from the rows, plus the row-ID
+    /// and metadata columns (--partition-by, --cluster-by apply).
+    #[arg(long, global = true, env = "FIREHOSE_REPLAY_CREATE_TABLE", value_parser = ["auto"])]
+    create_table: Option<String>,
 }
 
 impl BigQueryOpts {
@@ -530,14 +544,17 @@ impl BigQueryOpts {
             .clone()
             .filter(|e| !e.is_empty());
         c.location = self.bigquery_location.clone().filter(|l| !l.is_empty());
-        c.create_table = self
-            .create_table_schema
-            .clone()
-            .map(|schema_file| CreateTable {
-                schema_file,
-                partition_by: self.partition_by.clone(),
-                cluster_by: self.cluster_by.clone(),
-            });
+        let schema = match (&self.create_table_schema, self.create_table.as_deref()) {
+            (Some(file), _) => Some(CreateSchema::File(file.clone())),
+            (None, Some("auto")) => Some(CreateSchema::Auto),
+            _ => None,
+        };
+        c.create_table = schema.map(|schema| CreateTable {
+            schema,
+            partition_by: self.partition_by.clone(),
+            cluster_by: self.cluster_by.clone(),
+        });
+        c.schema_evolution = self.schema_evolution;
         c
     }
 }
@@ -901,6 +918,23 @@ fn refuse_colliding_columns(opts: &Opts) -> anyhow::Result<()> {
         bail!(
             "--dedup merge merges into a BigQuery table (--sink bigquery:…); other sinks are kept \
              exact by the ledger"
+        );
+    }
+    refuse_load_mode_conflicts(opts)
+}
+
+/// Load-mode combinations of issue 18's flags that cannot work.
+fn refuse_load_mode_conflicts(opts: &Opts) -> anyhow::Result<()> {
+    let b = &opts.bigquery;
+    if b.create_table.is_some() && b.create_table_schema.is_some() {
+        bail!("--create-table auto and --create-table-schema FILE: give one of them");
+    }
+    let evolving =
+        b.schema_evolution == bigquery::SchemaEvolution::AddColumns || b.create_table.is_some();
+    if opts.load_mode() && b.dedup == bigquery::merge::Dedup::Merge && evolving {
+        bail!(
+            "--dedup merge in --bigquery-mode load stages rows in a copy of the table's schema: \
+             it does not take --schema-evolution add-columns or --create-table auto"
         );
     }
     Ok(())
@@ -1281,6 +1315,23 @@ async fn finish_run(
             bounds: opts.bigquery.load_bounds(),
             concurrency,
             spool_dir: None,
+            growth: bigquery::load::schema::Growth {
+                add_columns: config.schema_evolution == bigquery::SchemaEvolution::AddColumns,
+                create: match &config.create_table {
+                    Some(CreateTable {
+                        schema: CreateSchema::Auto,
+                        partition_by,
+                        cluster_by,
+                    }) => Some(bigquery::load::schema::CreateLayout {
+                        partition_by: partition_by.clone(),
+                        cluster_by: cluster_by.clone(),
+                    }),
+                    _ => None,
+                },
+                options: bigquery::encode::Options {
+                    ignore_unknown_values: config.flags.ignore_unknown_values,
+                },
+            },
         };
         bigquery::load::runner::run(jobs, run, stop.clone()).await
     } else if let Some(feed) = listed {

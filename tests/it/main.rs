@@ -16,6 +16,7 @@ mod h2_proxy;
 mod invoke;
 mod lambda;
 mod lambda_runtime;
+mod load_evolution;
 mod merge;
 mod moto;
 mod paths;

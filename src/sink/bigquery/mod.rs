@@ -120,13 +120,46 @@ impl fmt::Display for Mode {
 }
 
 /// Creating the table when it is missing.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct CreateTable {
-    /// A BigQuery JSON schema file: `[{"name","type","mode"?,"fields"?}]` or `{"fields":[…]}`.
-    pub schema_file: std::path::PathBuf,
+    pub schema: CreateSchema,
     /// Day-partition on this TIMESTAMP/DATE column.
     pub partition_by: Option<String>,
     pub cluster_by: Vec<String>,
+}
+
+/// Where a created table's schema comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreateSchema {
+    /// `--create-table-schema FILE`: a BigQuery JSON schema file,
+    /// `[{"name","type","mode"?,"fields"?}]` or `{"fields":[…]}`.
+    File(std::path::PathBuf),
+    /// `--create-table auto`: inferred from the rows (plus the row-ID and metadata columns).
+    Auto,
+}
+
+/// `--schema-evolution`: whether fields the table lacks become columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SchemaEvolution {
+    /// A field the table lacks is a record error (or dropped with `--ignore-unknown-values`).
+    #[default]
+    Off,
+    /// Fields the table lacks are added as NULLABLE columns (types inferred from the values).
+    AddColumns,
+}
+
+impl FromStr for SchemaEvolution {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "off" => Ok(SchemaEvolution::Off),
+            "add-columns" => Ok(SchemaEvolution::AddColumns),
+            _ => Err(format!(
+                "unknown schema evolution `{s}` (expected off or add-columns)"
+            )),
+        }
+    }
 }
 
 /// Limits a writer works within (insert-all requests; Storage Write appends).
@@ -159,6 +192,8 @@ pub struct Config {
     /// `--dedup merge`: rows reach the table through a staging table and a MERGE on the row
     /// ID (storage-write and load only).
     pub merge: Option<merge::Settings>,
+    /// `--schema-evolution`.
+    pub schema_evolution: SchemaEvolution,
 }
 
 impl Config {
@@ -180,6 +215,7 @@ impl Config {
             storage_endpoint: None,
             location: None,
             merge: None,
+            schema_evolution: SchemaEvolution::Off,
         }
     }
 }
@@ -210,8 +246,27 @@ pub(crate) async fn connect_rest(config: &Config) -> Result<Connected, Error> {
         a.access_token().await.map_err(api_error::token_error)?;
         tracing::debug!("Google access token obtained");
     }
-    if let Some(create) = &config.create_table {
-        table::create_if_missing(&base, http.clone(), auth.clone(), &config.table, create).await?;
+    match config.create_table.as_ref().map(|c| (c, &c.schema)) {
+        Some((create, CreateSchema::File(file))) => {
+            table::create_if_missing(
+                &base,
+                http.clone(),
+                auth.clone(),
+                &config.table,
+                create,
+                file,
+            )
+            .await?
+        }
+        // Load mode creates the table with its first job, from the rows (`load::schema`).
+        Some((_, CreateSchema::Auto)) if config.mode == Mode::Load => {}
+        Some((_, CreateSchema::Auto)) => {
+            return Err(setup_error(
+                Class::Permanent,
+                "--create-table auto works with --bigquery-mode load (on this branch)".into(),
+            ))
+        }
+        None => {}
     }
     Ok(Connected { base, http, auth })
 }
@@ -299,7 +354,31 @@ pub async fn connect_load(
 ) -> Result<(Arc<load::LoadJobs>, Arc<encode::Encoder>), Error> {
     let c = connect_rest(config).await?;
     let t = &config.table;
-    let table = table::get(&c, t).await?;
+    let auto = matches!(
+        &config.create_table,
+        Some(CreateTable {
+            schema: CreateSchema::Auto,
+            ..
+        })
+    );
+    let table = match table::get(&c, t).await {
+        Ok(table) => table,
+        // `--create-table auto`: the first batch's job creates it (`load::schema`); its
+        // schema is read per batch, so this stand-in is never used.
+        Err(e) if auto && e.class == Class::Permanent => {
+            use gcp_bigquery_client::model::{
+                table_field_schema::TableFieldSchema, table_schema::TableSchema,
+            };
+            let stand_in = vec![TableFieldSchema::string("_TABLE_no_columns_yet")];
+            gcp_bigquery_client::model::table::Table::new(
+                &t.project,
+                &t.dataset,
+                &t.table,
+                TableSchema::new(stand_in),
+            )
+        }
+        Err(e) => return Err(e),
+    };
     let fields = table
         .schema
         .fields

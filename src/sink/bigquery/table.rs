@@ -101,8 +101,9 @@ pub(crate) async fn create_if_missing(
     auth: Option<Arc<dyn Authenticator>>,
     t: &TableRef,
     create: &CreateTable,
+    schema_file: &std::path::Path,
 ) -> Result<(), Error> {
-    let fields = read_schema(&create.schema_file)?;
+    let fields = read_schema(schema_file)?;
     let client = client(base, http, auth).await?;
     match client
         .table()
@@ -135,7 +136,7 @@ pub(crate) async fn create_if_missing(
     }
     match client.table().create(table).await {
         Ok(_) => {
-            tracing::info!(table = %t, "created the table from {}", create.schema_file.display());
+            tracing::info!(table = %t, "created the table from {}", schema_file.display());
             Ok(())
         }
         // Created by a concurrent worker in the meantime.

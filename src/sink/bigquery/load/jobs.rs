@@ -125,6 +125,10 @@ pub struct LoadJobs {
     pub(super) ignore_unknown_values: bool,
     pub(super) chunk_bytes: usize,
     pub(super) schema: Option<serde_json::Value>,
+    /// `schemaUpdateOptions: ["ALLOW_FIELD_ADDITION"]`: the schema adds columns.
+    pub(super) allow_field_addition: bool,
+    /// `CREATE_IF_NEEDED` with this layout (`--create-table auto`); else `CREATE_NEVER`.
+    pub(super) create: Option<super::schema::CreateLayout>,
 }
 
 /// The parts of BigQuery's Job resource that decide what to do next.
@@ -246,6 +250,8 @@ impl LoadJobs {
             ignore_unknown_values: options.ignore_unknown_values,
             chunk_bytes,
             schema: options.schema,
+            allow_field_addition: false,
+            create: None,
         }
     }
 
@@ -264,7 +270,32 @@ impl LoadJobs {
             ignore_unknown_values: self.ignore_unknown_values,
             chunk_bytes: self.chunk_bytes,
             schema: self.schema.clone(),
+            allow_field_addition: self.allow_field_addition,
+            create: self.create.clone(),
         }
+    }
+
+    /// The same client for one batch's job whose schema grew: `fields` on the job,
+    /// `ALLOW_FIELD_ADDITION` when they add columns, and `create` for a table the job creates.
+    /// The job ID does not change with any of these (see [`super::schema`]).
+    pub fn for_batch(
+        &self,
+        fields: Vec<serde_json::Value>,
+        allow_field_addition: bool,
+        ignore_unknown_values: bool,
+        create: Option<super::schema::CreateLayout>,
+    ) -> LoadJobs {
+        LoadJobs {
+            schema: Some(serde_json::Value::Array(fields)),
+            allow_field_addition,
+            ignore_unknown_values,
+            create,
+            ..self.with_table(self.table.clone())
+        }
+    }
+
+    pub(crate) fn ignores_unknown_values(&self) -> bool {
+        self.ignore_unknown_values
     }
 
     /// The REST client, endpoint and retry policy (`--dedup merge` sends its requests
@@ -371,6 +402,20 @@ impl LoadJobs {
         if let Some(schema) = &self.schema {
             // The table's own schema, so that only its columns are read from the rows.
             job["configuration"]["load"]["schema"] = json!({ "fields": schema });
+        }
+        let load = &mut job["configuration"]["load"];
+        if self.allow_field_addition {
+            load["schemaUpdateOptions"] = json!(["ALLOW_FIELD_ADDITION"]);
+        }
+        if let Some(create) = &self.create {
+            // `--create-table auto`: asked for, so a missing table is the point, not a typo.
+            load["createDisposition"] = json!("CREATE_IF_NEEDED");
+            if let Some(field) = &create.partition_by {
+                load["timePartitioning"] = json!({"type": "DAY", "field": field});
+            }
+            if !create.cluster_by.is_empty() {
+                load["clustering"] = json!({"fields": create.cluster_by});
+            }
         }
         job
     }

@@ -8,6 +8,8 @@
 //! - [`job_id`](mod@job_id) names the job after the table and the exact set of objects, so
 //!   every worker and retry of a batch meets at one job;
 //! - [`jobs`] looks jobs up, waits for them and walks the attempts ([`LoadJobs::load`]);
+//! - [`schema`] grows a batch's schema from its records (`--schema-evolution add-columns`,
+//!   `--create-table auto`): the job carries it;
 //! - [`upload`] sends the spool through Google's resumable upload, which creates the job.
 //!
 //! Requests go through the shared REST client, error classifier and retry policy
@@ -18,6 +20,7 @@ pub mod job_id;
 pub mod jobs;
 pub mod plan;
 pub mod runner;
+pub mod schema;
 pub mod upload;
 
 pub use self::job_id::{job_id, ObjectKey};

@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use tokio::runtime::Handle;
 
 use super::plan::{plan, Bounds};
+use super::schema::{self as batch_schema, BatchSchema, Current, Growth};
 use super::{job_id, JobState, LoadJobs, ObjectKey, MAX_JOB_ATTEMPTS};
 use crate::error::{Cause, Class, Error, Stage};
 use crate::ledger::{identity, Begin, Claim, Finished, Ledger, Staged};
@@ -70,7 +71,8 @@ struct Spooled {
 /// object under `dir`.
 struct Spool {
     dir: PathBuf,
-    encoder: Arc<Encoder>,
+    /// The batch's schema: the rows are checked against it, and (growing) widen it.
+    schema: Arc<BatchSchema>,
     loads: Arc<LoadJobs>,
     handle: Handle,
     spooled: Mutex<HashMap<(String, String, String), Spooled>>,
@@ -85,6 +87,8 @@ struct SpoolWriter {
     rows: u64,
     rejected: Vec<Rejected>,
     scratch: Vec<u8>,
+    /// The encoder this writer checks rows with (the batch's, as of its last refusal).
+    seen: Current,
 }
 
 fn spool_error(path: &Path, e: std::io::Error) -> Error {
@@ -113,6 +117,7 @@ impl Sink for SpoolSink {
             rows: 0,
             rejected: Vec::new(),
             scratch: Vec::new(),
+            seen: self.0.schema.current(),
         }))
     }
 
@@ -146,7 +151,12 @@ impl ObjectWriter for SpoolWriter {
         }
         let json = row.to_vec();
         self.scratch.clear();
-        if let Err(why) = self.spool.encoder.encode(&json, &mut self.scratch) {
+        let checked = match self.seen.encoder.encode(&json, &mut self.scratch) {
+            Ok(()) => Ok(()),
+            // Only refused rows take the lock (and, growing, are parsed).
+            Err(why) => self.spool.schema.refused(&json, why, &mut self.seen),
+        };
+        if let Err(why) = checked {
             self.rejected.push(Rejected {
                 ordinal: row.ordinal,
                 byte_offset: row.byte_offset,
@@ -322,6 +332,9 @@ pub struct LoadRun {
     pub spool_dir: Option<PathBuf>,
     /// `--dedup merge`: each batch is loaded into a staging table and merged from there.
     pub merger: Option<Arc<Merger>>,
+    /// `--schema-evolution add-columns`, `--create-table auto`: each batch reads the table's
+    /// schema and its records may widen it (else `encoder` checks every row).
+    pub growth: Growth,
 }
 
 fn batch_failure(object: ObjectRef, error: &Error) -> Box<ObjectFailure> {
@@ -399,6 +412,17 @@ fn sweep_stale_spools() {
     });
 }
 
+/// Every object of a batch that could not start, failed with `error`.
+fn fail_all(jobs: Vec<Job>, run: &LoadRun, error: &Error) -> Summary {
+    let mut summary = Summary::default();
+    for job in jobs {
+        let failure = batch_failure(job.object, error);
+        let _ = settle_failure(&failure, &run.shared.dead_letters);
+        summary.failures.push(failure);
+    }
+    summary
+}
+
 async fn run_batch(
     jobs: Vec<Job>,
     run: &LoadRun,
@@ -423,18 +447,21 @@ async fn run_batch(
                 Class::Transient,
                 Cause::Sink(format!("spool directory: {e}")),
             );
-            let mut summary = Summary::default();
-            for job in jobs {
-                let failure = batch_failure(job.object, &error);
-                let _ = settle_failure(&failure, &run.shared.dead_letters);
-                summary.failures.push(failure);
-            }
-            return summary;
+            return fail_all(jobs, run, &error);
         }
     };
+    let schema = if run.growth.active() {
+        match batch_schema::for_batch(&run.loads, &run.growth, &run.shared.settings).await {
+            Ok(s) => s,
+            Err(error) => return fail_all(jobs, run, &error),
+        }
+    } else {
+        BatchSchema::fixed(run.encoder.clone())
+    };
+    let schema = Arc::new(schema);
     let spool = Arc::new(Spool {
         dir: dir.path().to_path_buf(),
-        encoder: run.encoder.clone(),
+        schema: schema.clone(),
         loads: run.loads.clone(),
         handle: Handle::current(),
         spooled: Mutex::default(),
@@ -507,7 +534,7 @@ async fn run_batch(
     let rows: u64 = to_load.iter().map(|(_, s)| s.rows).sum();
     let outcome = match &run.merger {
         Some(merger) => merge_batch(run, merger, dir.path(), &to_load, &keys, &first).await,
-        None => load_batch(run, dir.path(), &to_load, &keys, &first)
+        None => load_batch(run, &schema, dir.path(), &to_load, &keys, &first)
             .await
             .map(|job| (job, rows)),
     };
@@ -553,6 +580,7 @@ async fn run_batch(
 /// Stages every object with the job chain, builds the upload file and loads it.
 async fn load_batch(
     run: &LoadRun,
+    schema: &BatchSchema,
     dir: &Path,
     to_load: &[(HeldFinish, Spooled)],
     keys: &[ObjectKey],
@@ -584,7 +612,14 @@ async fn load_batch(
         ledger_blocking(move || ledger.stage(&object, &claim, &s)).await?;
     }
     let upload = concat_spools(dir, to_load).await?;
-    let loaded = run.loads.load(keys, &upload).await?;
+    let loaded = if run.growth.active() {
+        // The table as it is now, plus what the batch's records added (or the batch's schema
+        // for a table the job creates); the job ID stays the batch's.
+        let loads = batch_schema::job_client(&run.loads, schema, &run.growth).await?;
+        loads.load(keys, &upload).await?
+    } else {
+        run.loads.load(keys, &upload).await?
+    };
     Ok(loaded.job_id)
 }
 

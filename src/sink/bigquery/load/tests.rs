@@ -779,3 +779,48 @@ async fn requests_carry_the_bearer_token_and_throttling_is_retried() {
         .iter()
         .all(|s| s.header("Authorization") == Some("Bearer tok-123")));
 }
+
+/// What a grown batch's job asks BigQuery for: its schema (the seed's REQUIRED row ID too),
+/// `ALLOW_FIELD_ADDITION` only when it adds columns, `CREATE_IF_NEEDED` with the layout only
+/// for a table it creates — and the same job ID as the batch would get without any of it.
+#[test]
+fn a_grown_batch_job_carries_its_schema_update_options_and_layout() {
+    let base = LoadJobs::new(
+        reqwest::Client::new(),
+        "http://127.0.0.1:1",
+        None,
+        table(),
+        LoadJobOptions::default(),
+    );
+    let plain = base.job_resource("j")["configuration"]["load"].clone();
+    assert_eq!(plain["createDisposition"], "CREATE_NEVER");
+    assert!(plain.get("schemaUpdateOptions").is_none());
+
+    let fields = vec![
+        json!({"name": "_row_id", "type": "STRING", "mode": "REQUIRED"}),
+        json!({"name": "note", "type": "STRING", "mode": "NULLABLE"}),
+    ];
+    let adding = base.for_batch(fields.clone(), true, true, None);
+    let load = adding.job_resource("j")["configuration"]["load"].clone();
+    assert_eq!(load["schemaUpdateOptions"], json!(["ALLOW_FIELD_ADDITION"]));
+    assert_eq!(load["schema"]["fields"], json!(fields));
+    assert_eq!(load["createDisposition"], "CREATE_NEVER");
+    assert_eq!(load["ignoreUnknownValues"], true);
+    assert!(load.get("timePartitioning").is_none());
+
+    let layout = super::schema::CreateLayout {
+        partition_by: Some("event_time".into()),
+        cluster_by: vec!["event_type".into()],
+    };
+    let creating = base.for_batch(fields.clone(), false, true, Some(layout));
+    let load = creating.job_resource("j")["configuration"]["load"].clone();
+    assert_eq!(load["createDisposition"], "CREATE_IF_NEEDED");
+    assert_eq!(
+        load["timePartitioning"],
+        json!({"type": "DAY", "field": "event_time"})
+    );
+    assert_eq!(load["clustering"], json!({"fields": ["event_type"]}));
+    assert_eq!(load["schema"]["fields"][0]["mode"], "REQUIRED");
+    assert!(load.get("schemaUpdateOptions").is_none());
+    assert_eq!(creating.table(), base.table());
+}
