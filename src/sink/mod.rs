@@ -89,7 +89,8 @@ pub enum SinkSpec {
     Ndjson(std::path::PathBuf),
     /// `stdout` — rows as NDJSON on standard output.
     Stdout,
-    /// `bigquery:PROJECT.DATASET.TABLE` — streaming inserts.
+    /// `bigquery:PROJECT.DATASET.TABLE` — TABLE may hold routing placeholders
+    /// (`events_{detail.type}`, see [`bigquery::route`]).
     BigQuery(bigquery::TableRef),
 }
 
@@ -101,7 +102,10 @@ impl FromStr for SinkSpec {
             return Ok(SinkSpec::Stdout);
         }
         if let Some(t) = s.strip_prefix("bigquery:") {
-            return Ok(SinkSpec::BigQuery(t.parse()?));
+            let table: bigquery::TableRef = t.parse()?;
+            // A routing template must be well formed before anything runs.
+            bigquery::route::Template::new(&table)?;
+            return Ok(SinkSpec::BigQuery(table));
         }
         if let Some(dir) = s.strip_prefix("ndjson:") {
             if dir.is_empty() {

@@ -24,6 +24,7 @@ pub mod load;
 pub mod merge;
 pub(crate) mod rest;
 pub mod retry;
+pub mod route;
 pub mod schema;
 pub mod storage_write;
 pub mod table;
@@ -44,7 +45,8 @@ use crate::error::{Class, Error};
 
 pub const DEFAULT_ENDPOINT: &str = "https://bigquery.googleapis.com";
 
-/// `PROJECT.DATASET.TABLE` (BigQuery's notation; `PROJECT:DATASET.TABLE` is accepted too).
+/// `PROJECT.DATASET.TABLE` (BigQuery's notation; `PROJECT:DATASET.TABLE` is accepted too). TABLE
+/// may be a routing template ([`route::Template`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableRef {
     pub project: String,
@@ -58,8 +60,9 @@ impl FromStr for TableRef {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || format!("`{s}` is not a table: expected PROJECT.DATASET.TABLE");
         // Project IDs may contain a domain and a colon (`example.com:proj`); datasets and tables
-        // contain no dots.
-        let (rest, table) = s.rsplit_once('.').ok_or_else(bad)?;
+        // contain no dots, except inside a routing placeholder (`events_{detail.type}`).
+        let dot = route::template::last_dot_outside_braces(s).ok_or_else(bad)?;
+        let (rest, table) = (&s[..dot], &s[dot + 1..]);
         let (project, dataset) = rest
             .rsplit_once('.')
             .or_else(|| rest.rsplit_once(':'))
