@@ -510,6 +510,19 @@ pub(crate) struct BigQueryOpts {
     /// and metadata columns (--partition-by, --cluster-by apply).
     #[arg(long, global = true, env = "FIREHOSE_REPLAY_CREATE_TABLE", value_parser = ["auto"])]
     create_table: Option<String>,
+    /// With a routed --sink (`bigquery:P.D.events_{type}`): the table (name, or P.D.TABLE) for
+    /// records that lack the field; without it they are record errors.
+    #[arg(long, global = true, env = "FIREHOSE_REPLAY_ROUTE_DEFAULT")]
+    route_default: Option<String>,
+    /// With a routed --sink: an object whose records name more tables than this fails.
+    #[arg(
+        long,
+        global = true,
+        env = "FIREHOSE_REPLAY_MAX_TABLES_PER_OBJECT",
+        default_value_t = 100,
+        value_parser = at_least_one::<usize>
+    )]
+    max_tables_per_object: usize,
 }
 
 impl BigQueryOpts {
@@ -663,6 +676,37 @@ impl Opts {
     }
 
     /// `--sink bigquery:… --bigquery-mode load`.
+    /// Load mode's routing, when the sink's table has placeholders.
+    pub(crate) fn load_routing(
+        &self,
+        table: &TableRef,
+    ) -> anyhow::Result<Option<Arc<bigquery::load::route::Routing>>> {
+        let template = bigquery::route::Template::new(table).map_err(anyhow::Error::msg)?;
+        if !template.is_routed() {
+            return Ok(None);
+        }
+        let default = match self
+            .bigquery
+            .route_default
+            .as_deref()
+            .filter(|d| !d.is_empty())
+        {
+            Some(d) => Some(template.sibling(d).map_err(anyhow::Error::msg)?),
+            None => None,
+        };
+        Ok(Some(Arc::new(bigquery::load::route::Routing {
+            template,
+            default,
+            max_tables: self.bigquery.max_tables_per_object,
+            prefix: self
+                .payload_column
+                .iter()
+                .filter(|c| !c.is_empty())
+                .cloned()
+                .collect(),
+        })))
+    }
+
     pub(crate) fn load_mode(&self) -> bool {
         matches!(self.sink, SinkSpec::BigQuery(_))
             && self.bigquery.bigquery_mode == bigquery::Mode::Load
@@ -931,6 +975,19 @@ fn refuse_load_mode_conflicts(opts: &Opts) -> anyhow::Result<()> {
     }
     let evolving =
         b.schema_evolution == bigquery::SchemaEvolution::AddColumns || b.create_table.is_some();
+    let routed = match &opts.sink {
+        SinkSpec::BigQuery(t) => bigquery::route::Template::new(t).is_ok_and(|t| t.is_routed()),
+        _ => false,
+    };
+    if opts.load_mode() && routed && b.dedup == bigquery::merge::Dedup::Merge {
+        bail!("--dedup merge in --bigquery-mode load takes one table, not a routed --sink");
+    }
+    if opts.load_mode() && routed && b.create_table_schema.is_some() {
+        bail!(
+            "a routed --sink in --bigquery-mode load creates its tables with --create-table \
+             auto, not from one --create-table-schema file"
+        );
+    }
     if opts.load_mode() && b.dedup == bigquery::merge::Dedup::Merge && evolving {
         bail!(
             "--dedup merge in --bigquery-mode load stages rows in a copy of the table's schema: \
@@ -1315,6 +1372,7 @@ async fn finish_run(
             bounds: opts.bigquery.load_bounds(),
             concurrency,
             spool_dir: None,
+            routing: opts.load_routing(table)?,
             growth: bigquery::load::schema::Growth {
                 add_columns: config.schema_evolution == bigquery::SchemaEvolution::AddColumns,
                 create: match &config.create_table {

@@ -17,6 +17,7 @@ mod invoke;
 mod lambda;
 mod lambda_runtime;
 mod load_evolution;
+mod load_routing;
 mod merge;
 mod moto;
 mod paths;

@@ -357,6 +357,10 @@ pub async fn connect_load(
 ) -> Result<(Arc<load::LoadJobs>, Arc<encode::Encoder>), Error> {
     let c = connect_rest(config).await?;
     let t = &config.table;
+    // A routed sink's tables are read per batch, as records name them (`load::spool`); with
+    // `--create-table auto` the first batch's job creates a missing one (`load::schema`). The
+    // stand-in schema is never used then: each batch reads its tables itself.
+    let routed = route::Template::new(t).is_ok_and(|r| r.is_routed());
     let auto = matches!(
         &config.create_table,
         Some(CreateTable {
@@ -364,23 +368,26 @@ pub async fn connect_load(
             ..
         })
     );
-    let table = match table::get(&c, t).await {
-        Ok(table) => table,
-        // `--create-table auto`: the first batch's job creates it (`load::schema`); its
-        // schema is read per batch, so this stand-in is never used.
-        Err(e) if auto && e.class == Class::Permanent => {
-            use gcp_bigquery_client::model::{
-                table_field_schema::TableFieldSchema, table_schema::TableSchema,
-            };
-            let stand_in = vec![TableFieldSchema::string("_TABLE_no_columns_yet")];
-            gcp_bigquery_client::model::table::Table::new(
-                &t.project,
-                &t.dataset,
-                &t.table,
-                TableSchema::new(stand_in),
-            )
+    let stand_in = || {
+        use gcp_bigquery_client::model::{
+            table_field_schema::TableFieldSchema, table_schema::TableSchema,
+        };
+        let fields = vec![TableFieldSchema::string("_TABLE_no_columns_yet")];
+        gcp_bigquery_client::model::table::Table::new(
+            &t.project,
+            &t.dataset,
+            &t.table,
+            TableSchema::new(fields),
+        )
+    };
+    let table = if routed {
+        stand_in()
+    } else {
+        match table::get(&c, t).await {
+            Ok(table) => table,
+            Err(e) if auto && e.class == Class::Permanent => stand_in(),
+            Err(e) => return Err(e),
         }
-        Err(e) => return Err(e),
     };
     let fields = table
         .schema

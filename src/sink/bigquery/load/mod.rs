@@ -10,6 +10,9 @@
 //! - [`jobs`] looks jobs up, waits for them and walks the attempts ([`LoadJobs::load`]);
 //! - [`schema`] grows a batch's schema from its records (`--schema-evolution add-columns`,
 //!   `--create-table auto`): the job carries it;
+//! - [`spool`] is the pipeline's sink: rows checked and written to a file per (object, table);
+//! - [`route`] picks each record's table (`--sink` with placeholders) and names the jobs of
+//!   all of a batch's tables in the ledger;
 //! - [`upload`] sends the spool through Google's resumable upload, which creates the job.
 //!
 //! Requests go through the shared REST client, error classifier and retry policy
@@ -19,8 +22,10 @@
 pub mod job_id;
 pub mod jobs;
 pub mod plan;
+pub mod route;
 pub mod runner;
 pub mod schema;
+pub(crate) mod spool;
 pub mod upload;
 
 pub use self::job_id::{job_id, ObjectKey};

@@ -11,9 +11,8 @@
 //! finds the staged job ID in the ledger next time and asks BigQuery whether that job loaded
 //! the rows, instead of loading them again.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
@@ -21,185 +20,18 @@ use std::sync::{Arc, Mutex};
 use tokio::runtime::Handle;
 
 use super::plan::{plan, Bounds};
-use super::schema::{self as batch_schema, BatchSchema, Current, Growth};
-use super::{job_id, JobState, LoadJobs, ObjectKey, MAX_JOB_ATTEMPTS};
+use super::route::{self as routes, Entry, Routing};
+use super::schema::{self as batch_schema, BatchSchema, Growth};
+use super::spool::{spool_error, Identity, Spool, SpoolSink, Spooled, TableSpool};
+use super::{job_id, LoadJobs, ObjectKey};
 use crate::error::{Cause, Class, Error, Stage};
 use crate::ledger::{identity, Begin, Claim, Finished, Ledger, Staged};
 use crate::object::ObjectRef;
 use crate::pipeline::ObjectFailure;
-use crate::row::Row;
 use crate::runner::{self, settle_failure, Job, Progress, Shared, Summary};
 use crate::sink::bigquery::encode::Encoder;
 use crate::sink::bigquery::merge::Merger;
-use crate::sink::{Committed, ObjectWriter, Prepared, Rejected, Sink};
-
-/// The staged token of a batch: its first job ID; the attempts' IDs follow from it.
-const TOKEN_PREFIX: &str = "bigquery-load:";
-
-fn attempt_id(first: &str, attempt: u32) -> Option<String> {
-    let base = first.strip_suffix("_0")?;
-    Some(format!("{base}_{attempt}"))
-}
-
-/// Whether any attempt of the job chain starting at `first` loaded its rows (waiting for one
-/// that still runs).
-async fn chain_loaded(loads: &LoadJobs, first: &str) -> Result<bool, Error> {
-    for attempt in 0..MAX_JOB_ATTEMPTS {
-        let Some(id) = attempt_id(first, attempt) else {
-            return Ok(false);
-        };
-        let mut state = loads.state_of(&id).await?;
-        if state == JobState::Running {
-            state = loads.wait(&id).await?;
-        }
-        match state {
-            JobState::Succeeded { .. } => return Ok(true),
-            JobState::Missing => return Ok(false),
-            JobState::Failed { .. } | JobState::Running => continue,
-        }
-    }
-    Ok(false)
-}
-
-/// What one spooled object left behind.
-struct Spooled {
-    path: PathBuf,
-    rows: u64,
-}
-
-/// The pipeline's sink in load mode: rows checked against the schema, written to a file per
-/// object under `dir`.
-struct Spool {
-    dir: PathBuf,
-    /// The batch's schema: the rows are checked against it, and (growing) widen it.
-    schema: Arc<BatchSchema>,
-    loads: Arc<LoadJobs>,
-    handle: Handle,
-    spooled: Mutex<HashMap<(String, String, String), Spooled>>,
-    next: std::sync::atomic::AtomicU64,
-}
-
-struct SpoolWriter {
-    spool: Arc<Spool>,
-    object: ObjectRef,
-    path: PathBuf,
-    out: BufWriter<File>,
-    rows: u64,
-    rejected: Vec<Rejected>,
-    scratch: Vec<u8>,
-    /// The encoder this writer checks rows with (the batch's, as of its last refusal).
-    seen: Current,
-}
-
-fn spool_error(path: &Path, e: std::io::Error) -> Error {
-    Error::new(
-        Stage::Sink,
-        Class::Transient,
-        Cause::Sink(format!("spool file {}: {e}", path.display())),
-    )
-}
-
-struct SpoolSink(Arc<Spool>);
-
-impl Sink for SpoolSink {
-    fn open(&self, object: &ObjectRef) -> Result<Box<dyn ObjectWriter>, Error> {
-        let n = self
-            .0
-            .next
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let path = self.0.dir.join(format!("{n}.ndjson"));
-        let file = File::create(&path).map_err(|e| spool_error(&path, e))?;
-        Ok(Box::new(SpoolWriter {
-            spool: self.0.clone(),
-            object: object.clone(),
-            path,
-            out: BufWriter::with_capacity(256 * 1024, file),
-            rows: 0,
-            rejected: Vec::new(),
-            scratch: Vec::new(),
-            seen: self.0.schema.current(),
-        }))
-    }
-
-    fn committed(&self, staged: &Staged) -> Result<bool, Error> {
-        let Some(first) = staged.token.strip_prefix(TOKEN_PREFIX) else {
-            // Staged by another mode: only that mode can tell whether it was committed, and
-            // guessing "no" could write the object twice.
-            return Err(Error::new(
-                Stage::Sink,
-                Class::Permanent,
-                Cause::Sink(format!(
-                    "an earlier run in another --bigquery-mode staged this object ({}) and \
-                     stopped before recording it done: rerun it in that mode",
-                    staged.token
-                )),
-            ));
-        };
-        let loads = self.0.loads.clone();
-        let first = first.to_string();
-        self.0
-            .handle
-            .block_on(async move { chain_loaded(&loads, &first).await })
-    }
-}
-
-impl ObjectWriter for SpoolWriter {
-    fn write_row(&mut self, row: &Row<'_>) -> Result<(), Error> {
-        if let Some(rejected) = crate::sink::bigquery::unstorable(row) {
-            self.rejected.push(rejected);
-            return Ok(());
-        }
-        let json = row.to_vec();
-        self.scratch.clear();
-        let checked = match self.seen.encoder.encode(&json, &mut self.scratch) {
-            Ok(()) => Ok(()),
-            // Only refused rows take the lock (and, growing, are parsed).
-            Err(why) => self.spool.schema.refused(&json, why, &mut self.seen),
-        };
-        if let Err(why) = checked {
-            self.rejected.push(Rejected {
-                ordinal: row.ordinal,
-                byte_offset: row.byte_offset,
-                row: json,
-                error: format!("does not fit the table schema: {why}"),
-            });
-            return Ok(());
-        }
-        self.out
-            .write_all(&json)
-            .and_then(|_| self.out.write_all(b"\n"))
-            .map_err(|e| spool_error(&self.path, e))?;
-        self.rows += 1;
-        Ok(())
-    }
-
-    fn prepare(&mut self) -> Result<Prepared, Error> {
-        Ok(Prepared {
-            rejected: std::mem::take(&mut self.rejected),
-            token: None,
-        })
-    }
-
-    fn commit(mut self: Box<Self>) -> Result<Committed, Error> {
-        self.out.flush().map_err(|e| spool_error(&self.path, e))?;
-        let rejected = std::mem::take(&mut self.rejected);
-        self.spool
-            .spooled
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(
-                identity(&self.object),
-                Spooled {
-                    path: self.path.clone(),
-                    rows: self.rows,
-                },
-            );
-        Ok(Committed {
-            rejected,
-            inserted: None,
-        })
-    }
-}
+use crate::sink::{ObjectWriter, Sink};
 
 /// A finish the pipeline asked for, held until the batch's job has loaded.
 struct HeldFinish {
@@ -214,6 +46,8 @@ struct HoldingLedger {
     held: Mutex<Vec<HeldFinish>>,
     /// The held objects' claims, renewed until their job has loaded (see [`HeldRenewals`]).
     renewing: Arc<Mutex<Vec<(ObjectRef, Claim)>>>,
+    /// What each object's earlier attempt staged, for the spool (which tables to leave out).
+    staged_tokens: Arc<Mutex<HashMap<Identity, String>>>,
 }
 
 impl HoldingLedger {
@@ -273,7 +107,18 @@ impl HeldRenewals {
 
 impl Ledger for HoldingLedger {
     fn begin(&self, object: &ObjectRef, force: bool) -> Result<Begin, Error> {
-        self.inner.begin(object, force)
+        let begin = self.inner.begin(object, force)?;
+        if let Begin::Proceed(Claim {
+            staged: Some(staged),
+            ..
+        }) = &begin
+        {
+            self.staged_tokens
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(identity(object), staged.token.clone());
+        }
+        Ok(begin)
     }
     fn stage(&self, object: &ObjectRef, claim: &Claim, staged: &Staged) -> Result<(), Error> {
         self.inner.stage(object, claim, staged)
@@ -335,6 +180,17 @@ pub struct LoadRun {
     /// `--schema-evolution add-columns`, `--create-table auto`: each batch reads the table's
     /// schema and its records may widen it (else `encoder` checks every row).
     pub growth: Growth,
+    /// `--sink` with placeholders: a table per record, a job per table per batch.
+    pub routing: Option<Arc<Routing>>,
+}
+
+/// The same error again (for each object of a failed job).
+fn copy_error(error: &Error) -> Error {
+    Error::new(
+        error.stage,
+        error.class,
+        Cause::Sink(error.cause.to_string()),
+    )
 }
 
 fn batch_failure(object: ObjectRef, error: &Error) -> Box<ObjectFailure> {
@@ -450,27 +306,46 @@ async fn run_batch(
             return fail_all(jobs, run, &error);
         }
     };
-    let schema = if run.growth.active() {
-        match batch_schema::for_batch(&run.loads, &run.growth, &run.shared.settings).await {
-            Ok(s) => s,
-            Err(error) => return fail_all(jobs, run, &error),
-        }
-    } else {
-        BatchSchema::fixed(run.encoder.clone())
-    };
-    let schema = Arc::new(schema);
+    // An unrouted run's one table, its schema read now when it may grow.
+    let mut tables = HashMap::new();
+    if run.routing.is_none() {
+        let schema = if run.growth.active() {
+            match batch_schema::for_batch(&run.loads, &run.growth, &run.shared.settings).await {
+                Ok(s) => s,
+                Err(error) => return fail_all(jobs, run, &error),
+            }
+        } else {
+            BatchSchema::fixed(run.encoder.clone())
+        };
+        let t = run.loads.table().clone();
+        tables.insert(
+            t.to_string(),
+            Arc::new(TableSpool {
+                table: t,
+                loads: run.loads.clone(),
+                schema: Arc::new(schema),
+            }),
+        );
+    }
+    let staged_tokens: Arc<Mutex<HashMap<Identity, String>>> = Arc::default();
     let spool = Arc::new(Spool {
         dir: dir.path().to_path_buf(),
-        schema: schema.clone(),
         loads: run.loads.clone(),
         handle: Handle::current(),
         spooled: Mutex::default(),
         next: Default::default(),
+        tables: Mutex::new(tables),
+        routing: run.routing.clone(),
+        growth: run.growth.clone(),
+        settings: run.shared.settings.clone(),
+        staged_tokens: staged_tokens.clone(),
+        partial: Mutex::default(),
     });
     let holding = Arc::new(HoldingLedger {
         inner: run.shared.ledger.clone(),
         held: Mutex::default(),
         renewing: Arc::default(),
+        staged_tokens,
     });
     let renewals = HeldRenewals::start(run.shared.ledger.clone(), holding.renewing.clone());
     let mut shared = run.shared.clone();
@@ -479,7 +354,7 @@ async fn run_batch(
     let mut summary = runner::run(jobs, shared, run.concurrency, Progress::Off, stop).await;
 
     // Objects finished without rows to load (recovered from an earlier run's job, or every
-    // record refused) are done now; the others wait for the job.
+    // record refused) are done now; the others wait for the jobs.
     let held = std::mem::take(&mut *holding.held.lock().unwrap_or_else(|p| p.into_inner()));
     let mut spooled_files =
         std::mem::take(&mut *spool.spooled.lock().unwrap_or_else(|p| p.into_inner()));
@@ -522,49 +397,78 @@ async fn run_batch(
         return summary;
     }
     to_load.sort_by(|a, b| a.0.object.key.cmp(&b.0.object.key));
-    let keys: Vec<ObjectKey> = to_load
-        .iter()
-        .map(|(h, _)| ObjectKey {
-            bucket: h.object.bucket.clone(),
-            key: h.object.key.clone(),
-            etag: h.object.etag.clone().unwrap_or_default(),
-        })
-        .collect();
-    let first = job_id(run.loads.table(), &keys, 0);
+    let groups = group_by_table(&to_load);
     let rows: u64 = to_load.iter().map(|(_, s)| s.rows).sum();
     let outcome = match &run.merger {
-        Some(merger) => merge_batch(run, merger, dir.path(), &to_load, &keys, &first).await,
-        None => load_batch(run, &schema, dir.path(), &to_load, &keys, &first)
+        Some(merger) => {
+            let g = groups.values().next().expect("rows to load");
+            merge_batch(run, merger, dir.path(), &to_load, g)
+                .await
+                .map(|(job, inserted)| (vec![Ok(job)], inserted))
+        }
+        None => load_batch(run, dir.path(), &to_load, &groups)
             .await
-            .map(|job| (job, rows)),
+            .map(|results| (results, rows)),
     };
-    // The job has settled: the claims are finished or released next, not renewed any more.
+    // The jobs have settled: the claims are finished or released next, not renewed any more.
     if let Some(r) = renewals {
         r.stop().await;
     }
-    match outcome {
-        Ok((loaded, inserted)) => {
-            // `--dedup merge` leaves out rows the table held already.
-            let present = rows.saturating_sub(inserted);
-            summary.counts.rows = summary.counts.rows.saturating_sub(present);
-            summary.counts.already_present += present;
-            tracing::info!(batch = format!("{n}/{total}"), objects = to_load.len(), rows = inserted, already_present = present, job_id = %loaded, "batch loaded");
-            for (h, _) in to_load {
+    // Each object fails with the first of its tables' jobs that failed.
+    let (failed_with, inserted, jobs): (Vec<Option<Error>>, u64, Vec<String>) = match outcome {
+        Ok((results, inserted)) => {
+            let mut failed: Vec<Option<Error>> = (0..to_load.len()).map(|_| None).collect();
+            let mut ids = Vec::new();
+            for (g, result) in groups.values().zip(results) {
+                match result {
+                    Ok(id) => ids.push(id),
+                    Err(e) => {
+                        for &(i, _, _) in &g.members {
+                            failed[i].get_or_insert_with(|| copy_error(&e));
+                        }
+                    }
+                }
+            }
+            (failed, inserted, ids)
+        }
+        Err(error) => (
+            (0..to_load.len())
+                .map(|_| Some(copy_error(&error)))
+                .collect(),
+            0,
+            Vec::new(),
+        ),
+    };
+    let failing = failed_with.iter().filter(|f| f.is_some()).count();
+    let loaded_rows: u64 = to_load
+        .iter()
+        .zip(&failed_with)
+        .filter(|(_, f)| f.is_none())
+        .map(|((_, s), _)| s.rows)
+        .sum();
+    if failing < to_load.len() {
+        // `--dedup merge` leaves out rows the table held already.
+        let present = loaded_rows.saturating_sub(inserted.min(loaded_rows));
+        summary.counts.rows = summary.counts.rows.saturating_sub(present);
+        summary.counts.already_present += present;
+        tracing::info!(batch = format!("{n}/{total}"), objects = to_load.len() - failing, rows = loaded_rows - present, already_present = present, job_id = %jobs.join(","), "batch loaded");
+    }
+    for ((h, s), failed) in to_load.into_iter().zip(failed_with) {
+        match failed {
+            None => {
                 if let Err(e) =
                     off_runtime(|| run.shared.ledger.finish(&h.object, h.claim, &h.summary))
                 {
-                    // Loaded: the next run finds the staged job and records it then.
+                    // Loaded: the next run finds the staged jobs and records it then.
                     tracing::warn!(object = %h.object, "could not record the object as done: {e}");
                 }
             }
-        }
-        Err(error) => {
-            tracing::error!(
-                batch = format!("{n}/{total}"),
-                objects = to_load.len(),
-                "batch not loaded: {error}"
-            );
-            for (h, s) in to_load {
+            Some(error) => {
+                tracing::error!(
+                    batch = format!("{n}/{total}"),
+                    object = %h.object,
+                    "batch not loaded: {error}"
+                );
                 summary.objects_ok = summary.objects_ok.saturating_sub(1);
                 summary.counts.rows = summary.counts.rows.saturating_sub(s.rows);
                 off_runtime(|| run.shared.ledger.abandon(&h.object, h.claim));
@@ -577,50 +481,103 @@ async fn run_batch(
     summary
 }
 
-/// Stages every object with the job chain, builds the upload file and loads it.
+/// The rows of one table in a batch: its spool, and which objects' files hold them.
+struct Group {
+    spool: Arc<TableSpool>,
+    /// (index into `to_load`, spool file, rows), in key order.
+    members: Vec<(usize, PathBuf, u64)>,
+    keys: Vec<ObjectKey>,
+    first: String,
+}
+
+fn object_key(o: &ObjectRef) -> ObjectKey {
+    ObjectKey {
+        bucket: o.bucket.clone(),
+        key: o.key.clone(),
+        etag: o.etag.clone().unwrap_or_default(),
+    }
+}
+
+/// The batch's tables in name order, each with its job's first ID: the table and the exact
+/// objects whose rows it holds (so a retry of the same rows meets the same job).
+fn group_by_table(to_load: &[(HeldFinish, Spooled)]) -> BTreeMap<String, Group> {
+    let mut groups: BTreeMap<String, Group> = BTreeMap::new();
+    for (i, (h, s)) in to_load.iter().enumerate() {
+        for (t, path, rows) in &s.files {
+            if *rows == 0 {
+                continue;
+            }
+            let g = groups.entry(t.table.to_string()).or_insert_with(|| Group {
+                spool: t.clone(),
+                members: Vec::new(),
+                keys: Vec::new(),
+                first: String::new(),
+            });
+            g.members.push((i, path.clone(), *rows));
+            g.keys.push(object_key(&h.object));
+        }
+    }
+    for g in groups.values_mut() {
+        g.first = job_id(&g.spool.table, &g.keys, 0);
+    }
+    groups
+}
+
+/// Stages every object with all the batch's jobs its rows are in (before any is submitted),
+/// then loads table by table. `Err` when staging failed (nothing submitted); else one result
+/// per table, in `groups` order.
 async fn load_batch(
     run: &LoadRun,
-    schema: &BatchSchema,
     dir: &Path,
     to_load: &[(HeldFinish, Spooled)],
-    keys: &[ObjectKey],
-    first: &str,
-) -> Result<String, Error> {
+    groups: &BTreeMap<String, Group>,
+) -> Result<Vec<Result<String, Error>>, Error> {
     let ledger = run.shared.ledger.clone();
-    let token = format!("{TOKEN_PREFIX}{first}");
-    let staged: Vec<(ObjectRef, Staged)> = to_load
-        .iter()
-        .map(|(h, _)| {
-            (
-                h.object.clone(),
-                Staged {
-                    token: token.clone(),
-                    records: h.summary.records,
-                    rows: h.summary.rows,
-                    record_errors: h.summary.record_errors,
-                },
-            )
-        })
-        .collect();
-    for ((h, _), (object, s)) in to_load.iter().zip(&staged) {
-        let (ledger, object, s) = (ledger.clone(), object.clone(), s.clone());
-        // The same lease: this conditional write is the fence before the job is submitted.
+    let routed = run.routing.is_some();
+    for (i, (h, s)) in to_load.iter().enumerate() {
+        let mut entries: Vec<Entry> = groups
+            .iter()
+            .filter(|(_, g)| g.members.iter().any(|m| m.0 == i))
+            .map(|(name, g)| Entry {
+                first: g.first.clone(),
+                table: routed.then(|| name.clone()),
+            })
+            .collect();
+        entries.extend(s.carried.iter().cloned());
+        let staged = Staged {
+            token: routes::token(&entries),
+            records: h.summary.records,
+            rows: h.summary.rows,
+            record_errors: h.summary.record_errors,
+        };
+        let (ledger, object) = (ledger.clone(), h.object.clone());
+        // The same lease: this conditional write is the fence before any job is submitted.
         let claim = Claim {
             lease: h.claim.lease.clone(),
             staged: None,
         };
-        ledger_blocking(move || ledger.stage(&object, &claim, &s)).await?;
+        ledger_blocking(move || ledger.stage(&object, &claim, &staged)).await?;
     }
-    let upload = concat_spools(dir, to_load).await?;
-    let loaded = if run.growth.active() {
-        // The table as it is now, plus what the batch's records added (or the batch's schema
-        // for a table the job creates); the job ID stays the batch's.
-        let loads = batch_schema::job_client(&run.loads, schema, &run.growth).await?;
-        loads.load(keys, &upload).await?
-    } else {
-        run.loads.load(keys, &upload).await?
-    };
-    Ok(loaded.job_id)
+    let mut results = Vec::with_capacity(groups.len());
+    for (n, g) in groups.values().enumerate() {
+        let result = async {
+            let upload = concat_spools(dir, n, &g.members).await?;
+            let loaded = if run.growth.active() || routed {
+                // The table as it is now, plus what the batch's records added (or the batch's
+                // schema for a table the job creates); the job ID stays the batch's.
+                let loads =
+                    batch_schema::job_client(&g.spool.loads, &g.spool.schema, &run.growth).await?;
+                loads.load(&g.keys, &upload).await
+            } else {
+                run.loads.load(&g.keys, &upload).await
+            };
+            let _ = std::fs::remove_file(&upload);
+            Ok::<_, Error>(loaded?.job_id)
+        }
+        .await;
+        results.push(result);
+    }
+    Ok(results)
 }
 
 /// A ledger write on a blocking thread (ledgers do their I/O synchronously).
@@ -644,8 +601,7 @@ async fn merge_batch(
     merger: &Merger,
     dir: &Path,
     to_load: &[(HeldFinish, Spooled)],
-    keys: &[ObjectKey],
-    first: &str,
+    group: &Group,
 ) -> Result<(String, u64), Error> {
     let ledger = run.shared.ledger.clone();
     for (h, _) in to_load {
@@ -657,12 +613,12 @@ async fn merge_batch(
         // The fence before anything becomes visible: the claims are still ours.
         ledger_blocking(move || ledger.renew(&object, &claim)).await?;
     }
-    let upload = concat_spools(dir, to_load).await?;
-    let staging = merger.staging_for(first);
+    let upload = concat_spools(dir, 0, &group.members).await?;
+    let staging = merger.staging_for(&group.first);
     merger.create(&staging).await?;
     let loads = run.loads.with_table(staging.table.clone());
     let outcome = async {
-        let loaded = loads.load(keys, &upload).await?;
+        let loaded = loads.load(&group.keys, &upload).await?;
         let inserted = merger.merge(&staging).await?;
         Ok((loaded.job_id, inserted))
     }
@@ -671,10 +627,15 @@ async fn merge_batch(
     outcome
 }
 
-/// One upload file: the objects' spool files in key order, each removed once copied.
-async fn concat_spools(dir: &Path, to_load: &[(HeldFinish, Spooled)]) -> Result<PathBuf, Error> {
-    let upload = dir.join("upload.ndjson");
-    let files: Vec<PathBuf> = to_load.iter().map(|(_, s)| s.path.clone()).collect();
+/// One upload file for a table: its objects' spool files in key order, each removed once
+/// copied.
+async fn concat_spools(
+    dir: &Path,
+    n: usize,
+    members: &[(usize, PathBuf, u64)],
+) -> Result<PathBuf, Error> {
+    let upload = dir.join(format!("upload-{n}.ndjson"));
+    let files: Vec<PathBuf> = members.iter().map(|(_, p, _)| p.clone()).collect();
     let upload_path = upload.clone();
     tokio::task::spawn_blocking(move || -> Result<(), Error> {
         let mut out = File::create(&upload_path).map_err(|e| spool_error(&upload_path, e))?;
@@ -694,18 +655,4 @@ async fn concat_spools(dir: &Path, to_load: &[(HeldFinish, Spooled)]) -> Result<
         )
     })??;
     Ok(upload)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn attempt_ids_follow_from_the_first() {
-        assert_eq!(
-            attempt_id("firehose_replay_ab_0", 3).as_deref(),
-            Some("firehose_replay_ab_3")
-        );
-        assert_eq!(attempt_id("firehose_replay_ab_1", 3), None);
-    }
 }
