@@ -3,7 +3,8 @@
 //! died with some of its tables loaded and others not.
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
@@ -64,10 +65,17 @@ fn mixed(work: &Path) {
 }
 
 fn routed_cmd(emu: &BqEmulator, work: &Path, batch: &str) -> Command {
+    routed_into(emu, work, batch, "bi")
+}
+
+fn routed_into(emu: &BqEmulator, work: &Path, batch: &str, dataset: &str) -> Command {
     let mut cmd = bin();
     cmd.current_dir(work)
         .args(["replay", "in"])
-        .args(["--sink", "bigquery:test-proj.bi.events_{event_type}"])
+        .args([
+            "--sink",
+            &format!("bigquery:test-proj.{dataset}.events_{{event_type}}"),
+        ])
         .args(["--route-default", "events_other"])
         .args(["--bigquery-mode", "load", "--create-table", "auto"])
         .args(["--bigquery-endpoint", &emu.endpoint])
@@ -256,4 +264,81 @@ fn a_rerun_after_a_partly_loaded_routed_batch_adds_only_the_missing_tables() {
     let third = run_ok(routed_cmd(&emu, w, "2"));
     assert!(third.contains("3 skipped by the ledger"), "{third}");
     assert_per_type(&emu);
+}
+
+/// Twelve objects of mixed types; the rows each table must hold.
+fn many(work: &Path) -> Vec<(&'static str, Vec<String>)> {
+    let types = ["view", "click", "yubl-posted"];
+    let mut want: Vec<(&'static str, Vec<String>)> = vec![
+        ("events_view", Vec::new()),
+        ("events_click", Vec::new()),
+        ("events_yubl_posted", Vec::new()),
+        ("events_other", Vec::new()),
+    ];
+    for o in 0..12u32 {
+        let records: Vec<Value> = (0..30u32)
+            .map(|i| {
+                let id = format!("o{o:02}-{i:02}");
+                let k = ((o + i) % 4) as usize;
+                want[k].1.push(id.clone());
+                match types.get(k) {
+                    Some(t) => json!({"event_id": id, "event_type": t, "n": i}),
+                    None => json!({"event_id": id, "n": i}),
+                }
+            })
+            .collect();
+        object(work, 10 + o / 9, o % 9 + 1, &records);
+    }
+    for (_, ids) in &mut want {
+        ids.sort();
+    }
+    want
+}
+
+/// Routed load runs killed at random moments, each cutting its batches differently (so a
+/// rerun meets partly loaded objects in other batches), then one that finishes: every table
+/// holds its rows exactly once.
+#[test]
+fn routed_load_runs_killed_at_random_points_leave_every_table_exact() {
+    let (emu, work) = start();
+    let _burner = crate::bigquery_modes::CpuBurner::start();
+    let w = work.path();
+    let want = many(w);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    emu.create_dataset("probe");
+    let probe = tempfile::tempdir().unwrap();
+    many(probe.path());
+    let t0 = Instant::now();
+    run_ok(routed_into(&emu, probe.path(), "3", "probe"));
+    let run_ms = t0.elapsed().as_millis() as u64;
+    let points = crate::bigquery_modes::kill_points(seed, 12, run_ms.max(200));
+    eprintln!("routed load: seed {seed}, a run takes {run_ms} ms, kills at {points:?} ms");
+    for (i, ms) in points.iter().enumerate() {
+        let batch = ["2", "3", "5", "12"][i % 4];
+        let mut cmd = routed_cmd(&emu, w, batch);
+        cmd.args(["--concurrency", "2"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut child = cmd.spawn().unwrap();
+        let until = Instant::now() + Duration::from_millis(*ms);
+        while Instant::now() < until {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let _ = child.kill();
+        child.wait().unwrap();
+    }
+    run_ok(routed_cmd(&emu, w, "4"));
+    for (table, ids_wanted) in &want {
+        assert_eq!(
+            &ids(&emu, table),
+            ids_wanted,
+            "{table}: seed {seed}, kills at {points:?} ms"
+        );
+    }
 }
