@@ -259,6 +259,8 @@ fn a_rerun_after_a_partly_loaded_routed_batch_adds_only_the_missing_tables() {
         3,
         "{stderr}"
     );
+    assert!(stderr.contains("3 rows written"), "{stderr}");
+    assert!(stderr.contains("7 rows already in the table"), "{stderr}");
     assert_per_type(&emu);
     // And the objects are done now: a third run reads nothing.
     let third = run_ok(routed_cmd(&emu, w, "2"));

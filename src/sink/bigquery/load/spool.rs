@@ -140,6 +140,8 @@ struct SpoolWriter {
     /// Tables whose job loaded this object's rows in an earlier run.
     skip: HashSet<String>,
     carried: Vec<Entry>,
+    /// Rows left out because their table's job loaded them in an earlier run.
+    skipped: u64,
 }
 
 pub(super) struct SpoolSink(pub Arc<Spool>);
@@ -177,6 +179,7 @@ impl Sink for SpoolSink {
             scratch: Vec::new(),
             skip,
             carried,
+            skipped: 0,
         }))
     }
 
@@ -279,6 +282,7 @@ impl ObjectWriter for SpoolWriter {
             Some(r) => match r.table_for(&json) {
                 Ok(t) => {
                     if self.skip.contains(&t.to_string()) {
+                        self.skipped += 1;
                         return Ok(());
                     }
                     self.out_for(&t)?
@@ -348,7 +352,8 @@ impl ObjectWriter for SpoolWriter {
             );
         Ok(Committed {
             rejected,
-            inserted: None,
+            // Rows an earlier run's job loaded count as already in the table, not as written.
+            inserted: (self.skipped > 0).then_some(rows),
         })
     }
 }
