@@ -10,6 +10,10 @@
 //! submitted), and only then are the objects finished. A run that dies anywhere in between
 //! finds the staged job ID in the ledger next time and asks BigQuery whether that job loaded
 //! the rows, instead of loading them again.
+//!
+//! A routed sink ([`super::route`]) makes one job per table per batch: every object is staged
+//! with the jobs of all its tables before any job is submitted, and finished once they all
+//! loaded.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;

@@ -281,7 +281,7 @@ impl ObjectWriter for SpoolWriter {
             }
             Some(r) => match r.table_for(&json) {
                 Ok(t) => {
-                    if self.skip.contains(&t.to_string()) {
+                    if !self.skip.is_empty() && self.skip.contains(&t.to_string()) {
                         self.skipped += 1;
                         return Ok(());
                     }
