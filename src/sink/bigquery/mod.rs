@@ -18,6 +18,7 @@
 
 pub(crate) mod api_error;
 pub mod auth;
+pub mod autocreate;
 pub mod encode;
 pub mod insert_all;
 pub mod load;
@@ -162,6 +163,10 @@ pub struct Config {
     /// `--dedup merge`: rows reach the table through a staging table and a MERGE on the row
     /// ID (storage-write and load only).
     pub merge: Option<merge::Settings>,
+    /// `--create-table auto`: missing tables are created from their first row.
+    pub create_auto: Option<autocreate::AutoCreate>,
+    /// `--route-default`, `--max-tables-per-object` (used when `table` is a template).
+    pub route: route::Settings,
 }
 
 impl Config {
@@ -183,6 +188,8 @@ impl Config {
             storage_endpoint: None,
             location: None,
             merge: None,
+            create_auto: None,
+            route: route::Settings::default(),
         }
     }
 }
@@ -190,6 +197,7 @@ impl Config {
 /// What every mode needs: the REST base URL, an HTTP client, the authenticator (one token
 /// fetched up front, so bad credentials fail once, at start, instead of once per object), and
 /// the table (created first when asked).
+#[derive(Clone)]
 pub(crate) struct Connected {
     pub base: String,
     pub http: reqwest::Client,
@@ -214,9 +222,66 @@ pub(crate) async fn connect_rest(config: &Config) -> Result<Connected, Error> {
         tracing::debug!("Google access token obtained");
     }
     if let Some(create) = &config.create_table {
-        table::create_if_missing(&base, http.clone(), auth.clone(), &config.table, create).await?;
+        // A routed table's tables are created as rows reach them (`table_factory`).
+        if !is_routed(config) {
+            table::create_if_missing(&base, http.clone(), auth.clone(), &config.table, create)
+                .await?;
+        }
     }
     Ok(Connected { base, http, auth })
+}
+
+/// Whether `config.table` is a template with placeholders.
+fn is_routed(config: &Config) -> bool {
+    route::Template::new(&config.table).is_ok_and(|t| t.is_routed())
+}
+
+/// What each table's sink is built on: one connection, shared by every table.
+#[derive(Clone)]
+pub(crate) enum Transport {
+    StorageWrite(Box<storage_write::rpc::Rpc>),
+    InsertAll(Connected),
+}
+
+/// The sink of one table in `config`'s mode: the one place a per-table sink is built, for the
+/// plain sink and for each table a router opens.
+pub(crate) fn table_sink(
+    config: &Config,
+    transport: &Transport,
+    table: &TableRef,
+) -> Arc<dyn Sink> {
+    match transport {
+        Transport::StorageWrite(rpc) => Arc::new(storage_write::StorageWrite::new(
+            (**rpc).clone(),
+            table,
+            config.limits.clone(),
+            config.flags.ignore_unknown_values,
+        )),
+        Transport::InsertAll(c) => Arc::new(BigQuery::on(c, table, config)),
+    }
+}
+
+/// The router's factory: each table created when missing (`--create-table auto` from the row
+/// that first needs it, or `--create-table-schema`), then its sink. Runs on the blocking
+/// thread that writes the row.
+fn table_factory(config: Config, c: Connected, transport: Transport) -> route::Factory {
+    let handle = tokio::runtime::Handle::current();
+    Arc::new(move |table: &TableRef, first_row: Option<&[u8]>| {
+        if let Some(row) = first_row {
+            if let Some(auto) = &config.create_auto {
+                handle.block_on(autocreate::ensure(&c, table, auto, row))?;
+            } else if let Some(create) = &config.create_table {
+                handle.block_on(table::create_if_missing(
+                    &c.base,
+                    c.http.clone(),
+                    c.auth.clone(),
+                    table,
+                    create,
+                ))?;
+            }
+        }
+        Ok(table_sink(&config, &transport, table))
+    })
 }
 
 /// The sink for `--bigquery-mode insert-all` or `storage-write`. (`load` batches objects and
@@ -230,12 +295,23 @@ pub async fn connect(config: Config) -> Result<Arc<dyn Sink>, Error> {
              and the _row_id view"
                 .into(),
         )),
-        Mode::InsertAll => Ok(Arc::new(BigQuery::connect(config).await?)),
-        Mode::StorageWrite => {
-            let endpoint = match (&config.storage_endpoint, &config.endpoint) {
-                (Some(e), _) => e.clone(),
-                (None, None) => storage_write::DEFAULT_STORAGE_ENDPOINT.to_string(),
-                (None, Some(_)) => {
+        Mode::InsertAll | Mode::StorageWrite => {
+            let template = route::Template::new(&config.table)
+                .map_err(|e| setup_error(Class::Permanent, e))?;
+            let routed = template.is_routed() || config.create_auto.is_some();
+            if routed && config.merge.is_some() {
+                return Err(setup_error(
+                    Class::Permanent,
+                    "--dedup merge merges into one existing table: it cannot be combined with a \
+                     routed table ({placeholders}) or --create-table auto"
+                        .into(),
+                ));
+            }
+            let endpoint = match (config.mode, &config.storage_endpoint, &config.endpoint) {
+                (Mode::InsertAll, _, _) => None,
+                (_, Some(e), _) => Some(e.clone()),
+                (_, None, None) => Some(storage_write::DEFAULT_STORAGE_ENDPOINT.to_string()),
+                (_, None, Some(_)) => {
                     return Err(setup_error(
                         Class::Permanent,
                         "--bigquery-endpoint points REST at another server; give the Storage \
@@ -253,26 +329,31 @@ pub async fn connect(config: Config) -> Result<Arc<dyn Sink>, Error> {
                 None => None,
             };
             let c = connect_rest(&config).await?;
-            let rpc = storage_write::rpc::Rpc::connect(
-                &endpoint,
-                c.auth,
-                config.timeout,
-                Arc::new(config.retry.clone()),
-            )?;
-            if let Some(merger) = merger {
+            let transport = match endpoint {
+                Some(endpoint) => {
+                    Transport::StorageWrite(Box::new(storage_write::rpc::Rpc::connect(
+                        &endpoint,
+                        c.auth.clone(),
+                        config.timeout,
+                        Arc::new(config.retry.clone()),
+                    )?))
+                }
+                None => Transport::InsertAll(c.clone()),
+            };
+            if let (Some(merger), Transport::StorageWrite(rpc)) = (merger, &transport) {
                 return Ok(Arc::new(merge::MergeStorageWrite::new(
                     merger,
-                    rpc,
+                    (**rpc).clone(),
                     config.limits.clone(),
                     config.flags.ignore_unknown_values,
                 )));
             }
-            Ok(Arc::new(storage_write::StorageWrite::new(
-                rpc,
-                &config.table,
-                config.limits.clone(),
-                config.flags.ignore_unknown_values,
-            )))
+            if routed {
+                let settings = config.route.clone();
+                let factory = table_factory(config, c, transport);
+                return Ok(Arc::new(route::Router::new(template, &settings, factory)?));
+            }
+            Ok(table_sink(&config, &transport, &config.table))
         }
         Mode::Load => Err(setup_error(
             Class::Permanent,
