@@ -267,6 +267,8 @@ pub(crate) fn table_sink(
 fn table_factory(config: Config, c: Connected, transport: Transport) -> route::Factory {
     let handle = tokio::runtime::Handle::current();
     Arc::new(move |table: &TableRef, first_row: Option<&[u8]>| {
+        // Sinks capture the runtime they run on; the calling thread may be outside it.
+        let _runtime = handle.enter();
         if let Some(row) = first_row {
             if let Some(auto) = &config.create_auto {
                 handle.block_on(autocreate::ensure(&c, table, auto, row))?;

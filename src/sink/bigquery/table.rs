@@ -160,7 +160,28 @@ pub(crate) async fn create_with(
             fields: Some(layout.cluster_by.to_vec()),
         });
     }
-    match client.table().create(table).await {
+    let created = client.table().create(table).await;
+    if let Err(e) = &created {
+        let conflict = matches!(e, gcp_bigquery_client::error::BQError::ResponseError { error }
+            if error.error.code == 409);
+        // A concurrent creator may have won in a way not answered 409 (the emulator reports
+        // its storage's write conflict as a 400, and shows the winner's table a moment
+        // later): the table existing now is what counts. Polled briefly, on failure only.
+        if !conflict {
+            for wait_ms in [0, 100, 300, 600] {
+                tokio::time::sleep(std::time::Duration::from_millis(wait_ms)).await;
+                let found = client
+                    .table()
+                    .get(&t.project, &t.dataset, &t.table, None)
+                    .await;
+                if found.is_ok() {
+                    tracing::debug!(table = %t, "creating the table failed ({e}), but it exists now");
+                    return Ok(());
+                }
+            }
+        }
+    }
+    match created {
         Ok(_) => {
             tracing::info!(table = %t, "created the table from {from}");
             Ok(())
