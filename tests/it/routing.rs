@@ -324,44 +324,51 @@ fn a_payload_column_table_is_created_as_json_and_routed_on_fields_inside_it() {
     );
 }
 
-/// Four runs creating one missing table at once all succeed, and the table holds every run's
-/// rows once. (One table, unrouted: the emulator's catalog refuses concurrent creates of
-/// *different* tables too, with a 400 real BigQuery never gives; a create that lost the race
-/// for the same table is answered 409 by BigQuery — see the next test — and by the emulator
-/// with that 400, after which the table exists, which is what the sink checks.)
+/// Four runs creating the same missing tables at once all succeed, and every table holds every
+/// run's rows once: a fixed table (`--create-table auto` without routing) and two routed ones.
+/// (BigQuery answers a create that lost the race with 409 — see the next test; the emulator
+/// answers it with a 400 from its storage's write conflict and shows the winner's table a
+/// moment later, which the sink checks for.)
 #[test]
-fn concurrent_runs_creating_the_same_table_all_succeed() {
+fn concurrent_runs_creating_the_same_tables_all_succeed() {
     let (emu, work) = start();
-    let runs: Vec<_> = (0..4u32)
-        .map(|w| {
-            let dir = work.path().join(format!("w{w}"));
-            let root = dir.join("archive");
-            let mut records = events(Some("a"), 3, 0);
-            records.extend(events(Some("b"), 2, 3));
-            archive(&root, &[(&firehose_key("s", w), records)]);
-            let mut cmd = replay(&emu, &dir, &root, "shared", "storage-write");
-            cmd.args(["--create-table", "auto"]);
-            cmd.stderr(std::process::Stdio::piped());
-            cmd.spawn().unwrap()
-        })
-        .collect();
-    for child in runs {
-        let out = child.wait_with_output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{stderr}");
-        assert!(stderr.contains("5 rows written"), "{stderr}");
+    for (sink, tables) in [
+        ("shared", vec![("shared", 20)]),
+        ("shared_{type}", vec![("shared_a", 12), ("shared_b", 8)]),
+    ] {
+        let runs: Vec<_> = (0..4u32)
+            .map(|w| {
+                let dir = work.path().join(format!("{}-w{w}", sink.len()));
+                let root = dir.join("archive");
+                let mut records = events(Some("a"), 3, 0);
+                records.extend(events(Some("b"), 2, 3));
+                archive(&root, &[(&firehose_key("s", w), records)]);
+                let mut cmd = replay(&emu, &dir, &root, sink, "storage-write");
+                cmd.args(["--create-table", "auto"]);
+                cmd.stderr(std::process::Stdio::piped());
+                cmd.spawn().unwrap()
+            })
+            .collect();
+        for child in runs {
+            let out = child.wait_with_output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "{sink}: {stderr}");
+            assert!(stderr.contains("5 rows written"), "{sink}: {stderr}");
+        }
+        for (table, n) in tables {
+            assert_eq!(emu.rows("bi", table).len(), n, "{table}");
+            assert_unique_ids(&emu, table);
+            assert_eq!(
+                columns(&emu, table),
+                [
+                    "n INTEGER NULLABLE",
+                    "type STRING NULLABLE",
+                    "user RECORD NULLABLE",
+                    "_row_id STRING REQUIRED"
+                ]
+            );
+        }
     }
-    assert_eq!(emu.rows("bi", "shared").len(), 20);
-    assert_unique_ids(&emu, "shared");
-    assert_eq!(
-        columns(&emu, "shared"),
-        [
-            "n INTEGER NULLABLE",
-            "type STRING NULLABLE",
-            "user RECORD NULLABLE",
-            "_row_id STRING REQUIRED"
-        ]
-    );
 }
 
 /// A run that staged one object's rows in two tables and died before committing either: the
@@ -525,4 +532,48 @@ fn a_create_answered_409_counts_as_created() {
         .map(|(_, b)| b["rows"].as_array().map_or(0, |r| r.len()))
         .sum();
     assert_eq!(inserted, 2, "{seen:?}");
+}
+
+/// Flags that cannot work together are usage errors (exit 2) before anything is written.
+#[test]
+fn conflicting_routing_flags_are_usage_errors() {
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("archive");
+    archive(&root, &[("k.json", events(Some("a"), 1, 0))]);
+    let run = |sink: &str, extra: &[&str]| {
+        let out = bin()
+            .current_dir(work.path())
+            .args(["replay", root.to_str().unwrap(), "--sink", sink])
+            .args(["--bigquery-endpoint", "http://127.0.0.1:9"])
+            .args(["--bigquery-storage-endpoint", "http://127.0.0.1:9"])
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, e) = run(
+        "bigquery:p.d.e_{type}",
+        &["--create-table", "auto", "--create-table-schema", "x.json"],
+    );
+    assert_eq!(code, Some(2), "{e}");
+    assert!(e.contains("give one"), "{e}");
+    let (code, e) = run("bigquery:p.d.e_{type}", &["--dedup", "merge"]);
+    assert_eq!(code, Some(2), "{e}");
+    assert!(e.contains("--dedup merge"), "{e}");
+    let (code, e) = run(
+        "bigquery:p.d.e",
+        &["--create-table", "auto", "--dedup", "merge"],
+    );
+    assert_eq!(code, Some(2), "{e}");
+    let (code, e) = run("bigquery:p.d.e_{stream}", &["--route-default", "other"]);
+    assert_eq!(code, Some(2), "{e}");
+    assert!(e.contains("no record field"), "{e}");
+    let (code, e) = run("bigquery:p.d.e_{type}", &["--route-default", "o_{type}"]);
+    assert_eq!(code, Some(2), "{e}");
+    let (code, e) = run("bigquery:p.d.e_{type", &[]);
+    assert_eq!(code, Some(2), "{e}");
+    assert!(e.contains("without its `}`"), "{e}");
 }
