@@ -170,6 +170,7 @@ impl Sink for Router {
             default,
             writers: Vec::new(),
             index: HashMap::new(),
+            default_index: None,
             row: Vec::new(),
             name: String::new(),
             rejected: Vec::new(),
@@ -226,8 +227,10 @@ struct Writer {
     default: Option<TableRef>,
     /// In the order the tables were first routed to.
     writers: Vec<(TableRef, Box<dyn ObjectWriter>)>,
-    /// `P.D.T` → index into `writers`.
+    /// Table name (in the template's dataset) → index into `writers`.
     index: HashMap<String, usize>,
+    /// The `--route-default` table's index into `writers`, once opened.
+    default_index: Option<usize>,
     /// The current row, whole (the lookup reads one JSON text).
     row: Vec<u8>,
     /// The current row's table name.
@@ -247,53 +250,74 @@ impl Writer {
         });
     }
 
-    /// The index of the writer for `table`, opened now if this is its first row.
-    fn writer_for(&mut self, table: TableRef) -> Result<Result<usize, String>, Error> {
-        let key = table.to_string();
-        if let Some(&i) = self.index.get(&key) {
-            return Ok(Ok(i));
-        }
+    /// The index of the writer for `table`, opened now if this is its first row (`self.row`
+    /// holds the row).
+    fn open_writer(&mut self, table: TableRef) -> Result<Result<usize, String>, Error> {
         if self.writers.len() >= self.shared.max_tables {
             return Ok(Err(format!(
-                "routed to table {key}, but the object already writes to {} tables, \
+                "routed to table {table}, but the object already writes to {} tables, \
                  --max-tables-per-object's bound",
                 self.shared.max_tables
             )));
         }
         let sink = self.shared.sink_for(&table, Some(&self.row))?;
         let writer = sink.open(&self.object)?;
-        tracing::debug!(object = %self.object, table = %key, "routing to a new table");
+        tracing::debug!(object = %self.object, table = %table, "routing to a new table");
         self.writers.push((table, writer));
-        self.index.insert(key, self.writers.len() - 1);
         Ok(Ok(self.writers.len() - 1))
     }
 }
 
 impl ObjectWriter for Writer {
+    /// Per row, once its tables are open: the name is filled into a reused buffer and found in
+    /// the index, so routing allocates nothing (and copies the row only when a field is
+    /// looked up in it).
     fn write_row(&mut self, row: &Row<'_>) -> Result<(), Error> {
+        let fields = self.template.has_fields();
         self.row.clear();
-        row.append_to(&mut self.row);
-        let mut name = std::mem::take(&mut self.name);
+        if fields {
+            row.append_to(&mut self.row);
+        }
         let routed = self
             .template
-            .name_with(&self.row, &self.shared.prefix, &mut name);
-        let table = match routed {
-            Ok(()) => Ok(self.template.table(name.clone())),
-            Err(RouteError::Missing { .. }) if self.default.is_some() => {
-                Ok(self.default.clone().expect("checked"))
-            }
-            Err(e @ RouteError::Missing { .. }) => Err(format!(
-                "{e}: the row has no table (give --route-default TABLE for such rows)"
-            )),
-            Err(e) => Err(e.to_string()),
+            .name_with(&self.row, &self.shared.prefix, &mut self.name);
+        let found = match &routed {
+            Ok(()) => self.index.get(self.name.as_str()).copied(),
+            Err(RouteError::Missing { .. }) if self.default.is_some() => self.default_index,
+            Err(_) => None,
         };
-        self.name = name;
-        let i = match table.map(|t| self.writer_for(t)) {
-            Ok(Ok(Ok(i))) => i,
-            Ok(Err(e)) => return Err(e),
-            Ok(Ok(Err(why))) | Err(why) => {
-                self.refuse(row, why);
-                return Ok(());
+        let i = match found {
+            Some(i) => i,
+            None => {
+                if !fields {
+                    row.append_to(&mut self.row);
+                }
+                let is_default = matches!(routed, Err(RouteError::Missing { .. }));
+                let table = match routed {
+                    Ok(()) => Ok(self.template.table(self.name.clone())),
+                    Err(RouteError::Missing { .. }) if self.default.is_some() => {
+                        Ok(self.default.clone().expect("checked"))
+                    }
+                    Err(e @ RouteError::Missing { .. }) => Err(format!(
+                        "{e}: the row has no table (give --route-default TABLE for such rows)"
+                    )),
+                    Err(e) => Err(e.to_string()),
+                };
+                match table.map(|t| self.open_writer(t)) {
+                    Ok(Ok(Ok(i))) => {
+                        if is_default {
+                            self.default_index = Some(i);
+                        } else {
+                            self.index.insert(self.name.clone(), i);
+                        }
+                        i
+                    }
+                    Ok(Err(e)) => return Err(e),
+                    Ok(Ok(Err(why))) | Err(why) => {
+                        self.refuse(row, why);
+                        return Ok(());
+                    }
+                }
             }
         };
         self.writers[i].1.write_row(row)

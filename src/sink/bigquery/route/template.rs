@@ -244,6 +244,11 @@ impl ObjectTemplate {
         Ok(())
     }
 
+    /// Whether the name depends on the record (else every record of the object shares it).
+    pub fn has_fields(&self) -> bool {
+        self.parts.iter().any(|p| matches!(p, Part::Field(_)))
+    }
+
     /// The table for `record`.
     pub fn table_for(&self, record: &[u8]) -> Result<TableRef, RouteError> {
         let mut name = String::new();
