@@ -1641,9 +1641,11 @@ fn default_ledger(sink: &SinkSpec) -> LedgerSpec {
     match sink {
         SinkSpec::Ndjson(dir) => LedgerSpec::File(dir.join(".ledger.jsonl")),
         SinkSpec::Stdout => LedgerSpec::None,
-        SinkSpec::BigQuery(t) => {
-            LedgerSpec::File(PathBuf::from(format!(".firehose-replay/ledger-{t}.jsonl")))
-        }
+        // (A routing template's field path may hold a `/`: not a directory.)
+        SinkSpec::BigQuery(t) => LedgerSpec::File(PathBuf::from(format!(
+            ".firehose-replay/ledger-{}.jsonl",
+            t.to_string().replace('/', "_")
+        ))),
     }
 }
 

@@ -577,3 +577,59 @@ fn conflicting_routing_flags_are_usage_errors() {
     assert_eq!(code, Some(2), "{e}");
     assert!(e.contains("without its `}`"), "{e}");
 }
+
+/// The Lambda handler (through `invoke`) takes routing and `--create-table auto` from the
+/// environment, as a deployed function does.
+#[test]
+fn the_lambda_routes_and_creates_tables_from_its_environment() {
+    let (emu, work) = start();
+    let root = work.path().join("buckets");
+    let keys = [
+        "events/2026/11/25/13/orders-1-2026-11-25-13-00-00-0f8fad5b-d9cb-469f-a165-70867728950e.gz",
+        "events/dt=2026-11-25/h=13/orders a+bü.gz",
+    ];
+    for (key, n) in keys.iter().zip([3, 5]) {
+        let p = root.join("firehose-archive").join(key);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, crate::support::ndjson(n)).unwrap();
+    }
+    let event =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lambda/s3-notification.json");
+    let out = bin()
+        .current_dir(work.path())
+        .arg("invoke")
+        .arg("--event")
+        .arg(&event)
+        .arg("--buckets")
+        .arg(&root)
+        .env("FIREHOSE_REPLAY_SINK", "bigquery:test-proj.bi.t_{n}")
+        .env("FIREHOSE_REPLAY_CREATE_TABLE", "auto")
+        .env("FIREHOSE_REPLAY_MAX_TABLES_PER_OBJECT", "4")
+        .env("FIREHOSE_REPLAY_BIGQUERY_ENDPOINT", &emu.endpoint)
+        .env(
+            "FIREHOSE_REPLAY_BIGQUERY_STORAGE_ENDPOINT",
+            &emu.grpc_endpoint,
+        )
+        .env(
+            "FIREHOSE_REPLAY_DEAD_LETTER",
+            format!("dir:{}", work.path().join("dead-letter").display()),
+        )
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    // {"n":0..2} and {"n":0..4}: the second object reaches a fifth table, over the bound.
+    assert_eq!(table_names(&emu), ["t_0", "t_1", "t_2", "t_3"]);
+    assert_eq!(
+        counts(&emu, &["t_0", "t_1", "t_2", "t_3"]),
+        BTreeMap::from([
+            ("t_0".to_string(), 2),
+            ("t_1".to_string(), 2),
+            ("t_2".to_string(), 2),
+            ("t_3".to_string(), 1)
+        ])
+    );
+    let errors = dead_letter_errors(work.path());
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("--max-tables-per-object"), "{errors:?}");
+}
