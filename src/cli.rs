@@ -315,6 +315,16 @@ pub(crate) struct Opts {
     pub(crate) log_level: String,
 }
 
+/// `--create-table`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum CreateTableChoice {
+    /// Tables must exist (or --create-table-schema creates them).
+    #[default]
+    Off,
+    /// A missing table is created from the first row that reaches it.
+    Auto,
+}
+
 /// Flags of `--sink bigquery:PROJECT.DATASET.TABLE`.
 #[derive(Args, Debug)]
 pub(crate) struct BigQueryOpts {
@@ -485,10 +495,35 @@ pub(crate) struct BigQueryOpts {
     /// Create the table from this BigQuery JSON schema file when it does not exist.
     #[arg(long, global = true, env = "FIREHOSE_REPLAY_CREATE_TABLE_SCHEMA")]
     create_table_schema: Option<PathBuf>,
-    /// With --create-table-schema: day-partition on this TIMESTAMP/DATE column.
+    /// `auto`: create a missing table from the first row that reaches it (its fields' inferred
+    /// types, the row-ID and metadata columns); `off` (default). Not with --create-table-schema.
+    #[arg(
+        long,
+        global = true,
+        env = "FIREHOSE_REPLAY_CREATE_TABLE",
+        default_value = "off"
+    )]
+    create_table: CreateTableChoice,
+    /// Routed tables (`--sink 'bigquery:P.D.events_{type}'`): the table for rows whose routing
+    /// field is missing, null or empty (a table name, or PROJECT.DATASET.TABLE); without it
+    /// such rows are record errors.
+    #[arg(long, global = true, env = "FIREHOSE_REPLAY_ROUTE_DEFAULT")]
+    route_default: Option<String>,
+    /// Routed tables: how many tables one object may write to; a row routed beyond that is a
+    /// record error.
+    #[arg(
+        long,
+        global = true,
+        env = "FIREHOSE_REPLAY_MAX_TABLES_PER_OBJECT",
+        default_value_t = bigquery::route::DEFAULT_MAX_TABLES_PER_OBJECT,
+        value_parser = at_least_one::<usize>
+    )]
+    max_tables_per_object: usize,
+    /// With --create-table-schema or --create-table auto: day-partition on this TIMESTAMP/DATE column.
     #[arg(long, global = true, env = "FIREHOSE_REPLAY_PARTITION_BY")]
     partition_by: Option<String>,
-    /// With --create-table-schema: cluster on these columns (comma-separated).
+    /// With --create-table-schema or --create-table auto: cluster on these columns
+    /// (comma-separated).
     #[arg(
         long,
         global = true,
@@ -506,23 +541,6 @@ pub(crate) struct BigQueryOpts {
         default_value = "off"
     )]
     schema_evolution: bigquery::SchemaEvolution,
-    /// auto: a missing table is created from the schema inferred from the rows, plus the row-ID
-    /// and metadata columns (--partition-by, --cluster-by apply).
-    #[arg(long, global = true, env = "FIREHOSE_REPLAY_CREATE_TABLE", value_parser = ["auto"])]
-    create_table: Option<String>,
-    /// With a routed --sink (`bigquery:P.D.events_{type}`): the table (name, or P.D.TABLE) for
-    /// records that lack the field; without it they are record errors.
-    #[arg(long, global = true, env = "FIREHOSE_REPLAY_ROUTE_DEFAULT")]
-    route_default: Option<String>,
-    /// With a routed --sink: an object whose records name more tables than this fails.
-    #[arg(
-        long,
-        global = true,
-        env = "FIREHOSE_REPLAY_MAX_TABLES_PER_OBJECT",
-        default_value_t = 100,
-        value_parser = at_least_one::<usize>
-    )]
-    max_tables_per_object: usize,
 }
 
 impl BigQueryOpts {
@@ -557,10 +575,10 @@ impl BigQueryOpts {
             .clone()
             .filter(|e| !e.is_empty());
         c.location = self.bigquery_location.clone().filter(|l| !l.is_empty());
-        let schema = match (&self.create_table_schema, self.create_table.as_deref()) {
+        let schema = match (&self.create_table_schema, self.create_table) {
             (Some(file), _) => Some(CreateSchema::File(file.clone())),
-            (None, Some("auto")) => Some(CreateSchema::Auto),
-            _ => None,
+            (None, CreateTableChoice::Auto) => Some(CreateSchema::Auto),
+            (None, CreateTableChoice::Off) => None,
         };
         c.create_table = schema.map(|schema| CreateTable {
             schema,
@@ -603,6 +621,7 @@ impl Opts {
     pub(crate) async fn shared(&self, aws: &mut Aws) -> anyhow::Result<Shared> {
         refuse_duplicating_runs(self)?;
         refuse_colliding_columns(self)?;
+        refuse_routing_conflicts(self)?;
         let ledger: Arc<dyn Ledger> = match self
             .ledger
             .clone()
@@ -650,6 +669,24 @@ impl Opts {
         table: &TableRef,
     ) -> anyhow::Result<bigquery::Config> {
         let mut config = self.bigquery.config(table);
+        config.route = bigquery::route::Settings {
+            default: self
+                .bigquery
+                .route_default
+                .clone()
+                .filter(|d| !d.is_empty()),
+            max_tables_per_object: self.bigquery.max_tables_per_object,
+            payload_column: self.payload_column.clone().filter(|c| !c.is_empty()),
+        };
+        if self.bigquery.create_table == CreateTableChoice::Auto {
+            config.create_auto = Some(bigquery::autocreate::AutoCreate {
+                row_id_column: Some(self.row_id_column.clone()).filter(|c| !c.is_empty()),
+                metadata: self.metadata_columns,
+                payload_column: self.payload_column.clone().filter(|c| !c.is_empty()),
+                partition_by: self.bigquery.partition_by.clone(),
+                cluster_by: self.bigquery.cluster_by.clone(),
+            });
+        }
         if self.bigquery.dedup == bigquery::merge::Dedup::Merge {
             config.merge = Some(bigquery::merge::Settings {
                 row_id_column: self.row_id_column.clone(),
@@ -675,7 +712,6 @@ impl Opts {
         Ok(config)
     }
 
-    /// `--sink bigquery:… --bigquery-mode load`.
     /// Load mode's routing, when the sink's table has placeholders.
     pub(crate) fn load_routing(
         &self,
@@ -707,6 +743,7 @@ impl Opts {
         })))
     }
 
+    /// `--sink bigquery:… --bigquery-mode load`.
     pub(crate) fn load_mode(&self) -> bool {
         matches!(self.sink, SinkSpec::BigQuery(_))
             && self.bigquery.bigquery_mode == bigquery::Mode::Load
@@ -970,11 +1007,8 @@ fn refuse_colliding_columns(opts: &Opts) -> anyhow::Result<()> {
 /// Load-mode combinations of issue 18's flags that cannot work.
 fn refuse_load_mode_conflicts(opts: &Opts) -> anyhow::Result<()> {
     let b = &opts.bigquery;
-    if b.create_table.is_some() && b.create_table_schema.is_some() {
-        bail!("--create-table auto and --create-table-schema FILE: give one of them");
-    }
-    let evolving =
-        b.schema_evolution == bigquery::SchemaEvolution::AddColumns || b.create_table.is_some();
+    let evolving = b.schema_evolution == bigquery::SchemaEvolution::AddColumns
+        || b.create_table == CreateTableChoice::Auto;
     let routed = match &opts.sink {
         SinkSpec::BigQuery(t) => bigquery::route::Template::new(t).is_ok_and(|t| t.is_routed()),
         _ => false,
@@ -992,6 +1026,47 @@ fn refuse_load_mode_conflicts(opts: &Opts) -> anyhow::Result<()> {
         bail!(
             "--dedup merge in --bigquery-mode load stages rows in a copy of the table's schema: \
              it does not take --schema-evolution add-columns or --create-table auto"
+        );
+    }
+    Ok(())
+}
+
+/// Routing and `--create-table auto` need flags that make sense with them: usage errors
+/// (exit 2) otherwise. (Load mode is not refused: it routes by its own plan.)
+fn refuse_routing_conflicts(opts: &Opts) -> anyhow::Result<()> {
+    let auto = opts.bigquery.create_table == CreateTableChoice::Auto;
+    if auto && opts.bigquery.create_table_schema.is_some() {
+        bail!(
+            "--create-table auto and --create-table-schema both say how to create the table: \
+             give one"
+        );
+    }
+    let SinkSpec::BigQuery(table) = &opts.sink else {
+        if auto || opts.bigquery.route_default.is_some() {
+            bail!("--create-table auto and --route-default are for --sink bigquery:…");
+        }
+        return Ok(());
+    };
+    let template = bigquery::route::Template::new(table).map_err(anyhow::Error::msg)?;
+    if let Some(d) = opts
+        .bigquery
+        .route_default
+        .as_deref()
+        .filter(|d| !d.is_empty())
+    {
+        if !template.has_fields() {
+            bail!(
+                "--route-default {d}: the table `{table}` routes on no record field, so no row \
+                 can lack one"
+            );
+        }
+        template.sibling(d).map_err(anyhow::Error::msg)?;
+    }
+    if opts.bigquery.dedup == bigquery::merge::Dedup::Merge && (template.is_routed() || auto) {
+        bail!(
+            "--dedup merge merges into one existing table: it works neither with a routed table \
+             (`{table}`) nor with --create-table auto; create the table first, or deduplicate \
+             by the _row_id column in a view"
         );
     }
     Ok(())
@@ -1655,9 +1730,11 @@ fn default_ledger(sink: &SinkSpec) -> LedgerSpec {
     match sink {
         SinkSpec::Ndjson(dir) => LedgerSpec::File(dir.join(".ledger.jsonl")),
         SinkSpec::Stdout => LedgerSpec::None,
-        SinkSpec::BigQuery(t) => {
-            LedgerSpec::File(PathBuf::from(format!(".firehose-replay/ledger-{t}.jsonl")))
-        }
+        // (A routing template's field path may hold a `/`: not a directory.)
+        SinkSpec::BigQuery(t) => LedgerSpec::File(PathBuf::from(format!(
+            ".firehose-replay/ledger-{}.jsonl",
+            t.to_string().replace('/', "_")
+        ))),
     }
 }
 

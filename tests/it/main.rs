@@ -22,6 +22,7 @@ mod merge;
 mod moto;
 mod paths;
 mod payload_column;
+mod routing;
 mod row_contract;
 mod s3;
 mod schema_evolution;

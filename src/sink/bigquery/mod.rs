@@ -18,6 +18,7 @@
 
 pub(crate) mod api_error;
 pub mod auth;
+pub mod autocreate;
 pub mod encode;
 pub mod insert_all;
 pub mod load;
@@ -197,6 +198,11 @@ pub struct Config {
     pub merge: Option<merge::Settings>,
     /// `--schema-evolution`.
     pub schema_evolution: SchemaEvolution,
+    /// `--create-table auto` outside load mode: missing tables are created from their first
+    /// row, with these generated columns (load mode infers from its spooled rows).
+    pub create_auto: Option<autocreate::AutoCreate>,
+    /// `--route-default`, `--max-tables-per-object` (used when `table` is a template).
+    pub route: route::Settings,
 }
 
 impl Config {
@@ -219,6 +225,8 @@ impl Config {
             location: None,
             merge: None,
             schema_evolution: SchemaEvolution::Off,
+            create_auto: None,
+            route: route::Settings::default(),
         }
     }
 }
@@ -226,6 +234,7 @@ impl Config {
 /// What every mode needs: the REST base URL, an HTTP client, the authenticator (one token
 /// fetched up front, so bad credentials fail once, at start, instead of once per object), and
 /// the table (created first when asked).
+#[derive(Clone)]
 pub(crate) struct Connected {
     pub base: String,
     pub http: reqwest::Client,
@@ -250,7 +259,8 @@ pub(crate) async fn connect_rest(config: &Config) -> Result<Connected, Error> {
         tracing::debug!("Google access token obtained");
     }
     match config.create_table.as_ref().map(|c| (c, &c.schema)) {
-        Some((create, CreateSchema::File(file))) => {
+        // A routed table's tables are created as rows reach them (`table_factory`).
+        Some((create, CreateSchema::File(file))) if !is_routed(config) => {
             table::create_if_missing(
                 &base,
                 http.clone(),
@@ -261,17 +271,71 @@ pub(crate) async fn connect_rest(config: &Config) -> Result<Connected, Error> {
             )
             .await?
         }
-        // Load mode creates the table with its first job, from the rows (`load::schema`).
-        Some((_, CreateSchema::Auto)) if config.mode == Mode::Load => {}
-        Some((_, CreateSchema::Auto)) => {
-            return Err(setup_error(
-                Class::Permanent,
-                "--create-table auto works with --bigquery-mode load (on this branch)".into(),
-            ))
-        }
-        None => {}
+        // The schema comes from rows: load mode creates the table with its first job
+        // (`load::schema`), the other modes with the first row that reaches it (`autocreate`).
+        _ => {}
     }
     Ok(Connected { base, http, auth })
+}
+
+/// Whether `config.table` is a template with placeholders.
+fn is_routed(config: &Config) -> bool {
+    route::Template::new(&config.table).is_ok_and(|t| t.is_routed())
+}
+
+/// What each table's sink is built on: one connection, shared by every table.
+#[derive(Clone)]
+pub(crate) enum Transport {
+    StorageWrite(Box<storage_write::rpc::Rpc>),
+    InsertAll(Connected),
+}
+
+/// The sink of one table in `config`'s mode: the one place a per-table sink is built, for the
+/// plain sink and for each table a router opens.
+pub(crate) fn table_sink(
+    config: &Config,
+    transport: &Transport,
+    table: &TableRef,
+) -> Arc<dyn Sink> {
+    match transport {
+        Transport::StorageWrite(rpc) => Arc::new(storage_write::StorageWrite::new(
+            (**rpc).clone(),
+            table,
+            config.limits.clone(),
+            config.flags.ignore_unknown_values,
+        )),
+        Transport::InsertAll(c) => Arc::new(BigQuery::on(c, table, config)),
+    }
+}
+
+/// The router's factory: each table created when missing (`--create-table auto` from the row
+/// that first needs it, or `--create-table-schema`), then its sink. Runs on the blocking
+/// thread that writes the row.
+fn table_factory(config: Config, c: Connected, transport: Transport) -> route::Factory {
+    let handle = tokio::runtime::Handle::current();
+    Arc::new(move |table: &TableRef, first_row: Option<&[u8]>| {
+        // Sinks capture the runtime they run on; the calling thread may be outside it.
+        let _runtime = handle.enter();
+        if let Some(row) = first_row {
+            if let Some(auto) = &config.create_auto {
+                handle.block_on(autocreate::ensure(&c, table, auto, row))?;
+            } else if let Some(create @ CreateTable {
+                schema: CreateSchema::File(file),
+                ..
+            }) = &config.create_table
+            {
+                handle.block_on(table::create_if_missing(
+                    &c.base,
+                    c.http.clone(),
+                    c.auth.clone(),
+                    table,
+                    create,
+                    file,
+                ))?;
+            }
+        }
+        Ok(table_sink(&config, &transport, table))
+    })
 }
 
 /// The sink for `--bigquery-mode insert-all` or `storage-write`. (`load` batches objects and
@@ -285,12 +349,23 @@ pub async fn connect(config: Config) -> Result<Arc<dyn Sink>, Error> {
              and the _row_id view"
                 .into(),
         )),
-        Mode::InsertAll => Ok(Arc::new(BigQuery::connect(config).await?)),
-        Mode::StorageWrite => {
-            let endpoint = match (&config.storage_endpoint, &config.endpoint) {
-                (Some(e), _) => e.clone(),
-                (None, None) => storage_write::DEFAULT_STORAGE_ENDPOINT.to_string(),
-                (None, Some(_)) => {
+        Mode::InsertAll | Mode::StorageWrite => {
+            let template = route::Template::new(&config.table)
+                .map_err(|e| setup_error(Class::Permanent, e))?;
+            let routed = template.is_routed() || config.create_auto.is_some();
+            if routed && config.merge.is_some() {
+                return Err(setup_error(
+                    Class::Permanent,
+                    "--dedup merge merges into one existing table: it cannot be combined with a \
+                     routed table ({placeholders}) or --create-table auto"
+                        .into(),
+                ));
+            }
+            let endpoint = match (config.mode, &config.storage_endpoint, &config.endpoint) {
+                (Mode::InsertAll, _, _) => None,
+                (_, Some(e), _) => Some(e.clone()),
+                (_, None, None) => Some(storage_write::DEFAULT_STORAGE_ENDPOINT.to_string()),
+                (_, None, Some(_)) => {
                     return Err(setup_error(
                         Class::Permanent,
                         "--bigquery-endpoint points REST at another server; give the Storage \
@@ -308,26 +383,31 @@ pub async fn connect(config: Config) -> Result<Arc<dyn Sink>, Error> {
                 None => None,
             };
             let c = connect_rest(&config).await?;
-            let rpc = storage_write::rpc::Rpc::connect(
-                &endpoint,
-                c.auth,
-                config.timeout,
-                Arc::new(config.retry.clone()),
-            )?;
-            if let Some(merger) = merger {
+            let transport = match endpoint {
+                Some(endpoint) => {
+                    Transport::StorageWrite(Box::new(storage_write::rpc::Rpc::connect(
+                        &endpoint,
+                        c.auth.clone(),
+                        config.timeout,
+                        Arc::new(config.retry.clone()),
+                    )?))
+                }
+                None => Transport::InsertAll(c.clone()),
+            };
+            if let (Some(merger), Transport::StorageWrite(rpc)) = (merger, &transport) {
                 return Ok(Arc::new(merge::MergeStorageWrite::new(
                     merger,
-                    rpc,
+                    (**rpc).clone(),
                     config.limits.clone(),
                     config.flags.ignore_unknown_values,
                 )));
             }
-            Ok(Arc::new(storage_write::StorageWrite::new(
-                rpc,
-                &config.table,
-                config.limits.clone(),
-                config.flags.ignore_unknown_values,
-            )))
+            if routed {
+                let settings = config.route.clone();
+                let factory = table_factory(config, c, transport);
+                return Ok(Arc::new(route::Router::new(template, &settings, factory)?));
+            }
+            Ok(table_sink(&config, &transport, &config.table))
         }
         Mode::Load => Err(setup_error(
             Class::Permanent,

@@ -104,6 +104,33 @@ pub(crate) async fn create_if_missing(
     schema_file: &std::path::Path,
 ) -> Result<(), Error> {
     let fields = read_schema(schema_file)?;
+    let from = schema_file.display().to_string();
+    let layout = Layout {
+        partition_by: create.partition_by.as_deref(),
+        cluster_by: &create.cluster_by,
+    };
+    create_with(base, http, auth, t, fields, layout, &from).await
+}
+
+/// How a created table is partitioned and clustered.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Layout<'a> {
+    /// Day-partition on this TIMESTAMP/DATE column.
+    pub partition_by: Option<&'a str>,
+    pub cluster_by: &'a [String],
+}
+
+/// Creates table `t` with `fields` unless it exists (`from` says where the schema came from,
+/// for the log); a table a concurrent worker created in the meantime (409) counts as existing.
+pub(crate) async fn create_with(
+    base: &str,
+    http: reqwest::Client,
+    auth: Option<Arc<dyn Authenticator>>,
+    t: &TableRef,
+    fields: Vec<TableFieldSchema>,
+    layout: Layout<'_>,
+    from: &str,
+) -> Result<(), Error> {
     let client = client(base, http, auth).await?;
     match client
         .table()
@@ -121,22 +148,43 @@ pub(crate) async fn create_if_missing(
         }
     }
     let mut table = Table::new(&t.project, &t.dataset, &t.table, TableSchema::new(fields));
-    if let Some(field) = &create.partition_by {
+    if let Some(field) = layout.partition_by {
         table.time_partitioning = Some(TimePartitioning {
             r#type: "DAY".into(),
-            field: Some(field.clone()),
+            field: Some(field.to_string()),
             expiration_ms: None,
             require_partition_filter: None,
         });
     }
-    if !create.cluster_by.is_empty() {
+    if !layout.cluster_by.is_empty() {
         table.clustering = Some(Clustering {
-            fields: Some(create.cluster_by.clone()),
+            fields: Some(layout.cluster_by.to_vec()),
         });
     }
-    match client.table().create(table).await {
+    let created = client.table().create(table).await;
+    if let Err(e) = &created {
+        let conflict = matches!(e, gcp_bigquery_client::error::BQError::ResponseError { error }
+            if error.error.code == 409);
+        // A concurrent creator may have won in a way not answered 409 (the emulator reports
+        // its storage's write conflict as a 400, and shows the winner's table a moment
+        // later): the table existing now is what counts. Polled briefly, on failure only.
+        if !conflict {
+            for wait_ms in [0, 100, 300, 600] {
+                tokio::time::sleep(std::time::Duration::from_millis(wait_ms)).await;
+                let found = client
+                    .table()
+                    .get(&t.project, &t.dataset, &t.table, None)
+                    .await;
+                if found.is_ok() {
+                    tracing::debug!(table = %t, "creating the table failed ({e}), but it exists now");
+                    return Ok(());
+                }
+            }
+        }
+    }
+    match created {
         Ok(_) => {
-            tracing::info!(table = %t, "created the table from {}", schema_file.display());
+            tracing::info!(table = %t, "created the table from {from}");
             Ok(())
         }
         // Created by a concurrent worker in the meantime.
@@ -144,6 +192,16 @@ pub(crate) async fn create_if_missing(
             if error.error.code == 409 =>
         {
             Ok(())
+        }
+        // Mid-run (a routed table, `--create-table auto`) an overloaded service must not
+        // dead-letter the object: throttling and 5xx are worth another try.
+        Err(gcp_bigquery_client::error::BQError::ResponseError { error })
+            if error.error.code == 429 || error.error.code >= 500 =>
+        {
+            Err(sink_error(
+                Class::Transient,
+                format!("creating table {t}: {}", error.error.message),
+            ))
         }
         Err(e) => Err(sink_error(
             Class::Permanent,

@@ -17,7 +17,7 @@ use self::insert::Endpoint;
 use self::request::Flags;
 use self::writer::Writer;
 use super::retry::RetryPolicy;
-use super::{connect_rest, Config, Connected, Limits};
+use super::{connect_rest, Config, Connected, Limits, TableRef};
 use crate::error::Error;
 use crate::object::ObjectRef;
 use crate::sink::{ObjectWriter, Sink};
@@ -36,30 +36,36 @@ impl BigQuery {
     /// Builds the client (no network call unless the table must be created). Call within a
     /// Tokio runtime: requests run on it.
     pub async fn connect(config: Config) -> Result<BigQuery, Error> {
-        let Connected { base, http, auth } = connect_rest(&config).await?;
-        let t = &config.table;
+        let c = connect_rest(&config).await?;
+        Ok(BigQuery::on(&c, &config.table, &config))
+    }
+
+    /// The sink of `t` on an existing connection (one of the tables a router writes to).
+    /// Call within a Tokio runtime.
+    pub(crate) fn on(c: &Connected, t: &TableRef, config: &Config) -> BigQuery {
         let enc = |s: &str| {
             percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
         };
         let url = format!(
-            "{base}/bigquery/v2/projects/{}/datasets/{}/tables/{}/insertAll",
+            "{}/bigquery/v2/projects/{}/datasets/{}/tables/{}/insertAll",
+            c.base,
             enc(&t.project),
             enc(&t.dataset),
             enc(&t.table)
         );
-        Ok(BigQuery {
+        BigQuery {
             endpoint: Arc::new(Endpoint {
-                http,
+                http: c.http.clone(),
                 url,
-                auth,
+                auth: c.auth.clone(),
                 table: t.to_string(),
             }),
-            policy: Arc::new(config.retry),
+            policy: Arc::new(config.retry.clone()),
             flags: config.flags,
-            limits: config.limits,
+            limits: config.limits.clone(),
             handle: tokio::runtime::Handle::current(),
             delivered: Arc::default(),
-        })
+        }
     }
 }
 

@@ -118,6 +118,22 @@ impl Template {
         self.parts.iter().any(|p| !matches!(p, Part::Literal(_)))
     }
 
+    /// The table of a template without placeholders.
+    pub fn fixed_table(&self) -> Option<TableRef> {
+        let mut name = String::new();
+        for p in &self.parts {
+            match p {
+                Part::Literal(s) => name.push_str(s),
+                _ => return None,
+            }
+        }
+        Some(TableRef {
+            project: self.project.clone(),
+            dataset: self.dataset.clone(),
+            table: name,
+        })
+    }
+
     /// Whether the table depends on each record (a field placeholder).
     pub fn has_fields(&self) -> bool {
         self.parts.iter().any(|p| matches!(p, Part::Field(_)))
@@ -226,6 +242,11 @@ impl ObjectTemplate {
         }
         cap(out);
         Ok(())
+    }
+
+    /// Whether the name depends on the record (else every record of the object shares it).
+    pub fn has_fields(&self) -> bool {
+        self.parts.iter().any(|p| matches!(p, Part::Field(_)))
     }
 
     /// The table for `record`.
