@@ -319,10 +319,12 @@ fn table_factory(config: Config, c: Connected, transport: Transport) -> route::F
         if let Some(row) = first_row {
             if let Some(auto) = &config.create_auto {
                 handle.block_on(autocreate::ensure(&c, table, auto, row))?;
-            } else if let Some(create @ CreateTable {
-                schema: CreateSchema::File(file),
-                ..
-            }) = &config.create_table
+            } else if let Some(
+                create @ CreateTable {
+                    schema: CreateSchema::File(file),
+                    ..
+                },
+            ) = &config.create_table
             {
                 handle.block_on(table::create_if_missing(
                     &c.base,
