@@ -5,8 +5,10 @@ use firehose_replay::sink::bigquery::load::{LoadJobOptions, LoadJobs};
 use firehose_replay::sink::bigquery::schema::{evolve, infer};
 use firehose_replay::sink::bigquery::TableRef;
 use serde_json::json;
+use std::process::Command;
 
 use crate::bq_emulator::BqEmulator;
+use crate::support::bin;
 
 fn jobs(emu: &BqEmulator) -> LoadJobs {
     LoadJobs::new(
@@ -97,4 +99,150 @@ fn concurrent_workers_adding_columns_keep_every_column_and_change_none() {
             .as_u16()
     });
     assert_eq!(stale, 412);
+}
+
+/// Objects whose records gain a STRING field, then a RECORD with an INT64 inside (and a field
+/// that is null everywhere), and one record whose value conflicts with a column added
+/// meanwhile. Written by `replay --schema-evolution add-columns` in `mode`.
+fn growing_objects(emu: &BqEmulator, work: &std::path::Path) -> String {
+    emu.create_table(
+        "bi",
+        "grow",
+        json!([{"name": "_row_id", "type": "STRING", "mode": "REQUIRED"},
+               {"name": "n", "type": "INTEGER"}]),
+    );
+    let dir = work.join("in/2026/11/25/13");
+    std::fs::create_dir_all(&dir).unwrap();
+    let objects = [
+        // Gains a STRING mid-object: the object goes on in a second stream.
+        "{\"n\":1}\n{\"n\":2,\"s\":\"x\"}\n{\"n\":3,\"s\":\"y\"}\n",
+        // Gains a RECORD with an INT64 inside first thing; a null-only field waits; then a
+        // value the new column cannot take (with a field that would be new: not added).
+        "{\"n\":4,\"s\":\"z\",\"geo\":{\"cnt\":7}}\n{\"n\":5,\"geo\":{\"cnt\":8},\"none\":null}\n\
+         {\"n\":6,\"t\":\"new\",\"geo\":{\"cnt\":\"lots\"}}\n{\"n\":7}\n",
+    ];
+    for (i, body) in objects.iter().enumerate() {
+        std::fs::write(
+            dir.join(format!(
+                "s-1-2026-11-25-13-0{i}-00-0f8fad5b-d9cb-469f-a165-70867728950{i}"
+            )),
+            body,
+        )
+        .unwrap();
+    }
+    "in".into()
+}
+
+fn replay_evolving(emu: &BqEmulator, work: &std::path::Path, src: &str, mode: &str) -> Command {
+    let mut cmd = bin();
+    cmd.current_dir(work)
+        .args(["replay", src, "--sink", "bigquery:test-proj.bi.grow"])
+        .args(["--bigquery-mode", mode, "--schema-evolution", "add-columns"])
+        .args(["--bigquery-endpoint", &emu.endpoint])
+        .args(["--bigquery-storage-endpoint", &emu.grpc_endpoint])
+        .args(["--concurrency", "1", "--retry-min-delay-ms", "50"])
+        .args(["--ledger", "file:ledger.jsonl"]);
+    cmd
+}
+
+fn fields_of(emu: &BqEmulator, table: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    fn walk(prefix: &str, fields: &serde_json::Value, out: &mut Vec<(String, String)>) {
+        for f in fields.as_array().into_iter().flatten() {
+            let name = format!("{prefix}{}", f["name"].as_str().unwrap());
+            out.push((name.clone(), f["type"].as_str().unwrap().to_string()));
+            walk(&format!("{name}."), &f["fields"], out);
+        }
+    }
+    walk("", &emu.table("bi", table)["schema"]["fields"], &mut out);
+    out
+}
+
+fn rows_by_n(emu: &BqEmulator) -> Vec<serde_json::Value> {
+    let mut rows = emu.rows("bi", "grow");
+    rows.sort_by_key(|r| r["n"].as_str().unwrap().parse::<i64>().unwrap());
+    rows
+}
+
+fn records_gaining_fields_land_with_their_columns(mode: &str) {
+    let emu = BqEmulator::start("test-proj");
+    emu.create_dataset("bi");
+    let work = tempfile::tempdir().unwrap();
+    let src = growing_objects(&emu, work.path());
+    let out = replay_evolving(&emu, work.path(), &src, mode)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("6 rows written, 1 record errors"),
+        "{stderr}"
+    );
+    // One log line per change, naming the columns.
+    assert!(
+        stderr.contains("schema: added columns") && stderr.contains("columns=s"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("columns=geo"), "{stderr}");
+    let fields = fields_of(&emu, "grow");
+    let names: Vec<&str> = fields.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["_row_id", "n", "s", "geo", "geo.cnt"], "{fields:?}");
+    assert_eq!(fields[2].1, "STRING");
+    assert!(
+        matches!(fields[4].1.as_str(), "INTEGER" | "INT64"),
+        "{fields:?}"
+    );
+    let rows = rows_by_n(&emu);
+    let got: Vec<(String, serde_json::Value, serde_json::Value)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["n"].as_str().unwrap().to_string(),
+                r["s"].clone(),
+                r["geo"]["cnt"].clone(),
+            )
+        })
+        .collect();
+    let want = |n: &str, s: serde_json::Value, c: serde_json::Value| (n.to_string(), s, c);
+    let null = serde_json::Value::Null;
+    assert_eq!(
+        got,
+        vec![
+            want("1", null.clone(), null.clone()),
+            want("2", json!("x"), null.clone()),
+            want("3", json!("y"), null.clone()),
+            want("4", json!("z"), json!("7")),
+            want("5", null.clone(), json!("8")),
+            want("7", null.clone(), null.clone()),
+        ],
+        "{rows:?}"
+    );
+    // The conflict is a record error naming the column path and both types.
+    let letters = crate::cli::files_under(&work.path().join("dead-letter"));
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let dl: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&letters[0]).unwrap()).unwrap();
+    let errors: Vec<&str> = dl["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["error"].as_str().unwrap())
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("column `geo.cnt` is INT")
+            && errors[0].contains("but the record has STRING there"),
+        "{errors:?}"
+    );
+    // A rerun adds nothing (the ledger resolved every object, multi-stream tokens included).
+    let out = replay_evolving(&emu, work.path(), &src, mode)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(emu.rows("bi", "grow").len(), 6);
+}
+
+#[test]
+fn storage_write_adds_columns_for_records_gaining_fields_with_no_dead_letters_but_conflicts() {
+    records_gaining_fields_land_with_their_columns("storage-write");
 }

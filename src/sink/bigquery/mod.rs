@@ -119,6 +119,39 @@ impl fmt::Display for Mode {
     }
 }
 
+/// `--schema-evolution`: what a record with fields the table lacks does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SchemaEvolution {
+    /// It is a record error (or, with `--ignore-unknown-values`, the fields are dropped).
+    #[default]
+    Off,
+    /// The run adds them as NULLABLE (or REPEATED) columns, then writes the record with them.
+    AddColumns,
+}
+
+impl FromStr for SchemaEvolution {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "off" | "" => Ok(SchemaEvolution::Off),
+            "add-columns" => Ok(SchemaEvolution::AddColumns),
+            _ => Err(format!(
+                "unknown schema evolution `{s}` (expected off or add-columns)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for SchemaEvolution {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SchemaEvolution::Off => "off",
+            SchemaEvolution::AddColumns => "add-columns",
+        })
+    }
+}
+
 /// Creating the table when it is missing.
 #[derive(Debug, Clone, Default)]
 pub struct CreateTable {
@@ -159,6 +192,12 @@ pub struct Config {
     /// `--dedup merge`: rows reach the table through a staging table and a MERGE on the row
     /// ID (storage-write and load only).
     pub merge: Option<merge::Settings>,
+    /// `--schema-evolution`. With `add-columns`, `flags.ignore_unknown_values` is off (the CLI
+    /// sees to it): a field the table lacks gets a column instead of being dropped.
+    pub schema_evolution: SchemaEvolution,
+    /// How long a writer waits at most for a column it added to reach new write streams or the
+    /// streaming buffer ([`schema::evolver::DEFAULT_WAIT`]).
+    pub schema_wait: Duration,
 }
 
 impl Config {
@@ -180,6 +219,8 @@ impl Config {
             storage_endpoint: None,
             location: None,
             merge: None,
+            schema_evolution: SchemaEvolution::Off,
+            schema_wait: schema::evolver::DEFAULT_WAIT,
         }
     }
 }
@@ -250,6 +291,7 @@ pub async fn connect(config: Config) -> Result<Arc<dyn Sink>, Error> {
                 None => None,
             };
             let c = connect_rest(&config).await?;
+            let evolver = evolver(&config, &c);
             let rpc = storage_write::rpc::Rpc::connect(
                 &endpoint,
                 c.auth,
@@ -257,6 +299,15 @@ pub async fn connect(config: Config) -> Result<Arc<dyn Sink>, Error> {
                 Arc::new(config.retry.clone()),
             )?;
             if let Some(merger) = merger {
+                if evolver.is_some() {
+                    return Err(setup_error(
+                        Class::Permanent,
+                        "--schema-evolution add-columns does not work with --bigquery-mode \
+                         storage-write --dedup merge yet (the staging table and the target \
+                         would both have to grow); use --dedup off, or add the columns first"
+                            .into(),
+                    ));
+                }
                 return Ok(Arc::new(merge::MergeStorageWrite::new(
                     merger,
                     rpc,
@@ -264,12 +315,16 @@ pub async fn connect(config: Config) -> Result<Arc<dyn Sink>, Error> {
                     config.flags.ignore_unknown_values,
                 )));
             }
-            Ok(Arc::new(storage_write::StorageWrite::new(
+            let sink = storage_write::StorageWrite::new(
                 rpc,
                 &config.table,
                 config.limits.clone(),
                 config.flags.ignore_unknown_values,
-            )))
+            );
+            Ok(Arc::new(match evolver {
+                Some(e) => sink.with_evolution(e),
+                None => sink,
+            }))
         }
         Mode::Load => Err(setup_error(
             Class::Permanent,
@@ -278,6 +333,28 @@ pub async fn connect(config: Config) -> Result<Arc<dyn Sink>, Error> {
                 .into(),
         )),
     }
+}
+
+/// `--schema-evolution add-columns`: the table's REST client for patches (none when off).
+pub(crate) fn evolver(config: &Config, c: &Connected) -> Option<Arc<schema::evolver::Evolver>> {
+    if config.schema_evolution == SchemaEvolution::Off {
+        return None;
+    }
+    let loads = load::LoadJobs::new(
+        c.http.clone(),
+        &c.base,
+        c.auth.clone(),
+        config.table.clone(),
+        load::LoadJobOptions {
+            location: config.location.clone(),
+            retry: config.retry.clone(),
+            ..load::LoadJobOptions::default()
+        },
+    );
+    Some(Arc::new(schema::evolver::Evolver::new(
+        Arc::new(loads),
+        config.schema_wait,
+    )))
 }
 
 /// `--dedup merge`: the merger for the target, once the table is known to take it (it has
@@ -313,6 +390,7 @@ pub async fn connect_load(
         fields,
         encode::Options {
             ignore_unknown_values: config.flags.ignore_unknown_values,
+            ..encode::Options::default()
         },
     )
     .map_err(|e| setup_error(Class::Permanent, format!("table {t} schema: {e}")))?;
