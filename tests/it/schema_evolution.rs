@@ -246,3 +246,8 @@ fn records_gaining_fields_land_with_their_columns(mode: &str) {
 fn storage_write_adds_columns_for_records_gaining_fields_with_no_dead_letters_but_conflicts() {
     records_gaining_fields_land_with_their_columns("storage-write");
 }
+
+#[test]
+fn insert_all_adds_columns_and_resends_the_refused_rows_with_no_dead_letters_but_conflicts() {
+    records_gaining_fields_land_with_their_columns("insert-all");
+}

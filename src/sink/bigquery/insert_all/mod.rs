@@ -36,7 +36,9 @@ impl BigQuery {
     /// Builds the client (no network call unless the table must be created). Call within a
     /// Tokio runtime: requests run on it.
     pub async fn connect(config: Config) -> Result<BigQuery, Error> {
-        let Connected { base, http, auth } = connect_rest(&config).await?;
+        let connected = connect_rest(&config).await?;
+        let evolver = super::evolver(&config, &connected);
+        let Connected { base, http, auth } = connected;
         let t = &config.table;
         let enc = |s: &str| {
             percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
@@ -53,6 +55,7 @@ impl BigQuery {
                 url,
                 auth,
                 table: t.to_string(),
+                evolver,
             }),
             policy: Arc::new(config.retry),
             flags: config.flags,
