@@ -134,13 +134,24 @@ fn growing_objects(emu: &BqEmulator, work: &std::path::Path) -> String {
 }
 
 fn replay_evolving(emu: &BqEmulator, work: &std::path::Path, src: &str, mode: &str) -> Command {
+    let mut cmd = replay_evolving_unordered(emu, work, src, mode);
+    cmd.args(["--concurrency", "1"]);
+    cmd
+}
+
+fn replay_evolving_unordered(
+    emu: &BqEmulator,
+    work: &std::path::Path,
+    src: &str,
+    mode: &str,
+) -> Command {
     let mut cmd = bin();
     cmd.current_dir(work)
         .args(["replay", src, "--sink", "bigquery:test-proj.bi.grow"])
         .args(["--bigquery-mode", mode, "--schema-evolution", "add-columns"])
         .args(["--bigquery-endpoint", &emu.endpoint])
         .args(["--bigquery-storage-endpoint", &emu.grpc_endpoint])
-        .args(["--concurrency", "1", "--retry-min-delay-ms", "50"])
+        .args(["--retry-min-delay-ms", "50"])
         .args(["--ledger", "file:ledger.jsonl"]);
     cmd
 }
@@ -250,4 +261,147 @@ fn storage_write_adds_columns_for_records_gaining_fields_with_no_dead_letters_bu
 #[test]
 fn insert_all_adds_columns_and_resends_the_refused_rows_with_no_dead_letters_but_conflicts() {
     records_gaining_fields_land_with_their_columns("insert-all");
+}
+
+/// BigQuery's new write streams may see the old schema for a while after a patch (the
+/// emulator made to do so for 2 s): the writer keeps creating streams until one has the new
+/// columns, and everything lands as without the delay.
+#[test]
+fn storage_write_waits_for_new_streams_to_see_added_columns() {
+    let emu = BqEmulator::start_with(
+        "test-proj",
+        &[("BQ_EMULATOR_STALE_STREAM_SCHEMA_SECS", "2")],
+    );
+    emu.create_dataset("bi");
+    let work = tempfile::tempdir().unwrap();
+    let src = growing_objects(&emu, work.path());
+    let started = std::time::Instant::now();
+    let out = replay_evolving(&emu, work.path(), &src, "storage-write")
+        .args(["--log-level", "debug"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("6 rows written, 1 record errors"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("new write stream does not see the added columns yet"),
+        "{stderr}"
+    );
+    assert!(started.elapsed() >= std::time::Duration::from_secs(2));
+    assert_eq!(emu.rows("bi", "grow").len(), 6);
+}
+
+/// Past the bound the object fails as transient (nothing of it is visible: its streams were
+/// never committed), and a later run writes it once the streams see the columns.
+#[test]
+fn storage_write_gives_up_after_the_bound_and_a_later_run_finishes_the_object() {
+    let emu = BqEmulator::start_with(
+        "test-proj",
+        &[("BQ_EMULATOR_STALE_STREAM_SCHEMA_SECS", "4")],
+    );
+    emu.create_dataset("bi");
+    let work = tempfile::tempdir().unwrap();
+    let src = growing_objects(&emu, work.path());
+    let out = replay_evolving(&emu, work.path(), &src, "storage-write")
+        .args(["--schema-evolution-wait-secs", "1", "--max-attempts", "1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("new write streams still lacked them after 1 s"),
+        "{stderr}"
+    );
+    assert!(
+        emu.rows("bi", "grow").is_empty(),
+        "no object is half visible"
+    );
+    // Once new streams see the columns, the rerun writes every object exactly once.
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let out = replay_evolving(&emu, work.path(), &src, "storage-write")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(emu.rows("bi", "grow").len(), 6, "{stderr}");
+}
+
+/// Two runs at once, each with objects whose records gain the same columns: both succeed,
+/// every row lands, and the columns are added once.
+fn concurrent_runs_adding_the_same_column(mode: &str) {
+    let emu = BqEmulator::start("test-proj");
+    emu.create_dataset("bi");
+    emu.create_table(
+        "bi",
+        "grow",
+        json!([{"name": "_row_id", "type": "STRING", "mode": "REQUIRED"},
+               {"name": "n", "type": "INTEGER"}]),
+    );
+    let works: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    for (w, work) in works.iter().enumerate() {
+        let dir = work.path().join("in/2026/11/25/13");
+        std::fs::create_dir_all(&dir).unwrap();
+        for o in 0..3 {
+            let body: String = (0..5)
+                .map(|i| {
+                    let n = w * 100 + o * 10 + i;
+                    format!("{{\"n\":{n},\"s\":\"w{w}\",\"geo\":{{\"cnt\":{n}}}}}\n")
+                })
+                .collect();
+            std::fs::write(
+                dir.join(format!(
+                    "s-1-2026-11-25-13-0{o}-00-0f8fad5b-d9cb-469f-a165-7086772895{w}{o}"
+                )),
+                body,
+            )
+            .unwrap();
+        }
+    }
+    let children: Vec<std::process::Child> = works
+        .iter()
+        .map(|work| {
+            replay_evolving_unordered(&emu, work.path(), "in", mode)
+                .args(["--concurrency", "3"])
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(
+            stderr.contains("15 rows written, 0 record errors"),
+            "{stderr}"
+        );
+    }
+    let mut names: Vec<String> = fields_of(&emu, "grow")
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["_row_id", "geo", "geo.cnt", "n", "s"],
+        "each added once"
+    );
+    let rows = emu.rows("bi", "grow");
+    assert_eq!(rows.len(), 30);
+    for r in &rows {
+        assert_eq!(r["n"], r["geo"]["cnt"], "{r}");
+    }
+}
+
+#[test]
+fn two_storage_write_runs_adding_the_same_columns_at_once_both_succeed() {
+    concurrent_runs_adding_the_same_column("storage-write");
+}
+
+#[test]
+fn two_insert_all_runs_adding_the_same_columns_at_once_both_succeed() {
+    concurrent_runs_adding_the_same_column("insert-all");
 }
