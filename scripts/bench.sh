@@ -11,6 +11,8 @@
 #   ADVERSARIAL=0 scripts/bench.sh   # skip the whitespace-bomb and bad-lines rows
 #   WORKER=0 scripts/bench.sh        # skip the SQS worker vs backfill rows (1,000 small objects
 #                                    # in moto; scripts/bench/worker.sh runs them alone)
+#   EVOLUTION=0 scripts/bench.sh     # skip the --schema-evolution off vs add-columns A/B (Storage
+#                                    # Write into a table that has every column)
 #
 # Objects are cached in bench-data/ (git-ignored) and reused on the next run.
 set -euo pipefail
@@ -38,11 +40,17 @@ target/release/examples/insert_all_server >"$work/bq.addr" &
 bq_pid=$!
 target/release/examples/storage_write_server "$SCHEMA" >"$work/sw.addr" &
 sw_pid=$!
-trap 'kill $bq_pid $sw_pid 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 100); do [ -s "$work/bq.addr" ] && [ -s "$work/sw.addr" ] && break; sleep 0.05; done
+# A table with every field of the bench events (nested ones too), for the schema-evolution A/B:
+# no row lacks a column, so add-columns never patches and measures only its cost on rows that fit.
+FULL_SCHEMA=sample-data/bigquery/bench-events.schema.json
+target/release/examples/storage_write_server "$FULL_SCHEMA" >"$work/swf.addr" &
+swf_pid=$!
+trap 'kill $bq_pid $sw_pid $swf_pid 2>/dev/null; rm -rf "$work"' EXIT
+for _ in $(seq 100); do [ -s "$work/bq.addr" ] && [ -s "$work/sw.addr" ] && [ -s "$work/swf.addr" ] && break; sleep 0.05; done
 BQ=$(head -n1 "$work/bq.addr")
 SW=$(head -n1 "$work/sw.addr")
-[ -n "$BQ" ] && [ -n "$SW" ] || { echo "a local BigQuery endpoint did not start" >&2; exit 1; }
+SWF=$(head -n1 "$work/swf.addr")
+[ -n "$BQ" ] && [ -n "$SW" ] && [ -n "$SWF" ] || { echo "a local BigQuery endpoint did not start" >&2; exit 1; }
 
 # cpu_seconds PID -> user + system CPU seconds the process has used so far (all its threads)
 cpu_seconds() {
@@ -145,6 +153,34 @@ for size in $SIZES; do
     fi
   done
 done
+
+# --schema-evolution add-columns against off, same run, same object, a table with every column:
+# the evolving writer only asks whether a refused row failed for an unknown field, so rows that
+# fit must cost the same (the budget is +5% wall time). Alternating A B A B … so drift hits both.
+if [ "${EVOLUTION:-1}" = 1 ]; then
+  obj=$(object newline 64)
+  bytes=$("$INFLATE" "$obj")
+  echo
+  echo "== --schema-evolution, Storage Write into a table with every column: $obj"
+  evo_off=() evo_on=() rss_off=0 rss_on=0
+  for _ in $(seq "$RUNS"); do
+    for ev in off add-columns; do
+      read -r t r < <(measure 1 "$BIN" --log-level error replay "$obj" --ledger none --allow-duplicates \
+        --sink bigquery:bench.bi.events --bigquery-mode storage-write --bigquery-storage-endpoint "$SWF" \
+        --bigquery-endpoint http://127.0.0.1:1 --schema-evolution "$ev" --dead-letter "dir:$work/dl")
+      if [ -n "$(find "$work/dl" -type f 2>/dev/null)" ]; then
+        echo "warning: rows did not fit $FULL_SCHEMA (dead letters with --schema-evolution $ev)" >&2
+      fi
+      if [ "$ev" = off ]; then evo_off+=("$t"); rss_off=$(( r > rss_off ? r : rss_off ));
+      else evo_on+=("$t"); rss_on=$(( r > rss_on ? r : rss_on )); fi
+    done
+  done
+  med() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+  a=$(med "${evo_off[@]}"); b=$(med "${evo_on[@]}")
+  row "--schema-evolution off" "$a" "$rss_off" "$bytes" "$a" 0
+  row "--schema-evolution add-columns" "$b" "$rss_on" "$bytes" "$a" 0
+  awk -v a="$a" -v b="$b" 'BEGIN { printf "  add-columns: %+.1f%% wall time vs off (budget +5%%)\n", (b / a - 1) * 100 }'
+fi
 
 # Adversarial shapes: memory and time must not grow with whitespace or with bad records.
 if [ "${ADVERSARIAL:-1}" = 1 ]; then

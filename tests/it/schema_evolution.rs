@@ -405,3 +405,48 @@ fn two_storage_write_runs_adding_the_same_columns_at_once_both_succeed() {
 fn two_insert_all_runs_adding_the_same_columns_at_once_both_succeed() {
     concurrent_runs_adding_the_same_column("insert-all");
 }
+
+/// Usage errors (exit 2): evolution outside BigQuery, and with storage-write's `--dedup merge`;
+/// an unknown value is refused by the parser.
+#[test]
+fn schema_evolution_outside_bigquery_or_with_storage_write_merge_is_a_usage_error() {
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("obj"), "{\"n\":1}\n").unwrap();
+    let run = |args: &[&str]| {
+        let out = bin()
+            .current_dir(work.path())
+            .args(["replay", "obj", "--ledger", "none"])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = run(&["--sink", "ndjson:out", "--schema-evolution", "add-columns"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--schema-evolution add-columns adds columns to a BigQuery table"),
+        "{stderr}"
+    );
+    assert!(!work.path().join("out").exists());
+    let (code, stderr) = run(&[
+        "--sink",
+        "bigquery:p.d.t",
+        "--dedup",
+        "merge",
+        "--schema-evolution",
+        "add-columns",
+        "--bigquery-endpoint",
+        "http://127.0.0.1:1",
+    ]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--dedup merge is not supported yet"),
+        "{stderr}"
+    );
+    let (code, stderr) = run(&["--sink", "ndjson:out", "--schema-evolution", "sometimes"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("expected off or add-columns"), "{stderr}");
+}

@@ -8,7 +8,7 @@
 //! - [`storage_write`] — Storage Write `PENDING` streams (rows encoded by [`encode`]);
 //! - [`load`] — load jobs over many objects (planning, runner, job IDs, upload);
 //! - [`merge`] — `--dedup merge`: staging tables and a MERGE on the row ID;
-//! - [`schema`] — schema-evolution groundwork (inference, etag-fenced patches; not wired in).
+//! - [`schema`] — `--schema-evolution`: type inference, etag-fenced patches, the writers' evolver.
 //!
 //! Shared by them: [`auth`] (credentials, through `google-cloud-auth`), [`table`] (schema
 //! file, `tables.get`, create), and for REST: `api_error` (the one classifier of Google API
