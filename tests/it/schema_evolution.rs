@@ -450,3 +450,101 @@ fn schema_evolution_outside_bigquery_or_with_storage_write_merge_is_a_usage_erro
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("expected off or add-columns"), "{stderr}");
 }
+
+/// An object moved to a second stream by schema evolution is staged as one token naming both;
+/// a process that dies after staging and before committing leaves nothing visible, and the
+/// next process's sink finds the token uncommitted, commits both streams at once, and then
+/// (asked again, as after a second crash) finds them committed and commits nothing twice.
+#[test]
+fn a_staged_multi_stream_token_is_resolved_after_a_crash() {
+    use firehose_replay::ledger::Staged;
+    use firehose_replay::object::ObjectRef;
+    use firehose_replay::record::{validate, Payload};
+    use firehose_replay::row::{ObjectSeed, RowBuilder, RowIdSource};
+    use firehose_replay::sink::bigquery::{self, Config, Mode, SchemaEvolution};
+
+    let emu = BqEmulator::start("test-proj");
+    emu.create_dataset("bi");
+    emu.create_table(
+        "bi",
+        "grow",
+        json!([{"name": "_row_id", "type": "STRING", "mode": "REQUIRED"},
+               {"name": "n", "type": "INTEGER"}]),
+    );
+    let rt = crate::moto::rt();
+    let connect = || {
+        let mut config = Config::new(TableRef {
+            project: "test-proj".into(),
+            dataset: "bi".into(),
+            table: "grow".into(),
+        });
+        config.mode = Mode::StorageWrite;
+        config.endpoint = Some(emu.endpoint.clone());
+        config.storage_endpoint = Some(emu.grpc_endpoint.clone());
+        config.schema_evolution = SchemaEvolution::AddColumns;
+        rt.block_on(bigquery::connect(config)).unwrap()
+    };
+    let object = ObjectRef::new("b", "k");
+    let sink = connect();
+    let mut writer = sink.open(&object).unwrap();
+    let mut rb = RowBuilder::new(
+        ObjectSeed::new(&object),
+        RowIdSource::Position,
+        Some("_row_id"),
+    );
+    for (i, record) in [r#"{"n":1}"#, r#"{"n":2,"s":"x"}"#, r#"{"n":3}"#]
+        .iter()
+        .enumerate()
+    {
+        let payload = Payload {
+            json: record.as_bytes(),
+            shape: validate(record.as_bytes()).unwrap(),
+            sub: &[],
+            keys_clean: false,
+        };
+        let row = rb.build(&payload, i as u64, i as u64 * 10).unwrap();
+        writer.write_row(&row).unwrap();
+    }
+    let prepared = writer.prepare().unwrap();
+    assert!(prepared.rejected.is_empty());
+    let token = prepared.token.unwrap();
+    let names: Vec<String> = serde_json::from_str(&token).unwrap();
+    assert_eq!(names.len(), 2, "{token}");
+    assert!(names
+        .iter()
+        .all(|n| n.starts_with("projects/test-proj/datasets/bi/tables/grow/streams/")));
+    // The crash: the writer is gone without committing.
+    drop(writer);
+    drop(sink);
+    let staged = Staged {
+        token,
+        records: 3,
+        rows: 3,
+        record_errors: 0,
+    };
+    let next = connect();
+    assert!(!next.committed(&staged).unwrap());
+    assert!(
+        emu.rows("bi", "grow").is_empty(),
+        "nothing visible before the commit"
+    );
+    assert!(next.commit_staged(&staged).unwrap());
+    assert!(next.committed(&staged).unwrap());
+    let mut got: Vec<(String, serde_json::Value)> = emu
+        .rows("bi", "grow")
+        .iter()
+        .map(|r| (r["n"].as_str().unwrap().to_string(), r["s"].clone()))
+        .collect();
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        got,
+        vec![
+            ("1".to_string(), serde_json::Value::Null),
+            ("2".into(), json!("x")),
+            ("3".into(), serde_json::Value::Null)
+        ]
+    );
+    // Resolved again (a crash after the commit, before the ledger's finish): nothing twice.
+    assert!(next.commit_staged(&staged).unwrap());
+    assert_eq!(emu.rows("bi", "grow").len(), 3);
+}
