@@ -156,30 +156,48 @@ done
 
 # --schema-evolution add-columns against off, same run, same object, a table with every column:
 # the evolving writer only asks whether a refused row failed for an unknown field, so rows that
-# fit must cost the same (the budget is +5% wall time). Alternating A B A B … so drift hits both.
+# fit must cost the same (the budget is +5%). Alternating off, add-columns, off, … so drift hits
+# both; CPU seconds (user + sys) are printed beside wall time, as wall time on a shared machine
+# moves with its neighbours.
 if [ "${EVOLUTION:-1}" = 1 ]; then
   obj=$(object newline 64)
   bytes=$("$INFLATE" "$obj")
   echo
   echo "== --schema-evolution, Storage Write into a table with every column: $obj"
-  evo_off=() evo_on=() rss_off=0 rss_on=0
   for _ in $(seq "$RUNS"); do
     for ev in off add-columns; do
-      read -r t r < <(measure 1 "$BIN" --log-level error replay "$obj" --ledger none --allow-duplicates \
-        --sink bigquery:bench.bi.events --bigquery-mode storage-write --bigquery-storage-endpoint "$SWF" \
-        --bigquery-endpoint http://127.0.0.1:1 --schema-evolution "$ev" --dead-letter "dir:$work/dl")
+      rm -rf "$work/dl"
+      s=$EPOCHREALTIME
+      "$TIME" -f '%M %U %S' -o "$work/evo" "$BIN" --log-level error replay "$obj" --ledger none \
+        --allow-duplicates --sink bigquery:bench.bi.events --bigquery-mode storage-write \
+        --bigquery-storage-endpoint "$SWF" --bigquery-endpoint http://127.0.0.1:1 \
+        --schema-evolution "$ev" --dead-letter "dir:$work/dl" >/dev/null 2>"$work/err" \
+        || { echo "failed: --schema-evolution $ev" >&2; cat "$work/err" >&2; exit 1; }
+      e=$EPOCHREALTIME
       if [ -n "$(find "$work/dl" -type f 2>/dev/null)" ]; then
         echo "warning: rows did not fit $FULL_SCHEMA (dead letters with --schema-evolution $ev)" >&2
       fi
-      if [ "$ev" = off ]; then evo_off+=("$t"); rss_off=$(( r > rss_off ? r : rss_off ));
-      else evo_on+=("$t"); rss_on=$(( r > rss_on ? r : rss_on )); fi
+      awk -v ev="$ev" -v s="$s" -v e="$e" '{ print ev, e - s, $2 + $3, $1 }' "$work/evo" >>"$work/evo.all"
     done
   done
-  med() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
-  a=$(med "${evo_off[@]}"); b=$(med "${evo_on[@]}")
-  row "--schema-evolution off" "$a" "$rss_off" "$bytes" "$a" 0
-  row "--schema-evolution add-columns" "$b" "$rss_on" "$bytes" "$a" 0
-  awk -v a="$a" -v b="$b" 'BEGIN { printf "  add-columns: %+.1f%% wall time vs off (budget +5%%)\n", (b / a - 1) * 100 }'
+  awk -v b="$bytes" '
+    function median(list, n,   i, j, t) {
+      for (i = 2; i <= n; i++) for (j = i; j > 1 && list[j - 1] > list[j]; j--) {
+        t = list[j]; list[j] = list[j - 1]; list[j - 1] = t }
+      return list[int((n + 1) / 2)]
+    }
+    { n[$1]++; wall[$1, n[$1]] = $2; cpu[$1, n[$1]] = $3; if ($4 > rss[$1]) rss[$1] = $4 }
+    END {
+      for (k = 0; k < 2; k++) {
+        ev = k ? "add-columns" : "off"
+        for (i = 1; i <= n[ev]; i++) { w[i] = wall[ev, i]; c[i] = cpu[ev, i] }
+        mw[ev] = median(w, n[ev]); mc[ev] = median(c, n[ev])
+        printf "  --schema-evolution %-12s %7.3f s  %8.1f MiB/s  CPU %6.3f s  peak RSS %6.1f MiB\n",
+          ev, mw[ev], b / 1048576 / mw[ev], mc[ev], rss[ev] / 1024
+      }
+      printf "  add-columns vs off: %+.1f%% wall time, %+.1f%% CPU (budget +5%%; medians of %d)\n",
+        (mw["add-columns"] / mw["off"] - 1) * 100, (mc["add-columns"] / mc["off"] - 1) * 100, n["off"]
+    }' "$work/evo.all"
 fi
 
 # Adversarial shapes: memory and time must not grow with whitespace or with bad records.
