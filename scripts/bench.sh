@@ -11,6 +11,8 @@
 #   ADVERSARIAL=0 scripts/bench.sh   # skip the whitespace-bomb and bad-lines rows
 #   WORKER=0 scripts/bench.sh        # skip the SQS worker vs backfill rows (1,000 small objects
 #                                    # in moto; scripts/bench/worker.sh runs them alone)
+#   EVOLUTION=0 scripts/bench.sh     # skip the --schema-evolution off vs add-columns A/B (Storage
+#                                    # Write into a table that has every column)
 #
 # Objects are cached in bench-data/ (git-ignored) and reused on the next run.
 set -euo pipefail
@@ -38,11 +40,17 @@ target/release/examples/insert_all_server >"$work/bq.addr" &
 bq_pid=$!
 target/release/examples/storage_write_server "$SCHEMA" >"$work/sw.addr" &
 sw_pid=$!
-trap 'kill $bq_pid $sw_pid 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 100); do [ -s "$work/bq.addr" ] && [ -s "$work/sw.addr" ] && break; sleep 0.05; done
+# A table with every field of the bench events (nested ones too), for the schema-evolution A/B:
+# no row lacks a column, so add-columns never patches and measures only its cost on rows that fit.
+FULL_SCHEMA=sample-data/bigquery/bench-events.schema.json
+target/release/examples/storage_write_server "$FULL_SCHEMA" >"$work/swf.addr" &
+swf_pid=$!
+trap 'kill $bq_pid $sw_pid $swf_pid 2>/dev/null; rm -rf "$work"' EXIT
+for _ in $(seq 100); do [ -s "$work/bq.addr" ] && [ -s "$work/sw.addr" ] && [ -s "$work/swf.addr" ] && break; sleep 0.05; done
 BQ=$(head -n1 "$work/bq.addr")
 SW=$(head -n1 "$work/sw.addr")
-[ -n "$BQ" ] && [ -n "$SW" ] || { echo "a local BigQuery endpoint did not start" >&2; exit 1; }
+SWF=$(head -n1 "$work/swf.addr")
+[ -n "$BQ" ] && [ -n "$SW" ] && [ -n "$SWF" ] || { echo "a local BigQuery endpoint did not start" >&2; exit 1; }
 
 # cpu_seconds PID -> user + system CPU seconds the process has used so far (all its threads)
 cpu_seconds() {
@@ -145,6 +153,52 @@ for size in $SIZES; do
     fi
   done
 done
+
+# --schema-evolution add-columns against off, same run, same object, a table with every column:
+# the evolving writer only asks whether a refused row failed for an unknown field, so rows that
+# fit must cost the same (the budget is +5%). Alternating off, add-columns, off, … so drift hits
+# both; CPU seconds (user + sys) are printed beside wall time, as wall time on a shared machine
+# moves with its neighbours.
+if [ "${EVOLUTION:-1}" = 1 ]; then
+  obj=$(object newline 64)
+  bytes=$("$INFLATE" "$obj")
+  echo
+  echo "== --schema-evolution, Storage Write into a table with every column: $obj"
+  for _ in $(seq "$RUNS"); do
+    for ev in off add-columns; do
+      rm -rf "$work/dl"
+      s=$EPOCHREALTIME
+      "$TIME" -f '%M %U %S' -o "$work/evo" "$BIN" --log-level error replay "$obj" --ledger none \
+        --allow-duplicates --sink bigquery:bench.bi.events --bigquery-mode storage-write \
+        --bigquery-storage-endpoint "$SWF" --bigquery-endpoint http://127.0.0.1:1 \
+        --schema-evolution "$ev" --dead-letter "dir:$work/dl" >/dev/null 2>"$work/err" \
+        || { echo "failed: --schema-evolution $ev" >&2; cat "$work/err" >&2; exit 1; }
+      e=$EPOCHREALTIME
+      if [ -n "$(find "$work/dl" -type f 2>/dev/null)" ]; then
+        echo "warning: rows did not fit $FULL_SCHEMA (dead letters with --schema-evolution $ev)" >&2
+      fi
+      awk -v ev="$ev" -v s="$s" -v e="$e" '{ print ev, e - s, $2 + $3, $1 }' "$work/evo" >>"$work/evo.all"
+    done
+  done
+  awk -v b="$bytes" '
+    function median(list, n,   i, j, t) {
+      for (i = 2; i <= n; i++) for (j = i; j > 1 && list[j - 1] > list[j]; j--) {
+        t = list[j]; list[j] = list[j - 1]; list[j - 1] = t }
+      return list[int((n + 1) / 2)]
+    }
+    { n[$1]++; wall[$1, n[$1]] = $2; cpu[$1, n[$1]] = $3; if ($4 > rss[$1]) rss[$1] = $4 }
+    END {
+      for (k = 0; k < 2; k++) {
+        ev = k ? "add-columns" : "off"
+        for (i = 1; i <= n[ev]; i++) { w[i] = wall[ev, i]; c[i] = cpu[ev, i] }
+        mw[ev] = median(w, n[ev]); mc[ev] = median(c, n[ev])
+        printf "  --schema-evolution %-12s %7.3f s  %8.1f MiB/s  CPU %6.3f s  peak RSS %6.1f MiB\n",
+          ev, mw[ev], b / 1048576 / mw[ev], mc[ev], rss[ev] / 1024
+      }
+      printf "  add-columns vs off: %+.1f%% wall time, %+.1f%% CPU (budget +5%%; medians of %d)\n",
+        (mw["add-columns"] / mw["off"] - 1) * 100, (mc["add-columns"] / mc["off"] - 1) * 100, n["off"]
+    }' "$work/evo.all"
+fi
 
 # Adversarial shapes: memory and time must not grow with whitespace or with bad records.
 if [ "${ADVERSARIAL:-1}" = 1 ]; then

@@ -387,6 +387,26 @@ pub(crate) struct BigQueryOpts {
         value_parser = env_bool
     )]
     ignore_unknown_values: bool,
+    /// off: a record with a field the table lacks is a record error (or loses the field, with
+    /// --ignore-unknown-values). add-columns: the run adds such fields as NULLABLE columns
+    /// (types from the JSON values; nested fields too), then writes the record; it wins over
+    /// --ignore-unknown-values.
+    #[arg(
+        long,
+        global = true,
+        env = "FIREHOSE_REPLAY_SCHEMA_EVOLUTION",
+        default_value = "off"
+    )]
+    pub(crate) schema_evolution: bigquery::SchemaEvolution,
+    /// With --schema-evolution add-columns: how long to wait, at most, for BigQuery's write
+    /// paths to see columns just added (the object is then tried again).
+    #[arg(
+        long,
+        global = true,
+        env = "FIREHOSE_REPLAY_SCHEMA_EVOLUTION_WAIT_SECS",
+        default_value_t = 600
+    )]
+    schema_evolution_wait_secs: u64,
     /// Tries per insertAll request (the first included) on throttling, 5xx and network errors.
     #[arg(
         long,
@@ -531,16 +551,6 @@ pub(crate) struct BigQueryOpts {
         value_delimiter = ','
     )]
     cluster_by: Vec<String>,
-    /// add-columns: a record with fields the table lacks adds them as NULLABLE columns (types
-    /// from the JSON values; nested fields inside RECORDs too), then is written; off: such a
-    /// record is a record error (or loses the fields with --ignore-unknown-values).
-    #[arg(
-        long,
-        global = true,
-        env = "FIREHOSE_REPLAY_SCHEMA_EVOLUTION",
-        default_value = "off"
-    )]
-    schema_evolution: bigquery::SchemaEvolution,
 }
 
 impl BigQueryOpts {
@@ -561,8 +571,12 @@ impl BigQueryOpts {
         };
         c.flags = Flags {
             skip_invalid_rows: self.skip_invalid_rows,
-            ignore_unknown_values: self.ignore_unknown_values,
+            // Schema evolution wins: a field the table lacks gets a column, not dropped.
+            ignore_unknown_values: self.ignore_unknown_values
+                && self.schema_evolution == bigquery::SchemaEvolution::Off,
         };
+        c.schema_evolution = self.schema_evolution;
+        c.schema_wait = std::time::Duration::from_secs(self.schema_evolution_wait_secs.max(1));
         c.limits.batch_rows = self.batch_rows.max(1);
         c.limits.max_request_bytes = self.max_request_bytes;
         c.limits.max_in_flight = self.max_in_flight.max(1);
@@ -585,7 +599,6 @@ impl BigQueryOpts {
             partition_by: self.partition_by.clone(),
             cluster_by: self.cluster_by.clone(),
         });
-        c.schema_evolution = self.schema_evolution;
         c
     }
 }
@@ -999,6 +1012,24 @@ fn refuse_colliding_columns(opts: &Opts) -> anyhow::Result<()> {
         bail!(
             "--dedup merge merges into a BigQuery table (--sink bigquery:…); other sinks are kept \
              exact by the ledger"
+        );
+    }
+    let evolving = opts.bigquery.schema_evolution != bigquery::SchemaEvolution::Off;
+    if evolving && !matches!(opts.sink, SinkSpec::BigQuery(_)) {
+        bail!(
+            "--schema-evolution {} adds columns to a BigQuery table (--sink bigquery:…); other \
+             sinks have no schema",
+            opts.bigquery.schema_evolution
+        );
+    }
+    if evolving
+        && opts.bigquery.dedup == bigquery::merge::Dedup::Merge
+        && opts.bigquery.bigquery_mode == bigquery::Mode::StorageWrite
+    {
+        bail!(
+            "--schema-evolution add-columns with --bigquery-mode storage-write --dedup merge is \
+             not supported yet (the staging table and the target would both have to grow): use \
+             --dedup off, or add the columns first"
         );
     }
     refuse_load_mode_conflicts(opts)
@@ -1463,6 +1494,7 @@ async fn finish_run(
                 },
                 options: bigquery::encode::Options {
                     ignore_unknown_values: config.flags.ignore_unknown_values,
+                    ..Default::default()
                 },
             },
         };

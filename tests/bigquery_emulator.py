@@ -27,6 +27,13 @@ One fix makes its Storage Write API behave like BigQuery's where exactly-once de
    an ALTER in a DuckLake transaction, and two at once fail the second with "Failed to commit
    DuckLake transaction" (HTTP 400). A lock around it makes concurrent patches queue, so the
    etag check decides, as in BigQuery.
+
+One knob shows what the emulator does not do on its own:
+
+5. BQ_EMULATOR_STALE_STREAM_SCHEMA_SECS=N: BigQuery's new write streams may report a table's
+   old schema for minutes after a patch; the emulator's see it at once. With N set, a
+   CreateWriteStream answer carries the schema a table had N seconds ago (by when each schema
+   was first reported), so a writer must retry creating streams until one sees new columns.
 """
 import sys
 
@@ -70,6 +77,28 @@ def _atomic(function):
 
 write.commit = _atomic(write.commit)
 write.get = _atomic(write.get)
+
+import os  # noqa: E402
+import time  # noqa: E402
+
+_stale = float(os.environ.get("BQ_EMULATOR_STALE_STREAM_SCHEMA_SECS") or 0)
+_schemas: dict = {}  # parent -> [(first reported, TableSchema)]
+_create = write.create
+
+
+def _create_stale(request):
+    stream = _create(request)
+    with _commit_lock:
+        seen = _schemas.setdefault(request.parent, [])
+        if not seen or seen[-1][1] != stream.table_schema:
+            seen.append((time.monotonic(), type(stream.table_schema)(stream.table_schema)))
+        old = [s for t, s in seen if t <= time.monotonic() - _stale] or [seen[0][1]]
+        stream.table_schema = old[-1]
+    return stream
+
+
+if _stale > 0:
+    write.create = _create_stale
 
 from local_bigquery.catalog import tables as _tables  # noqa: E402
 

@@ -52,6 +52,11 @@ pub struct FakeBigQuery {
     pub requests: Arc<Mutex<Vec<Seen>>>,
     /// Rows written, by insertId (BigQuery's dedup).
     pub table: Arc<Mutex<HashMap<String, Value>>>,
+    /// The table resource `tables.get` answers (`etag`, `schema`); `tables.patch` replaces its
+    /// schema and etag, as BigQuery does (a stale `If-Match` gets 412).
+    pub resource: Arc<Mutex<Value>>,
+    /// The bodies of the `tables.patch` requests, in order.
+    pub patches: Arc<Mutex<Vec<Value>>>,
     server: Arc<tiny_http::Server>,
 }
 
@@ -62,13 +67,52 @@ impl FakeBigQuery {
         let requests: Arc<Mutex<Vec<Seen>>> = Arc::default();
         let table: Arc<Mutex<HashMap<String, Value>>> = Arc::default();
         let script = Arc::new(script);
+        let resource = Arc::new(Mutex::new(json!({"etag": "e0", "schema": {"fields": [
+            {"name": "_row_id", "type": "STRING", "mode": "REQUIRED"},
+            {"name": "n", "type": "INTEGER"},
+            {"name": "amount", "type": "FLOAT"}]}})));
+        let patches: Arc<Mutex<Vec<Value>>> = Arc::default();
         let (srv, reqs, tbl) = (server.clone(), requests.clone(), table.clone());
+        let (res, pat) = (resource.clone(), patches.clone());
         std::thread::spawn(move || {
             for mut req in srv.incoming_requests() {
                 let (reqs, tbl, script) = (reqs.clone(), tbl.clone(), script.clone());
+                let (res, pat) = (res.clone(), pat.clone());
                 std::thread::spawn(move || {
                     let mut body = Vec::new();
                     req.as_reader().read_to_end(&mut body).unwrap();
+                    if req.url().contains("/tables/") && !req.url().ends_with("/insertAll") {
+                        let mut resource = res.lock().unwrap();
+                        let (code, answer) = match req.method() {
+                            tiny_http::Method::Get => (200, resource.clone()),
+                            tiny_http::Method::Patch => {
+                                let if_match = req
+                                    .headers()
+                                    .iter()
+                                    .find(|h| h.field.equiv("If-Match"))
+                                    .map(|h| h.value.to_string());
+                                if if_match.is_some_and(|e| e != resource["etag"]) {
+                                    (
+                                        412,
+                                        json!({"error": {"code": 412, "message": "precondition"}}),
+                                    )
+                                } else {
+                                    let v: Value = serde_json::from_slice(&body).unwrap();
+                                    pat.lock().unwrap().push(v.clone());
+                                    let n = pat.lock().unwrap().len();
+                                    resource["schema"] = v["schema"].clone();
+                                    resource["etag"] = json!(format!("e{n}"));
+                                    (200, resource.clone())
+                                }
+                            }
+                            _ => (404, json!({})),
+                        };
+                        let _ = req.respond(
+                            tiny_http::Response::from_string(answer.to_string())
+                                .with_status_code(code),
+                        );
+                        return;
+                    }
                     if !req.url().ends_with("/insertAll") {
                         let _ = req
                             .respond(tiny_http::Response::from_string("{}").with_status_code(404));
@@ -173,6 +217,8 @@ impl FakeBigQuery {
             endpoint,
             requests,
             table,
+            resource,
+            patches,
             server,
         }
     }
@@ -530,4 +576,138 @@ fn requests_stay_under_the_byte_cap_and_a_row_too_big_for_any_request_is_a_recor
         "{}",
         run.dead_records[0].1
     );
+}
+
+/// `--schema-evolution add-columns` in insert-all, where BigQuery's streaming path sees new
+/// columns late: rows with the new field `s` are refused with "no such field" for the first
+/// three requests even after the patch; they are resent (same insertIds) until accepted, and
+/// the column is added once.
+#[test]
+fn insert_all_resends_rows_with_new_fields_until_the_streaming_path_sees_the_column() {
+    use firehose_replay::sink::bigquery::SchemaEvolution;
+    let fake = FakeBigQuery::start(Box::new(|n, rows| {
+        if n >= 3 {
+            return Reply::Ok;
+        }
+        Reply::RowErrors(
+            rows.iter()
+                .enumerate()
+                .map(|(i, (_, row))| {
+                    if row.get("s").is_some() {
+                        (i, "invalid", "no such field: s.".to_string())
+                    } else {
+                        (i, "stopped", String::new())
+                    }
+                })
+                .collect(),
+        )
+    }));
+    let b = Bucket::new();
+    let body: String = (0..10)
+        .map(|i| match i % 3 {
+            0 => format!("{{\"n\":{i},\"s\":\"v{i}\",\"none\":null}}\n"),
+            _ => format!("{{\"n\":{i}}}\n"),
+        })
+        .collect();
+    b.put(KEY, &gzip(body.as_bytes()));
+    let mut c = config(&fake);
+    c.schema_evolution = SchemaEvolution::AddColumns;
+    let run = replay(&b, KEY, c);
+    let report = run.result.unwrap();
+    assert_eq!(report.counts.rows, 10);
+    assert!(run.dead_records.is_empty(), "{:?}", run.dead_records);
+    let rows = table_rows(&fake);
+    assert_eq!(ns(&rows), (0..10).collect::<Vec<_>>());
+    assert_eq!(rows[3]["s"], "v3");
+    assert!(
+        rows[3].get("none").is_none(),
+        "a null-only new key is left out of the resend"
+    );
+    let patches = fake.patches.lock().unwrap().clone();
+    assert_eq!(patches.len(), 1, "the column is added once: {patches:?}");
+    let fields = patches[0]["schema"]["fields"].as_array().unwrap();
+    assert_eq!(fields.len(), 4);
+    assert_eq!(
+        fields[3],
+        json!({"name": "s", "type": "STRING", "mode": "NULLABLE"})
+    );
+    assert_eq!(fake.requests().len(), 4);
+    // Every request after the first resent the same rows with the same insertIds.
+    let ids = |r: &Seen| r.rows.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>();
+    let reqs = fake.requests();
+    assert_eq!(ids(&reqs[1]), ids(&reqs[3]));
+    assert_eq!(ids(&reqs[0]), ids(&reqs[1]));
+}
+
+/// Past the bound (the streaming path never sees the column here), the object fails as
+/// transient, so it is tried again later; no row is dead-lettered.
+#[test]
+fn insert_all_gives_up_waiting_for_new_columns_after_the_bound_as_transient() {
+    use firehose_replay::sink::bigquery::SchemaEvolution;
+    let fake = FakeBigQuery::start(Box::new(|_, rows| {
+        Reply::RowErrors(
+            (0..rows.len())
+                .map(|i| (i, "invalid", "no such field: s.".to_string()))
+                .collect(),
+        )
+    }));
+    let b = Bucket::new();
+    b.put(KEY, &gzip(b"{\"n\":1,\"s\":\"x\"}\n"));
+    let mut c = config(&fake);
+    c.schema_evolution = SchemaEvolution::AddColumns;
+    c.schema_wait = Duration::from_secs(1);
+    let failure = replay(&b, KEY, c).result.unwrap_err();
+    assert_eq!(failure.error.class, Class::Transient);
+    assert!(
+        failure
+            .error
+            .to_string()
+            .contains("after their columns were added"),
+        "{}",
+        failure.error
+    );
+    assert!(fake.requests().len() >= 2);
+}
+
+/// A field new inside an existing RECORD (what the emulator's patch cannot add): the patch
+/// carries the RECORD with its new sub-column, existing columns as they were.
+#[test]
+fn insert_all_adds_a_field_inside_an_existing_record() {
+    use firehose_replay::sink::bigquery::SchemaEvolution;
+    let fake = FakeBigQuery::start(Box::new(|n, rows| {
+        if n >= 1 {
+            return Reply::Ok;
+        }
+        Reply::RowErrors(
+            (0..rows.len())
+                .map(|i| (i, "invalid", "no such field: user.plan.".to_string()))
+                .collect(),
+        )
+    }));
+    fake.resource.lock().unwrap()["schema"]["fields"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "user", "type": "RECORD", "fields": [
+            {"name": "id", "type": "STRING"}]}));
+    let b = Bucket::new();
+    b.put(
+        KEY,
+        &gzip(b"{\"n\":1,\"user\":{\"id\":\"u\",\"plan\":{\"tier\":2}}}\n"),
+    );
+    let mut c = config(&fake);
+    c.schema_evolution = SchemaEvolution::AddColumns;
+    let run = replay(&b, KEY, c);
+    assert_eq!(run.result.unwrap().counts.rows, 1);
+    assert!(run.dead_records.is_empty(), "{:?}", run.dead_records);
+    let patches = fake.patches.lock().unwrap().clone();
+    assert_eq!(patches.len(), 1);
+    let user = &patches[0]["schema"]["fields"][3];
+    assert_eq!(user["name"], "user");
+    assert_eq!(user["fields"][0], json!({"name": "id", "type": "STRING"}));
+    assert_eq!(
+        user["fields"][1],
+        json!({"name": "plan", "type": "RECORD", "mode": "NULLABLE",
+               "fields": [{"name": "tier", "type": "INTEGER", "mode": "NULLABLE"}]})
+    );
+    assert_eq!(table_rows(&fake)[0]["user"]["plan"]["tier"], 2);
 }

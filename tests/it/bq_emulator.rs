@@ -63,6 +63,12 @@ fn request(
 
 impl BqEmulator {
     pub fn start(project: &str) -> BqEmulator {
+        BqEmulator::start_with(project, &[])
+    }
+
+    /// Started with these environment variables for `tests/bigquery_emulator.py` (its knobs,
+    /// e.g. `BQ_EMULATOR_STALE_STREAM_SCHEMA_SECS`).
+    pub fn start_with(project: &str, env: &[(&str, &str)]) -> BqEmulator {
         let python = std::env::var_os("BQ_EMULATOR_PYTHON")
             .map(PathBuf::from)
             .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-bq/bin/python"));
@@ -86,6 +92,7 @@ impl BqEmulator {
                 // (json_format.MessageToDict) under repeated client kills; the pure-Python
                 // implementation does not.
                 .env("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
+                .envs(env.iter().copied())
                 .arg(&launcher)
                 .args([&port.to_string(), &grpc_port.to_string(), project])
                 .arg(tmp.path().join("data"))

@@ -8,7 +8,7 @@
 //! - [`storage_write`] — Storage Write `PENDING` streams (rows encoded by [`encode`]);
 //! - [`load`] — load jobs over many objects (planning, runner, job IDs, upload);
 //! - [`merge`] — `--dedup merge`: staging tables and a MERGE on the row ID;
-//! - [`schema`] — schema-evolution groundwork (inference, etag-fenced patches; not wired in).
+//! - [`schema`] — `--schema-evolution`: type inference, etag-fenced patches, the writers' evolver.
 //!
 //! Shared by them: [`auth`] (credentials, through `google-cloud-auth`), [`table`] (schema
 //! file, `tables.get`, create), and for REST: `api_error` (the one classifier of Google API
@@ -123,6 +123,39 @@ impl fmt::Display for Mode {
     }
 }
 
+/// `--schema-evolution`: what a record with fields the table lacks does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SchemaEvolution {
+    /// It is a record error (or, with `--ignore-unknown-values`, the fields are dropped).
+    #[default]
+    Off,
+    /// The run adds them as NULLABLE (or REPEATED) columns, then writes the record with them.
+    AddColumns,
+}
+
+impl FromStr for SchemaEvolution {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "off" | "" => Ok(SchemaEvolution::Off),
+            "add-columns" => Ok(SchemaEvolution::AddColumns),
+            _ => Err(format!(
+                "unknown schema evolution `{s}` (expected off or add-columns)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for SchemaEvolution {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SchemaEvolution::Off => "off",
+            SchemaEvolution::AddColumns => "add-columns",
+        })
+    }
+}
+
 /// Creating the table when it is missing.
 #[derive(Debug, Clone)]
 pub struct CreateTable {
@@ -140,30 +173,6 @@ pub enum CreateSchema {
     File(std::path::PathBuf),
     /// `--create-table auto`: inferred from the rows (plus the row-ID and metadata columns).
     Auto,
-}
-
-/// `--schema-evolution`: whether fields the table lacks become columns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SchemaEvolution {
-    /// A field the table lacks is a record error (or dropped with `--ignore-unknown-values`).
-    #[default]
-    Off,
-    /// Fields the table lacks are added as NULLABLE columns (types inferred from the values).
-    AddColumns,
-}
-
-impl FromStr for SchemaEvolution {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "off" => Ok(SchemaEvolution::Off),
-            "add-columns" => Ok(SchemaEvolution::AddColumns),
-            _ => Err(format!(
-                "unknown schema evolution `{s}` (expected off or add-columns)"
-            )),
-        }
-    }
 }
 
 /// Limits a writer works within (insert-all requests; Storage Write appends).
@@ -196,8 +205,12 @@ pub struct Config {
     /// `--dedup merge`: rows reach the table through a staging table and a MERGE on the row
     /// ID (storage-write and load only).
     pub merge: Option<merge::Settings>,
-    /// `--schema-evolution`.
+    /// `--schema-evolution`. With `add-columns`, `flags.ignore_unknown_values` is off (the CLI
+    /// sees to it): a field the table lacks gets a column instead of being dropped.
     pub schema_evolution: SchemaEvolution,
+    /// How long a writer waits at most for a column it added to reach new write streams or the
+    /// streaming buffer ([`schema::evolver::DEFAULT_WAIT`]).
+    pub schema_wait: Duration,
     /// `--create-table auto` outside load mode: missing tables are created from their first
     /// row, with these generated columns (load mode infers from its spooled rows).
     pub create_auto: Option<autocreate::AutoCreate>,
@@ -227,6 +240,7 @@ impl Config {
             schema_evolution: SchemaEvolution::Off,
             create_auto: None,
             route: route::Settings::default(),
+            schema_wait: schema::evolver::DEFAULT_WAIT,
         }
     }
 }
@@ -286,7 +300,8 @@ fn is_routed(config: &Config) -> bool {
 /// What each table's sink is built on: one connection, shared by every table.
 #[derive(Clone)]
 pub(crate) enum Transport {
-    StorageWrite(Box<storage_write::rpc::Rpc>),
+    /// The gRPC client, and the REST connection (tables.get/patch for schema evolution).
+    StorageWrite(Box<storage_write::rpc::Rpc>, Connected),
     InsertAll(Connected),
 }
 
@@ -298,12 +313,18 @@ pub(crate) fn table_sink(
     table: &TableRef,
 ) -> Arc<dyn Sink> {
     match transport {
-        Transport::StorageWrite(rpc) => Arc::new(storage_write::StorageWrite::new(
-            (**rpc).clone(),
-            table,
-            config.limits.clone(),
-            config.flags.ignore_unknown_values,
-        )),
+        Transport::StorageWrite(rpc, c) => {
+            let sink = storage_write::StorageWrite::new(
+                (**rpc).clone(),
+                table,
+                config.limits.clone(),
+                config.flags.ignore_unknown_values,
+            );
+            Arc::new(match evolver(config, c, table) {
+                Some(e) => sink.with_evolution(e),
+                None => sink,
+            })
+        }
         Transport::InsertAll(c) => Arc::new(BigQuery::on(c, table, config)),
     }
 }
@@ -386,17 +407,27 @@ pub async fn connect(config: Config) -> Result<Arc<dyn Sink>, Error> {
             };
             let c = connect_rest(&config).await?;
             let transport = match endpoint {
-                Some(endpoint) => {
-                    Transport::StorageWrite(Box::new(storage_write::rpc::Rpc::connect(
+                Some(endpoint) => Transport::StorageWrite(
+                    Box::new(storage_write::rpc::Rpc::connect(
                         &endpoint,
                         c.auth.clone(),
                         config.timeout,
                         Arc::new(config.retry.clone()),
-                    )?))
-                }
+                    )?),
+                    c.clone(),
+                ),
                 None => Transport::InsertAll(c.clone()),
             };
-            if let (Some(merger), Transport::StorageWrite(rpc)) = (merger, &transport) {
+            if let (Some(merger), Transport::StorageWrite(rpc, _)) = (merger, &transport) {
+                if config.schema_evolution != SchemaEvolution::Off {
+                    return Err(setup_error(
+                        Class::Permanent,
+                        "--schema-evolution add-columns does not work with --bigquery-mode \
+                         storage-write --dedup merge yet (the staging table and the target \
+                         would both have to grow); use --dedup off, or add the columns first"
+                            .into(),
+                    ));
+                }
                 return Ok(Arc::new(merge::MergeStorageWrite::new(
                     merger,
                     (**rpc).clone(),
@@ -418,6 +449,32 @@ pub async fn connect(config: Config) -> Result<Arc<dyn Sink>, Error> {
                 .into(),
         )),
     }
+}
+
+/// `--schema-evolution add-columns`: the table's REST client for patches (none when off).
+pub(crate) fn evolver(
+    config: &Config,
+    c: &Connected,
+    table: &TableRef,
+) -> Option<Arc<schema::evolver::Evolver>> {
+    if config.schema_evolution == SchemaEvolution::Off {
+        return None;
+    }
+    let loads = load::LoadJobs::new(
+        c.http.clone(),
+        &c.base,
+        c.auth.clone(),
+        table.clone(),
+        load::LoadJobOptions {
+            location: config.location.clone(),
+            retry: config.retry.clone(),
+            ..load::LoadJobOptions::default()
+        },
+    );
+    Some(Arc::new(schema::evolver::Evolver::new(
+        Arc::new(loads),
+        config.schema_wait,
+    )))
 }
 
 /// `--dedup merge`: the merger for the target, once the table is known to take it (it has
@@ -484,6 +541,7 @@ pub async fn connect_load(
         fields,
         encode::Options {
             ignore_unknown_values: config.flags.ignore_unknown_values,
+            ..encode::Options::default()
         },
     )
     .map_err(|e| setup_error(Class::Permanent, format!("table {t} schema: {e}")))?;

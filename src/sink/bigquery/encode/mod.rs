@@ -47,6 +47,26 @@ use prost_types::field_descriptor_proto::Type as ProtoType;
 
 pub use descriptor::Encoder;
 
+/// Why one row could not be encoded. Typed so that a writer evolving the schema can tell a row
+/// that failed *only* for lack of a column (which a new column fixes) from one that is wrong
+/// for the table (which stays a record error). Built only for failing rows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    /// A key names no column; `path` is where (`payload.items[0].cost`). The encoder stops at
+    /// the first such key, so other problems of the row may be found only once it fits.
+    #[error("no such field: {path}")]
+    UnknownField { path: String },
+    /// Anything else: a value the column cannot take, a missing REQUIRED column, not JSON.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl EncodeError {
+    pub fn is_unknown_field(&self) -> bool {
+        matches!(self, EncodeError::UnknownField { .. })
+    }
+}
+
 /// One column of a BigQuery table schema, independent of which API it came from.
 ///
 /// The REST API (`tables.get`, schema files) and the Storage Write API (`CreateWriteStream`)
@@ -292,4 +312,11 @@ pub struct Options {
     /// does the same. Without it such a row is an error, so that data is never dropped
     /// without anyone noticing.
     pub ignore_unknown_values: bool,
+    /// `--schema-evolution add-columns`: an unknown key whose value carries no data (null, an
+    /// empty array or object, or containers of only those) is skipped instead of refusing the
+    /// row. Such a value gives no type to add a column with (the column waits for a record
+    /// with a value), and writing the row without it loses nothing: the column, once added,
+    /// reads NULL for this row either way. Any other unknown key stays an
+    /// [`EncodeError::UnknownField`], for the writer to add the column.
+    pub skip_unknown_empty: bool,
 }

@@ -341,6 +341,7 @@ fn unknown_fields_fail_unless_ignored() {
         fields,
         Options {
             ignore_unknown_values: true,
+            ..Options::default()
         },
     )
     .unwrap();
@@ -1148,6 +1149,7 @@ fn deeply_nested_unknown_values_are_skipped() {
         vec![Field::new("a", Kind::Int64)],
         Options {
             ignore_unknown_values: true,
+            ..Options::default()
         },
     )
     .unwrap();
@@ -1173,4 +1175,59 @@ fn descriptor_message_name() {
     assert_eq!(row_descriptor(&enc).full_name(), "Row");
     let m = decode(&enc, r#"{"v":"x"}"#);
     assert_eq!(m.descriptor().name(), "Row");
+}
+
+#[test]
+fn unknown_fields_are_typed_and_empty_ones_are_skipped_when_evolving() {
+    let fields = vec![
+        Field::new("a", Kind::Int64),
+        Field::record("r", vec![Field::new("x", Kind::Int64)]),
+    ];
+    let strict = encoder(fields.clone());
+    let mut out = Vec::new();
+    let e = strict
+        .try_encode_delimited(br#"{"a":1,"r":{"x":1,"y":2}}"#.as_slice(), &mut out)
+        .unwrap_err();
+    assert_eq!(e, EncodeError::UnknownField { path: "r.y".into() });
+    assert!(out.is_empty());
+    // A value the column cannot take is not an unknown field, even after an unknown one's
+    // place in the row.
+    let e = strict
+        .try_encode_delimited(br#"{"a":"x","b":1}"#.as_slice(), &mut out)
+        .unwrap_err();
+    assert!(!e.is_unknown_field(), "{e}");
+    // Strict: a null for an unknown key is still refused (as before).
+    assert!(strict
+        .try_encode_delimited(br#"{"a":1,"b":null}"#.as_slice(), &mut out)
+        .unwrap_err()
+        .is_unknown_field());
+    let evolving = Encoder::new(
+        fields,
+        Options {
+            skip_unknown_empty: true,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    for row in [
+        r#"{"a":1,"b":null}"#,
+        r#"{"a":1,"b":[]}"#,
+        r#"{"a":1,"b":{}}"#,
+        r#"{"a":1,"b":{"c":null,"d":[null,{}]}}"#,
+        r#"{"a":1,"r":{"x":2,"y":null}}"#,
+    ] {
+        let m = decode(&evolving, row);
+        assert_eq!(get(&m, "a"), PValue::I64(1), "{row}");
+    }
+    for (row, path) in [
+        (r#"{"a":1,"b":0}"#, "b"),
+        (r#"{"a":1,"b":[null,"x"]}"#, "b"),
+        (r#"{"a":1,"b":{"c":null,"d":false}}"#, "b"),
+        (r#"{"r":{"y":{"z":[[1]]}}}"#, "r.y"),
+    ] {
+        let e = evolving
+            .try_encode_delimited(row.as_bytes(), &mut out)
+            .unwrap_err();
+        assert_eq!(e, EncodeError::UnknownField { path: path.into() }, "{row}");
+    }
 }

@@ -17,7 +17,7 @@ use std::fmt::Write as _;
 
 use super::descriptor::{is_identifier, Column, Encoder};
 use super::values::encode_scalar;
-use super::{Kind, Mode};
+use super::{EncodeError, Kind, Mode};
 use crate::record::json;
 
 /// The tag of `ProtoRows.serialized_rows` (field 1, length-delimited).
@@ -34,7 +34,7 @@ impl Encoder {
         if result.is_err() {
             out.truncate(start);
         }
-        result
+        result.map_err(|e| e.to_string())
     }
 
     /// Like [`Encoder::encode`], but framed as one `serialized_rows` entry of the Storage Write
@@ -43,6 +43,18 @@ impl Encoder {
     /// is built in one buffer with no per-row allocation. Returns the message's length (without
     /// its framing).
     pub fn encode_delimited(&self, json: &[u8], out: &mut Vec<u8>) -> Result<usize, String> {
+        self.try_encode_delimited(json, out)
+            .map_err(|e| e.to_string())
+    }
+
+    /// [`Encoder::encode_delimited`] with the error typed: the Storage Write writer asks
+    /// whether a row failed only for an unknown field (`--schema-evolution`). The same pass,
+    /// the same cost for rows that fit.
+    pub fn try_encode_delimited(
+        &self,
+        json: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<usize, EncodeError> {
         let start = out.len();
         out.push(SERIALIZED_ROW_TAG);
         // Rows are mostly 128 bytes to 16 KiB as protobuf: two length bytes, fixed up after.
@@ -60,22 +72,22 @@ impl Encoder {
         }
     }
 
-    fn encode_row(&self, json: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+    fn encode_row(&self, json: &[u8], out: &mut Vec<u8>) -> Result<(), EncodeError> {
         let text = simdutf8::compat::from_utf8(json).map_err(|e| {
-            format!(
+            EncodeError::Invalid(format!(
                 "row is not valid UTF-8 (invalid byte at offset {})",
                 e.valid_up_to()
-            )
+            ))
         })?;
         let b = text.as_bytes();
         let i = json::ws(b, 0);
         if b.get(i) != Some(&b'{') {
-            return Err(match Value::scan(text, i) {
+            return Err(EncodeError::Invalid(match Value::scan(text, i) {
                 Ok(v) if json::ws(b, v.end) == b.len() => {
                     format!("row is {}, not a JSON object", v.json.kind_name())
                 }
                 _ => not_json(text),
-            });
+            }));
         }
         let walked = self.object(0, text, i, out).and_then(|end| {
             if json::ws(b, end) == b.len() {
@@ -88,7 +100,7 @@ impl Encoder {
             // A row that is not JSON says so, whatever the scanner met first: the problem is
             // the row, not a column.
             if f.syntax || json::check(b).is_err() {
-                not_json(text)
+                EncodeError::Invalid(not_json(text))
             } else {
                 f.render()
             }
@@ -140,6 +152,9 @@ impl Encoder {
                             .map_err(|f| f.within(&column.name))?;
                     }
                     None if self.options.ignore_unknown_values => {
+                        i = json::value(b, i).map_err(|_| Fail::syntax())?;
+                    }
+                    None if self.options.skip_unknown_empty && carries_no_data(b, i) => {
                         i = json::value(b, i).map_err(|_| Fail::syntax())?;
                     }
                     None => return Err(Fail::unknown(key.into_owned())),
@@ -253,6 +268,47 @@ impl Encoder {
         encode_scalar(column.kind, &value, out).map_err(Fail::new)?;
         Ok(value.end)
     }
+}
+
+/// Whether the JSON value at `b[i]` is null, `[]`, `{}` or containers of only those: no data
+/// for a column, and no type to make one with. Runs only for keys that name no column.
+fn carries_no_data(b: &[u8], i: usize) -> bool {
+    fn walk(b: &[u8], i: usize, depth: usize) -> Option<usize> {
+        if depth > super::descriptor::MAX_DEPTH {
+            return None;
+        }
+        match b.get(i)? {
+            b'n' => json::literal(b, i, b"null").ok(),
+            open @ (b'[' | b'{') => {
+                let close = if *open == b'[' { b']' } else { b'}' };
+                let mut i = json::ws(b, i + 1);
+                if b.get(i) == Some(&close) {
+                    return Some(i + 1);
+                }
+                loop {
+                    if *open == b'{' {
+                        if b.get(i) != Some(&b'"') {
+                            return None;
+                        }
+                        let (end, _) = json::string_span(b, i).ok()?;
+                        i = json::ws(b, end);
+                        if b.get(i) != Some(&b':') {
+                            return None;
+                        }
+                        i = json::ws(b, i + 1);
+                    }
+                    i = json::ws(b, walk(b, i, depth + 1)?);
+                    match b.get(i)? {
+                        b',' => i = json::ws(b, i + 1),
+                        c if *c == close => return Some(i + 1),
+                        _ => return None,
+                    }
+                }
+            }
+            _ => None,
+        }
+    }
+    walk(b, i, 0).is_some()
 }
 
 /// The message for a row that is not JSON, in serde_json's words (only failing rows pay for
@@ -489,7 +545,7 @@ impl Fail {
         self
     }
 
-    fn render(self) -> String {
+    fn render(self) -> EncodeError {
         let mut path = String::new();
         for segment in self.path.iter().rev() {
             match segment {
@@ -511,11 +567,11 @@ impl Fail {
             }
         }
         if self.unknown {
-            format!("no such field: {path}")
+            EncodeError::UnknownField { path }
         } else if path.is_empty() {
-            self.message
+            EncodeError::Invalid(self.message)
         } else {
-            format!("{path}: {}", self.message)
+            EncodeError::Invalid(format!("{path}: {}", self.message))
         }
     }
 }

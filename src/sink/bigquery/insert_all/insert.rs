@@ -10,13 +10,23 @@
 //! message. Rows the answer does not name were written and are never sent again. A transport
 //! failure (reset, timeout) is ambiguous — the rows may have landed — so the whole request is
 //! resent; `insertId` lets BigQuery drop the duplicates.
+//!
+//! With `--schema-evolution add-columns`, rows refused only with "no such field" add the
+//! columns they need (a value an existing column cannot take makes the row a record error
+//! instead) and are sent again, with the same `insertId`s, until BigQuery's streaming path
+//! sees the new columns, within the evolver's bound ([`evolve_rows`]).
 
 use serde::Deserialize;
+
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::request::Sent;
 use crate::error::{Cause, Class, Error, Stage};
 use crate::sink::bigquery::api_error::{self, ErrorProto};
 use crate::sink::bigquery::retry::RetryPolicy;
+use crate::sink::bigquery::schema::evolver::{Evolver, Patience};
+use crate::sink::bigquery::schema::infer;
 use crate::sink::Rejected;
 
 /// Where and how to send.
@@ -28,6 +38,8 @@ pub struct Endpoint {
     pub auth: Option<std::sync::Arc<dyn gcp_bigquery_client::auth::Authenticator>>,
     /// `project.dataset.table`, for messages.
     pub table: String,
+    /// `--schema-evolution add-columns`.
+    pub evolver: Option<Arc<Evolver>>,
 }
 
 const RETRYABLE_ROW_REASONS: [&str; 4] = ["stopped", "backendError", "internalError", "timeout"];
@@ -51,6 +63,12 @@ enum Attempt {
     Settled,
     /// Send these rows (indices into the request) again.
     RetryRows(Vec<usize>),
+    /// `unknown` rows were refused only for fields the table lacks (schema evolution is on);
+    /// `retry` as in `RetryRows`.
+    Evolve {
+        unknown: Vec<usize>,
+        retry: Vec<usize>,
+    },
     /// Send everything again after a delay; `quota` asks for the longer one.
     RetryAll { why: String, quota: bool },
 }
@@ -65,11 +83,42 @@ pub async fn send(
     let mut current = sent;
     let mut rejected = Vec::new();
     let mut attempts = 0usize;
+    let mut patience: Option<Patience> = None;
     loop {
         attempts += 1;
         let outcome = attempt(endpoint, &current, &mut rejected).await?;
         let (next, why, quota) = match outcome {
             Attempt::Settled => return Ok(rejected),
+            Attempt::Evolve { unknown, retry } => {
+                let evolver = endpoint.evolver.as_ref().expect("evolution is on");
+                let (resend, replaced) =
+                    evolve_rows(evolver, &current, &unknown, &mut rejected).await?;
+                let mut keep: Vec<usize> = retry.into_iter().chain(resend).collect();
+                keep.sort_unstable();
+                keep.dedup();
+                if keep.is_empty() {
+                    return Ok(rejected);
+                }
+                // The streaming path may not see new columns for a while: wait with the
+                // evolver's backoff and bound, not the request retry budget.
+                let p = patience.get_or_insert_with(|| evolver.patience());
+                if !p.next().await {
+                    return Err(Error::new(
+                        Stage::Sink,
+                        Class::Transient,
+                        Cause::Sink(format!(
+                            "BigQuery insertAll into {} still refused fields of {} rows as \
+                             unknown {} s after their columns were added: the object will be \
+                             tried again",
+                            endpoint.table,
+                            unknown.len(),
+                            evolver.wait.as_secs()
+                        )),
+                    ));
+                }
+                current = current.subset_with(&keep, &replaced);
+                continue;
+            }
             Attempt::RetryRows(rows) => {
                 let n = rows.len();
                 (
@@ -133,7 +182,12 @@ async fn attempt(
                 )),
             )
         })?;
-        return Ok(settle_rows(sent, answer, rejected));
+        return Ok(settle_rows(
+            sent,
+            answer,
+            rejected,
+            endpoint.evolver.is_some(),
+        ));
     }
     match reply.fail() {
         f if f.transient => Ok(Attempt::RetryAll {
@@ -151,8 +205,14 @@ async fn attempt(
 }
 
 /// Sorts a 200 answer's rows into written, refused (added to `rejected`) and to be retried.
-fn settle_rows(sent: &Sent, answer: InsertAllResponse, rejected: &mut Vec<Rejected>) -> Attempt {
+fn settle_rows(
+    sent: &Sent,
+    answer: InsertAllResponse,
+    rejected: &mut Vec<Rejected>,
+    evolving: bool,
+) -> Attempt {
     let mut retry = Vec::new();
+    let mut unknown = Vec::new();
     for e in answer.insert_errors {
         let Some(slot) = sent.rows.get(e.index) else {
             continue;
@@ -164,6 +224,10 @@ fn settle_rows(sent: &Sent, answer: InsertAllResponse, rejected: &mut Vec<Reject
             .collect();
         if permanent.is_empty() {
             retry.push(e.index);
+            continue;
+        }
+        if evolving && permanent.iter().all(|p| is_unknown_field(p)) {
+            unknown.push(e.index);
             continue;
         }
         let message = permanent
@@ -190,9 +254,89 @@ fn settle_rows(sent: &Sent, answer: InsertAllResponse, rejected: &mut Vec<Reject
     }
     retry.sort_unstable();
     retry.dedup();
+    if !unknown.is_empty() {
+        unknown.sort_unstable();
+        unknown.dedup();
+        return Attempt::Evolve { unknown, retry };
+    }
     if retry.is_empty() {
         Attempt::Settled
     } else {
         Attempt::RetryRows(retry)
     }
+}
+
+/// BigQuery's row error for a key the table has no column for: `invalid`, "no such field: x.".
+fn is_unknown_field(p: &ErrorProto) -> bool {
+    p.reason == "invalid" && p.message.trim_start().starts_with("no such field")
+}
+
+/// Rows refused for unknown fields (`unknown`, indices into `sent`): adds the columns they
+/// need, and returns the rows to send again, with the JSON of those whose keys that carry no
+/// data were removed. A row whose value an existing column cannot take, or with a field no
+/// column type fits (an array of arrays), is refused here.
+async fn evolve_rows(
+    evolver: &Evolver,
+    sent: &Sent,
+    unknown: &[usize],
+    rejected: &mut Vec<Rejected>,
+) -> Result<(Vec<usize>, HashMap<usize, Vec<u8>>), Error> {
+    let mut fields = evolver.fields(false).await?;
+    let mut records = Vec::new();
+    let mut additions = Vec::new();
+    let refuse = |rejected: &mut Vec<Rejected>, i: usize, error: String| {
+        rejected.push(Rejected {
+            ordinal: sent.rows[i].ordinal,
+            byte_offset: sent.rows[i].byte_offset,
+            row: sent.row_json(i).to_vec(),
+            error,
+        });
+    };
+    for &i in unknown {
+        let Ok(record) = serde_json::from_slice::<serde_json::Value>(sent.row_json(i)) else {
+            refuse(
+                rejected,
+                i,
+                "BigQuery invalid: row is not valid JSON".into(),
+            );
+            continue;
+        };
+        // Against the schema with the rows before it added, as if written one by one: a
+        // later row's value that conflicts with an earlier row's new column is refused.
+        let working = infer::merged(&fields, &additions);
+        match infer::additions(&working, &record) {
+            Ok(a) => {
+                additions.extend(a);
+                records.push((i, record));
+            }
+            Err(conflict) => refuse(
+                rejected,
+                i,
+                format!("does not fit the table schema: {conflict}"),
+            ),
+        }
+    }
+    if !additions.is_empty() {
+        fields = evolver.add(&additions).await?;
+    }
+    let mut resend = Vec::new();
+    let mut replaced = HashMap::new();
+    for (i, mut record) in records {
+        if infer::strip_empty_unknown(&fields, &mut record) {
+            replaced.insert(i, serde_json::to_vec(&record).unwrap_or_default());
+        }
+        if let Some(path) = infer::first_unknown(&fields, &record) {
+            refuse(
+                rejected,
+                i,
+                format!(
+                    "does not fit the table schema: no column type fits field `{path}` (an \
+                     array of arrays?), so none can be added for it"
+                ),
+            );
+            continue;
+        }
+        resend.push(i);
+    }
+    Ok((resend, replaced))
 }

@@ -43,6 +43,7 @@ impl BigQuery {
     /// The sink of `t` on an existing connection (one of the tables a router writes to).
     /// Call within a Tokio runtime.
     pub(crate) fn on(c: &Connected, t: &TableRef, config: &Config) -> BigQuery {
+        let evolver = super::evolver(config, c, t);
         let enc = |s: &str| {
             percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
         };
@@ -59,6 +60,7 @@ impl BigQuery {
                 url,
                 auth: c.auth.clone(),
                 table: t.to_string(),
+                evolver,
             }),
             policy: Arc::new(config.retry.clone()),
             flags: config.flags,

@@ -142,6 +142,16 @@ impl Sent {
 
     /// A new request with only the rows at `keep` (indices into `rows`), in order.
     pub fn subset(&self, keep: &[usize]) -> Sent {
+        self.subset_with(keep, &std::collections::HashMap::new())
+    }
+
+    /// Like [`Sent::subset`], with the JSON of some rows replaced (`--schema-evolution` resends
+    /// a row without the keys no column will hold); their `insertId`s stay the same.
+    pub fn subset_with(
+        &self,
+        keep: &[usize],
+        replaced: &std::collections::HashMap<usize, Vec<u8>>,
+    ) -> Sent {
         let mut body = Vec::with_capacity(self.body.len());
         body.extend_from_slice(&self.body[..self.header_len]);
         let mut rows = Vec::with_capacity(keep.len());
@@ -151,15 +161,26 @@ impl Sent {
             }
             let slot = &self.rows[i];
             let start = body.len();
-            body.extend_from_slice(&self.body[slot.entry.clone()]);
-            let shift = |r: &Range<usize>| {
-                (r.start - slot.entry.start + start)..(r.end - slot.entry.start + start)
+            let json = match replaced.get(&i) {
+                None => {
+                    body.extend_from_slice(&self.body[slot.entry.clone()]);
+                    (slot.json.start - slot.entry.start + start)
+                        ..(slot.json.end - slot.entry.start + start)
+                }
+                Some(new) => {
+                    body.extend_from_slice(&self.body[slot.entry.start..slot.json.start]);
+                    let json_start = body.len();
+                    body.extend_from_slice(new);
+                    let json_end = body.len();
+                    body.extend_from_slice(&self.body[slot.json.end..slot.entry.end]);
+                    json_start..json_end
+                }
             };
             rows.push(RowSlot {
                 ordinal: slot.ordinal,
                 byte_offset: slot.byte_offset,
                 entry: start..body.len(),
-                json: shift(&slot.json),
+                json,
             });
         }
         body.extend_from_slice(FOOTER);
@@ -256,5 +277,25 @@ mod tests {
         assert_eq!(sub.row_json(0), sent.row_json(1));
         let again = sub.subset(&[1]);
         assert_eq!(again.row_json(0), sent.row_json(3));
+        let replaced = std::collections::HashMap::from([(2, br#"{"n":20}"#.to_vec())]);
+        let changed = sent.subset_with(&[0, 2], &replaced);
+        let v: serde_json::Value = serde_json::from_slice(&changed.body).unwrap();
+        assert_eq!(v["rows"][1]["json"], serde_json::json!({"n": 20}));
+        let ids: Vec<&serde_json::Value> = v["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| &r["insertId"])
+            .collect();
+        let original: serde_json::Value = serde_json::from_slice(&sent.body).unwrap();
+        assert_eq!(
+            ids,
+            [
+                &original["rows"][0]["insertId"],
+                &original["rows"][2]["insertId"]
+            ]
+        );
+        assert_eq!(changed.row_json(1), br#"{"n":20}"#);
+        assert_eq!(changed.rows[1].ordinal, 2);
     }
 }

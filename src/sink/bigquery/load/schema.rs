@@ -315,6 +315,7 @@ impl BatchSchema {
                     &fields,
                     Options {
                         ignore_unknown_values: true,
+                        skip_unknown_empty: false,
                     },
                 )?),
             };

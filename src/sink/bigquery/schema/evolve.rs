@@ -83,11 +83,14 @@ pub async fn add_columns(jobs: &LoadJobs, additions: &[Addition]) -> Result<Vec<
             })
             .await?;
         if patched.is_some() {
-            let names: Vec<String> = additions
-                .iter()
-                .filter(|a| !merged(&current.fields, std::slice::from_ref(a)).eq(&current.fields))
-                .map(Addition::dotted)
-                .collect();
+            let mut names: Vec<String> = Vec::new();
+            for a in additions {
+                let name = a.dotted();
+                let new = !merged(&current.fields, std::slice::from_ref(a)).eq(&current.fields);
+                if new && !names.iter().any(|n| n.eq_ignore_ascii_case(&name)) {
+                    names.push(name);
+                }
+            }
             tracing::info!(table = %t, columns = %names.join(", "), "schema: added columns");
             return Ok(wanted);
         }

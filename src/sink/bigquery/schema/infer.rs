@@ -1,5 +1,5 @@
 //! Which columns a record needs that a table lacks, and of what type — the inference behind
-//! schema evolution (issue 18; not wired into the sinks yet).
+//! schema evolution (issue 18, `--schema-evolution add-columns`).
 //!
 //! Types come from the JSON values alone: a string is STRING (RFC 3339-looking strings too:
 //! guessing TIMESTAMP would turn the next record's free text into a type conflict), an integer
@@ -257,6 +257,90 @@ fn walk(
     Ok(())
 }
 
+fn find<'a>(fields: &'a [Value], key: &str) -> Option<&'a Value> {
+    fields.iter().find(|f| {
+        f["name"]
+            .as_str()
+            .is_some_and(|n| n.eq_ignore_ascii_case(key))
+    })
+}
+
+/// Whether a value is null, `[]`, `{}` or containers of only those: nothing a column would
+/// hold (the encoder's `carries_no_data`, on a parsed value).
+pub fn carries_no_data(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Array(items) => items.iter().all(carries_no_data),
+        Value::Object(m) => m.values().all(carries_no_data),
+        _ => false,
+    }
+}
+
+/// Removes from `record` the keys `fields` has no column for whose values carry no data (at
+/// every RECORD level), as the Storage Write encoder skips them; `true` if any was removed.
+/// insertAll refuses such keys ("no such field"), and waiting for a column that nothing
+/// gives a type to would never end.
+pub fn strip_empty_unknown(fields: &[Value], record: &mut Value) -> bool {
+    let Value::Object(m) = record else {
+        return false;
+    };
+    let before = m.len();
+    m.retain(|k, v| find(fields, k).is_some() || !carries_no_data(v));
+    let mut changed = m.len() != before;
+    for (k, v) in m.iter_mut() {
+        let Some(field) = find(fields, k) else {
+            continue;
+        };
+        let sub = field["fields"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        if sub.is_empty() {
+            continue;
+        }
+        match v {
+            Value::Object(_) => changed |= strip_empty_unknown(sub, v),
+            Value::Array(items) => {
+                for item in items {
+                    changed |= strip_empty_unknown(sub, item);
+                }
+            }
+            _ => {}
+        }
+    }
+    changed
+}
+
+/// The path of the first key in `record` that `fields` has no column for, at any RECORD
+/// level (`None` when every key has one).
+pub fn first_unknown(fields: &[Value], record: &Value) -> Option<String> {
+    let Value::Object(m) = record else {
+        return None;
+    };
+    for (k, v) in m {
+        let Some(field) = find(fields, k) else {
+            return Some(k.clone());
+        };
+        let sub = field["fields"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        if sub.is_empty() {
+            continue;
+        }
+        let items: Vec<&Value> = match v {
+            Value::Array(items) => items.iter().collect(),
+            v => vec![v],
+        };
+        for item in items {
+            if let Some(p) = first_unknown(sub, item) {
+                return Some(format!("{k}.{p}"));
+            }
+        }
+    }
+    None
+}
+
 /// `fields` with `additions` applied (REST shape); existing columns untouched, additions that
 /// are already there skipped — what a patch sends after re-reading the table.
 pub fn merged(fields: &[Value], additions: &[Addition]) -> Vec<Value> {
@@ -381,6 +465,24 @@ mod tests {
         // What BigQuery converts is no conflict.
         assert!(additions(&table(), &json!({"x": 3, "at": 1795600800, "n": "4"})).is_ok());
         assert!(additions(&table(), &json!({"n": null, "tags": [], "user": null})).is_ok());
+    }
+
+    #[test]
+    fn empty_unknown_values_are_stripped_and_unknown_paths_found() {
+        let mut r = json!({"n": 1, "none": null, "e": {"a": [null]},
+                           "user": {"id": "u", "gone": null, "plan": {"tier": 1}}});
+        assert!(strip_empty_unknown(&table(), &mut r));
+        assert_eq!(r, json!({"n": 1, "user": {"id": "u", "plan": {"tier": 1}}}));
+        assert_eq!(first_unknown(&table(), &r).as_deref(), Some("user.plan"));
+        assert!(!strip_empty_unknown(&table(), &mut r));
+        assert_eq!(
+            first_unknown(&table(), &json!({"n": 1, "tags": ["a"]})),
+            None
+        );
+        assert_eq!(
+            first_unknown(&table(), &json!({"N": 1, "deep": [[1]]})).as_deref(),
+            Some("deep")
+        );
     }
 
     #[test]

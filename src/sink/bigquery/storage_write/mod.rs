@@ -9,6 +9,11 @@
 //! discards it. A crash between the commit and the ledger's `finish` is resolved by the next
 //! run through [`Sink::committed`] (`GetWriteStream`'s `commit_time`).
 //!
+//! With `--schema-evolution add-columns` ([`StorageWrite::with_evolution`]) a row that fails
+//! *only* because a key names no column adds the columns it needs (`schema::evolver`), and the
+//! object goes on in a new stream opened once BigQuery's new streams see them; the object's
+//! streams are then finalized, staged and committed together (see [`Token`]).
+//!
 //! Rows go from the row's JSON straight into the append's `ProtoRows` bytes
 //! ([`super::encode::Encoder::encode_delimited`]); an append is shared `Bytes`, so a resend
 //! builds a header of a few dozen bytes and copies nothing else ([`rpc::EncodedAppend`]).
@@ -49,9 +54,13 @@ use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use gcp_bigquery_client::google::cloud::bigquery::storage::v1::WriteStream;
+
 use self::append::{proto_schema, Append, Appended, RowSource, Session};
 use self::rpc::{sink_error, Rpc};
-use super::encode::{Encoder, Field, Options};
+use super::encode::{EncodeError, Encoder, Field, Options};
+use super::schema::evolver::{rest_fields, Evolver};
+use super::schema::infer;
 use super::Limits;
 use super::TableRef;
 use crate::error::{Class, Error};
@@ -75,6 +84,8 @@ struct Inner {
     options: Options,
     /// The encoder for the schema last seen, reused while the schema stays the same.
     encoder: Mutex<Option<(Vec<Field>, Arc<Encoder>)>>,
+    /// `--schema-evolution add-columns`.
+    evolver: Option<Arc<Evolver>>,
 }
 
 /// `--bigquery-mode storage-write`.
@@ -102,23 +113,90 @@ impl StorageWrite {
                 limits,
                 options: Options {
                     ignore_unknown_values,
+                    ..Options::default()
                 },
                 encoder: Mutex::new(None),
+                evolver: None,
             }),
         }
     }
+
+    /// `--schema-evolution add-columns`: rows with fields the table lacks add them. Evolution
+    /// wins over `ignore_unknown_values` (the field gets a column instead of being dropped).
+    /// Call before the first object.
+    pub fn with_evolution(mut self, evolver: Arc<Evolver>) -> StorageWrite {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.options = Options {
+                ignore_unknown_values: false,
+                skip_unknown_empty: true,
+            };
+            inner.evolver = Some(evolver);
+        }
+        self
+    }
+}
+
+/// What the ledger holds for an object: its one stream's name
+/// (`projects/P/datasets/D/tables/T/streams/S`, as before schema evolution, so tokens staged by
+/// older runs resolve as they did), or a JSON array of the names when schema evolution moved
+/// the object to new streams. All of them are committed in one BatchCommitWriteStreams, so
+/// after a crash they are all committed or none.
+struct Token;
+
+impl Token {
+    fn encode(streams: &[String]) -> String {
+        match streams {
+            [one] => one.clone(),
+            many => serde_json::to_string(many).unwrap_or_default(),
+        }
+    }
+
+    /// The stream names, or `None` for a token this mode did not write.
+    fn decode(token: &str) -> Option<Vec<String>> {
+        let names = if token.starts_with('[') {
+            serde_json::from_str::<Vec<String>>(token).ok()?
+        } else {
+            vec![token.to_string()]
+        };
+        let table = |n: &str| {
+            n.strip_prefix("projects/")
+                .and(n.rsplit_once("/streams/"))
+                .map(|(t, _)| t.to_string())
+        };
+        let first = table(names.first()?)?;
+        names
+            .iter()
+            .all(|n| table(n).as_deref() == Some(first.as_str()))
+            .then_some(names)
+    }
+
+    /// The streams' table (`projects/P/datasets/D/tables/T`).
+    fn table(names: &[String]) -> Option<&str> {
+        names.first()?.rsplit_once("/streams/").map(|(t, _)| t)
+    }
+}
+
+/// The schema a new stream reports (what its rows must be encoded for).
+fn stream_fields(stream: &WriteStream) -> Result<Vec<Field>, Error> {
+    let schema = stream.table_schema.as_ref().ok_or_else(|| {
+        sink_error(
+            Class::Permanent,
+            "CreateWriteStream answered without the table schema".into(),
+        )
+    })?;
+    schema
+        .fields
+        .iter()
+        .map(Field::from_storage)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| sink_error(Class::Permanent, format!("table schema: {e}")))
 }
 
 impl Inner {
-    fn encoder_for(
-        &self,
-        schema: &[gcp_bigquery_client::google::cloud::bigquery::storage::v1::TableFieldSchema],
-    ) -> Result<Arc<Encoder>, Error> {
-        let fields = schema
-            .iter()
-            .map(Field::from_storage)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| sink_error(Class::Permanent, format!("table schema: {e}")))?;
+    /// The encoder for `fields`: the cached one while the table's schema stays the same (every
+    /// object's stream reports it), a new one once it changed (a column was added, here or by
+    /// another worker), which is then cached for the objects after.
+    fn encoder_for_fields(&self, fields: Vec<Field>) -> Result<Arc<Encoder>, Error> {
         let mut cached = self.encoder.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((f, e)) = cached.as_ref() {
             if *f == fields {
@@ -126,13 +204,8 @@ impl Inner {
             }
         }
         let encoder = Arc::new(
-            Encoder::new(
-                fields.clone(),
-                Options {
-                    ignore_unknown_values: self.options.ignore_unknown_values,
-                },
-            )
-            .map_err(|e| sink_error(Class::Permanent, format!("table schema: {e}")))?,
+            Encoder::new(fields.clone(), self.options)
+                .map_err(|e| sink_error(Class::Permanent, format!("table schema: {e}")))?,
         );
         *cached = Some((fields, encoder.clone()));
         Ok(encoder)
@@ -145,6 +218,7 @@ impl Sink for StorageWrite {
             inner: self.inner.clone(),
             object: object.to_string(),
             open: None,
+            closed: Vec::new(),
             batch: Batch::default(),
             rejected: Vec::new(),
             prepared: false,
@@ -153,7 +227,7 @@ impl Sink for StorageWrite {
     }
 
     fn committed(&self, staged: &Staged) -> Result<bool, Error> {
-        if !staged.token.starts_with("projects/") {
+        let Some(names) = Token::decode(&staged.token) else {
             // Staged by another mode (a load job): only that mode can tell.
             return Err(sink_error(
                 Class::Permanent,
@@ -163,12 +237,18 @@ impl Sink for StorageWrite {
                     staged.token
                 ),
             ));
-        }
+        };
         let rpc = self.inner.rpc.clone();
-        let name = staged.token.clone();
-        self.inner
-            .handle
-            .block_on(async move { rpc.is_committed(&name).await })
+        // One BatchCommitWriteStreams committed them all or none; all are asked anyway, so a
+        // token is never taken as done while one of its streams is not.
+        self.inner.handle.block_on(async move {
+            for name in &names {
+                if !rpc.is_committed(name).await? {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        })
     }
 
     /// The stream was finalized before it was staged, so it holds exactly the object's rows:
@@ -177,18 +257,28 @@ impl Sink for StorageWrite {
     /// [`Rpc::commit`] finds the stream committed. Writing the object again into a new stream
     /// instead would double its rows whenever that commit was still on its way.
     fn commit_staged(&self, staged: &Staged) -> Result<bool, Error> {
-        // The stream's own table (`projects/P/datasets/D/tables/T/streams/S`).
-        let Some((table, _)) = staged
-            .token
-            .strip_prefix("projects/")
-            .and(staged.token.rsplit_once("/streams/"))
-        else {
+        // The streams' own table (`projects/P/datasets/D/tables/T/streams/S`).
+        let Some(names) = Token::decode(&staged.token) else {
+            return Ok(false);
+        };
+        let Some(table) = Token::table(&names) else {
             return Ok(false);
         };
         let inner = self.inner.clone();
-        inner
-            .handle
-            .block_on(async { inner.rpc.commit(table, &staged.token).await })?;
+        inner.handle.block_on(async {
+            // The streams left to commit: all of them, or none when the earlier attempt's
+            // commit landed (it was one atomic request).
+            let mut pending = Vec::new();
+            for name in &names {
+                if !inner.rpc.is_committed(name).await? {
+                    pending.push(name.clone());
+                }
+            }
+            if pending.is_empty() {
+                return Ok(());
+            }
+            inner.rpc.commit(table, &pending).await
+        })?;
         Ok(true)
     }
 }
@@ -196,6 +286,8 @@ impl Sink for StorageWrite {
 /// A stream being appended to.
 struct Open {
     name: String,
+    /// The stream's schema, as CreateWriteStream gave it (what the encoder writes).
+    fields: Vec<Field>,
     encoder: Arc<Encoder>,
     tx: Option<mpsc::Sender<Append>>,
     task: JoinHandle<Result<Appended, Error>>,
@@ -206,12 +298,15 @@ struct Writer {
     object: String,
     /// Created with the first row: an object without rows needs no stream.
     open: Option<Open>,
+    /// Earlier streams of this object, finalized, holding rows: schema evolution moved the
+    /// object on to `open`. Committed together with it.
+    closed: Vec<String>,
     batch: Batch,
     rejected: Vec<Rejected>,
     /// `prepare` ran (it runs once).
     prepared: bool,
-    /// Set by `prepare`: the finalized stream to commit.
-    staged: Option<String>,
+    /// Set by `prepare`: the finalized streams to commit.
+    staged: Option<Vec<String>>,
 }
 
 /// The append being filled: rows encoded straight into its `ProtoRows` bytes, their JSON into
@@ -258,13 +353,17 @@ impl Writer {
             let stream = inner
                 .handle
                 .block_on(inner.rpc.create_pending(&inner.table_path))?;
-            let schema = stream.table_schema.as_ref().ok_or_else(|| {
-                sink_error(
-                    Class::Permanent,
-                    "CreateWriteStream answered without the table schema".into(),
-                )
-            })?;
-            let encoder = inner.encoder_for(&schema.fields)?;
+            let fields = stream_fields(&stream)?;
+            self.open = Some(self.start(stream, fields)?);
+        }
+        Ok(self.open.as_mut().expect("opened above"))
+    }
+
+    /// Starts the append task on a stream just created.
+    fn start(&self, stream: WriteStream, fields: Vec<Field>) -> Result<Open, Error> {
+        let inner = &self.inner;
+        {
+            let encoder = inner.encoder_for_fields(fields.clone())?;
             let window = inner.limits.max_in_flight.max(1);
             // Two appends may wait for the task: the decode thread seldom blocks on a handover,
             // and memory stays bounded (window + 2 appends per object).
@@ -277,14 +376,14 @@ impl Writer {
             };
             tracing::debug!(object = %self.object, stream = %stream.name, "pending write stream created");
             let task = inner.handle.spawn(session.run(rx));
-            self.open = Some(Open {
+            Ok(Open {
                 name: stream.name,
+                fields,
                 encoder,
                 tx: Some(tx),
                 task,
-            });
+            })
         }
-        Ok(self.open.as_mut().expect("opened above"))
     }
 
     /// Hands the current batch to the append task (waiting while its window is full).
@@ -322,12 +421,10 @@ impl Writer {
     }
 }
 
-impl ObjectWriter for Writer {
-    fn write_row(&mut self, row: &Row<'_>) -> Result<(), Error> {
-        if let Some(rejected) = super::unstorable(row) {
-            self.rejected.push(rejected);
-            return Ok(());
-        }
+impl Writer {
+    /// Encodes `row` into the batch, or records it as refused. `evolve`: a row refused only
+    /// for an unknown field may add columns (once: the second try writes or refuses it).
+    fn write(&mut self, row: &Row<'_>, evolve: bool) -> Result<(), Error> {
         if self.batch.sources.len() >= self.inner.limits.batch_rows {
             self.submit()?;
         }
@@ -339,8 +436,15 @@ impl ObjectWriter for Writer {
         // The row's JSON goes into the batch's buffer once, and is encoded from there.
         let (json_start, rows_start) = (batch.json.len(), batch.rows.len());
         row.append_to(&mut batch.json);
-        let encoded = encoder.encode_delimited(&batch.json[json_start..], &mut batch.rows);
+        let encoded = encoder.try_encode_delimited(&batch.json[json_start..], &mut batch.rows);
         let refused = match encoded {
+            Err(why @ EncodeError::UnknownField { .. }) if evolve && inner.evolver.is_some() => {
+                // The slow path: only rows the table lacks a column for get here.
+                let json = batch.json[json_start..].to_vec();
+                batch.json.truncate(json_start);
+                batch.rows.truncate(rows_start);
+                return self.evolve(row, json, why);
+            }
             Err(why) => Some(format!("does not fit the table schema: {why}")),
             Ok(len)
                 if len + 16 > MAX_APPEND_BYTES.min(inner.limits.max_request_bytes.max(1024)) =>
@@ -389,6 +493,109 @@ impl ObjectWriter for Writer {
         Ok(())
     }
 
+    /// `row` (its JSON `json`) names fields the stream's schema lacks (`why`). Adds the
+    /// columns they need to the table, waits for a new stream that has them, moves the object
+    /// on to it (the rows so far stay in the old stream, finalized, to be committed with the
+    /// new one), then writes the row. A value an existing column cannot take, or a field no
+    /// column type fits (an array of arrays), makes the row a record error instead.
+    fn evolve(&mut self, row: &Row<'_>, json: Vec<u8>, why: EncodeError) -> Result<(), Error> {
+        let evolver = self.inner.evolver.clone().expect("evolution is on");
+        let reject = |this: &mut Writer, error: String| {
+            this.rejected.push(Rejected {
+                ordinal: row.ordinal,
+                byte_offset: row.byte_offset,
+                row: json.clone(),
+                error: format!("does not fit the table schema: {error}"),
+            });
+            Ok(())
+        };
+        let Ok(record) = serde_json::from_slice::<serde_json::Value>(&json) else {
+            return reject(self, why.to_string());
+        };
+        let current = rest_fields(&self.open.as_ref().expect("open").fields);
+        let additions = match infer::additions(&current, &record) {
+            Ok(a) if a.is_empty() => return reject(self, why.to_string()),
+            Ok(a) => a,
+            Err(conflict) => return reject(self, conflict.to_string()),
+        };
+        let inner = self.inner.clone();
+        inner.handle.block_on(evolver.add(&additions))?;
+        // BigQuery's new streams may see the old schema for a while (minutes): keep creating
+        // streams until one has every column the row needs, abandoning the stale ones (an
+        // uncommitted stream is never visible), up to the evolver's bound.
+        let mut patience = evolver.patience();
+        let (stream, fields) = loop {
+            let stream = inner
+                .handle
+                .block_on(inner.rpc.create_pending(&inner.table_path))?;
+            let fields = stream_fields(&stream)?;
+            match infer::additions(&rest_fields(&fields), &record) {
+                Ok(missing) if !missing.is_empty() => {
+                    tracing::debug!(object = %self.object, stream = %stream.name, "new write stream does not see the added columns yet");
+                    if !inner.handle.block_on(patience.next()) {
+                        let names: Vec<String> = missing.iter().map(|a| a.dotted()).collect();
+                        return Err(sink_error(
+                            Class::Transient,
+                            format!(
+                                "columns {} were added to {}, but new write streams still \
+                                 lacked them after {} s: the object will be tried again",
+                                names.join(", "),
+                                evolver.table(),
+                                evolver.wait.as_secs()
+                            ),
+                        ));
+                    }
+                }
+                // Fits, or another worker added a column of the same name with another type
+                // (the re-encode below refuses the row with the encoder's message).
+                _ => break (stream, fields),
+            }
+        };
+        self.close_open()?;
+        self.open = Some(self.start(stream, fields)?);
+        self.write(row, false)
+    }
+
+    /// Finishes the open stream before the object moves to a new one: its appends settled and
+    /// it finalized; kept for the commit when it holds rows.
+    fn close_open(&mut self) -> Result<(), Error> {
+        if self.open.is_none() {
+            return Ok(());
+        }
+        self.submit()?;
+        let appended = self.join()?;
+        self.rejected.extend(appended.rejected);
+        let open = self.open.take().expect("open");
+        if appended.rows == 0 {
+            // Nothing in it: abandoned, never visible.
+            return Ok(());
+        }
+        let inner = self.inner.clone();
+        let rows = inner.handle.block_on(inner.rpc.finalize(&open.name))?;
+        if rows != appended.rows {
+            return Err(sink_error(
+                Class::Transient,
+                format!(
+                    "write stream {} holds {rows} rows after finalizing, {} were appended",
+                    open.name, appended.rows
+                ),
+            ));
+        }
+        tracing::debug!(object = %self.object, stream = %open.name, rows, "write stream finalized (the schema changed)");
+        self.closed.push(open.name);
+        Ok(())
+    }
+}
+
+impl ObjectWriter for Writer {
+    fn write_row(&mut self, row: &Row<'_>) -> Result<(), Error> {
+        if let Some(rejected) = super::unstorable(row) {
+            self.rejected.push(rejected);
+            return Ok(());
+        }
+        self.write(row, true)
+    }
+
     fn prepare(&mut self) -> Result<Prepared, Error> {
         if std::mem::replace(&mut self.prepared, true) {
             return Err(sink_error(
@@ -396,42 +603,30 @@ impl ObjectWriter for Writer {
                 "prepare called twice for one object".into(),
             ));
         }
-        let mut rejected = std::mem::take(&mut self.rejected);
         if self.open.is_none() {
+            let mut rejected = std::mem::take(&mut self.rejected);
             rejected.sort_by_key(|r| r.ordinal);
             return Ok(Prepared {
                 rejected,
                 token: None,
             });
         }
-        self.submit()?;
-        let appended = self.join()?;
-        rejected.extend(appended.rejected);
+        self.close_open()?;
+        let mut rejected = std::mem::take(&mut self.rejected);
         rejected.sort_by_key(|r| r.ordinal);
-        let name = self.open.as_ref().expect("open").name.clone();
-        let inner = self.inner.clone();
-        let rows = inner.handle.block_on(inner.rpc.finalize(&name))?;
-        if rows != appended.rows {
-            return Err(sink_error(
-                Class::Transient,
-                format!(
-                    "write stream {name} holds {rows} rows after finalizing, {} were appended",
-                    appended.rows
-                ),
-            ));
-        }
-        if rows == 0 {
+        let streams = std::mem::take(&mut self.closed);
+        if streams.is_empty() {
             // Every row was refused: nothing to commit.
             return Ok(Prepared {
                 rejected,
                 token: None,
             });
         }
-        tracing::debug!(object = %self.object, stream = %name, rows, "write stream finalized");
-        self.staged = Some(name.clone());
+        let token = Token::encode(&streams);
+        self.staged = Some(streams);
         Ok(Prepared {
             rejected,
-            token: Some(name),
+            token: Some(token),
         })
     }
 
@@ -442,16 +637,44 @@ impl ObjectWriter for Writer {
             // Called without `prepare` (nothing to record first): stage now.
             self.prepare()?.rejected
         };
-        if let Some(name) = self.staged.take() {
+        if let Some(streams) = self.staged.take() {
             let inner = self.inner.clone();
             inner
                 .handle
-                .block_on(inner.rpc.commit(&inner.table_path, &name))?;
-            tracing::debug!(object = %self.object, stream = %name, "write stream committed");
+                .block_on(inner.rpc.commit(&inner.table_path, &streams))?;
+            tracing::debug!(object = %self.object, streams = %streams.join(", "), "write streams committed");
         }
         Ok(Committed {
             rejected,
             inserted: None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Token;
+
+    const A: &str = "projects/p/datasets/d/tables/t/streams/a";
+    const B: &str = "projects/p/datasets/d/tables/t/streams/b";
+
+    #[test]
+    fn one_stream_keeps_the_plain_token_and_several_are_a_json_array() {
+        assert_eq!(Token::encode(&[A.to_string()]), A);
+        let both = Token::encode(&[A.to_string(), B.to_string()]);
+        assert_eq!(both, format!("[\"{A}\",\"{B}\"]"));
+        assert_eq!(Token::decode(A).unwrap(), vec![A.to_string()]);
+        let names = Token::decode(&both).unwrap();
+        assert_eq!(names, vec![A.to_string(), B.to_string()]);
+        assert_eq!(Token::table(&names), Some("projects/p/datasets/d/tables/t"));
+    }
+
+    #[test]
+    fn tokens_of_other_modes_or_of_several_tables_are_not_taken() {
+        assert!(Token::decode("load:job-123").is_none());
+        assert!(Token::decode("[]").is_none());
+        assert!(Token::decode("[\"load:x\"]").is_none());
+        let mixed = format!("[\"{A}\",\"projects/p/datasets/d/tables/u/streams/c\"]");
+        assert!(Token::decode(&mixed).is_none());
     }
 }

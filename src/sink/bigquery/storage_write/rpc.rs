@@ -396,20 +396,23 @@ impl Rpc {
         }
     }
 
-    /// Makes a finalized stream's rows visible, atomically. A commit whose answer was lost may
-    /// have happened, so before every retry the stream's state is asked; a stream that is
-    /// committed already counts as success.
-    pub async fn commit(&self, table: &str, stream: &str) -> Result<(), Error> {
+    /// Makes finalized streams' rows visible, atomically: all `streams` (of one `table`) in
+    /// one BatchCommitWriteStreams, which commits all or none. A commit whose answer was lost
+    /// may have happened, so before every retry the streams' state is asked; streams that are
+    /// all committed already count as success.
+    pub async fn commit(&self, table: &str, streams: &[String]) -> Result<(), Error> {
         let mut delays = self.policy.delays();
+        let stream = streams.join(", ");
+        let stream = stream.as_str();
         loop {
-            let outcome = self.commit_once(table, stream).await;
+            let outcome = self.commit_once(table, streams).await;
             let e = match outcome {
                 Ok(()) => return Ok(()),
                 Err(e) => e,
             };
             // Refused or ambiguous: was it committed after all (an earlier try, lost answer)?
-            match self.get(stream).await {
-                Ok(Some(ws)) if ws.commit_time.is_some() => {
+            match self.all_committed(streams).await {
+                Ok(true) => {
                     tracing::info!(stream, "commit answer lost, but the stream is committed");
                     return Ok(());
                 }
@@ -430,12 +433,23 @@ impl Rpc {
         }
     }
 
-    async fn commit_once(&self, table: &str, stream: &str) -> Result<(), Error> {
+    /// Whether every one of `streams` has a commit time.
+    async fn all_committed(&self, streams: &[String]) -> Result<bool, Error> {
+        for s in streams {
+            match self.get(s).await? {
+                Some(ws) if ws.commit_time.is_some() => {}
+                _ => return Ok(false),
+            }
+        }
+        Ok(true)
+    }
+
+    async fn commit_once(&self, table: &str, streams: &[String]) -> Result<(), Error> {
         let req = self
             .request(
                 BatchCommitWriteStreamsRequest {
                     parent: table.to_string(),
-                    write_streams: vec![stream.to_string()],
+                    write_streams: streams.to_vec(),
                 },
                 "parent",
                 table,
