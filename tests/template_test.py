@@ -246,6 +246,13 @@ def check_function(t):
     check({"FIREHOSE_REPLAY_GCP_CREDENTIALS_SECRET_ARN", "FIREHOSE_REPLAY_GCP_CREDENTIALS_JSON"} <= set(env),
           "function can be given GCP credentials (secret ARN or external_account JSON)",
           f"environment has {sorted(env)}")
+    # Every variable the function is given must be one the binary reads: a misspelt or renamed
+    # flag would otherwise be ignored silently in Lambda.
+    source = "\n".join(p.read_text() for p in (Path(__file__).resolve().parent.parent / "src").rglob("*.rs"))
+    known = set(re.findall(r'"(FIREHOSE_REPLAY_[A-Z0-9_]+)"', source))
+    unknown = sorted(v for v in env if v.startswith("FIREHOSE_REPLAY_") and v not in known)
+    check(not unknown, "every FIREHOSE_REPLAY_* variable the function sets is read by the binary",
+          f"not read anywhere in src/: {unknown}")
     return name, props
 
 
