@@ -633,3 +633,79 @@ fn the_lambda_routes_and_creates_tables_from_its_environment() {
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(errors[0].contains("--max-tables-per-object"), "{errors:?}");
 }
+
+/// The README's worked example, in every mode: one stream of mixed events into per-type tables
+/// that do not exist yet, whose records gain a field mid-object (a STRING, then a RECORD with an
+/// INT64 inside) — routing, `--create-table auto` and `--schema-evolution add-columns` together.
+/// Every record lands, in its type's table, with its new fields, and a rerun adds nothing.
+#[test]
+fn routed_auto_created_tables_grow_with_their_records_in_every_mode() {
+    for mode in ["storage-write", "insert-all", "load"] {
+        let (emu, work) = start();
+        let root = work.path().join("archive");
+        let mut first = events(Some("yubl-posted"), 2, 0);
+        first.extend(events(Some("user-followed"), 1, 2));
+        // Mid-object, both types gain fields the tables they were created with lack.
+        first.push(json!({"type": "yubl-posted", "n": 3, "user": {"id": "u3"}, "plan": "pro"}));
+        first.push(json!({"type": "user-followed", "n": 4, "geo": {"cnt": 7}}));
+        let second = vec![
+            json!({"type": "yubl-posted", "n": 10, "plan": "free", "geo": {"cnt": 1}}),
+            json!({"type": "yubl-posted", "n": 11, "user": {"id": "u11"}}),
+        ];
+        archive(
+            &root,
+            &[
+                (&firehose_key("yubl", 1), first),
+                (&firehose_key("yubl", 2), second),
+            ],
+        );
+        let run = || {
+            let mut cmd = replay(&emu, work.path(), &root, "events_{type}", mode);
+            cmd.args(["--create-table", "auto", "--schema-evolution", "add-columns"]);
+            run_ok(cmd)
+        };
+        let stderr = run();
+        assert!(
+            stderr.contains("7 rows written, 0 record errors"),
+            "{mode}: {stderr}"
+        );
+        assert!(dead_letter_errors(work.path()).is_empty(), "{mode}");
+        let tables = ["events_user_followed", "events_yubl_posted"];
+        assert_eq!(table_names(&emu), tables, "{mode}");
+        let want = BTreeMap::from([
+            ("events_user_followed".to_string(), 2),
+            ("events_yubl_posted".to_string(), 5),
+        ]);
+        assert_eq!(counts(&emu, &tables), want, "{mode}");
+        for t in tables {
+            assert_unique_ids(&emu, t);
+        }
+        let posted = emu.rows("bi", "events_yubl_posted");
+        let by_n = |n: i64| {
+            posted
+                .iter()
+                .find(|r| r["n"].as_i64() == Some(n) || r["n"].as_str() == Some(&n.to_string()))
+                .unwrap_or_else(|| panic!("{mode}: no row n={n} in {posted:?}"))
+        };
+        assert_eq!(by_n(3)["plan"], "pro", "{mode}");
+        assert_eq!(by_n(10)["plan"], "free", "{mode}");
+        let cnt = &by_n(10)["geo"]["cnt"];
+        assert!(cnt == 1 || cnt == "1", "{mode}: {cnt}");
+        assert_eq!(by_n(11)["user"]["id"], "u11", "{mode}");
+        let followed = emu.rows("bi", "events_user_followed");
+        assert!(
+            followed
+                .iter()
+                .any(|r| r["geo"]["cnt"] == 7 || r["geo"]["cnt"] == "7"),
+            "{mode}: {followed:?}"
+        );
+        let cols = columns(&emu, "events_yubl_posted");
+        for c in ["plan STRING NULLABLE", "geo RECORD NULLABLE", "_row_id STRING"] {
+            assert!(cols.iter().any(|x| x.starts_with(c)), "{mode}: {cols:?}");
+        }
+        // Rerun: the ledger has both objects; nothing is added to either table.
+        let stderr = run();
+        assert!(stderr.contains("2 skipped by the ledger"), "{mode}: {stderr}");
+        assert_eq!(counts(&emu, &tables), want, "{mode}");
+    }
+}
