@@ -661,7 +661,12 @@ fn routed_auto_created_tables_grow_with_their_records_in_every_mode() {
         );
         let run = || {
             let mut cmd = replay(&emu, work.path(), &root, "events_{type}", mode);
-            cmd.args(["--create-table", "auto", "--schema-evolution", "add-columns"]);
+            cmd.args([
+                "--create-table",
+                "auto",
+                "--schema-evolution",
+                "add-columns",
+            ]);
             run_ok(cmd)
         };
         let stderr = run();
@@ -700,12 +705,19 @@ fn routed_auto_created_tables_grow_with_their_records_in_every_mode() {
             "{mode}: {followed:?}"
         );
         let cols = columns(&emu, "events_yubl_posted");
-        for c in ["plan STRING NULLABLE", "geo RECORD NULLABLE", "_row_id STRING"] {
+        for c in [
+            "plan STRING NULLABLE",
+            "geo RECORD NULLABLE",
+            "_row_id STRING",
+        ] {
             assert!(cols.iter().any(|x| x.starts_with(c)), "{mode}: {cols:?}");
         }
         // Rerun: the ledger has both objects; nothing is added to either table.
         let stderr = run();
-        assert!(stderr.contains("2 skipped by the ledger"), "{mode}: {stderr}");
+        assert!(
+            stderr.contains("2 skipped by the ledger"),
+            "{mode}: {stderr}"
+        );
         assert_eq!(counts(&emu, &tables), want, "{mode}");
     }
 }
