@@ -721,3 +721,70 @@ fn routed_auto_created_tables_grow_with_their_records_in_every_mode() {
         assert_eq!(counts(&emu, &tables), want, "{mode}");
     }
 }
+
+/// The Lambda takes `FIREHOSE_REPLAY_SCHEMA_EVOLUTION` from its environment: records whose
+/// fields the table lacks add their columns (no dead letters), in the default storage-write mode.
+#[test]
+fn the_lambda_adds_columns_from_its_environment() {
+    let (emu, work) = start();
+    emu.create_table(
+        "bi",
+        "grow",
+        json!([{"name": "_row_id", "type": "STRING", "mode": "REQUIRED"},
+               {"name": "n", "type": "INTEGER"}]),
+    );
+    let root = work.path().join("buckets");
+    let keys = [
+        "events/2026/11/25/13/orders-1-2026-11-25-13-00-00-0f8fad5b-d9cb-469f-a165-70867728950e.gz",
+        "events/dt=2026-11-25/h=13/orders a+bü.gz",
+    ];
+    let bodies = [
+        "{\"n\":1}\n{\"n\":2,\"tier\":\"gold\"}\n",
+        "{\"n\":3,\"ctx\":{\"depth\":4}}\n{\"n\":4,\"tier\":\"blue\",\"ctx\":{\"depth\":5}}\n",
+    ];
+    for (key, body) in keys.iter().zip(bodies) {
+        let p = root.join("firehose-archive").join(key);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, body).unwrap();
+    }
+    let event =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lambda/s3-notification.json");
+    let out = bin()
+        .current_dir(work.path())
+        .arg("invoke")
+        .arg("--event")
+        .arg(&event)
+        .arg("--buckets")
+        .arg(&root)
+        .env("FIREHOSE_REPLAY_SINK", "bigquery:test-proj.bi.grow")
+        .env("FIREHOSE_REPLAY_SCHEMA_EVOLUTION", "add-columns")
+        .env("FIREHOSE_REPLAY_BIGQUERY_ENDPOINT", &emu.endpoint)
+        .env(
+            "FIREHOSE_REPLAY_BIGQUERY_STORAGE_ENDPOINT",
+            &emu.grpc_endpoint,
+        )
+        .env(
+            "FIREHOSE_REPLAY_DEAD_LETTER",
+            format!("dir:{}", work.path().join("dead-letter").display()),
+        )
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(dead_letter_errors(work.path()).is_empty(), "{stderr}");
+    let rows = emu.rows("bi", "grow");
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    let tiers: std::collections::BTreeSet<String> = rows
+        .iter()
+        .filter_map(|r| r["tier"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(tiers, ["blue", "gold"].map(String::from).into());
+    assert_eq!(
+        rows.iter().filter(|r| !r["ctx"]["depth"].is_null()).count(),
+        2,
+        "{rows:?}"
+    );
+    let cols = columns(&emu, "grow");
+    assert!(cols.iter().any(|c| c == "tier STRING NULLABLE"), "{cols:?}");
+    assert!(cols.iter().any(|c| c.starts_with("ctx RECORD")), "{cols:?}");
+}
