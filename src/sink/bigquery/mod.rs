@@ -471,10 +471,10 @@ pub(crate) fn evolver(
             ..load::LoadJobOptions::default()
         },
     );
-    Some(Arc::new(schema::evolver::Evolver::new(
-        Arc::new(loads),
-        config.schema_wait,
-    )))
+    Some(Arc::new(
+        schema::evolver::Evolver::new(Arc::new(loads), config.schema_wait)
+            .with_payload_column(config.route.payload_column.clone()),
+    ))
 }
 
 /// `--dedup merge`: the merger for the target, once the table is known to take it (it has

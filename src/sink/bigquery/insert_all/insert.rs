@@ -304,15 +304,15 @@ async fn evolve_rows(
         // Against the schema with the rows before it added, as if written one by one: a
         // later row's value that conflicts with an earlier row's new column is refused.
         let working = infer::merged(&fields, &additions);
-        match infer::additions(&working, &record) {
+        match evolver.plan(&working, &record) {
             Ok(a) => {
                 additions.extend(a);
                 records.push((i, record));
             }
-            Err(conflict) => refuse(
+            Err(refused) => refuse(
                 rejected,
                 i,
-                format!("does not fit the table schema: {conflict}"),
+                format!("does not fit the table schema: {refused}"),
             ),
         }
     }

@@ -108,53 +108,6 @@ pub fn seed_fields(settings: &Settings, partition_by: Option<&str>) -> Vec<Value
     fields
 }
 
-/// Why `name` cannot be a column BigQuery creates from a load job's schema, if it cannot
-/// (letters, digits and underscores, not starting with a digit, at most 300 characters, none of
-/// the reserved prefixes). One such column would fail the whole batch's job, so the record
-/// that asks for it is refused instead.
-fn bad_column_name(name: &str) -> Option<&'static str> {
-    let mut chars = name.chars();
-    let first_ok = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
-    if !first_ok || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return Some(
-            "a column name takes letters, digits and underscores, not starting with a digit",
-        );
-    }
-    if name.len() > 300 {
-        return Some("a column name has at most 300 characters");
-    }
-    let lower = name.to_ascii_lowercase();
-    let reserved = [
-        "_table_",
-        "_file_",
-        "_partition",
-        "_row_timestamp",
-        "__root__",
-        "_colon_",
-    ];
-    if reserved.iter().any(|r| lower.starts_with(r)) {
-        return Some("the name starts with a prefix BigQuery reserves");
-    }
-    None
-}
-
-fn check_names(a: &Addition) -> Result<(), String> {
-    fn walk(prefix: &str, c: &infer::Column) -> Result<(), String> {
-        let path = if prefix.is_empty() {
-            c.name.clone()
-        } else {
-            format!("{prefix}.{}", c.name)
-        };
-        if let Some(why) = bad_column_name(&c.name) {
-            return Err(format!("field `{path}` cannot become a column: {why}"));
-        }
-        c.fields.iter().try_for_each(|f| walk(&path, f))
-    }
-    walk(&a.path.join("."), &a.column)
-}
-
 /// Whether every key of `value` that `fields` lacks carries no type yet (null, `[]`, `{}`, or
 /// only such values inside): such a record is written without them, as if they were null.
 fn only_untyped_unknowns(fields: &[Value], value: &Value) -> bool {
@@ -293,7 +246,7 @@ impl BatchSchema {
         };
         let additions = infer::additions(&st.fields, &value).map_err(|c| c.to_string())?;
         for a in &additions {
-            check_names(a)?;
+            infer::check_names(a)?;
         }
         let fields = infer::merged(&st.fields, &additions);
         let strict = if additions.is_empty() {

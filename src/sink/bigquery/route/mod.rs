@@ -253,6 +253,12 @@ impl Writer {
     /// The index of the writer for `table`, opened now if this is its first row (`self.row`
     /// holds the row).
     fn open_writer(&mut self, table: TableRef) -> Result<Result<usize, String>, Error> {
+        // A routed name may be the default table's (`{type}` = `other` with --route-default
+        // ev_other): one table, one writer — two streams of one table would be two tokens
+        // under one ledger key.
+        if let Some(i) = self.writers.iter().position(|(t, _)| *t == table) {
+            return Ok(Ok(i));
+        }
         if self.writers.len() >= self.shared.max_tables {
             return Ok(Err(format!(
                 "routed to table {table}, but the object already writes to {} tables, \
@@ -336,7 +342,13 @@ impl ObjectWriter for Writer {
             let p = writer.prepare()?;
             rejected.extend(p.rejected);
             if let Some(token) = p.token {
-                tokens.insert(table.to_string(), token);
+                if tokens.insert(table.to_string(), token).is_some() {
+                    // Never drop a staged stream from the ledger: its rows would be lost.
+                    return Err(sink_error(
+                        Class::Permanent,
+                        format!("two writers staged rows for table {table} in one object"),
+                    ));
+                }
             }
         }
         rejected.sort_by_key(|r| r.ordinal);

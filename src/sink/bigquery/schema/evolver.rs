@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::evolve::add_columns;
-use super::infer::Addition;
+use super::infer::{self, Addition};
 use crate::error::Error;
 use crate::sink::bigquery::encode::Field;
 use crate::sink::bigquery::load::LoadJobs;
@@ -29,6 +29,8 @@ pub struct Evolver {
     pub wait: Duration,
     /// The table's REST `schema.fields` as last read or patched here.
     fields: Mutex<Option<Vec<Value>>>,
+    /// `--payload-column`: added as JSON, not typed from the first record's shape.
+    payload_column: Option<String>,
 }
 
 impl Evolver {
@@ -37,7 +39,45 @@ impl Evolver {
             loads,
             wait,
             fields: Mutex::new(None),
+            payload_column: None,
         }
+    }
+
+    /// `--payload-column NAME`: when the table lacks it, it is added as JSON (what takes every
+    /// record), not as a RECORD typed from whichever record came first.
+    pub fn with_payload_column(mut self, name: Option<String>) -> Evolver {
+        self.payload_column = name;
+        self
+    }
+
+    /// The columns `record` needs added to a table of `fields`, or the record error that
+    /// refuses it: a value an existing column cannot take, or a field BigQuery (or the Storage
+    /// Write encoder) cannot name as a column (`a.b`, `a-b`; see
+    /// [`infer::column_name_problem`]). Generated columns get their own types rather than
+    /// their values' (`_ingested_at` TIMESTAMP, the payload column JSON), as
+    /// `--create-table auto` gives them: a column's type can never be changed afterwards.
+    pub fn plan(&self, fields: &[Value], record: &Value) -> Result<Vec<Addition>, String> {
+        let mut additions = infer::additions(fields, record).map_err(|c| c.to_string())?;
+        for a in &mut additions {
+            infer::check_names(a)?;
+            if !a.path.is_empty() {
+                continue;
+            }
+            let name = a.column.name.as_str();
+            let kind = match name {
+                "_ingested_at" => Some("TIMESTAMP"),
+                "_record_ordinal" => Some("INTEGER"),
+                "_source_uri" => Some("STRING"),
+                _ if self.payload_column.as_deref() == Some(name) => Some("JSON"),
+                _ => None,
+            };
+            if let Some(kind) = kind {
+                a.column.kind = kind;
+                a.column.repeated = false;
+                a.column.fields.clear();
+            }
+        }
+        Ok(additions)
     }
 
     pub fn table(&self) -> &crate::sink::bigquery::TableRef {

@@ -76,12 +76,24 @@ fn kind_of(v: &Value) -> Option<(&'static str, bool)> {
         Value::Object(m) if m.is_empty() => None,
         Value::Object(_) => Some(("RECORD", false)),
         Value::Array(items) => {
-            let first = items.iter().find_map(kind_of)?;
+            let mut kinds = items.iter().filter_map(kind_of);
+            let first = kinds.next()?;
             if first.1 {
                 // An array of arrays has no BigQuery column type.
                 return Some(("ARRAY", true));
             }
-            Some((first.0, true))
+            // `[1, 2.5]` is a FLOAT64 array: typing it by its first element would refuse the
+            // very record it was inferred from. (Other mixtures are the encoder's to refuse.)
+            let mut kind = first.0;
+            for (k, nested) in kinds {
+                if nested {
+                    return Some(("ARRAY", true));
+                }
+                if (kind, k) == ("INTEGER", "FLOAT") {
+                    kind = "FLOAT";
+                }
+            }
+            Some((kind, true))
         }
     }
 }
@@ -151,10 +163,15 @@ pub fn new_column(name: &str, v: &Value) -> Option<Column> {
         let mut fields: Vec<Column> = Vec::new();
         for m in sample {
             for (k, v) in m {
-                if fields.iter().any(|f| f.name.eq_ignore_ascii_case(k)) {
+                let Some(column) = new_column(k, v) else {
                     continue;
+                };
+                match fields.iter_mut().find(|f| f.name.eq_ignore_ascii_case(k)) {
+                    // Seen in an earlier element of the array: its sub-fields are merged, at
+                    // every depth (`[{"a":{"x":1}},{"a":{"y":"two"}}]` needs a.x and a.y).
+                    Some(existing) => merge_column(existing, column),
+                    None => fields.push(column),
                 }
-                fields.extend(new_column(k, v));
             }
         }
         if fields.is_empty() {
@@ -170,6 +187,74 @@ pub fn new_column(name: &str, v: &Value) -> Option<Column> {
         repeated,
         fields,
     })
+}
+
+/// Widens `into` with what `other` (the same field, seen in another array element) adds:
+/// a RECORD's sub-fields merged, an INT64 that meets a float made FLOAT64.
+fn merge_column(into: &mut Column, other: Column) {
+    if (into.kind, other.kind) == ("INTEGER", "FLOAT") {
+        into.kind = "FLOAT";
+    }
+    if into.kind == "RECORD" && other.kind == "RECORD" {
+        for sub in other.fields {
+            match into
+                .fields
+                .iter_mut()
+                .find(|f| f.name.eq_ignore_ascii_case(&sub.name))
+            {
+                Some(existing) => merge_column(existing, sub),
+                None => into.fields.push(sub),
+            }
+        }
+    }
+}
+
+/// Why BigQuery (or the Storage Write encoder, whose protobuf field names follow the same
+/// rule) cannot take `name` as a column, or `None`. Flexible column names (`a-b`, `naïve`)
+/// are left out on purpose: the Storage Write encoder cannot name them, and a column once
+/// added cannot be removed, so adding one would make the table unwritable there for good.
+pub fn column_name_problem(name: &str) -> Option<&'static str> {
+    let first_ok = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    if !first_ok || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Some(
+            "a column name takes letters, digits and underscores, not starting with a digit",
+        );
+    }
+    if name.len() > 300 {
+        return Some("a column name has at most 300 characters");
+    }
+    let lower = name.to_ascii_lowercase();
+    let reserved = [
+        "_table_",
+        "_file_",
+        "_partition",
+        "_row_timestamp",
+        "__root__",
+        "_colon_",
+    ];
+    if reserved.iter().any(|r| lower.starts_with(r)) {
+        return Some("the name starts with a prefix BigQuery reserves");
+    }
+    None
+}
+
+/// The first column in `a` (at any depth) whose name BigQuery cannot take, as a record error.
+pub fn check_names(a: &Addition) -> Result<(), String> {
+    fn walk(prefix: &str, c: &Column) -> Result<(), String> {
+        let path = if prefix.is_empty() {
+            c.name.clone()
+        } else {
+            format!("{prefix}.{}", c.name)
+        };
+        if let Some(why) = column_name_problem(&c.name) {
+            return Err(format!("field `{path}` cannot become a column: {why}"));
+        }
+        c.fields.iter().try_for_each(|f| walk(&path, f))
+    }
+    walk(&a.path.join("."), &a.column)
 }
 
 /// What `record` (a JSON object) needs added to a table of `fields` (REST `schema.fields`),

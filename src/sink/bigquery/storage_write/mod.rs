@@ -513,10 +513,10 @@ impl Writer {
             return reject(self, why.to_string());
         };
         let current = rest_fields(&self.open.as_ref().expect("open").fields);
-        let additions = match infer::additions(&current, &record) {
+        let additions = match evolver.plan(&current, &record) {
             Ok(a) if a.is_empty() => return reject(self, why.to_string()),
             Ok(a) => a,
-            Err(conflict) => return reject(self, conflict.to_string()),
+            Err(refused) => return reject(self, refused),
         };
         let inner = self.inner.clone();
         inner.handle.block_on(evolver.add(&additions))?;
