@@ -1142,3 +1142,85 @@ fn load_routed_value_equal_to_the_default_lands_both_rows_once() {
     assert_eq!(emu.rows("bi", "ev_other").len(), 2);
     assert_unique(&emu, "ev_other");
 }
+
+/// Expected: --schema-evolution add-columns on an existing table without the metadata columns
+/// adds them with their own types (as --create-table auto makes them: `_ingested_at`
+/// TIMESTAMP, `_record_ordinal` INT64), not with types guessed from their values.
+#[test]
+fn evolution_adds_metadata_columns_with_their_own_types() {
+    let (emu, work) = start();
+    emu.create_table(
+        "bi",
+        "t_meta",
+        json!([{"name": "n", "type": "INTEGER"},
+               {"name": "_row_id", "type": "STRING", "mode": "REQUIRED"}]),
+    );
+    let root = work.path().join("archive");
+    archive(&root, &[(firehose_key("s", 1), vec![json!({"n": 1})])]);
+    let mut cmd = replay(&emu, work.path(), &root, "t_meta", "storage-write");
+    cmd.args([
+        "--schema-evolution",
+        "add-columns",
+        "--metadata-columns",
+        "ingested_at,record_ordinal,source_uri",
+    ]);
+    let stderr = run_ok(cmd);
+    assert!(
+        stderr.contains("1 rows written, 0 record errors"),
+        "{stderr}"
+    );
+    let fields = emu.table("bi", "t_meta")["schema"]["fields"].clone();
+    let ty = |name: &str| {
+        fields
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == name)
+            .map(|f| f["type"].as_str().unwrap().to_string())
+    };
+    assert_eq!(ty("_ingested_at").as_deref(), Some("TIMESTAMP"), "{fields}");
+    assert_eq!(
+        ty("_record_ordinal").as_deref(),
+        Some("INTEGER"),
+        "{fields}"
+    );
+}
+
+/// Expected (load mode): two objects of one batch disagree on a new field's type; the batch
+/// creates the table from its records: what lands and what is refused add up, and the table
+/// holds exactly the rows reported written. (Observed: the outcome depends on which object is
+/// spooled first — `v` INTEGER and `{"v":"x"}` refused, or `v` STRING and all 3 rows in —
+/// so two runs of one archive can differ; see the report.)
+#[test]
+fn load_a_type_conflict_inside_one_batch_refuses_exactly_one_record() {
+    let (emu, work) = start();
+    let root = work.path().join("archive");
+    archive(
+        &root,
+        &[
+            (firehose_key("s", 1), vec![json!({"v": 1, "n": 1})]),
+            (
+                firehose_key("s", 2),
+                vec![json!({"v": "x", "n": 2}), json!({"n": 3})],
+            ),
+        ],
+    );
+    let mut cmd = replay(&emu, work.path(), &root, "t_load", "load");
+    cmd.args([
+        "--create-table",
+        "auto",
+        "--schema-evolution",
+        "add-columns",
+    ]);
+    let stderr = run_ok(cmd);
+    let written = if stderr.contains("2 rows written, 1 record errors") {
+        2
+    } else {
+        assert!(
+            stderr.contains("3 rows written, 0 record errors"),
+            "{stderr}"
+        );
+        3
+    };
+    assert_eq!(emu.rows("bi", "t_load").len(), written);
+}
