@@ -1224,3 +1224,60 @@ fn load_a_type_conflict_inside_one_batch_refuses_exactly_one_record() {
     };
     assert_eq!(emu.rows("bi", "t_load").len(), written);
 }
+
+/// Expected: the Lambda takes `FIREHOSE_REPLAY_ROUTE_DEFAULT` and `FIREHOSE_REPLAY_PAYLOAD_COLUMN`
+/// too: records without the field land whole in the default table's JSON column, the others in
+/// their per-type tables, all created on the fly; exit 0, no dead letters.
+#[test]
+fn the_lambda_routes_payload_rows_to_the_default_table_from_its_environment() {
+    let (emu, work) = start();
+    let root = work.path().join("buckets");
+    let objects = [
+        (
+            "events/2026/11/25/13/orders-1-2026-11-25-13-00-00-0f8fad5b-d9cb-469f-a165-70867728950e.gz",
+            vec![json!({"type": "a", "n": 1}), json!({"n": 2, "odd": [1, "x"]})],
+        ),
+        (
+            "events/dt=2026-11-25/h=13/orders a+bü.gz",
+            vec![json!({"type": "b", "deep": {"x": {"y": 1}}})],
+        ),
+    ];
+    for (key, records) in objects {
+        let p = root.join("firehose-archive").join(key);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        let text: String = records.iter().map(|r| format!("{r}\n")).collect();
+        std::fs::write(&p, crate::support::gzip(text.as_bytes())).unwrap();
+    }
+    let event =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lambda/s3-notification.json");
+    let out = bin()
+        .current_dir(work.path())
+        .arg("invoke")
+        .arg("--event")
+        .arg(&event)
+        .arg("--buckets")
+        .arg(&root)
+        .env("FIREHOSE_REPLAY_SINK", "bigquery:test-proj.bi.ev_{type}")
+        .env("FIREHOSE_REPLAY_CREATE_TABLE", "auto")
+        .env("FIREHOSE_REPLAY_ROUTE_DEFAULT", "ev_other")
+        .env("FIREHOSE_REPLAY_PAYLOAD_COLUMN", "raw")
+        .env("FIREHOSE_REPLAY_BIGQUERY_ENDPOINT", &emu.endpoint)
+        .env(
+            "FIREHOSE_REPLAY_BIGQUERY_STORAGE_ENDPOINT",
+            &emu.grpc_endpoint,
+        )
+        .env(
+            "FIREHOSE_REPLAY_DEAD_LETTER",
+            format!("dir:{}", work.path().join("dead-letter").display()),
+        )
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(dead_letter_errors(work.path()).is_empty(), "{stderr}");
+    assert_eq!(table_names(&emu), ["ev_a", "ev_b", "ev_other"], "{stderr}");
+    for t in ["ev_a", "ev_b", "ev_other"] {
+        assert_eq!(emu.rows("bi", t).len(), 1, "{t}: {stderr}");
+        assert!(column_names(&emu, t).contains(&"raw".to_string()));
+    }
+}
