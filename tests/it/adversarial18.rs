@@ -2,6 +2,17 @@
 //! `--schema-evolution add-columns`, and their combinations), end to end against the
 //! local-bigquery emulator. Each test's first comment line says the expected behaviour; a test
 //! that fails is a finding (see the adversarial report), one that passes shows it holds.
+//!
+//! Failing when written (2026-12-01, main at 64c8e55), i.e. open findings:
+//! - `a_routed_table_that_is_also_the_default_keeps_both_streams_in_the_staged_token` (HIGH)
+//! - `a_flexible_column_name_added_by_evolution_does_not_break_later_objects` (HIGH)
+//! - `a_non_ascii_field_under_auto_create_and_evolution_keeps_the_table_writable` (HIGH)
+//! - `storage_write_an_illegal_field_name_under_evolution_is_a_record_error` (MED)
+//! - `insert_all_an_illegal_field_name_under_evolution_is_a_record_error` (MED)
+//! - `auto_create_from_an_array_mixing_integers_and_floats_keeps_the_row` (MED)
+//! - `auto_create_merges_nested_record_fields_across_array_elements` (MED)
+//! - `evolution_adds_a_payload_column_that_takes_every_record` (MED)
+//! - `evolution_adds_metadata_columns_with_their_own_types` (MED)
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -1280,4 +1291,33 @@ fn the_lambda_routes_payload_rows_to_the_default_table_from_its_environment() {
         assert_eq!(emu.rows("bi", t).len(), 1, "{t}: {stderr}");
         assert!(column_names(&emu, t).contains(&"raw".to_string()));
     }
+}
+
+/// Expected: in insert-all a flexible column name (`a-b`) is added by evolution and the row
+/// lands with it (the REST path has no protobuf limit): 3 rows, 0 record errors.
+#[test]
+fn insert_all_a_flexible_column_name_is_added_and_the_row_lands() {
+    let (emu, work) = start();
+    emu.create_table(
+        "bi",
+        "t_ev",
+        json!([{"name": "n", "type": "INTEGER"},
+               {"name": "_row_id", "type": "STRING", "mode": "REQUIRED"}]),
+    );
+    let root = work.path().join("archive");
+    archive(
+        &root,
+        &[(
+            firehose_key("s", 1),
+            vec![json!({"n": 1}), json!({"a-b": 1, "n": 2}), json!({"n": 3})],
+        )],
+    );
+    let mut cmd = replay(&emu, work.path(), &root, "t_ev", "insert-all");
+    cmd.args(["--schema-evolution", "add-columns"]);
+    let stderr = run_ok(cmd);
+    assert!(
+        stderr.contains("3 rows written, 0 record errors"),
+        "{stderr}"
+    );
+    assert_eq!(emu.rows("bi", "t_ev").len(), 3);
 }
