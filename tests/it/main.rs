@@ -1,5 +1,6 @@
 //! Integration tests: one binary so the dependency graph links once.
 
+mod adversarial18;
 mod bad_input;
 mod bigquery_auth;
 mod bigquery_emulator;
