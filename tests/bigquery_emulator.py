@@ -25,8 +25,8 @@ One fix makes its Storage Write API behave like BigQuery's where exactly-once de
 
 4. tables.patch/update is atomic in BigQuery (a stale etag gets 412). The emulator's runs
    an ALTER in a DuckLake transaction, and two at once fail the second with "Failed to commit
-   DuckLake transaction" (HTTP 400). A lock around it makes concurrent patches queue, so the
-   etag check decides, as in BigQuery.
+   DuckLake transaction" (HTTP 400), and so does a commit running beside it. The commit lock
+   of 3 around it makes patches and commits queue, so the etag check decides, as in BigQuery.
 
 One knob shows what the emulator does not do on its own:
 
@@ -102,12 +102,13 @@ if _stale > 0:
 
 from local_bigquery.catalog import tables as _tables  # noqa: E402
 
-_table_lock = threading.Lock()
 _update = _tables.update
 
 
 def _locked_update(*args, **kwargs):
-    with _table_lock:
+    # The commit lock: a patch's ALTER and a commit's INSERT in two DuckLake transactions at
+    # once fail one of them too ("Failed to commit DuckLake transaction").
+    with _commit_lock:
         return _update(*args, **kwargs)
 
 
