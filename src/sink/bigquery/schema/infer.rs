@@ -578,4 +578,62 @@ mod tests {
         let a = additions(&table(), &json!({"new": 1, "NEW": 2})).unwrap();
         assert_eq!(names(&a), vec![("NEW".to_string(), "INTEGER", false)]);
     }
+
+    #[test]
+    fn mixed_number_arrays_are_floats_and_array_objects_merge_at_every_depth() {
+        let a = additions(&table(), &json!({"xs": [1, 2.5], "ys": [3, 4]})).unwrap();
+        assert_eq!(
+            names(&a),
+            vec![
+                ("xs".to_string(), "FLOAT", true),
+                ("ys".into(), "INTEGER", true)
+            ]
+        );
+        let a = additions(
+            &table(),
+            &json!({"items": [{"a": {"x": 1}}, {"a": {"y": "two", "x": 1.5}}, {"b": true}]}),
+        )
+        .unwrap();
+        let items = &a[0].column;
+        assert_eq!((items.kind, items.repeated), ("RECORD", true));
+        let inner: Vec<_> = items.fields.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(inner, ["a", "b"]);
+        let sub: Vec<_> = items.fields[0]
+            .fields
+            .iter()
+            .map(|f| (f.name.as_str(), f.kind))
+            .collect();
+        assert_eq!(sub, [("x", "FLOAT"), ("y", "STRING")]);
+        // The merged schema takes every element of the record it came from.
+        assert!(additions(
+            &merged(&table(), &a),
+            &json!({"items": [{"a": {"y": "z"}}]})
+        )
+        .unwrap()
+        .is_empty());
+    }
+
+    #[test]
+    fn only_plain_names_can_become_columns() {
+        for ok in ["a", "_a1", "A_b_2"] {
+            assert_eq!(column_name_problem(ok), None, "{ok}");
+        }
+        for bad in [
+            "a.b",
+            "a-b",
+            "naïve",
+            "1a",
+            "",
+            "_PARTITIONTIME",
+            "_table_x",
+        ] {
+            assert!(column_name_problem(bad).is_some(), "{bad}");
+        }
+        let a = additions(&table(), &json!({"geo": {"ok": 1, "not-ok": 2}})).unwrap();
+        assert_eq!(
+            check_names(&a[0]).unwrap_err(),
+            "field `geo.not-ok` cannot become a column: a column name takes letters, digits \
+             and underscores, not starting with a digit"
+        );
+    }
 }
