@@ -210,29 +210,43 @@ pub(crate) async fn create_with(
     }
 }
 
-/// `tables.get` of the load client's table, as JSON (schema, partitioning), retried per the
-/// policy: what `--dedup merge` checks the target against.
-pub async fn resource(jobs: &LoadJobs) -> Result<Value, Error> {
+/// The REST URL of the load client's table (what `tables.get` and `tables.patch` address).
+pub(crate) fn url(jobs: &LoadJobs) -> String {
     let t = jobs.table();
-    let url = format!(
+    format!(
         "{}/bigquery/v2/projects/{}/datasets/{}/tables/{}",
         jobs.rest().base,
         segment(&t.project),
         segment(&t.dataset),
         segment(&t.table)
-    );
-    let what = format!("looking up table {t}");
+    )
+}
+
+/// `tables.get` of the load client's table, as JSON (etag, schema, partitioning), retried per
+/// the policy; `None` when the table does not exist. The one JSON lookup behind `--dedup
+/// merge`'s check, load mode's per-batch schema and schema evolution's patches.
+pub(crate) async fn lookup(jobs: &LoadJobs, what: &str) -> Result<Option<Value>, Error> {
+    let url = url(jobs);
     jobs.rest()
-        .with_retries(&what, || async {
-            let req = jobs.rest().http.get(&url);
-            let reply = jobs.rest().call(req).await?;
+        .with_retries(what, || async {
+            let reply = jobs.rest().call(jobs.rest().http.get(&url)).await?;
             match reply.status {
-                200..=299 => reply.json("table resource"),
-                404 => Err(Fail::permanent(format!(
-                    "table {t} does not exist (create it, or give --create-table-schema)"
-                ))),
+                200..=299 => reply.json("table resource").map(Some),
+                404 => Ok(None),
                 _ => Err(reply.fail()),
             }
         })
         .await
+}
+
+/// [`lookup`] of a table that must exist: what `--dedup merge` checks the target against.
+pub async fn resource(jobs: &LoadJobs) -> Result<Value, Error> {
+    let t = jobs.table();
+    let what = format!("looking up table {t}");
+    lookup(jobs, &what).await?.ok_or_else(|| {
+        Fail::permanent(format!(
+            "table {t} does not exist (create it, or give --create-table-schema)"
+        ))
+        .into_error(&what)
+    })
 }

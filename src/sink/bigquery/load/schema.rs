@@ -26,8 +26,8 @@ use crate::error::{Class, Error};
 use crate::pipeline::Settings;
 use crate::sink::bigquery::api_error::sink_error;
 use crate::sink::bigquery::encode::{self, Encoder, Options};
-use crate::sink::bigquery::rest::segment;
 use crate::sink::bigquery::schema::infer::{self, Addition};
+use crate::sink::bigquery::table;
 
 use super::LoadJobs;
 
@@ -295,34 +295,13 @@ impl BatchSchema {
 
 /// The table's schema fields now, or `None` when the table does not exist.
 pub async fn table_fields(loads: &LoadJobs) -> Result<Option<Vec<Value>>, Error> {
-    let t = loads.table();
-    let url = format!(
-        "{}/bigquery/v2/projects/{}/datasets/{}/tables/{}",
-        loads.rest().base,
-        segment(&t.project),
-        segment(&t.dataset),
-        segment(&t.table)
-    );
-    let what = format!("reading the schema of {t}");
-    loads
-        .rest()
-        .with_retries(&what, || async {
-            let reply = loads.rest().call(loads.rest().http.get(&url)).await?;
-            match reply.status {
-                200 => {
-                    let v: Value = reply.json("table resource")?;
-                    Ok(Some(
-                        v["schema"]["fields"]
-                            .as_array()
-                            .cloned()
-                            .unwrap_or_default(),
-                    ))
-                }
-                404 => Ok(None),
-                _ => Err(reply.fail()),
-            }
-        })
-        .await
+    let what = format!("reading the schema of {}", loads.table());
+    Ok(table::lookup(loads, &what).await?.map(|v| {
+        v["schema"]["fields"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }))
 }
 
 /// The schema a batch starts from: the table's now, or (missing, `--create-table auto`) the

@@ -13,7 +13,7 @@ use super::infer::{merged, Addition};
 use crate::error::{Cause, Class, Error, Stage};
 use crate::sink::bigquery::api_error::Fail;
 use crate::sink::bigquery::load::LoadJobs;
-use crate::sink::bigquery::rest::segment;
+use crate::sink::bigquery::table;
 
 /// Re-reads and patches at most this many times when other workers keep winning.
 const MAX_CONFLICTS: usize = 20;
@@ -32,34 +32,21 @@ struct Current {
 /// Columns another worker added first are not added twice; existing columns never change.
 pub async fn add_columns(jobs: &LoadJobs, additions: &[Addition]) -> Result<Vec<Value>, Error> {
     let t = jobs.table().clone();
-    let url = format!(
-        "{}/bigquery/v2/projects/{}/datasets/{}/tables/{}",
-        jobs.rest().base,
-        segment(&t.project),
-        segment(&t.dataset),
-        segment(&t.table)
-    );
+    let url = table::url(jobs);
     for _ in 0..MAX_CONFLICTS {
         let what = format!("reading the schema of {t}");
-        let current: Current = jobs
-            .rest()
-            .with_retries(&what, || async {
-                let req = jobs.rest().http.get(&url);
-                let reply = jobs.rest().call(req).await?;
-                if reply.status != 200 {
-                    return Err(reply.fail());
-                }
-                let v: Value = serde_json::from_slice(&reply.body)
-                    .map_err(|e| Fail::transient(format!("unreadable table resource: {e}")))?;
-                Ok(Current {
-                    etag: v["etag"].as_str().unwrap_or_default().to_string(),
-                    fields: v["schema"]["fields"]
-                        .as_array()
-                        .cloned()
-                        .unwrap_or_default(),
-                })
-            })
-            .await?;
+        let current = match table::lookup(jobs, &what).await? {
+            Some(v) => Current {
+                etag: v["etag"].as_str().unwrap_or_default().to_string(),
+                fields: v["schema"]["fields"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default(),
+            },
+            None => {
+                return Err(Fail::permanent(format!("table {t} does not exist")).into_error(&what))
+            }
+        };
         let wanted = merged(&current.fields, additions);
         if wanted == current.fields {
             return Ok(current.fields);
