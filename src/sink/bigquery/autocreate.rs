@@ -104,20 +104,10 @@ fn find<'a>(fields: &'a mut [Value], name: &str) -> Option<&'a mut Value> {
     })
 }
 
-/// BigQuery column names: a letter or `_`, then letters, digits and `_`, at most 300.
-fn is_column_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && name.len() <= 300
-}
-
 /// `column` without the fields BigQuery cannot name (such fields are then schema misses, as
 /// in any table); `None` when the column itself cannot be named, or is a RECORD left empty.
 fn valid_column(mut column: infer::Column) -> Option<infer::Column> {
-    if !is_column_name(&column.name) {
+    if infer::column_name_problem(&column.name).is_some() {
         return None;
     }
     if column.kind == "RECORD" {
