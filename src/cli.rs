@@ -128,6 +128,9 @@ struct InvokeArgs {
         default_value_t = 10_000
     )]
     deadline_margin_ms: u64,
+    /// As in Lambda: the bucket of Distributed Map items that name none.
+    #[arg(long, env = "FIREHOSE_REPLAY_MAP_BUCKET")]
+    map_bucket: Option<String>,
 }
 
 /// `redrive`'s arguments.
@@ -1282,6 +1285,7 @@ async fn invoke(opts: &Opts, args: &InvokeArgs) -> anyhow::Result<ExitCode> {
         margin: std::time::Duration::from_millis(args.deadline_margin_ms),
         // stdout is for the response alone.
         metrics: None,
+        map_bucket: args.map_bucket.clone(),
     };
     let (response, code) = match handler.handle(&payload, deadline, &args.request_id).await {
         Ok(v) => (v, ExitCode::SUCCESS),

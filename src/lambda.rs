@@ -28,6 +28,10 @@ struct LambdaConfig {
         default_value_t = 10_000
     )]
     deadline_margin_ms: u64,
+    /// The bucket of Step Functions Distributed Map items that name none (ListObjectsV2
+    /// items) when the ItemBatcher's `BatchInput` has no `bucket` either.
+    #[arg(long, env = "FIREHOSE_REPLAY_MAP_BUCKET")]
+    map_bucket: Option<String>,
 }
 
 pub fn main() -> ExitCode {
@@ -98,6 +102,7 @@ async fn build(config: LambdaConfig) -> anyhow::Result<Handler> {
         metrics: Some(
             std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "firehose-replay".into()),
         ),
+        map_bucket: config.map_bucket,
     })
 }
 
@@ -154,6 +159,8 @@ fn diagnostic_of(e: &HandlerError) -> Diagnostic {
     let error_type = match e {
         HandlerError::Trigger(_) => "UnrecognisedEvent",
         HandlerError::Retry { .. } => "ObjectsToRetry",
+        // What the state machine's Retry names (plan-map's ASL does).
+        HandlerError::MapRetry { .. } => firehose_replay::trigger::map_result::MAP_TRANSIENT_ERROR,
     };
     Diagnostic {
         error_type: error_type.into(),

@@ -6,6 +6,8 @@
 //! - SQS wants `batchItemFailures`: only the messages with a transiently failed (or unstarted)
 //!   object are redelivered;
 //! - S3 Batch Operations wants a result per task;
+//! - a Step Functions Distributed Map batch wants each object's outcome, and fails as a whole
+//!   when something must be retried (see `map_result`);
 //! - direct S3, SNS and EventBridge invocations can only fail or succeed as a whole: an error
 //!   makes Lambda retry the event and, in the end, send it to the on-failure destination.
 //!
@@ -110,6 +112,14 @@ pub enum HandlerError {
         total: usize,
         first: String,
     },
+    /// A Distributed Map batch with objects to retry (its `errorType` is
+    /// [`MAP_TRANSIENT_ERROR`](super::map_result::MAP_TRANSIENT_ERROR)).
+    #[error("{failed} of {total} objects of the batch must be retried; first: {first}")]
+    MapRetry {
+        failed: usize,
+        total: usize,
+        first: String,
+    },
 }
 
 /// Everything an invocation needs, built once per container.
@@ -123,6 +133,9 @@ pub struct Handler {
     pub margin: Duration,
     /// Print a CloudWatch EMF metrics line per object under this function name.
     pub metrics: Option<String>,
+    /// The bucket of Distributed Map items that name none and come without
+    /// `BatchInput.bucket` (ListObjectsV2 items never name one).
+    pub map_bucket: Option<String>,
 }
 
 impl Handler {
@@ -141,6 +154,7 @@ impl Handler {
             }
         };
         match invocation {
+            Invocation::Map(batch) => self.handle_map(batch, deadline, request_id).await,
             Invocation::Test => {
                 tracing::info!(request_id, "s3:TestEvent acknowledged");
                 Ok(json!({ "ignored": "s3:TestEvent" }))

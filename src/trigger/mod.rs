@@ -3,7 +3,8 @@
 //! Every way an S3 `ObjectCreated` notification reaches a function is recognised from the payload
 //! itself: direct S3 notifications, S3 → SQS, S3 → SNS, SNS → SQS, EventBridge `Object Created`,
 //! S3 Batch Operations (schemas 1.0 and 2.0), and the `s3:TestEvent` S3 sends when a notification
-//! is configured. Inside SQS messages, S3 notifications, SNS envelopes (with or without raw
+//! is configured, and Step Functions Distributed Map items (alone or in ItemBatcher batches, see
+//! [`distributed_map`]). Inside SQS messages, S3 notifications, SNS envelopes (with or without raw
 //! delivery) and EventBridge events (EventBridge rule → SQS) are all recognised.
 //!
 //! Two kinds of unusable input are told apart, because the platform treats them differently:
@@ -12,8 +13,10 @@
 //! (a well-formed envelope carrying something that is not an S3 event, e.g. another publisher
 //! on the same SNS topic: redelivery cannot change it).
 
+pub mod distributed_map;
 pub mod handler;
 pub mod keys;
+pub mod map_result;
 pub mod metrics;
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
@@ -105,6 +108,8 @@ pub enum Invocation {
     },
     /// `s3:TestEvent`: acknowledged, nothing to do.
     Test,
+    /// Step Functions Distributed Map: answered with each object's outcome.
+    Map(distributed_map::MapBatch),
 }
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -384,6 +389,9 @@ impl Invocation {
                 tasks,
             });
         }
+        if distributed_map::is_map_event(payload) {
+            return Ok(Invocation::Map(distributed_map::parse(payload)?));
+        }
         if payload.get("detail-type").is_some() && payload.get("source").is_some() {
             return Ok(Invocation::Objects {
                 source: "eventbridge",
@@ -437,7 +445,7 @@ impl Invocation {
                     .unwrap_or_default();
                 shape.truncate(8);
                 Err(TriggerError::Unknown(format!(
-                    "top-level keys [{}]; expected an S3, SQS, SNS, EventBridge or S3 Batch Operations event",
+                    "top-level keys [{}]; expected an S3, SQS, SNS, EventBridge, S3 Batch Operations or Step Functions Distributed Map event",
                     shape.join(", ")
                 )))
             }

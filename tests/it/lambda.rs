@@ -92,6 +92,7 @@ impl World {
             concurrency: 4,
             margin: Duration::from_millis(200),
             metrics: None,
+            map_bucket: None,
         }
     }
     /// A handler over the local buckets, no ledger.

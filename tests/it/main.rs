@@ -10,6 +10,7 @@ mod bq_emulator;
 mod claims;
 mod cli;
 mod decoding;
+mod distributed_map;
 mod envelopes;
 mod failures;
 mod framing;
