@@ -102,6 +102,10 @@ enum Command {
     /// deleted once they are committed, returned with a backoff when one must be retried, and
     /// made visible again at once when shutdown cuts it short. Exit 0 after a clean shutdown.
     Worker(crate::worker_cli::WorkerArgs),
+    /// Plan a Step Functions Distributed Map over a UTC date/hour range: list it into a
+    /// manifest (JSON Lines or CSV, in S3 or a local file) and print the state machine's ASL
+    /// definition (ItemReader on the manifest, batches sized to the function's timeout).
+    PlanMap(crate::plan_map::PlanMapArgs),
 }
 
 /// `invoke`'s arguments.
@@ -848,6 +852,16 @@ pub fn main() -> ExitCode {
             }
         };
     }
+    if let Command::PlanMap(args) = &cli.command {
+        return match runtime.block_on(crate::plan_map::run(cli.opts.s3_path_style, args)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) if e.is::<OutputClosed>() => ExitCode::from(EXIT_OUTPUT_CLOSED),
+            Err(e) => {
+                say!("error: {}", describe(&e));
+                ExitCode::from(exit_code_of(&e))
+            }
+        };
+    }
     if let Command::Invoke(args) = &cli.command {
         return match runtime.block_on(invoke(&cli.opts, args)) {
             Ok(code) => code,
@@ -1335,6 +1349,7 @@ async fn run(cli: Cli) -> anyhow::Result<Option<Summary>> {
     let jobs = match &cli.command {
         Command::Invoke(_) => unreachable!("`invoke` is run by `main`"),
         Command::Worker(_) => unreachable!("`worker` is run by `main`"),
+        Command::PlanMap(_) => unreachable!("`plan-map` is run by `main`"),
         Command::Redrive(args) => return redrive(opts, args, &mut aws).await,
         Command::Replay { sources } => replay_jobs(sources, &mut aws, &own_paths(opts)).await?,
         Command::Backfill {

@@ -11,6 +11,7 @@ pub mod decode;
 pub mod error;
 pub mod frame;
 pub mod ledger;
+pub mod map_plan;
 pub mod object;
 pub mod pipeline;
 pub mod record;

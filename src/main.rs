@@ -4,6 +4,7 @@
 
 mod cli;
 mod lambda;
+mod plan_map;
 mod stdio;
 mod worker_cli;
 

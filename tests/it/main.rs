@@ -24,6 +24,7 @@ mod merge;
 mod moto;
 mod paths;
 mod payload_column;
+mod plan_map;
 mod routing;
 mod row_contract;
 mod s3;
