@@ -243,7 +243,8 @@ pub async fn run(path_style: bool, args: &PlanMapArgs) -> anyhow::Result<()> {
             args.throughput_mib_per_sec
         );
     }
-    // What template.yaml's state machine (which reads these from its input) is started with.
+    // What template.yaml's state machine (which reads these from its input; its results go to
+    // MapBucket/MapPrefix/results/ whatever `results` says) is started with.
     let place = |p: &Place, what: &str| match p {
         Place::Fixed { bucket, key } => json!({ "bucket": bucket, what: key }),
         Place::FromInput => json!({ "bucket": "BUCKET", what: "KEY" }),
@@ -251,6 +252,8 @@ pub async fn run(path_style: bool, args: &PlanMapArgs) -> anyhow::Result<()> {
     let input = json!({
         "manifest": place(&manifest_place, "key"),
         "max_items_per_batch": items,
+        "max_concurrency": sizing.max_concurrency,
+        "tolerated_failure_percentage": args.tolerated_failure_percentage,
         "results": place(&results, "prefix"),
     });
     say!("execution input for template.yaml's state machine: {input}");

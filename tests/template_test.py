@@ -393,6 +393,93 @@ def check_least_privilege(t):
               f"Resource {s.get('Resource')!r}")
 
 
+def check_state_machine(t):
+    """The optional Distributed Map: off by default, the definition plan-map documents, and a
+    role limited to the manifests, the results, the function and its own child executions."""
+    params = t.get("Parameters", {})
+    sm_param = params.get("StateMachine", {})
+    check(sm_param.get("Default") == "false" and set(sm_param.get("AllowedValues", [])) == {"true", "false"},
+          "StateMachine parameter: off by default", f"got {sm_param!r}")
+    cond = t.get("Conditions", {}).get("UseStateMachine")
+    check(cond == {"Fn::Equals": [{"Ref": "StateMachine"}, "true"]}, "UseStateMachine follows the parameter",
+          f"got {cond!r}")
+    machines = resources_of(t, "AWS::Serverless::StateMachine")
+    name, sm = only(machines, "AWS::Serverless::StateMachine")
+    role_r = resources_of(t, "AWS::IAM::Role").get("ReplayStateMachineRole", {})
+    for rname, r in ((name, sm), ("ReplayStateMachineRole", role_r)):
+        check(r.get("Condition") == "UseStateMachine", f"{rname} exists only with StateMachine=true",
+              f"Condition {r.get('Condition')!r}")
+    props = sm.get("Properties", {})
+    check(refers_to(props.get("Role"), "ReplayStateMachineRole"), "state machine uses its own explicit role",
+          f"Role {props.get('Role')!r}")
+    check("Policies" not in props, "state machine declares no SAM Policies", "")
+    subs = props.get("DefinitionSubstitutions", {})
+    check(refers_to(subs.get("ReplayFunctionArn"), "ReplayFunction"), "${ReplayFunctionArn} is the function",
+          f"substitutions {subs!r}")
+    d = props.get("Definition", {})
+    m = d.get("States", {}).get(d.get("StartAt"), {})
+    check(m.get("Type") == "Map" and m.get("End") is True, "the start state is a Map that ends the run", f"{m!r}")
+    proc = m.get("ItemProcessor", {})
+    check(proc.get("ProcessorConfig", {}).get("Mode") == "DISTRIBUTED", "the Map is distributed",
+          f"ProcessorConfig {proc.get('ProcessorConfig')!r}")
+    reader = m.get("ItemReader", {})
+    check(reader.get("Resource") == "arn:aws:states:::s3:getObject"
+          and reader.get("ReaderConfig", {}).get("InputType") == "JSONL",
+          "ItemReader: s3:getObject of a JSON Lines manifest", f"{reader!r}")
+    batcher = m.get("ItemBatcher", {})
+    check(0 < batcher.get("MaxInputBytesPerBatch", 0) <= 256 * 1024,
+          "ItemBatcher input within Step Functions' 256 KiB", f"{batcher!r}")
+    task = proc.get("States", {}).get(proc.get("StartAt"), {})
+    check(task.get("Resource") == "arn:aws:states:::lambda:invoke"
+          and task.get("Parameters", {}).get("FunctionName") == "${ReplayFunctionArn}",
+          "each batch invokes the function", f"{task!r}")
+    src = Path(__file__).resolve().parent.parent / "src"
+    const = re.search(r'MAP_TRANSIENT_ERROR: &str = "([^"]+)"', (src / "trigger/map_result.rs").read_text())
+    retry = task.get("Retry", [])
+    check(const and retry and retry[0].get("ErrorEquals") == [const.group(1)],
+          "the first Retry names the function's transient error (MAP_TRANSIENT_ERROR)",
+          f"Retry {retry!r}, constant {const and const.group(1)!r}")
+    writer = m.get("ResultWriter", {})
+    check(writer.get("Resource") == "arn:aws:states:::s3:putObject", "ResultWriter writes to S3", f"{writer!r}")
+    # Every execution-input field the definition reads is one plan-map prints.
+    plan_map = (src / "plan_map.rs").read_text()
+    paths = set(re.findall(r"\$\.([a-z_]+)", yaml.safe_dump(d)))
+    missing = sorted(p for p in paths if f'"{p}"' not in plan_map)
+    check(paths and not missing, "plan-map prints every input field the definition reads",
+          f"fields {sorted(paths)}, not in src/plan_map.rs: {missing}")
+    # The role: exactly what a Distributed Map over a manifest calling one function needs.
+    stmts = [s for p in role_r.get("Properties", {}).get("Policies", [])
+             for s in statements(p.get("PolicyDocument", {}))]
+    actions = {a for s in stmts for a in as_list(s.get("Action", []))}
+    want = {"lambda:InvokeFunction", "s3:GetObject", "s3:PutObject", "s3:ListMultipartUploadParts",
+            "s3:AbortMultipartUpload", "states:StartExecution", "states:DescribeExecution",
+            "states:StopExecution"}
+    check(actions == want, "state machine role grants exactly the Distributed Map's actions",
+          f"extra {sorted(actions - want)}, missing {sorted(want - actions)}")
+    trust = statements(role_r.get("Properties", {}).get("AssumeRolePolicyDocument", {}))
+    check(any((s.get("Principal") or {}).get("Service") == "states.amazonaws.com" for s in trust),
+          "state machine role is assumed by Step Functions", f"{trust!r}")
+    for s in stmts:
+        res = [x for r in as_list(s.get("Resource", [])) for b in branches(r) for x in literal_strings(b) or [b]]
+        for a in as_list(s.get("Action", [])):
+            if a == "lambda:InvokeFunction":
+                ok = all(refers_to(r, "ReplayFunction") or (isinstance(r, str) and r.startswith("${ReplayFunction.Arn}"))
+                         for r in res)
+                check(ok and res, "lambda:InvokeFunction on this function only", f"resources {res!r}")
+            elif a.startswith("s3:"):
+                ok = all(isinstance(r, str) and r.startswith("arn:${AWS::Partition}:s3:::${MapBucket}/${MapPrefix}")
+                         and r.endswith("/*") for r in res)
+                check(ok, f"{a} only under MapBucket/MapPrefix", f"resources {res!r}")
+            elif a.startswith("states:"):
+                ok = all(isinstance(r, str) and "${AWS::StackName}-replay" in r for r in res)
+                check(ok, f"{a} only on this state machine and its executions", f"resources {res!r}")
+    get = [r for s in stmts if "s3:GetObject" in as_list(s.get("Action", []))
+           for r in as_list(s.get("Resource", [])) for r in literal_strings(r)]
+    check(any(r.endswith("${MapPrefix}manifests/*") for r in get), "s3:GetObject on the manifests", f"{get!r}")
+    check(props.get("Name") == {"Fn::Sub": "${AWS::StackName}-replay"},
+          "the machine's name is the one its role's states: ARNs are built from", f"Name {props.get('Name')!r}")
+
+
 def check_outputs(t):
     outputs = t.get("Outputs", {})
     for o in ("FunctionArn", "NotificationQueueArn", "NotificationQueueUrl", "NotificationDLQUrl", "DeadLetterQueueUrl"):
@@ -428,7 +515,8 @@ def check_expanded(x):
     check(any("ReportBatchItemFailures" in e["Properties"].get("FunctionResponseTypes", []) for e in esm.values()),
           "after SAM transform: the event source mapping reports batch item failures", f"mappings {esm}")
     roles = resources_of(x, "AWS::IAM::Role")
-    check(set(roles) == {"ReplayFunctionRole"}, "after SAM transform: no role besides ReplayFunctionRole",
+    check(set(roles) == {"ReplayFunctionRole", "ReplayStateMachineRole"},
+          "after SAM transform: no role besides ReplayFunctionRole and ReplayStateMachineRole",
           f"roles {sorted(roles)}")
 
 
@@ -469,6 +557,8 @@ def main():
     section("alarms: DLQ depths > 0, Errors > 0, ObjectLagSeconds", check_alarms, t, fn_name)
     section("IAM: no '*' resources, no wildcard actions", check_iam, t, "template")
     section("IAM: S3/secret grants limited to their prefixes and ARN", check_least_privilege, t)
+    section("state machine (optional): Distributed Map over a manifest, least-privilege role",
+            check_state_machine, t)
     section("outputs", check_outputs, t)
     section("the IAM check itself catches '*' resources and wildcard actions", check_the_checker)
     x = expanded(copy.deepcopy(t))
