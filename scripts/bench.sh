@@ -13,6 +13,8 @@
 #                                    # in moto; scripts/bench/worker.sh runs them alone)
 #   EVOLUTION=0 scripts/bench.sh     # skip the --schema-evolution off vs add-columns A/B (Storage
 #                                    # Write into a table that has every column)
+#   PLAN_MAP=0 scripts/bench.sh      # skip plan-map over a year of hourly prefixes (350,400 keys in
+#                                    # a local tree; scripts/bench/plan_map.sh runs it alone)
 #
 # Objects are cached in bench-data/ (git-ignored) and reused on the next run.
 set -euo pipefail
@@ -238,4 +240,10 @@ fi
 if [ "${WORKER:-1}" = 1 ]; then
   echo
   BIN=$BIN scripts/bench/worker.sh
+fi
+
+# plan-map over a year of hourly prefixes against a month: time, keys/s and peak RSS.
+if [ "${PLAN_MAP:-1}" = 1 ]; then
+  echo
+  BIN=$BIN scripts/bench/plan_map.sh
 fi
