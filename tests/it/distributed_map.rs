@@ -323,8 +323,8 @@ impl ObjectStore for Slow {
 fn near_the_deadline_the_batch_stops_taking_objects_and_fails_for_a_retry() {
     let w = World::new();
     let big = "events/2026/11/25/13/big.json";
-    // ~33 KB fed 64 bytes per 4 ms: two seconds or more, far past the deadline.
-    w.rt.block_on(moto::put(&w.moto.s3(), BUCKET, big, ndjson(3000)));
+    // ~67 KB fed 64 bytes per 4 ms: four seconds or more, far past the deadline.
+    w.rt.block_on(moto::put(&w.moto.s3(), BUCKET, big, ndjson(6000)));
     let rt = &w.rt;
     let slow: Arc<dyn ObjectStore> = Arc::new(Slow {
         // (The store keeps the runtime it is made in: the one that drives the handler.)
@@ -333,12 +333,14 @@ fn near_the_deadline_the_batch_stops_taking_objects_and_fails_for_a_retry() {
     });
     let mut h = w.handler(Arc::new(move |_: &str| slow.clone()), None);
     h.concurrency = 1;
-    h.margin = Duration::from_millis(600);
+    h.margin = Duration::from_millis(1000);
     let event = json!({"Items": [{"Key": KA}, {"Key": big}, {"Key": KB}],
                        "BatchInput": {"bucket": BUCKET}});
     // The first object is quick; the second is still running when the time is up, and the
     // third must not start.
-    let deadline = Instant::now() + Duration::from_millis(1500);
+    // (Nothing starts after 2 s, objects in flight give up at 2.5 s: time enough for the first
+    // object on a loaded machine.)
+    let deadline = Instant::now() + Duration::from_millis(3000);
     let (result, answered_at) = rt.block_on(async {
         let r = h.handle(&event, deadline, "r").await;
         (r, Instant::now())
@@ -384,7 +386,7 @@ fn near_the_deadline_the_batch_stops_taking_objects_and_fails_for_a_retry() {
     // KA was done by the first attempt; KB by whichever retry first ran it.
     assert_eq!(out["results"][0]["outcome"], "already_done");
     assert_eq!(out["results"][1]["outcome"], "processed");
-    assert_eq!(out["results"][1]["rows"], 3000);
+    assert_eq!(out["results"][1]["rows"], 6000);
     let kb = &out["results"][2]["outcome"];
     assert!(
         kb == "processed" || (kb == "already_done" && attempts > 1),
@@ -392,7 +394,7 @@ fn near_the_deadline_the_batch_stops_taking_objects_and_fails_for_a_retry() {
     );
     assert_eq!(w.rows(KB).len(), 5);
     assert_eq!(w.rows(KA).len(), 3);
-    assert_eq!(w.rows(big).len(), 3000);
+    assert_eq!(w.rows(big).len(), 6000);
 }
 
 #[test]
