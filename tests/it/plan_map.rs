@@ -344,3 +344,67 @@ fn an_empty_range_is_an_error_and_writes_no_manifest() {
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn a_year_of_hourly_prefixes_is_planned_from_a_local_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("archive");
+    // 8,760 hourly prefixes are listed; objects in the first hour of each month and the last
+    // hour of the year (files are slow to make on a loaded machine), and one in 2026 that is
+    // not planned.
+    let mut hours: Vec<String> = (1..=12).map(|m| format!("2025/{m:02}/01/00")).collect();
+    hours.push("2025/12/31/23".into());
+    hours.push("2026/01/01/00".into());
+    for h in &hours {
+        let d = root.join(h);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join(format!("s-1-{}.gz", h.replace('/', "-"))), b"x").unwrap();
+    }
+    let out = bin()
+        .current_dir(dir.path())
+        .args([
+            "plan-map",
+            "archive",
+            "--from",
+            "2025-01-01",
+            "--to",
+            "2025-12-31",
+        ])
+        .args([
+            "--function",
+            "replay",
+            "--manifest",
+            "year.jsonl",
+            "--asl",
+            "asl.json",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(out.stdout.is_empty(), "the definition went to --asl");
+    let manifest = std::fs::read_to_string(dir.path().join("year.jsonl")).unwrap();
+    let keys: Vec<String> = manifest
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["Key"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let want: Vec<String> = hours[..13]
+        .iter()
+        .map(|h| format!("{h}/s-1-{}.gz", h.replace('/', "-")))
+        .collect();
+    assert_eq!(keys, want);
+    assert!(stderr.contains("8760 hours, 13 objects"), "{stderr}");
+    let asl: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("asl.json")).unwrap()).unwrap();
+    check_definition(&asl);
+    // 13 objects over up to 100 children: one per batch.
+    assert_eq!(
+        asl["States"]["Replay"]["ItemBatcher"]["MaxItemsPerBatch"],
+        1
+    );
+}
