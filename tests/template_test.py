@@ -453,7 +453,7 @@ def check_state_machine(t):
     actions = {a for s in stmts for a in as_list(s.get("Action", []))}
     want = {"lambda:InvokeFunction", "s3:GetObject", "s3:PutObject", "s3:ListMultipartUploadParts",
             "s3:AbortMultipartUpload", "states:StartExecution", "states:DescribeExecution",
-            "states:StopExecution"}
+            "states:StopExecution", "states:RedriveExecution"}
     check(actions == want, "state machine role grants exactly the Distributed Map's actions",
           f"extra {sorted(actions - want)}, missing {sorted(want - actions)}")
     trust = statements(role_r.get("Properties", {}).get("AssumeRolePolicyDocument", {}))
