@@ -192,14 +192,8 @@ fn item(v: &Value, url_keys: bool) -> Result<MapItem, String> {
         .ok_or_else(|| format!("not an object: {}", snippet(v)))?;
     let key =
         string_field(o, &["Key", "key"])?.ok_or_else(|| format!("no `Key`: {}", snippet(v)))?;
-    // Validated for what it is, though not used: a bad date means a bad item.
-    if let Some(m) = field(o, &["LastModified", "LastModifiedDate"]) {
-        if !(m.is_u64() || m.is_i64() || m.is_f64() || m.is_string()) {
-            return Err(format!(
-                "`LastModified` is neither epoch seconds nor a date: {m}"
-            ));
-        }
-    }
+    // `LastModified` (epoch seconds or a date string) is not read: the ledger keys objects by
+    // their ETag, which a rewrite changes, not by time.
     let inventory = o.contains_key("LastModifiedDate");
     let key = if inventory || url_keys {
         url_decode_key(&key)
