@@ -8,9 +8,9 @@
 //! - an S3 Inventory manifest: `{"LastModifiedDate":"…","Bucket":"…","Size":"3399671",
 //!   "Key":"…"}` — `Size` a string;
 //! - a CSV or JSON/JSONL manifest (`plan-map`'s, or a user's): objects of strings keyed by the
-//!   header (`Bucket`, `Key`, `Size`, `VersionId`; lower case accepted too).
+//!   header (`Bucket`, `Key`, `Size`, `VersionId`, in any capitalisation).
 //!
-//! **Bucket**: the item's own, else `BatchInput.bucket`, else the function's configured default
+//! **Bucket**: the item's own, else `BatchInput.bucket` (any capitalisation), else the function's configured default
 //! (`FIREHOSE_REPLAY_MAP_BUCKET`); none of them is an error naming all three.
 //!
 //! **Key encoding**, decided per shape: ListObjectsV2 items carry the raw key (Step Functions
@@ -101,7 +101,7 @@ pub fn is_map_event(payload: &Value) -> bool {
     if o.get("Items").is_some_and(Value::is_array) {
         return true;
     }
-    field(o, &["Key", "key"]).is_some_and(Value::is_string) && !o.contains_key("Records")
+    field(o, &["Key"]).is_some_and(Value::is_string) && !o.contains_key("Records")
 }
 
 /// Reads a Distributed Map event (see [`is_map_event`]).
@@ -123,14 +123,17 @@ pub fn parse(payload: &Value) -> Result<MapBatch, TriggerError> {
             None => (vec![payload], None, false),
         };
     let text = |k: &str| -> Result<Option<String>, TriggerError> {
-        match input.and_then(|m| m.get(k)) {
+        match input.and_then(|m| field(m, &[k])) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
             Some(_) => Err(malformed(format!("`BatchInput.{k}` is not a string"))),
         }
     };
     let bucket = text("bucket")?;
-    let url_keys = match text("keyEncoding")?.as_deref() {
+    let url_keys = match text("keyEncoding")?
+        .map(|e| e.to_ascii_lowercase())
+        .as_deref()
+    {
         None | Some("raw") => false,
         Some("url") => true,
         Some(other) => {
@@ -151,11 +154,20 @@ pub fn parse(payload: &Value) -> Result<MapBatch, TriggerError> {
     })
 }
 
-/// The first of `names` present in `o`.
+/// The first of `names` present in `o`, in any capitalisation: manifests are written by hand
+/// or by other tools (`bucket`, `BUCKET`, `ETag`, `Etag`), and a `BatchInput` is whatever its
+/// author typed, so `Bucket` there must not silently fall back to the default bucket. An exact
+/// match wins over a case-insensitive one.
 fn field<'a>(o: &'a Map<String, Value>, names: &[&str]) -> Option<&'a Value> {
     names
         .iter()
-        .find_map(|n| o.get(*n))
+        .find_map(|n| {
+            o.get(*n).or_else(|| {
+                o.iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(n))
+                    .map(|(_, v)| v)
+            })
+        })
         .filter(|v| !v.is_null())
 }
 
@@ -170,7 +182,7 @@ fn string_field(o: &Map<String, Value>, names: &[&str]) -> Result<Option<String>
 
 /// `Size`: a number (ListObjectsV2) or a decimal string (inventory, CSV manifests).
 fn size_field(o: &Map<String, Value>) -> Result<Option<u64>, String> {
-    match field(o, &["Size", "size"]) {
+    match field(o, &["Size"]) {
         None => Ok(None),
         Some(Value::Number(n)) => n
             .as_u64()
@@ -190,8 +202,7 @@ fn item(v: &Value, url_keys: bool) -> Result<MapItem, String> {
     let o = v
         .as_object()
         .ok_or_else(|| format!("not an object: {}", snippet(v)))?;
-    let key =
-        string_field(o, &["Key", "key"])?.ok_or_else(|| format!("no `Key`: {}", snippet(v)))?;
+    let key = string_field(o, &["Key"])?.ok_or_else(|| format!("no `Key`: {}", snippet(v)))?;
     // `LastModified` (epoch seconds or a date string) is not read: the ledger keys objects by
     // their ETag, which a rewrite changes, not by time.
     let inventory = o.contains_key("LastModifiedDate");
@@ -201,10 +212,10 @@ fn item(v: &Value, url_keys: bool) -> Result<MapItem, String> {
         key
     };
     Ok(MapItem {
-        bucket: string_field(o, &["Bucket", "bucket"])?,
+        bucket: string_field(o, &["Bucket"])?,
         key,
-        etag: string_field(o, &["Etag", "ETag", "eTag", "etag"])?.map(|e| unquote(&e)),
-        version_id: string_field(o, &["VersionId", "versionId"])?.filter(|v| v != "null"),
+        etag: string_field(o, &["ETag"])?.map(|e| unquote(&e)),
+        version_id: string_field(o, &["VersionId"])?.filter(|v| v != "null"),
         size: size_field(o)?,
     })
 }
@@ -268,6 +279,26 @@ mod tests {
         );
         let e = lone.items[0].object(None, None).unwrap_err().to_string();
         assert!(e.contains("FIREHOSE_REPLAY_MAP_BUCKET"), "{e}");
+    }
+
+    #[test]
+    fn field_names_are_read_in_any_capitalisation() {
+        let v = json!({"Items":[{"KEY":"a%20b","BUCKET":"own","SIZE":"7","ETAG":"\"e\"",
+            "versionid":"v1"},{"key":"c"}],
+            "BatchInput":{"Bucket":"shared","KeyEncoding":"URL"}});
+        assert!(is_map_event(&v));
+        let b = parse(&v).unwrap();
+        assert_eq!(b.bucket.as_deref(), Some("shared"));
+        let i = &b.items[0];
+        assert_eq!(i.key, "a b");
+        assert_eq!(i.bucket.as_deref(), Some("own"));
+        assert_eq!(i.size, Some(7));
+        assert_eq!(i.etag.as_deref(), Some("e"));
+        assert_eq!(i.version_id.as_deref(), Some("v1"));
+        assert!(is_map_event(&json!({"KEY":"k"})));
+        // An exact match wins over another capitalisation.
+        let b = parse(&json!({"Key":"exact","key":"other"})).unwrap();
+        assert_eq!(b.items[0].key, "exact");
     }
 
     #[test]

@@ -463,3 +463,23 @@ fn a_batch_to_retry_is_the_transient_error_type_step_functions_retries() {
     )
     .exists());
 }
+
+/// Hand-written manifests and `BatchInput`s spell field names as their authors like: `Bucket`
+/// in `BatchInput` (as the items spell it), `KEY`, `bucket`. All name the same objects.
+#[test]
+fn field_names_in_any_capitalisation_name_the_same_objects() {
+    let w = World::new();
+    let h = w.handler(w.s3_stores(), None);
+    let event = json!({
+        "Items": [{"KEY": KA, "SIZE": "52"}, {"key": KB, "BUCKET": BUCKET}],
+        "BatchInput": {"Bucket": BUCKET},
+    });
+    let out = w.handle(&h, &event, later()).unwrap();
+    assert_eq!(out["processed"], 2, "{out}");
+    assert_eq!(out["rows"], 8, "{out}");
+    assert_eq!(out["results"][0]["bucket"], BUCKET);
+    assert_eq!(out["results"][0]["key"], KA);
+    assert_eq!(out["results"][1]["key"], KB);
+    assert_eq!(w.rows(KA).len(), 3);
+    assert_eq!(w.rows(KB).len(), 5);
+}
