@@ -6,7 +6,8 @@
 //!   "LastModified":1668699881,"Size":34910,"StorageClass":"STANDARD"}` — no bucket, the ETag
 //!   quoted, `LastModified` epoch seconds (or a date string);
 //! - an S3 Inventory manifest: `{"LastModifiedDate":"…","Bucket":"…","Size":"3399671",
-//!   "Key":"…"}` — `Size` a string;
+//!   "Key":"…"}` — `Size` a string, and whichever optional fields the report has (an item is
+//!   taken for an inventory row by any field only inventories have, see `INVENTORY_ONLY_FIELDS`);
 //! - a CSV or JSON/JSONL manifest (`plan-map`'s, or a user's): objects of strings keyed by the
 //!   header (`Bucket`, `Key`, `Size`, `VersionId`, in any capitalisation).
 //!
@@ -20,7 +21,8 @@
 //! keys, the only format Step Functions reads), so they are decoded like notifications.
 //!
 //! **Folder items** — console-made "folders", keys ending `/` with size 0 — are skipped: they
-//! hold nothing and a listing over a prefix returns them.
+//! hold nothing and a listing over a prefix returns them. So are inventory rows of delete
+//! markers (`IsDeleteMarker` `true`, in reports that list versions).
 
 use serde_json::{Map, Value};
 
@@ -39,12 +41,25 @@ pub struct MapItem {
     pub etag: Option<String>,
     pub version_id: Option<String>,
     pub size: Option<u64>,
+    /// An inventory row of a delete marker (`IsDeleteMarker` `true`): no data to read.
+    pub delete_marker: bool,
 }
 
 impl MapItem {
     /// A console "folder": nothing to replay.
     pub fn is_folder(&self) -> bool {
         self.key.ends_with('/') && self.size.unwrap_or(0) == 0
+    }
+
+    /// Why the item names nothing to replay (a folder, a delete marker), if it does not.
+    pub fn skip_reason(&self) -> Option<&'static str> {
+        if self.delete_marker {
+            Some("delete_marker")
+        } else if self.is_folder() {
+            Some("folder")
+        } else {
+            None
+        }
     }
 
     /// The object, with its bucket resolved (item, then `BatchInput.bucket`, then `default`).
@@ -205,7 +220,9 @@ fn item(v: &Value, url_keys: bool) -> Result<MapItem, String> {
     let key = string_field(o, &["Key"])?.ok_or_else(|| format!("no `Key`: {}", snippet(v)))?;
     // `LastModified` (epoch seconds or a date string) is not read: the ledger keys objects by
     // their ETag, which a rewrite changes, not by time.
-    let inventory = o.contains_key("LastModifiedDate");
+    let inventory = INVENTORY_ONLY_FIELDS
+        .iter()
+        .any(|f| field(o, &[f]).is_some());
     let key = if inventory || url_keys {
         url_decode_key(&key)
     } else {
@@ -217,8 +234,31 @@ fn item(v: &Value, url_keys: bool) -> Result<MapItem, String> {
         etag: string_field(o, &["ETag"])?.map(|e| unquote(&e)),
         version_id: string_field(o, &["VersionId"])?.filter(|v| v != "null"),
         size: size_field(o)?,
+        delete_marker: string_field(o, &["IsDeleteMarker"])?
+            .is_some_and(|d| d.eq_ignore_ascii_case("true")),
     })
 }
+
+/// Fields an S3 Inventory report may have and no ListObjectsV2 item or hand-made manifest does
+/// (S3 Inventory's optional fields; `Bucket`, `Key` and `Size` are shared). Any of them marks an
+/// item as an inventory row, whose key is URL-encoded: `LastModifiedDate` alone would miss an
+/// inventory configured without that optional field.
+const INVENTORY_ONLY_FIELDS: &[&str] = &[
+    "LastModifiedDate",
+    "IsLatest",
+    "IsDeleteMarker",
+    "IsMultipartUploaded",
+    "ReplicationStatus",
+    "EncryptionStatus",
+    "ObjectLockRetainUntilDate",
+    "ObjectLockMode",
+    "ObjectLockLegalHoldStatus",
+    "IntelligentTieringAccessTier",
+    "BucketKeyStatus",
+    "ChecksumAlgorithm",
+    "ObjectAccessControlList",
+    "ObjectOwner",
+];
 
 fn snippet(v: &Value) -> String {
     let s = v.to_string();
@@ -302,11 +342,32 @@ mod tests {
     }
 
     #[test]
+    fn inventory_rows_are_known_by_any_inventory_only_field_and_delete_markers_skipped() {
+        // A report without the optional LastModifiedDate: still an inventory row.
+        let v = json!({"Bucket":"inv","Key":"a+b%2Bc.gz","Size":"5","ETag":"e",
+            "IsMultipartUploaded":"false"});
+        let i = &parse(&v).unwrap().items[0];
+        assert_eq!(i.key, "a b+c.gz");
+        assert_eq!(i.skip_reason(), None);
+        let v = json!({"Bucket":"inv","Key":"k.gz","VersionId":"v","IsLatest":"true",
+            "IsDeleteMarker":"true","Size":""});
+        let i = &parse(&v).unwrap().items[0];
+        assert_eq!(i.skip_reason(), Some("delete_marker"));
+        // A hand-made manifest's row: raw.
+        let i = &parse(&json!({"Bucket":"b","Key":"a+b%2Bc.gz","Size":"5"}))
+            .unwrap()
+            .items[0];
+        assert_eq!(i.key, "a+b%2Bc.gz");
+    }
+
+    #[test]
     fn folders_and_bad_items() {
         let b =
             parse(&json!({"Items":[{"Key":"dir/","Size":0},{"Key":"dir/x","Size":"0"}]})).unwrap();
         assert!(b.items[0].is_folder());
         assert!(!b.items[1].is_folder());
+        assert_eq!(b.items[0].skip_reason(), Some("folder"));
+        assert_eq!(b.items[1].skip_reason(), None);
         for bad in [
             json!({"Items":[{"Size":1}]}),
             json!({"Items":[{"Key":"k","Size":-1}]}),

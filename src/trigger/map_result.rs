@@ -2,8 +2,8 @@
 //!
 //! The output is the batch's audit trail (ResultWriter stores it in S3): one entry per item
 //! (`processed` with its counts, `already_done` by the ledger, `dead_lettered` with the reason,
-//! `skipped` folders) and the totals. Step Functions refuses a state output over 256 KiB, which
-//! would fail a batch whose work is done, so past [`RESPONSE_BUDGET`] entries are left out
+//! `skipped` folders and delete markers) and the totals. Step Functions refuses a state output
+//! over 256 KiB, which would fail a batch whose work is done, so past [`RESPONSE_BUDGET`] entries are left out
 //! (dead-lettered ones last) and counted in `results_omitted`; the totals stay exact.
 //!
 //! Permanent failures are dead-lettered and the batch succeeds. Anything to retry (a transient
@@ -32,7 +32,8 @@ const ERROR_CHARS: usize = 600;
 
 /// What became of one item.
 enum Entry<'a> {
-    Folder(&'a str),
+    /// Nothing to replay: the key and why (a folder, a delete marker).
+    Skipped(&'a str, &'static str),
     Object(ObjectRef, &'a Outcome),
 }
 
@@ -47,7 +48,7 @@ impl Handler {
         // Every bucket is resolved before anything runs: a batch without one is a
         // configuration error, not something to half-do.
         let mut objects = Vec::new();
-        for item in batch.items.iter().filter(|i| !i.is_folder()) {
+        for item in batch.items.iter().filter(|i| i.skip_reason().is_none()) {
             objects.push(item.object(batch.bucket.as_deref(), self.map_bucket.as_deref())?);
         }
         let outcomes = self.process(objects.clone(), deadline, request_id).await;
@@ -71,8 +72,8 @@ impl Handler {
             .items
             .iter()
             .map(|i| {
-                if i.is_folder() {
-                    Entry::Folder(&i.key)
+                if let Some(reason) = i.skip_reason() {
+                    Entry::Skipped(&i.key, reason)
                 } else {
                     let (o, r) = done.next().expect("one outcome per object");
                     Entry::Object(o, r)
@@ -85,8 +86,8 @@ impl Handler {
 
 fn entry_json(e: &Entry) -> (Value, u8) {
     match e {
-        Entry::Folder(key) => (
-            json!({ "key": key, "outcome": "skipped", "reason": "folder" }),
+        Entry::Skipped(key, reason) => (
+            json!({ "key": key, "outcome": "skipped", "reason": reason }),
             1,
         ),
         Entry::Object(o, r) => match r {
@@ -123,7 +124,7 @@ fn response(entries: &[Entry], budget: usize) -> Value {
     let (mut records, mut rows, mut record_errors) = (0u64, 0u64, 0u64);
     for e in entries {
         match e {
-            Entry::Folder(_) => skipped += 1,
+            Entry::Skipped(..) => skipped += 1,
             Entry::Object(_, Outcome::Done(c)) => {
                 processed += 1;
                 records += c.records;

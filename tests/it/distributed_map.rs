@@ -483,3 +483,29 @@ fn field_names_in_any_capitalisation_name_the_same_objects() {
     assert_eq!(w.rows(KA).len(), 3);
     assert_eq!(w.rows(KB).len(), 5);
 }
+
+/// S3 Inventory reports carry only the fields they were configured with: a report without
+/// `LastModifiedDate` is still an inventory (URL-encoded keys), and a report that lists versions
+/// has delete-marker rows, which hold nothing to read and are skipped, not dead-lettered.
+#[test]
+fn inventory_rows_without_last_modified_date_and_delete_markers() {
+    let w = World::new();
+    let h = w.handler(w.s3_stores(), None);
+    let event = json!({"Items": [
+        {"Bucket": BUCKET, "Key": "events/2026/11/25/13/orders+a%2Bb%2520c.gz", "Size": "60",
+         "ETag": "", "IsMultipartUploaded": "false", "StorageClass": "STANDARD"},
+        {"Bucket": BUCKET, "Key": KA, "VersionId": "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY",
+         "IsLatest": "true", "IsDeleteMarker": "true", "Size": ""},
+    ]});
+    let out = w.handle(&h, &event, later()).unwrap();
+    assert_eq!(out["processed"], 1, "{out}");
+    assert_eq!(out["dead_lettered"], 0, "{out}");
+    assert_eq!(out["skipped"], 1, "{out}");
+    assert_eq!(out["rows"], 5, "{out}");
+    assert_eq!(out["results"][0]["key"], KB);
+    assert_eq!(
+        out["results"][1],
+        json!({"key": KA, "outcome": "skipped", "reason": "delete_marker"})
+    );
+    assert_eq!(w.rows(KB).len(), 5);
+}
