@@ -98,19 +98,30 @@ impl SizeStats {
 
 /// Streams a manifest: one [`ManifestWriter::add`] per object, written at once.
 pub struct ManifestWriter<W: Write> {
-    out: W,
-    format: ManifestFormat,
+    out: Out<W>,
     pub stats: SizeStats,
 }
 
+enum Out<W: Write> {
+    Jsonl(W),
+    /// The `csv` crate's RFC 4180 writer (fields quoted only when they must be), `\n` line ends.
+    Csv(Box<csv::Writer<W>>),
+}
+
 impl<W: Write> ManifestWriter<W> {
-    pub fn new(mut out: W, format: ManifestFormat) -> io::Result<Self> {
-        if format == ManifestFormat::Csv {
-            out.write_all(b"Bucket,Key,Size\n")?;
-        }
+    pub fn new(out: W, format: ManifestFormat) -> io::Result<Self> {
+        let out = match format {
+            ManifestFormat::Jsonl => Out::Jsonl(out),
+            ManifestFormat::Csv => {
+                let mut w = csv::WriterBuilder::new()
+                    .terminator(csv::Terminator::Any(b'\n'))
+                    .from_writer(out);
+                w.write_record(["Bucket", "Key", "Size"])?;
+                Out::Csv(Box::new(w))
+            }
+        };
         Ok(ManifestWriter {
             out,
-            format,
             stats: SizeStats::default(),
         })
     }
@@ -119,14 +130,9 @@ impl<W: Write> ManifestWriter<W> {
     pub fn add(&mut self, o: &ObjectRef) -> io::Result<()> {
         let size = o.size.unwrap_or(0);
         let item = json!({ "Bucket": o.bucket, "Key": o.key, "Size": size }).to_string();
-        match self.format {
-            ManifestFormat::Jsonl => writeln!(self.out, "{item}")?,
-            ManifestFormat::Csv => writeln!(
-                self.out,
-                "{},{},{size}",
-                csv_field(&o.bucket),
-                csv_field(&o.key)
-            )?,
+        match &mut self.out {
+            Out::Jsonl(out) => writeln!(out, "{item}")?,
+            Out::Csv(w) => w.write_record([&o.bucket, &o.key, &size.to_string()])?,
         }
         // CSV items reach the function as JSON strings: about as long as the JSON line.
         self.stats.add(size, item.len() + 8);
@@ -134,18 +140,15 @@ impl<W: Write> ManifestWriter<W> {
     }
 
     /// Flushes and hands back the writer.
-    pub fn finish(mut self) -> io::Result<(W, SizeStats)> {
-        self.out.flush()?;
-        Ok((self.out, self.stats))
-    }
-}
-
-/// An RFC 4180 field: quoted (quotes doubled) when it holds a comma, a quote or a line break.
-fn csv_field(s: &str) -> std::borrow::Cow<'_, str> {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\"")).into()
-    } else {
-        s.into()
+    pub fn finish(self) -> io::Result<(W, SizeStats)> {
+        let out = match self.out {
+            Out::Jsonl(mut out) => {
+                out.flush()?;
+                out
+            }
+            Out::Csv(w) => w.into_inner().map_err(|e| e.into_error())?,
+        };
+        Ok((out, self.stats))
     }
 }
 
@@ -204,12 +207,13 @@ mod tests {
         let mut w = ManifestWriter::new(Vec::new(), ManifestFormat::Csv).unwrap();
         w.add(&obj("a b+c%20.gz", 10)).unwrap();
         w.add(&obj("x,\"y\".gz", 20)).unwrap();
+        w.add(&obj("line\nbreak.gz", 30)).unwrap();
         let (out, stats) = w.finish().unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "Bucket,Key,Size\nb,a b+c%20.gz,10\nb,\"x,\"\"y\"\".gz\",20\n"
+            "Bucket,Key,Size\nb,a b+c%20.gz,10\nb,\"x,\"\"y\"\".gz\",20\nb,\"line\nbreak.gz\",30\n"
         );
-        assert_eq!((stats.objects, stats.bytes, stats.largest), (2, 30, 20));
+        assert_eq!((stats.objects, stats.bytes, stats.largest), (3, 60, 30));
         let mut w = ManifestWriter::new(Vec::new(), ManifestFormat::Jsonl).unwrap();
         w.add(&obj("a b+c%20.gz", 10)).unwrap();
         let (out, _) = w.finish().unwrap();
