@@ -2,15 +2,17 @@
 //!
 //! The output is the batch's audit trail (ResultWriter stores it in S3): one entry per item
 //! (`processed` with its counts, `already_done` by the ledger, `dead_lettered` with the reason,
-//! `skipped` folders and delete markers) and the totals. Step Functions refuses a state output
-//! over 256 KiB, which would fail a batch whose work is done, so past [`RESPONSE_BUDGET`] entries are left out
-//! (dead-lettered ones last) and counted in `results_omitted`; the totals stay exact.
+//! `skipped` folders, delete markers and repeats of an object) and the totals. Step Functions
+//! refuses a state output over 256 KiB, which would fail a batch whose work is done, so past
+//! [`RESPONSE_BUDGET`] entries are left out (dead-lettered ones last) and counted in
+//! `results_omitted`; the totals stay exact.
 //!
 //! Permanent failures are dead-lettered and the batch succeeds. Anything to retry (a transient
 //! error, another worker's claim, the deadline) fails the whole batch with
 //! [`MAP_TRANSIENT_ERROR`], which the state machine's `Retry` retries: the ledger makes the
 //! retry skip the objects this attempt finished.
 
+use std::collections::HashSet;
 use std::time::Instant;
 
 use serde_json::{json, Value};
@@ -47,10 +49,22 @@ impl Handler {
         request_id: &str,
     ) -> Result<Value, HandlerError> {
         // Every bucket is resolved before anything runs: a batch without one is a
-        // configuration error, not something to half-do.
+        // configuration error, not something to half-do. An object named twice is replayed
+        // once: two copies at once would contend for its ledger claim and fail the batch.
         let mut objects = Vec::new();
-        for item in batch.items.iter().filter(|i| i.skip_reason().is_none()) {
-            objects.push(item.object(batch.bucket.as_deref(), self.map_bucket.as_deref())?);
+        let mut seen = HashSet::new();
+        let mut skips = Vec::with_capacity(batch.items.len());
+        for item in &batch.items {
+            let mut skip = item.skip_reason();
+            if skip.is_none() {
+                let o = item.object(batch.bucket.as_deref(), self.map_bucket.as_deref())?;
+                if seen.insert((o.bucket.clone(), o.key.clone(), o.version_id.clone())) {
+                    objects.push(o);
+                } else {
+                    skip = Some("duplicate");
+                }
+            }
+            skips.push(skip);
         }
         let mut outcomes = self.process(objects.clone(), deadline, request_id).await;
         self.reread_changed(&mut objects, &mut outcomes, deadline, request_id)
@@ -74,13 +88,10 @@ impl Handler {
         let entries: Vec<Entry> = batch
             .items
             .iter()
-            .map(|i| {
-                if let Some(reason) = i.skip_reason() {
-                    Entry::Skipped(&i.key, reason)
-                } else {
-                    let (o, r) = done.next().expect("one outcome per object");
-                    Entry::Object(o, r)
-                }
+            .zip(skips)
+            .filter_map(|(i, skip)| match skip {
+                Some(reason) => Some(Entry::Skipped(&i.key, reason)),
+                None => done.next().map(|(o, r)| Entry::Object(o, r)),
             })
             .collect();
         Ok(response(&entries, RESPONSE_BUDGET))

@@ -536,3 +536,22 @@ fn an_item_whose_etag_is_not_the_objects_replays_the_object_as_it_is_now() {
     assert_eq!(again["rows"], 0, "{again}");
     assert_eq!(w.rows(KB).len(), 5);
 }
+
+/// A manifest may name an object twice (two listings merged, a hand-made list): within one
+/// batch it is replayed once, the repeat reported as skipped, and the batch needs no retry.
+#[test]
+fn an_object_named_twice_in_a_batch_is_replayed_once() {
+    let w = World::new();
+    let h = w.handler(w.s3_stores(), Some(BUCKET));
+    let event = json!({"Items": [{"Key": KA}, {"Key": KB}, {"Key": KA}]});
+    let out = w.handle(&h, &event, later()).unwrap();
+    assert_eq!(out["items"], 3, "{out}");
+    assert_eq!(out["processed"], 2, "{out}");
+    assert_eq!(out["skipped"], 1, "{out}");
+    assert_eq!(out["rows"], 8, "{out}");
+    assert_eq!(
+        out["results"][2],
+        json!({"key": KA, "outcome": "skipped", "reason": "duplicate"})
+    );
+    assert_eq!(w.rows(KA).len(), 3);
+}
