@@ -199,16 +199,26 @@ fn string_field(o: &Map<String, Value>, names: &[&str]) -> Result<Option<String>
 fn size_field(o: &Map<String, Value>) -> Result<Option<u64>, String> {
     match field(o, &["Size"]) {
         None => Ok(None),
+        // A whole number written as a float (`34910.0`, `3.4e4`: what JSON writers that keep
+        // every number a double produce) is still a byte count.
         Some(Value::Number(n)) => n
             .as_u64()
+            .or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < u64::MAX as f64)
+                    .map(|f| f as u64)
+            })
             .map(Some)
             .ok_or_else(|| format!("`Size` is not a byte count: {n}")),
         Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-        Some(Value::String(s)) => s
-            .trim()
-            .parse()
-            .map(Some)
-            .map_err(|_| format!("`Size` is not a byte count: {s:?}")),
+        Some(Value::String(s)) => {
+            let t = s.trim();
+            t.parse()
+                .ok()
+                .or_else(|| t.strip_suffix(".0").and_then(|w| w.parse().ok()))
+                .map(Some)
+                .ok_or_else(|| format!("`Size` is not a byte count: {s:?}"))
+        }
         Some(v) => Err(format!("`Size` is not a byte count: {v}")),
     }
 }
@@ -358,6 +368,22 @@ mod tests {
             .unwrap()
             .items[0];
         assert_eq!(i.key, "a+b%2Bc.gz");
+    }
+
+    #[test]
+    fn a_whole_size_written_as_a_float_is_a_byte_count() {
+        for (size, want) in [
+            (json!(34910.0), 34910),
+            (json!(3.4e4), 34000),
+            (json!("34910.0"), 34910),
+            (json!(0.0), 0),
+        ] {
+            let b = parse(&json!({"Key":"k","Size":size})).unwrap();
+            assert_eq!(b.items[0].size, Some(want), "{size}");
+        }
+        for bad in [json!(1.5), json!(-1.0), json!("1.5"), json!(1e300)] {
+            assert!(parse(&json!({"Key":"k","Size":bad})).is_err(), "{bad}");
+        }
     }
 
     #[test]
