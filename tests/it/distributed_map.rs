@@ -555,3 +555,76 @@ fn an_object_named_twice_in_a_batch_is_replayed_once() {
     );
     assert_eq!(w.rows(KA).len(), 3);
 }
+
+/// S3 throttles one object of the batch (transient) while the others finish: the batch fails
+/// with the error the state machine retries, and its retry replays only that object — the
+/// finished one is skipped by the ledger, and no row is written twice.
+struct Throttled {
+    inner: Arc<dyn ObjectStore>,
+    key: &'static str,
+    down: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl ObjectStore for Throttled {
+    fn open(&self, object: &mut ObjectRef) -> Result<Opened, Error> {
+        if object.key == self.key && self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(Error::new(
+                firehose_replay::error::Stage::Fetch,
+                firehose_replay::error::Class::Transient,
+                firehose_replay::error::Cause::Remote("GetObject: SlowDown (HTTP 503)".into()),
+            ));
+        }
+        self.inner.open(object)
+    }
+    fn list<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<Vec<ObjectRef>, Error>> {
+        self.inner.list(prefix)
+    }
+    fn bucket(&self) -> &str {
+        self.inner.bucket()
+    }
+}
+
+#[test]
+fn a_throttled_object_fails_the_batch_and_its_retry_replays_only_that_object() {
+    let w = World::new();
+    let down = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let store: Arc<dyn ObjectStore> = Arc::new(Throttled {
+        inner: w
+            .rt
+            .block_on(async { Arc::new(S3Store::new(w.moto.s3(), BUCKET)) }),
+        key: KB,
+        down: down.clone(),
+    });
+    let h = w.handler(Arc::new(move |_: &str| store.clone()), None);
+    let event = w.with_real_etags(json!({
+        "Items": [
+            {"Etag": "", "Key": KA, "Size": 52},
+            {"Etag": "", "Key": KB, "Size": 60},
+        ],
+        "BatchInput": {"bucket": BUCKET},
+    }));
+    match w.handle(&h, &event, later()).unwrap_err() {
+        HandlerError::MapRetry {
+            failed,
+            total,
+            first,
+        } => {
+            assert_eq!((failed, total), (1, 2));
+            assert!(first.contains(KB) && first.contains("SlowDown"), "{first}");
+        }
+        other => panic!("{other}"),
+    }
+    assert_eq!(w.rows(KA).len(), 3);
+    down.store(false, std::sync::atomic::Ordering::SeqCst);
+    let out = w.handle(&h, &event, later()).unwrap();
+    assert_eq!(out["already_done"], 1, "{out}");
+    assert_eq!(out["processed"], 1, "{out}");
+    assert_eq!(out["rows"], 5, "{out}");
+    assert_eq!(out["results"][0]["outcome"], "already_done");
+    assert_eq!(out["results"][1]["outcome"], "processed");
+    assert_eq!(w.rows(KA).len(), 3);
+    assert_eq!(w.rows(KB).len(), 5);
+}
