@@ -11,7 +11,9 @@
 //! - a CSV or JSON/JSONL manifest (`plan-map`'s, or a user's): objects of strings keyed by the
 //!   header (`Bucket`, `Key`, `Size`, `VersionId`, in any capitalisation).
 //!
-//! **Bucket**: the item's own, else `BatchInput.bucket` (any capitalisation), else the function's configured default
+//! An `ItemSelector` wrapper (`{"index":…,"value":{item}}`) is unwrapped (see `unwrap_selected`).
+//!
+//! **Bucket**: the item's own (or its wrapper's), else `BatchInput.bucket` (any capitalisation), else the function's configured default
 //! (`FIREHOSE_REPLAY_MAP_BUCKET`); none of them is an error naming all three.
 //!
 //! **Key encoding**, decided per shape: ListObjectsV2 items carry the raw key (Step Functions
@@ -116,7 +118,21 @@ pub fn is_map_event(payload: &Value) -> bool {
     if o.get("Items").is_some_and(Value::is_array) {
         return true;
     }
+    let o = unwrap_selected(o).0;
     field(o, &["Key"]).is_some_and(Value::is_string) && !o.contains_key("Records")
+}
+
+/// An item an `ItemSelector` wrapped as the developer guide shows (`{"index.$":
+/// "$$.Map.Item.Index", "value.$": "$$.Map.Item.Value"}`, often with the bucket beside it):
+/// the reader's item under `value`, and the wrapper (for its `bucket`). Items without a `Key`
+/// of their own and with an object `value` are taken for such wrappers.
+fn unwrap_selected(o: &Map<String, Value>) -> (&Map<String, Value>, Option<&Map<String, Value>>) {
+    if field(o, &["Key"]).is_none() {
+        if let Some(Value::Object(inner)) = field(o, &["Value"]) {
+            return (inner, Some(o));
+        }
+    }
+    (o, None)
 }
 
 /// Reads a Distributed Map event (see [`is_map_event`]).
@@ -224,9 +240,10 @@ fn size_field(o: &Map<String, Value>) -> Result<Option<u64>, String> {
 }
 
 fn item(v: &Value, url_keys: bool) -> Result<MapItem, String> {
-    let o = v
-        .as_object()
-        .ok_or_else(|| format!("not an object: {}", snippet(v)))?;
+    let (o, wrapper) = unwrap_selected(
+        v.as_object()
+            .ok_or_else(|| format!("not an object: {}", snippet(v)))?,
+    );
     let key = string_field(o, &["Key"])?.ok_or_else(|| format!("no `Key`: {}", snippet(v)))?;
     // `LastModified` (epoch seconds or a date string) is not read: the ledger keys objects by
     // their ETag, which a rewrite changes, not by time.
@@ -239,7 +256,13 @@ fn item(v: &Value, url_keys: bool) -> Result<MapItem, String> {
         key
     };
     Ok(MapItem {
-        bucket: string_field(o, &["Bucket"])?,
+        bucket: match string_field(o, &["Bucket"])? {
+            Some(b) => Some(b),
+            None => wrapper
+                .map(|w| string_field(w, &["Bucket"]))
+                .transpose()?
+                .flatten(),
+        },
         key,
         etag: string_field(o, &["ETag"])?.map(|e| unquote(&e)),
         version_id: string_field(o, &["VersionId"])?.filter(|v| v != "null"),
@@ -384,6 +407,21 @@ mod tests {
         for bad in [json!(1.5), json!(-1.0), json!("1.5"), json!(1e300)] {
             assert!(parse(&json!({"Key":"k","Size":bad})).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn an_item_selector_wrapper_is_unwrapped() {
+        let lone = json!({"index":0,"bucket":"sel","value":{"Etag":"\"e\"","Key":"a b.gz",
+            "LastModified":1668699881,"Size":34910,"StorageClass":"STANDARD"}});
+        assert!(is_map_event(&lone));
+        let i = &parse(&lone).unwrap().items[0];
+        assert_eq!(i.key, "a b.gz");
+        assert_eq!(i.bucket.as_deref(), Some("sel"));
+        assert_eq!(i.etag.as_deref(), Some("e"));
+        let b = parse(&json!({"Items":[{"index":3,"value":{"Bucket":"own","Key":"k"}}]})).unwrap();
+        assert_eq!(b.items[0].key, "k");
+        assert_eq!(b.items[0].bucket.as_deref(), Some("own"));
+        assert!(!is_map_event(&json!({"value":{"Size":1}})));
     }
 
     #[test]

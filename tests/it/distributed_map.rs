@@ -628,3 +628,22 @@ fn a_throttled_object_fails_the_batch_and_its_retry_replays_only_that_object() {
     assert_eq!(w.rows(KA).len(), 3);
     assert_eq!(w.rows(KB).len(), 5);
 }
+
+/// The developer guide's `ItemSelector` example wraps each item as `{"index", "value"}`; with
+/// the bucket selected beside it, a listObjectsV2 item names its object.
+#[test]
+fn an_item_selector_wrapped_item_names_its_object() {
+    let w = World::new();
+    let h = w.handler(w.s3_stores(), None);
+    let event = json!({"Items": [
+        {"index": 0, "bucket": BUCKET, "value": {"Key": KB, "LastModified": 1668699881,
+            "Size": 60, "StorageClass": "STANDARD"}},
+        {"index": 1, "value": {"Bucket": BUCKET, "Key": KA}},
+    ]});
+    let out = w.handle(&h, &event, later()).unwrap();
+    assert_eq!(out["processed"], 2, "{out}");
+    assert_eq!(out["rows"], 8, "{out}");
+    assert_eq!(out["results"][0]["key"], KB);
+    assert_eq!(out["results"][1]["key"], KA);
+    assert_eq!(w.rows(KB).len(), 5);
+}
