@@ -1264,6 +1264,14 @@ async fn invoke(opts: &Opts, args: &InvokeArgs) -> anyhow::Result<ExitCode> {
         Some(dir) => {
             let dir = dir.clone();
             Arc::new(move |bucket: &str| -> Arc<dyn ObjectStore> {
+                // The events' parsers refuse such names already; this store must not depend
+                // on it to stay inside DIR.
+                if let Err(why) = firehose_replay::object::check_bucket_name(bucket) {
+                    return Arc::new(NoBucket {
+                        bucket: bucket.to_string(),
+                        why,
+                    });
+                }
                 match LocalStore::new(dir.join(bucket)) {
                     Ok(store) => Arc::new(store),
                     Err(e) => Arc::new(NoBucket {
@@ -1612,6 +1620,19 @@ async fn redrive(
             (Some(store), _) if store.bucket() == object.bucket => store.clone(),
             // Read from where the failed run read it; a root that is gone fails the object
             // (permanently, and at once) instead of trying a bucket of the same name.
+            // Only a local `dir:` letter may choose a local directory (`--source-root` is
+            // matched above): one from S3 or SQS could name any directory on this host.
+            (_, Some(Origin::Local { root })) if !source.trusts_local_roots() => {
+                Arc::new(NoBucket {
+                    bucket: object.bucket.clone(),
+                    why: format!(
+                        "refused: a letter from {spec} says its object is in the local \
+                         directory {}; redrive reads a local source named by a letter only \
+                         from a dir: letter or when it is --source-root",
+                        root.display()
+                    ),
+                })
+            }
             (_, Some(Origin::Local { root })) => local_roots
                 .entry(root.clone())
                 .or_insert_with(|| match LocalStore::new(root) {

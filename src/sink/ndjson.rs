@@ -44,6 +44,9 @@ fn safe_segment(s: &str) -> String {
         s => s
             .replace('%', "%25")
             .replace('\\', "%5C")
+            // Key segments are split at `/`; a bucket name is not, and must stay one segment
+            // even if one with a `/` got past validation.
+            .replace('/', "%2F")
             .replace('\0', "%00"),
     }
 }
@@ -368,6 +371,21 @@ mod tests {
             mirrored_path(Path::new("/out"), &o, ".x"),
             PathBuf::from("/out/b/a/%/b/%.x")
         );
+        // The bucket is one segment whatever it holds.
+        for bucket in ["srcb/../../../ESCAPED", "..", "a/b"] {
+            let p = mirrored_path(Path::new("/out"), &ObjectRef::new(bucket, "k"), ".x");
+            assert_eq!(
+                p.parent().and_then(Path::parent),
+                Some(Path::new("/out")),
+                "{}",
+                p.display()
+            );
+            assert!(
+                p.components().all(|c| c != std::path::Component::ParentDir),
+                "{}",
+                p.display()
+            );
+        }
     }
 
     #[test]

@@ -17,8 +17,11 @@ fn archive_with_a_bad_record(work: &Path) {
     std::fs::write(p, gzip(b"{\"n\":0}\nnot json\n{\"n\":2}\n")).unwrap();
 }
 
-/// Everything below `dir`, directories included.
+/// Everything below `dir`, directories included (none if it does not exist).
 fn entries(dir: &Path) -> Vec<String> {
+    if !dir.exists() {
+        return Vec::new();
+    }
     walkdir::WalkDir::new(dir)
         .min_depth(1)
         .follow_links(false)
@@ -73,4 +76,188 @@ print(boto3.client("s3").get_object(Bucket="dlq-bucket", Key=key)["Body"].read()
     let records = letter["records"].as_array().unwrap();
     assert_eq!(records.len(), 1, "{letter}");
     assert_eq!(records[0]["ordinal"], 1);
+}
+
+/// Every path below `dir` whose name contains `needle`.
+fn named(dir: &Path, needle: &str) -> Vec<String> {
+    entries(dir)
+        .into_iter()
+        .filter(|p| p.contains(needle))
+        .collect()
+}
+
+const K1: &str =
+    "events/2026/11/25/13/orders-1-2026-11-25-13-00-00-0f8fad5b-d9cb-469f-a165-70867728950e.gz";
+const K2: &str = "events/dt=2026-11-25/h=13/orders a+bü.gz";
+
+#[test]
+fn an_event_whose_bucket_is_not_a_bucket_name_reads_and_writes_nothing_outside_its_directories() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lambda");
+    for fixture in [
+        "s3-notification.json",
+        "sqs-s3.json",
+        "sns-s3.json",
+        "eventbridge-object-created.json",
+        "sqs-eventbridge-s3.json",
+        "s3-batch-2.0.json",
+    ] {
+        for bucket in ["srcb/../../../ESCAPED-DL", ".."] {
+            let work = tempfile::tempdir().unwrap();
+            let base = work.path().join("a/b");
+            // What `..` would reach from `--buckets a/b/buckets`: files no event may name.
+            for key in [K1, K2] {
+                let p = work.path().join("a/b").join(key);
+                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                std::fs::write(p, b"{\"secret\":1}\n").unwrap();
+            }
+            std::fs::create_dir_all(base.join("buckets/firehose-archive")).unwrap();
+            let text = std::fs::read_to_string(fixtures.join(fixture))
+                .unwrap()
+                .replace("firehose-archive", bucket);
+            let event = work.path().join("event.json");
+            std::fs::write(&event, text).unwrap();
+            let out = bin()
+                .current_dir(&base)
+                .arg("invoke")
+                .arg("--event")
+                .arg(&event)
+                .arg("--buckets")
+                .arg(base.join("buckets"))
+                .env("FIREHOSE_REPLAY_SINK", "ndjson:out")
+                .env("FIREHOSE_REPLAY_DEAD_LETTER", "dir:dead")
+                .output()
+                .unwrap();
+            let said = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(
+                named(work.path(), "ESCAPED"),
+                Vec::<String>::new(),
+                "{fixture} {bucket}: {said}"
+            );
+            assert_eq!(
+                named(&base.join("out"), ".ndjson"),
+                Vec::<String>::new(),
+                "{fixture} {bucket}: nothing is read from outside --buckets: {said}"
+            );
+            assert!(said.contains("refused"), "{fixture} {bucket}: {said}");
+        }
+    }
+}
+
+/// A base64 records letter for `bucket/key` holding the record `{"planted":1}`.
+fn records_letter(bucket: &str, key: &str, source: serde_json::Value) -> String {
+    use base64::Engine;
+    serde_json::json!({
+        "version": 1,
+        "object": {"bucket": bucket, "key": key, "etag": null, "version_id": null},
+        "stage": "parse", "class": "permanent", "error": "e", "attempts": 1,
+        "first_failed_at": "2026-11-25T13:00:00.000Z",
+        "last_failed_at": "2026-11-25T13:00:00.000Z",
+        "source": source,
+        "records": [{"ordinal": 0, "byte_offset": 0, "stage": "parse", "error": "e",
+                     "raw": base64::engine::general_purpose::STANDARD.encode(b"{\"planted\":1}")}]
+    })
+    .to_string()
+}
+
+#[test]
+fn redrive_refuses_a_letter_whose_bucket_would_leave_the_output_directory() {
+    let work = tempfile::tempdir().unwrap();
+    let base = work.path().join("a/b");
+    let dead = base.join("dead/planted");
+    std::fs::create_dir_all(&dead).unwrap();
+    std::fs::write(
+        dead.join("x.records.json"),
+        records_letter(
+            "srcb/../../../ESCAPED",
+            "k",
+            serde_json::json!({"kind": "s3"}),
+        ),
+    )
+    .unwrap();
+    let out = bin()
+        .current_dir(&base)
+        .args([
+            "redrive",
+            "dir:dead",
+            "--sink",
+            "ndjson:out",
+            "--ledger",
+            "none",
+        ])
+        .args(["--dead-letter", "dir:dead"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("refused"), "{stderr}");
+    assert_eq!(
+        named(work.path(), "ESCAPED"),
+        Vec::<String>::new(),
+        "{stderr}"
+    );
+    assert_eq!(named(&base, ".ndjson"), Vec::<String>::new(), "{stderr}");
+}
+
+#[test]
+fn redrive_reads_a_local_directory_named_by_a_remote_letter_only_when_it_is_the_source_root() {
+    let moto = Moto::start();
+    let s3 = moto.s3();
+    moto::rt().block_on(moto::create_bucket(&s3, "dlq-bucket"));
+    let work = tempfile::tempdir().unwrap();
+    // A file only this host's user should read, and a letter in the (remote) dead-letter
+    // prefix, planted by someone who may write there, saying its object is that file.
+    let root = work.path().join("private");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("secret.json"), b"{\"secret\":1}\n").unwrap();
+    let root = root.canonicalize().unwrap();
+    let letter = serde_json::json!({
+        "version": 1,
+        "object": {"bucket": "private", "key": "secret.json", "etag": null, "version_id": null},
+        "stage": "fetch", "class": "permanent", "error": "e", "attempts": 1,
+        "first_failed_at": "2026-11-25T13:00:00.000Z",
+        "last_failed_at": "2026-11-25T13:00:00.000Z",
+        "source": {"kind": "local", "root": root},
+    });
+    moto::rt().block_on(moto::put(
+        &s3,
+        "dlq-bucket",
+        "letters/2026/11/25/private/secret.json.object.json",
+        letter.to_string().into_bytes(),
+    ));
+    let redrive = |extra: &[&str]| {
+        bin()
+            .current_dir(work.path())
+            .envs(moto.env())
+            .args(["redrive", "s3://dlq-bucket/letters/"])
+            .args(["--sink", "ndjson:out", "--ledger", "none"])
+            .args(["--dead-letter", "dir:dead"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = redrive(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("refused") && stderr.contains(&root.display().to_string()),
+        "the refusal names the root: {stderr}"
+    );
+    assert_eq!(
+        named(&work.path().join("out"), ".ndjson"),
+        Vec::<String>::new(),
+        "{stderr}"
+    );
+    // The same letter, with that directory given as --source-root: read from it.
+    let out = redrive(&["--source-root", root.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        named(&work.path().join("out"), "secret.json.ndjson").len(),
+        1,
+        "{stderr}"
+    );
 }
