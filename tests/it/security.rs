@@ -261,3 +261,129 @@ fn redrive_reads_a_local_directory_named_by_a_remote_letter_only_when_it_is_the_
         "{stderr}"
     );
 }
+
+mod health {
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpStream};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use firehose_replay::worker::health::{serve_with, Limits};
+    use firehose_replay::worker::metrics::Metrics;
+    use tokio_util::sync::CancellationToken;
+
+    /// A served endpoint with `limits`, on its own runtime (dropped with it).
+    fn start(limits: Limits) -> (tokio::runtime::Runtime, SocketAddr) {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let addr = rt
+            .block_on(serve_with(
+                "127.0.0.1:0".parse().unwrap(),
+                Arc::new(Metrics::new().unwrap()),
+                CancellationToken::new(),
+                limits,
+            ))
+            .unwrap();
+        (rt, addr)
+    }
+
+    /// Whether the server closed `s` before `deadline` (whatever it sent first).
+    fn closed_by(mut s: &TcpStream, deadline: Instant) -> bool {
+        let mut buf = [0u8; 512];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            s.set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .unwrap();
+            match s.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    if Instant::now() >= deadline {
+                        return false;
+                    }
+                }
+                Err(_) => return true,
+            }
+        }
+    }
+
+    fn healthz(addr: SocketAddr) -> String {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn a_flood_of_idle_connections_is_capped_and_a_probe_still_gets_through() {
+        let (_rt, addr) = start(Limits {
+            header_read: Duration::from_secs(60),
+            connection: Duration::from_secs(60),
+            max_connections: 8,
+        });
+        let idle: Vec<TcpStream> = (0..40).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        let answer = healthz(addr);
+        assert!(
+            answer.starts_with("HTTP/1.1 200") && answer.ends_with("ok\n"),
+            "{answer}"
+        );
+        // Long before any timeout, all but the newest few were closed to make room.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let closed = idle.iter().filter(|s| closed_by(s, deadline)).count();
+        assert!(
+            closed >= 40 - 8,
+            "only {closed} of 40 idle connections closed"
+        );
+    }
+
+    #[test]
+    fn a_client_that_sends_nothing_or_trickles_its_headers_is_closed_after_the_timeout() {
+        let (_rt, addr) = start(Limits {
+            header_read: Duration::from_millis(500),
+            connection: Duration::from_secs(60),
+            max_connections: 64,
+        });
+        let silent = TcpStream::connect(addr).unwrap();
+        let mut slow = TcpStream::connect(addr).unwrap();
+        slow.write_all(b"GET /healthz HTTP/1.1\r\n").unwrap();
+        let mut writer = slow.try_clone().unwrap();
+        let trickle = std::thread::spawn(move || {
+            // One header byte every 100 ms, for up to 15 s or until the server hangs up.
+            for _ in 0..150 {
+                if writer.write_all(b"X").is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(10);
+        assert!(
+            closed_by(&slow, deadline),
+            "the slowloris connection stays open"
+        );
+        assert!(
+            closed_by(&silent, deadline),
+            "the silent connection stays open"
+        );
+        assert!(
+            started.elapsed() >= Duration::from_millis(300),
+            "closed before the timeout"
+        );
+        drop(slow);
+        trickle.join().unwrap();
+        // And the endpoint still answers.
+        assert!(healthz(addr).starts_with("HTTP/1.1 200"));
+    }
+}
