@@ -554,6 +554,24 @@ pub(crate) struct BigQueryOpts {
 }
 
 impl BigQueryOpts {
+    /// Says at start what these flags expose (see `exposure`).
+    pub(crate) fn warn_exposure(&self) {
+        let sends_token = self.gcp_credentials.is_some()
+            || self
+                .gcp_credentials_json
+                .as_deref()
+                .is_some_and(|j| !j.is_empty())
+            || self
+                .gcp_credentials_secret_arn
+                .as_deref()
+                .is_some_and(|a| !a.is_empty());
+        crate::exposure::warn(
+            &std::env::args_os().collect::<Vec<_>>(),
+            self.bigquery_endpoint.as_deref(),
+            sends_token,
+        );
+    }
+
     pub(crate) fn load_bounds(&self) -> bigquery::load::plan::Bounds {
         bigquery::load::plan::Bounds {
             max_objects: self.load_batch_objects.max(1),
@@ -822,6 +840,7 @@ pub fn main() -> ExitCode {
     let json = matches!(cli.command, Command::Worker(_))
         && !std::io::IsTerminal::is_terminal(&std::io::stderr());
     init_logging(&cli.opts.log_level, json);
+    cli.opts.bigquery.warn_exposure();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -1163,8 +1182,9 @@ fn log_level(s: &str) -> Result<String, String> {
 /// the signed JWT and the access token; HTTP stacks: headers, which carry bearer tokens and AWS
 /// signatures), or that handle them (google-cloud-auth and its gax: no logging in 1.19, but
 /// they declare an unstable tracing cfg). They stay at `warn` unless the filter names them
-/// explicitly, so `--log-level debug` never leaks credentials.
-const SECRET_LOGGING_TARGETS: [&str; 10] = [
+/// explicitly, so `--log-level debug` never leaks credentials. `aws_runtime` logs the body of
+/// every chunked S3 upload at trace level (dead letters: raw records) with its signatures.
+const SECRET_LOGGING_TARGETS: [&str; 11] = [
     "yup_oauth2",
     "google_cloud_auth",
     "google_cloud_gax",
@@ -1175,6 +1195,7 @@ const SECRET_LOGGING_TARGETS: [&str; 10] = [
     "rustls",
     "aws_smithy_runtime",
     "aws_sigv4",
+    "aws_runtime",
 ];
 
 pub(crate) fn log_filter(level: &str) -> tracing_subscriber::EnvFilter {

@@ -196,9 +196,9 @@ impl DeadLetters {
     /// atomically), anonymous for a remote destination (see the module notes).
     fn spool_file(&self, path: &Path) -> Result<Spool, Error> {
         match &self.dest {
-            Destination::Dir(_) => {
+            Destination::Dir(dir) => {
                 let parent = path.parent().expect("below the dead-letter directory");
-                fs::create_dir_all(parent).map_err(|e| dl_error(e, parent))?;
+                crate::sink::ndjson::create_tree(dir, parent).map_err(|e| dl_error(e, parent))?;
                 crate::sink::ndjson::tempfile_for(path)
                     .map(Spool::Local)
                     .map_err(|e| dl_error(e, parent))

@@ -387,3 +387,70 @@ mod health {
         assert!(healthz(addr).starts_with("HTTP/1.1 200"));
     }
 }
+
+#[test]
+fn trace_logging_does_not_print_what_is_uploaded_to_s3() {
+    use base64::Engine;
+    let moto = Moto::start();
+    let s3 = moto.s3();
+    moto::rt().block_on(moto::create_bucket(&s3, "dlq-bucket"));
+    let work = tempfile::tempdir().unwrap();
+    let p = work.path().join("arch").join(KEY);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, gzip(b"{\"n\":0}\nSECRET-RECORD-1234 not json\n")).unwrap();
+    let out = bin()
+        .current_dir(work.path())
+        .envs(moto.env())
+        .args(["replay", "arch", "--sink", "ndjson:out", "--ledger", "none"])
+        .args(["--dead-letter", "s3://dlq-bucket/letters/"])
+        .args(["--max-record-error-ratio", "off", "--log-level", "trace"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("object done"), "logging is on: {stderr}");
+    let raw = base64::engine::general_purpose::STANDARD.encode(b"SECRET-RECORD-1234 not json");
+    assert!(
+        !stderr.contains(&raw[..20]) && !stderr.contains("SECRET-RECORD"),
+        "the dead letter's contents are in the log"
+    );
+}
+
+#[test]
+fn credentials_on_the_command_line_and_a_token_sent_in_clear_are_warned_about() {
+    let work = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(work.path().join("empty")).unwrap();
+    let key = r#"{"type":"service_account"}"#;
+    // The run stops at once (--ledger none is refused in this mode): the warnings come first.
+    let run = |cmd: &mut std::process::Command| {
+        let out = cmd
+            .current_dir(work.path())
+            .args([
+                "replay",
+                "empty",
+                "--sink",
+                "bigquery:proj-x.d.t",
+                "--ledger",
+                "none",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let stderr = run(bin()
+        .args(["--gcp-credentials-json", key])
+        .args(["--bigquery-endpoint", "http://10.0.0.5:9050"]));
+    assert!(
+        stderr.contains("--gcp-credentials-json on the command line is visible"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("plain http:// to another host") && stderr.contains("10.0.0.5"),
+        "{stderr}"
+    );
+    // The same key from the environment, to a local emulator: nothing to say.
+    let stderr = run(bin()
+        .env("FIREHOSE_REPLAY_GCP_CREDENTIALS_JSON", key)
+        .args(["--bigquery-endpoint", "http://127.0.0.1:9050"]));
+    assert!(!stderr.contains("WARN"), "{stderr}");
+}
