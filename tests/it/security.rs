@@ -454,3 +454,38 @@ fn credentials_on_the_command_line_and_a_token_sent_in_clear_are_warned_about() 
         .args(["--bigquery-endpoint", "http://127.0.0.1:9050"]));
     assert!(!stderr.contains("WARN"), "{stderr}");
 }
+
+#[test]
+fn a_symlink_planted_in_the_output_tree_or_in_the_ledger_s_place_is_not_followed() {
+    let work = tempfile::tempdir().unwrap();
+    archive_with_a_bad_record(work.path());
+    let elsewhere = work.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::create_dir_all(work.path().join("out")).unwrap();
+    std::fs::create_dir_all(work.path().join("dl")).unwrap();
+    // The bucket's directory in the output and dead-letter trees, and the ledger file.
+    std::os::unix::fs::symlink(&elsewhere, work.path().join("out/arch")).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, work.path().join("dl/arch")).unwrap();
+    let theirs = work.path().join("theirs.txt");
+    std::fs::write(&theirs, b"theirs\n").unwrap();
+    std::os::unix::fs::symlink(&theirs, work.path().join("ledger.jsonl")).unwrap();
+
+    let run = |ledger: &str| {
+        bin()
+            .current_dir(work.path())
+            .args(["replay", "arch", "--sink", "ndjson:out", "--ledger", ledger])
+            .args(["--dead-letter", "dir:dl", "--max-record-error-ratio", "off"])
+            .output()
+            .unwrap()
+    };
+    let out = run("none");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("symlink"), "{stderr}");
+    assert_eq!(entries(&elsewhere), Vec::<String>::new(), "{stderr}");
+
+    let out = run("file:ledger.jsonl");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(std::fs::read(&theirs).unwrap(), b"theirs\n", "{stderr}");
+}
