@@ -94,6 +94,12 @@ fn own_descriptor_path(file: &File) -> String {
 }
 
 async fn put_file(target: &S3Target, key: &str, file: &File) -> Result<String, Error> {
+    // Where `/dev/fd/N` duplicates the descriptor rather than reopening the file (not Linux),
+    // the body is read from the shared offset: start it at the beginning.
+    let mut rewind = file;
+    rewind
+        .seek(SeekFrom::Start(0))
+        .map_err(|e| remote_error(format!("the dead-letter spool file: {e}")))?;
     let body = ByteStream::from_path(own_descriptor_path(file))
         .await
         .map_err(|e| remote_error(format!("the dead-letter spool file: {e}")))?;
