@@ -489,3 +489,57 @@ fn a_symlink_planted_in_the_output_tree_or_in_the_ledger_s_place_is_not_followed
     assert_ne!(out.status.code(), Some(0), "{stderr}");
     assert_eq!(std::fs::read(&theirs).unwrap(), b"theirs\n", "{stderr}");
 }
+
+#[test]
+fn a_remote_dead_letter_being_spooled_has_no_name_and_a_killed_run_leaves_nothing() {
+    let moto = Moto::start();
+    let s3 = moto.s3();
+    moto::rt().block_on(moto::create_bucket(&s3, "dlq-bucket"));
+    let work = tempfile::tempdir().unwrap();
+    // Enough refused records that the letter is still being spooled when we look.
+    let p = work.path().join("arch").join(KEY);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    let bad: Vec<u8> = b"not json at all\n".repeat(1_000_000);
+    std::fs::write(p, gzip(&bad)).unwrap();
+    let tmp = work.path().join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let mut child = bin()
+        .current_dir(work.path())
+        .envs(moto.env())
+        .env("TMPDIR", &tmp)
+        .args(["replay", "arch", "--sink", "ndjson:out", "--ledger", "none"])
+        .args(["--dead-letter", "s3://dlq-bucket/letters/"])
+        .args(["--max-record-error-ratio", "off"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The spool, as the process holds it: found through its descriptors.
+    let fds = format!("/proc/{}/fd", child.id());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let spool = loop {
+        let held = std::fs::read_dir(&fds)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .map(|l| l.display().to_string())
+            .find(|l| l.starts_with(&tmp.display().to_string()));
+        if let Some(l) = held {
+            break l;
+        }
+        assert!(
+            std::time::Instant::now() < deadline && child.try_wait().unwrap().is_none(),
+            "the run never held a spool file"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    };
+    let listed = entries(&tmp);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        spool.ends_with("(deleted)"),
+        "the spool has a name: {spool}"
+    );
+    assert_eq!(listed, Vec::<String>::new(), "while spooling");
+    assert_eq!(entries(&tmp), Vec::<String>::new(), "after the kill");
+}
