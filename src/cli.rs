@@ -561,6 +561,24 @@ pub(crate) struct BigQueryOpts {
 }
 
 impl BigQueryOpts {
+    /// Says at start what these flags expose (see `exposure`).
+    pub(crate) fn warn_exposure(&self) {
+        let sends_token = self.gcp_credentials.is_some()
+            || self
+                .gcp_credentials_json
+                .as_deref()
+                .is_some_and(|j| !j.is_empty())
+            || self
+                .gcp_credentials_secret_arn
+                .as_deref()
+                .is_some_and(|a| !a.is_empty());
+        crate::exposure::warn(
+            &std::env::args_os().collect::<Vec<_>>(),
+            self.bigquery_endpoint.as_deref(),
+            sends_token,
+        );
+    }
+
     pub(crate) fn load_bounds(&self) -> bigquery::load::plan::Bounds {
         bigquery::load::plan::Bounds {
             max_objects: self.load_batch_objects.max(1),
@@ -829,6 +847,7 @@ pub fn main() -> ExitCode {
     let json = matches!(cli.command, Command::Worker(_))
         && !std::io::IsTerminal::is_terminal(&std::io::stderr());
     init_logging(&cli.opts.log_level, json);
+    cli.opts.bigquery.warn_exposure();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -1180,8 +1199,9 @@ fn log_level(s: &str) -> Result<String, String> {
 /// the signed JWT and the access token; HTTP stacks: headers, which carry bearer tokens and AWS
 /// signatures), or that handle them (google-cloud-auth and its gax: no logging in 1.19, but
 /// they declare an unstable tracing cfg). They stay at `warn` unless the filter names them
-/// explicitly, so `--log-level debug` never leaks credentials.
-const SECRET_LOGGING_TARGETS: [&str; 10] = [
+/// explicitly, so `--log-level debug` never leaks credentials. `aws_runtime` logs the body of
+/// every chunked S3 upload at trace level (dead letters: raw records) with its signatures.
+const SECRET_LOGGING_TARGETS: [&str; 11] = [
     "yup_oauth2",
     "google_cloud_auth",
     "google_cloud_gax",
@@ -1192,6 +1212,7 @@ const SECRET_LOGGING_TARGETS: [&str; 10] = [
     "rustls",
     "aws_smithy_runtime",
     "aws_sigv4",
+    "aws_runtime",
 ];
 
 pub(crate) fn log_filter(level: &str) -> tracing_subscriber::EnvFilter {
@@ -1281,6 +1302,14 @@ async fn invoke(opts: &Opts, args: &InvokeArgs) -> anyhow::Result<ExitCode> {
         Some(dir) => {
             let dir = dir.clone();
             Arc::new(move |bucket: &str| -> Arc<dyn ObjectStore> {
+                // The events' parsers refuse such names already; this store must not depend
+                // on it to stay inside DIR.
+                if let Err(why) = firehose_replay::object::check_bucket_name(bucket) {
+                    return Arc::new(NoBucket {
+                        bucket: bucket.to_string(),
+                        why,
+                    });
+                }
                 match LocalStore::new(dir.join(bucket)) {
                     Ok(store) => Arc::new(store),
                     Err(e) => Arc::new(NoBucket {
@@ -1631,6 +1660,19 @@ async fn redrive(
             (Some(store), _) if store.bucket() == object.bucket => store.clone(),
             // Read from where the failed run read it; a root that is gone fails the object
             // (permanently, and at once) instead of trying a bucket of the same name.
+            // Only a local `dir:` letter may choose a local directory (`--source-root` is
+            // matched above): one from S3 or SQS could name any directory on this host.
+            (_, Some(Origin::Local { root })) if !source.trusts_local_roots() => {
+                Arc::new(NoBucket {
+                    bucket: object.bucket.clone(),
+                    why: format!(
+                        "refused: a letter from {spec} says its object is in the local \
+                         directory {}; redrive reads a local source named by a letter only \
+                         from a dir: letter or when it is --source-root",
+                        root.display()
+                    ),
+                })
+            }
             (_, Some(Origin::Local { root })) => local_roots
                 .entry(root.clone())
                 .or_insert_with(|| match LocalStore::new(root) {

@@ -147,8 +147,36 @@ impl Document {
                 )),
             ));
         }
+        doc.check_object().map_err(|why| {
+            Error::permanent(Stage::Parse, Cause::DeadLetter(format!("{origin}: {why}")))
+        })?;
         doc.body = Some(body);
         Ok(doc)
+    }
+
+    /// A letter is written by whoever can write to the dead-letter destination, and its
+    /// bucket becomes a directory name (the NDJSON output, new dead letters): an S3 object's
+    /// bucket must be a bucket name, and a local object's bucket the name of the root it
+    /// says it was read from — as the run that wrote it named it.
+    fn check_object(&self) -> Result<(), String> {
+        match &self.source {
+            Some(crate::object::Origin::Local { root }) => {
+                let name = root
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "local".into());
+                if self.object.bucket == name {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "bucket `{}` is not the name of the letter's local source {}",
+                        self.object.bucket.escape_debug(),
+                        root.display()
+                    ))
+                }
+            }
+            _ => crate::object::check_bucket_name(&self.object.bucket),
+        }
     }
 
     pub fn from_bytes(bytes: Vec<u8>, origin: &str) -> Result<Document, Error> {
@@ -203,6 +231,16 @@ async fn get_s3(client: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<
 }
 
 impl Source {
+    /// Whether a letter from here may say which local directory its object is read from.
+    ///
+    /// Letters in a local `dir:` were written by a local run of someone who can write there
+    /// anyway; letters in S3 or SQS can be planted by anyone who may write to the bucket or
+    /// send to the queue, and must not make `redrive` read (and forward to the sink and to new
+    /// letters) a file of their choosing on this host.
+    pub fn trusts_local_roots(&self) -> bool {
+        matches!(self, Source::Dir(_))
+    }
+
     /// Every dead letter at the source. SQS messages are received (and hidden for
     /// `visibility_secs`) until the queue answers empty.
     pub async fn list(&self, visibility_secs: i32) -> Result<Vec<Letter>, Error> {
