@@ -156,7 +156,8 @@ pub(crate) struct Opts {
         default_value = "ndjson:./out"
     )]
     pub(crate) sink: SinkSpec,
-    /// auto | none | gzip | zstd | snappy | hadoop-snappy | zip.
+    /// auto | none | gzip | zstd | snappy (any Snappy container, told by its bytes) | snappy-java
+    /// (Firehose's Snappy; alias xerial-snappy) | snappy-framed | hadoop-snappy | zip.
     #[arg(
         long,
         global = true,

@@ -286,7 +286,7 @@ fn process_claimed<'s, 'e: 's>(
                 cx,
                 &mut object,
                 Box::new(Counting::new(opened.reader, compressed.clone())),
-                opened.etag,
+                (opened.etag, opened.content_encoding),
                 &compressed,
                 &mut claim,
                 (scope, &mut renewer),
@@ -407,7 +407,7 @@ fn run<'s, 'e: 's>(
     cx: &Context<'e>,
     object: &mut ObjectRef,
     source: Box<dyn std::io::Read + Send>,
-    etag: Etag,
+    (etag, content_encoding): (Etag, Option<String>),
     compressed: &Counter,
     claim: &mut Option<Claim>,
     (scope, renewer): (&'s std::thread::Scope<'s, 'e>, &mut Option<Renewer<'s>>),
@@ -420,9 +420,10 @@ fn run<'s, 'e: 's>(
             e
         }
     };
-    let decoded = decode::decompress(
+    let decoded = decode::decompress_object(
         source,
         &object.key,
+        content_encoding.as_deref(),
         settings.compression,
         settings.max_decompressed_bytes,
     )

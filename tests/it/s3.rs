@@ -766,3 +766,55 @@ fn a_long_backfill_starts_processing_while_it_lists_and_finds_exactly_the_range(
     }
     eprintln!("a 2,880-hour backfill took {took:?}:\n{stderr}");
 }
+
+#[test]
+fn content_encoding_names_the_compression_where_the_bytes_cannot() {
+    // Firehose's Snappy objects carry `Content-Encoding: snappy-java`. A whole one decodes under
+    // any key; one cut inside its header is a snappy-java truncation, not text with bad records.
+    let moto = Moto::start();
+    let rt = moto::rt();
+    let s3 = moto.s3();
+    let whole = firehose_replay::decode::snappy_java::encode(
+        b"{\"a\":1}\n{\"a\":2}\n",
+        firehose_replay::decode::snappy_java::DEFAULT_BLOCK,
+    );
+    rt.block_on(async {
+        moto::create_bucket(&s3, "enc").await;
+        for (key, body) in [
+            ("2026/11/25/13/whole", whole.clone()),
+            ("2026/11/25/13/cut.json", whole[..6].to_vec()),
+        ] {
+            s3.put_object()
+                .bucket("enc")
+                .key(key)
+                .content_encoding("snappy-java")
+                .body(aws_sdk_s3::primitives::ByteStream::from(body))
+                .send()
+                .await
+                .unwrap();
+        }
+    });
+    let work = tempfile::tempdir().unwrap();
+    let (out, stderr) = run(
+        &moto,
+        work.path(),
+        &["replay", "s3://enc/2026/11/25/13/whole"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let rows = read_ndjson(&work.path().join("out/enc/2026/11/25/13/whole.ndjson"));
+    assert_eq!(rows.len(), 2);
+    let (out, stderr) = run(
+        &moto,
+        work.path(),
+        &["replay", "s3://enc/2026/11/25/13/cut.json"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("snappy-java") && stderr.contains("[permanent]"),
+        "{stderr}"
+    );
+    assert!(!work
+        .path()
+        .join("out/enc/2026/11/25/13/cut.json.ndjson")
+        .exists());
+}
