@@ -818,3 +818,61 @@ fn content_encoding_names_the_compression_where_the_bytes_cannot() {
         .join("out/enc/2026/11/25/13/cut.json.ndjson")
         .exists());
 }
+
+#[test]
+fn a_layout_without_the_hour_selects_objects_by_the_write_time_in_their_names() {
+    // Dynamic partitioning with only `partitionKeyFromQuery` fields: the prefix says nothing of
+    // time, so an hour's backfill takes each object's hour from its name (which, as documented
+    // for dynamic partitioning, has no `-<version>-` segment).
+    let moto = Moto::start();
+    let rt = moto::rt();
+    let s3 = moto.s3();
+    let name = |t: &str| format!("orders-{t}-0b4c2c6e-5a1f-4f3e-9b7e-0d9f1c2a3b4c.gz");
+    rt.block_on(async {
+        moto::create_bucket(&s3, "dyn").await;
+        for key in [
+            format!("t=acme/{}", name("2026-11-25-12-59-59")),
+            format!("t=acme/{}", name("2026-11-25-13-00-00")),
+            format!("t=zen/{}", name("2026-11-25-13-59-59")),
+            format!("t=zen/{}", name("2026-11-25-14-00-00")),
+            format!("t=zen/{}", name("2026-11-26-13-30-00")),
+            "t=zen/no-time-in-this-name.gz".to_string(),
+        ] {
+            moto::put(&s3, "dyn", &key, gzip(b"{}\n")).await;
+        }
+    });
+    let work = tempfile::tempdir().unwrap();
+    let plan = |layout: &str| -> (Vec<String>, String) {
+        let (out, stderr) = run(
+            &moto,
+            work.path(),
+            &[
+                "backfill",
+                "s3://dyn/",
+                "--from",
+                "2026-11-25T13",
+                "--to",
+                "2026-11-25T13",
+                "--layout",
+                layout,
+                "--dry-run",
+            ],
+        );
+        assert!(out.status.success(), "{stderr}");
+        let keys = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .skip(1)
+            .map(|l| l.split('\t').next().unwrap().to_string())
+            .collect();
+        (keys, stderr)
+    };
+    let (keys, stderr) = plan("t=!{partitionKeyFromQuery:tenant}/");
+    assert_eq!(
+        keys,
+        [
+            format!("dyn/t=acme/{}", name("2026-11-25-13-00-00")),
+            format!("dyn/t=zen/{}", name("2026-11-25-13-59-59")),
+        ]
+    );
+    assert!(stderr.contains("carry no Firehose write time"), "{stderr}");
+}
