@@ -276,7 +276,7 @@ pub(crate) struct Opts {
     /// An object fails (nothing of it committed, the whole object dead-lettered, exit 1) when at
     /// least this share of its records was refused; 1.0: only an object whose every record was;
     /// off: never.
-    #[arg(long, global = true, env = "FIREHOSE_REPLAY_MAX_RECORD_ERROR_RATIO", default_value_t = 1.0, value_parser = ratio)]
+    #[arg(long, global = true, env = "FIREHOSE_REPLAY_MAX_RECORD_ERROR_RATIO", default_value_t = firehose_replay::pipeline::DEFAULT_MAX_RECORD_ERROR_RATIO, value_parser = ratio)]
     max_record_error_ratio: f64,
     // --- end of exactly-once guards ---
     /// How long an S3 ledger claim holds before another worker may take the object over.

@@ -75,6 +75,10 @@ pub struct Settings {
     pub max_record_error_ratio: Option<f64>,
 }
 
+/// `--max-record-error-ratio`'s default (the CLI's and the Lambda's; the library's `Settings`
+/// leaves it to the record policy).
+pub const DEFAULT_MAX_RECORD_ERROR_RATIO: f64 = 1.0;
+
 impl Default for Settings {
     fn default() -> Self {
         Settings {
@@ -471,6 +475,8 @@ fn run<'s, 'e: 's>(
     };
 
     let mut mapped = Vec::new();
+    // Refused records that `--max-record-error-ratio` leaves out (error output's own payloads).
+    let mut exempt = 0u64;
     let finished = loop {
         if cx.deadline.is_some_and(|d| Instant::now() >= d) {
             // Dropping the writer abandons the rows written so far.
@@ -523,6 +529,7 @@ fn run<'s, 'e: 's>(
                     message,
                     spooled,
                     sub,
+                    payload,
                 } => {
                     let raw = match spooled {
                         Some(s) => Raw::Spooled(s),
@@ -532,6 +539,7 @@ fn run<'s, 'e: 's>(
                     failure.sub = sub.as_slice();
                     settle.settle_failure(&failure, raw)?;
                     counts.record_errors += 1;
+                    exempt += u64::from(*payload);
                 }
                 ItemKind::Control => {}
             }
@@ -551,7 +559,7 @@ fn run<'s, 'e: 's>(
         counts.record_errors += 1;
     }
     // Before anything becomes visible: dropping the writer and the letter commits nothing.
-    too_many_refused(settings, &counts)?;
+    too_many_refused(settings, &counts, exempt)?;
     let dead_letter = match prepared.token {
         Some(token) => {
             // Staged: dead letters are kept and the stage recorded *before* the rows become
@@ -591,7 +599,7 @@ fn run<'s, 'e: 's>(
             // already: failing the object then would write them again on the retry. Only an
             // object left with no rows at all fails here.
             if counts.rows + counts.already_present == 0 {
-                too_many_refused(settings, &counts)?;
+                too_many_refused(settings, &counts, exempt)?;
             }
             letter.finish()?
         }
@@ -611,11 +619,16 @@ fn run<'s, 'e: 's>(
 /// `--max-record-error-ratio`: fails an object when at least that share of what could have become
 /// rows was refused: refused / (rows + refused), so a CloudWatch Logs record of many events with
 /// one bad event counts per event. An object with nothing refused always passes.
-fn too_many_refused(settings: &Settings, counts: &Counts) -> Result<(), Error> {
+///
+/// `exempt` refused records are left out of both sides: Firehose error records whose `rawData`
+/// is empty or not JSON. Error output holds what failed by definition, so replaying it
+/// (`--include-error-output`) gives each such payload its own record letter instead of failing
+/// the object; a broken error record (no `rawData`, not base64) still counts.
+fn too_many_refused(settings: &Settings, counts: &Counts, exempt: u64) -> Result<(), Error> {
     let Some(ratio) = settings.max_record_error_ratio else {
         return Ok(());
     };
-    let refused = counts.record_errors;
+    let refused = counts.record_errors.saturating_sub(exempt);
     let records = counts.rows + counts.already_present + refused;
     if refused == 0 {
         return Ok(());
