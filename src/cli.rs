@@ -275,7 +275,8 @@ pub(crate) struct Opts {
     allow_duplicates: bool,
     /// An object fails (nothing of it committed, the whole object dead-lettered, exit 1) when at
     /// least this share of its records was refused; 1.0: only an object whose every record was;
-    /// off: never.
+    /// off: never. The default, 0.9, fails an object that is overwhelmingly not records (text
+    /// whose few "rows" are accidental scalars) instead of landing what happened to parse.
     #[arg(long, global = true, env = "FIREHOSE_REPLAY_MAX_RECORD_ERROR_RATIO", default_value_t = firehose_replay::pipeline::DEFAULT_MAX_RECORD_ERROR_RATIO, value_parser = ratio)]
     max_record_error_ratio: f64,
     // --- end of exactly-once guards ---

@@ -77,7 +77,7 @@ pub struct Settings {
 
 /// `--max-record-error-ratio`'s default (the CLI's and the Lambda's; the library's `Settings`
 /// leaves it to the record policy).
-pub const DEFAULT_MAX_RECORD_ERROR_RATIO: f64 = 1.0;
+pub const DEFAULT_MAX_RECORD_ERROR_RATIO: f64 = 0.9;
 
 impl Default for Settings {
     fn default() -> Self {
@@ -468,10 +468,16 @@ fn run<'s, 'e: 's>(
     let mut letter = dead_letters.records(object);
     let mut rows = row_builder(settings, object);
     let mut counts = Counts::default();
+    let mut bad_log = BadRecordLog {
+        object,
+        policy: settings.on_record_error,
+        logged: 0,
+    };
     let mut settle = RecordSettler {
         policy: settings.on_record_error,
         letter: &mut letter,
         object,
+        log: &mut bad_log,
     };
 
     let mut mapped = Vec::new();
@@ -682,14 +688,46 @@ pub(crate) fn build_row<'a>(
         .map_err(|kind| kind.to_string())
 }
 
+/// Bad records of one object logged in full; the rest are one line with their count. An object
+/// of millions of bad lines would otherwise log gigabytes (CloudWatch Logs cost and throttling
+/// in Lambda); the dead letter holds every one of them.
+const LOGGED_BAD_RECORDS: u64 = 5;
+
 /// Applies `--on-record-error` to one failed record.
-struct RecordSettler<'a> {
+struct RecordSettler<'a, 'o> {
     policy: RecordPolicy,
     letter: &'a mut RecordLetter,
     object: &'a ObjectRef,
+    log: &'a mut BadRecordLog<'o>,
 }
 
-impl RecordSettler<'_> {
+/// Counts an object's bad records for the log.
+struct BadRecordLog<'a> {
+    object: &'a ObjectRef,
+    policy: RecordPolicy,
+    /// Bad records settled so far (the first [`LOGGED_BAD_RECORDS`] were logged).
+    logged: u64,
+}
+
+impl Drop for BadRecordLog<'_> {
+    /// However the object ends, the bad records not logged one by one are logged as a count.
+    fn drop(&mut self) {
+        if self.logged > LOGGED_BAD_RECORDS {
+            tracing::warn!(
+                object = %self.object,
+                policy = ?self.policy,
+                "{} more bad records not logged one by one{}",
+                self.logged - LOGGED_BAD_RECORDS,
+                match self.policy {
+                    RecordPolicy::DeadLetter => " (the records dead letter holds them all)",
+                    _ => "",
+                }
+            );
+        }
+    }
+}
+
+impl RecordSettler<'_, '_> {
     fn settle(&mut self, item: &Item, stage: Stage, raw: &[u8], error: &str) -> Result<(), Error> {
         self.settle_at(item.ordinal, item.offset, stage, raw, error)
     }
@@ -725,13 +763,16 @@ impl RecordSettler<'_> {
             RecordPolicy::DeadLetter => self.letter.add_failure(f, raw)?,
             RecordPolicy::Skip => {}
         }
-        tracing::warn!(
-            object = %self.object,
-            ordinal,
-            byte_offset = offset,
-            policy = ?self.policy,
-            "bad record: {error}"
-        );
+        self.log.logged += 1;
+        if self.log.logged <= LOGGED_BAD_RECORDS {
+            tracing::warn!(
+                object = %self.object,
+                ordinal,
+                byte_offset = offset,
+                policy = ?self.policy,
+                "bad record: {error}"
+            );
+        }
         Ok(())
     }
 }

@@ -18,6 +18,7 @@ pub mod limit;
 pub mod pump;
 pub mod snappy_block;
 pub mod snappy_java;
+pub mod sniff;
 pub mod zip;
 
 pub use compression::{Compression, CompressionChoice};
@@ -67,7 +68,8 @@ pub fn decompress_object(
     let mut reader: Box<dyn Read + Send> = Box::new(SourceReader::new(source));
     let mut layers = Vec::new();
     loop {
-        let (head, rest) = peek(reader, 16).map_err(into_error)?;
+        // Enough for every magic and for telling text from binary (see [`sniff`]).
+        let (head, rest) = peek(reader, sniff::SAMPLE).map_err(into_error)?;
         let found = match (layers.is_empty(), choice) {
             // An empty object is zero records whatever its name or compression says (a
             // compressor writes at least a header, but an empty upload is no corrupt stream).
@@ -93,6 +95,14 @@ pub fn decompress_object(
             // Inner layers are recognised by magic only: a JSON record never starts with one.
             (false, _) => Compression::from_magic(&head).unwrap_or(Compression::None),
         };
+        if found == Compression::None {
+            if let Some(what) = sniff::not_records(&head) {
+                return Err(Error::permanent(
+                    crate::error::Stage::Frame,
+                    crate::error::Cause::NotRecords(what),
+                ));
+            }
+        }
         let joined = Cursor::new(head).chain(rest);
         if found == Compression::None || layers.len() == MAX_LAYERS {
             return Ok(Decoded {
