@@ -1714,6 +1714,7 @@ async fn redrive(
                                 )),
                             ),
                             attempts: 1,
+                            counts: Default::default(),
                         }));
                 }
             }
@@ -1729,6 +1730,7 @@ async fn redrive(
                         object,
                         error,
                         attempts: 1,
+                        counts: Default::default(),
                     }))
             }
         }

@@ -155,6 +155,9 @@ pub struct ObjectFailure {
     pub error: Error,
     /// Tries made, the failed one included.
     pub attempts: u32,
+    /// What the failed try read before it failed (records, bytes in and decompressed; no rows:
+    /// nothing of a failed object is committed), so a run's summary shows the work it cost.
+    pub counts: Counts,
 }
 
 /// What happened to an object that did not fail.
@@ -274,11 +277,13 @@ fn process_claimed<'s, 'e: 's>(
                     object,
                     error,
                     attempts: 1,
+                    counts: Counts::default(),
                 }))
             }
         }
     }
-    let compressed = Counter::default();
+    let seen = Seen::default();
+    let compressed = &seen.compressed;
     let early = match &claim {
         Some(c) => recovered(cx, &object, c),
         None => Ok(None),
@@ -291,7 +296,7 @@ fn process_claimed<'s, 'e: 's>(
                 &mut object,
                 Box::new(Counting::new(opened.reader, compressed.clone())),
                 (opened.etag, opened.content_encoding),
-                &compressed,
+                &seen,
                 &mut claim,
                 (scope, &mut renewer),
             )
@@ -331,6 +336,7 @@ fn process_claimed<'s, 'e: 's>(
                     object,
                     error,
                     attempts: 1,
+                    counts: seen.counts(),
                 }));
             }
             report.object = object;
@@ -355,7 +361,30 @@ fn process_claimed<'s, 'e: 's>(
                 object,
                 error,
                 attempts: 1,
+                counts: seen.counts(),
             }))
+        }
+    }
+}
+
+/// What an object's run has read so far, kept outside it so that a failure can report it.
+#[derive(Default)]
+struct Seen {
+    /// Bytes read from the source.
+    compressed: Counter,
+    /// Bytes after decompression.
+    decompressed: Counter,
+    /// Records framed (the ordinal after the last one handed on).
+    records: Counter,
+}
+
+impl Seen {
+    fn counts(&self) -> Counts {
+        Counts {
+            records: self.records.get(),
+            bytes_in: self.compressed.get(),
+            bytes_out: self.decompressed.get(),
+            ..Counts::default()
         }
     }
 }
@@ -412,11 +441,12 @@ fn run<'s, 'e: 's>(
     object: &mut ObjectRef,
     source: Box<dyn std::io::Read + Send>,
     (etag, content_encoding): (Etag, Option<String>),
-    compressed: &Counter,
+    seen: &Seen,
     claim: &mut Option<Claim>,
     (scope, renewer): (&'s std::thread::Scope<'s, 'e>, &mut Option<Renewer<'s>>),
 ) -> Result<Processed, Error> {
     let (settings, sink, dead_letters) = (cx.settings, cx.sink, cx.dead_letters);
+    let compressed = &seen.compressed;
     let at_compressed = |e: Error| {
         if e.stage == Stage::Decompress || e.stage == Stage::Fetch {
             e.at_byte(compressed.get())
@@ -437,6 +467,7 @@ fn run<'s, 'e: 's>(
     } else {
         Box::new(Pump::spawn(decoded.reader).map_err(|e| Error::from_io(Stage::Decompress, e))?)
     };
+    let reader = Box::new(Counting::new(reader, seen.decompressed.clone()));
     let mut records = Records::spawn(
         reader,
         settings.framing,
@@ -507,6 +538,9 @@ fn run<'s, 'e: 's>(
             Next::Batch(b) => b,
             Next::Finished(f) => break f,
         };
+        if let Some(last) = batch.items.last() {
+            seen.records.set(last.ordinal + 1);
+        }
         for item in &batch.items {
             match &item.kind {
                 ItemKind::Payload { .. } => {

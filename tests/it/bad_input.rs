@@ -338,3 +338,43 @@ fn an_object_of_many_bad_records_logs_a_few_and_then_their_count() {
     .unwrap();
     assert_eq!(letter["records"].as_array().unwrap().len(), 1000);
 }
+
+#[test]
+fn the_summary_counts_what_a_failed_object_read() {
+    // 50,000 lines of text, one in ten a number: failed by the default error ratio after it was
+    // read whole. Its records and bytes were work done; its rows were not written.
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("logs/2026/11/25/13");
+    std::fs::create_dir_all(&dir).unwrap();
+    let body: String = (0..50_000)
+        .map(|i| {
+            if i % 10 == 0 {
+                format!("{i}\n")
+            } else {
+                format!("INFO request {i} served in 12ms by worker {}\n", i % 7)
+            }
+        })
+        .collect();
+    std::fs::write(dir.join("app.log"), &body).unwrap();
+    let out = bin()
+        .current_dir(work.path())
+        .args(["replay", "logs/2026/11/25/13/app.log"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("45000 of the object's 50000 records"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("records:  50000 (0 rows written"),
+        "{stderr}"
+    );
+    let mib = format!("{:.2} MiB in", body.len() as f64 / 1048576.0);
+    assert!(
+        stderr.contains(&format!("bytes:    {mib}")),
+        "{mib}: {stderr}"
+    );
+    assert!(stderr.lines().filter(|l| l.contains("bad record:")).count() <= 5);
+}
