@@ -187,6 +187,10 @@ pub(crate) struct Opts {
     /// Cap on decompressed bytes per object (decompression bomb guard).
     #[arg(long, global = true, env = "FIREHOSE_REPLAY_MAX_DECOMPRESSED_BYTES", default_value_t = 4 * 1024 * 1024 * 1024)]
     max_decompressed_bytes: u64,
+    /// Local disk the run may hold in records dead letters being written (scratch space; see
+    /// README, "Failures"). Past it an object fails permanently instead of filling the disk.
+    #[arg(long, global = true, env = "FIREHOSE_REPLAY_MAX_SCRATCH_BYTES", default_value_t = firehose_replay::scratch::DEFAULT_MAX_SCRATCH_BYTES)]
+    max_scratch_bytes: u64,
     /// What to do with a record that cannot become a row: skip | dead-letter | fail.
     #[arg(
         long,
@@ -634,6 +638,7 @@ impl Opts {
 
     /// The parts every object shares: settings, sink, dead letters, ledger.
     pub(crate) async fn shared(&self, aws: &mut Aws) -> anyhow::Result<Shared> {
+        firehose_replay::scratch::set_limit(self.max_scratch_bytes);
         refuse_duplicating_runs(self)?;
         refuse_colliding_columns(self)?;
         refuse_routing_conflicts(self)?;

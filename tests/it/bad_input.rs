@@ -378,3 +378,55 @@ fn the_summary_counts_what_a_failed_object_read() {
     );
     assert!(stderr.lines().filter(|l| l.contains("bad record:")).count() <= 5);
 }
+
+#[test]
+fn a_records_letter_past_the_scratch_limit_fails_its_object_and_frees_the_disk() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("logs/2026/11/25/13");
+    std::fs::create_dir_all(&dir).unwrap();
+    // Half bad: the error ratio passes it, and its letter would hold ~20,000 records.
+    let body: String = (0..40_000)
+        .map(|i| {
+            if i % 2 == 0 {
+                format!("{{\"n\":{i}}}\n")
+            } else {
+                format!("bad line number {i} of many\n")
+            }
+        })
+        .collect();
+    std::fs::write(dir.join("a.json"), body).unwrap();
+    let run = |extra: &[&str]| {
+        bin()
+            .current_dir(work.path())
+            .args(["replay", "logs/2026/11/25/13/a.json", "--force"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--max-scratch-bytes", "200000"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("scratch space limit reached") && stderr.contains("[permanent]"),
+        "{stderr}"
+    );
+    let letters = work.path().join("dead-letter/logs/2026/11/25/13");
+    let names: Vec<String> = std::fs::read_dir(&letters)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        ["a.json.object.json"],
+        "no partial records letter left"
+    );
+    // Under the default limit the same object passes, its letter whole.
+    let out = run(&[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(letters.join("a.json.records.json").exists());
+}
