@@ -447,19 +447,20 @@ fn run<'s, 'e: 's>(
 ) -> Result<Processed, Error> {
     let (settings, sink, dead_letters) = (cx.settings, cx.sink, cx.dead_letters);
     let compressed = &seen.compressed;
-    let at_compressed = |e: Error| {
-        if e.stage == Stage::Decompress || e.stage == Stage::Fetch {
-            e.at_byte(compressed.get())
-        } else {
-            e
-        }
+    let consumed = Counter::default();
+    // A fetch error is where fetching stopped; a decoding error where the decoder stopped, not
+    // the end of what was fetched (up to a read buffer further, often the end of the object).
+    let at_compressed = |e: Error| match e.stage {
+        Stage::Fetch => e.at_byte(compressed.get()),
+        Stage::Decompress => e.at_byte(consumed.get()),
+        _ => e,
     };
     let decoded = decode::decompress_object(
         source,
         &object.key,
         content_encoding.as_deref(),
         settings.compression,
-        settings.max_decompressed_bytes,
+        (settings.max_decompressed_bytes, &consumed),
     )
     .map_err(at_compressed)?;
     let reader: Box<dyn std::io::Read + Send> = if decoded.layers.is_empty() {

@@ -53,17 +53,25 @@ pub fn decompress(
     choice: CompressionChoice,
     max_decompressed: u64,
 ) -> Result<Decoded, Error> {
-    decompress_object(source, name, None, choice, max_decompressed)
+    decompress_object(
+        source,
+        name,
+        None,
+        choice,
+        (max_decompressed, &Counter::default()),
+    )
 }
 
 /// [`decompress`] with the object's `Content-Encoding`, when its store gave one: it names the
 /// format where the bytes do not (a damaged or cut header), ahead of the key's extension.
+/// `consumed` counts the object's bytes the outermost decoder has taken: a decoding error's
+/// position in the object.
 pub fn decompress_object(
     source: Box<dyn Read + Send>,
     name: &str,
     content_encoding: Option<&str>,
     choice: CompressionChoice,
-    max_decompressed: u64,
+    (max_decompressed, consumed): (u64, &Counter),
 ) -> Result<Decoded, Error> {
     let mut reader: Box<dyn Read + Send> = Box::new(SourceReader::new(source));
     let mut layers = Vec::new();
@@ -110,12 +118,17 @@ pub fn decompress_object(
                 layers,
             });
         }
+        let input = BufReader::with_capacity(READ_BUFFER, joined);
+        let decoder = if layers.is_empty() {
+            compression::decoder(
+                found,
+                limit::Consumed::new(input, consumed.clone()),
+                max_decompressed,
+            )
+        } else {
+            compression::decoder(found, input, max_decompressed)
+        };
         layers.push(found);
-        let decoder = compression::decoder(
-            found,
-            BufReader::with_capacity(READ_BUFFER, joined),
-            max_decompressed,
-        );
         reader = Box::new(limit::Limit::new(
             layer::Labelled::new(decoder, found.name()),
             max_decompressed,

@@ -430,3 +430,34 @@ fn a_records_letter_past_the_scratch_limit_fails_its_object_and_frees_the_disk()
     );
     assert!(letters.join("a.json.records.json").exists());
 }
+
+#[test]
+fn a_decoding_error_names_where_the_bad_bytes_are_not_the_end_of_the_object() {
+    // A gzip member followed by plain JSON: the junk starts right after the member. The
+    // position is where the decoder stopped (within the 10 bytes of the header it tried to
+    // read there), not the end of what was fetched.
+    let member = gzip(b"{\"n\":0}\n{\"n\":1}\n");
+    let mut body = member.clone();
+    for i in 0..40 {
+        body.extend(format!("{{\"plain\":{i},\"pad\":\"xxxxxxxxxx\"}}\n").bytes());
+    }
+    let r = Bucket::new().replay_bytes("mixed.gz", &body);
+    let e = &r.failure().error;
+    assert_eq!(e.stage, Stage::Decompress, "{e}");
+    let at = e.byte_offset.unwrap();
+    let start = member.len() as u64;
+    assert!(
+        (start..=start + 10).contains(&at),
+        "junk starts at {start}, reported {at} of {}",
+        body.len()
+    );
+    // A cut stream ends where the bytes end.
+    let whole = gzip(&ndjson(20_000));
+    let r = Bucket::new().replay_bytes("cut.gz", &whole[..whole.len() / 2]);
+    assert_eq!(
+        r.failure().error.byte_offset,
+        Some(whole.len() as u64 / 2),
+        "{}",
+        r.failure().error
+    );
+}
