@@ -6,7 +6,8 @@
 //! that are thrown away when the object fails as a whole — Lambda's `/tmp` is 512 MB unless
 //! configured. Every such byte is charged here against one limit for the whole process
 //! (`--max-scratch-bytes`); past it, the write fails with a clear error and the object fails
-//! permanently instead of filling the disk.
+//! permanently instead of filling the disk. Records too large to frame in memory (see
+//! `crate::frame::spool`) are charged the same way.
 
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -461,3 +461,34 @@ fn a_decoding_error_names_where_the_bad_bytes_are_not_the_end_of_the_object() {
         r.failure().error
     );
 }
+
+#[test]
+fn oversized_records_spooled_past_the_scratch_limit_fail_their_object_once() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("logs/2026/11/25/13");
+    std::fs::create_dir_all(&dir).unwrap();
+    let big = format!("{{\"blob\":\"{}\"}}\n", "x".repeat(300_000));
+    std::fs::write(
+        dir.join("big.json"),
+        format!("{{\"n\":0}}\n{big}{{\"n\":1}}\n"),
+    )
+    .unwrap();
+    let out = bin()
+        .current_dir(work.path())
+        .args(["replay", "logs/2026/11/25/13/big.json"])
+        .args([
+            "--max-record-bytes",
+            "1000",
+            "--max-scratch-bytes",
+            "100000",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("scratch space limit reached") && stderr.contains("[permanent]"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("retrying"), "not retried: {stderr}");
+}
