@@ -30,7 +30,7 @@ pub fn not_records(head: &[u8]) -> Option<String> {
         (&b"Obj\x01"[..], "an Avro container file"),
     ] {
         if head.starts_with(magic) {
-            return Some(format!("{what}, not JSON records"));
+            return Some(what.to_string());
         }
     }
     if head.len() < MIN_SAMPLE {
@@ -49,7 +49,7 @@ pub fn not_records(head: &[u8]) -> Option<String> {
     let share = non_text as f64 / head.len() as f64;
     (share > MAX_NON_TEXT).then(|| {
         format!(
-            "binary data, not JSON records: {:.0}% of its first {} decompressed bytes are not UTF-8 text",
+            "binary data: {:.0}% of its first {} decompressed bytes are not UTF-8 text",
             share * 100.0,
             head.len()
         )
