@@ -60,11 +60,11 @@ impl<R: Read> Decoder<R> {
                 "not a snappy-java stream (bad magic header)".into(),
             ));
         }
-        let compatible = u32::from_be_bytes(h[12..16].try_into().expect("4 bytes"));
-        // snappy-java reads every version whose compatible version it knows (1).
-        if compatible != 1 {
+        let version = i32::from_be_bytes(h[8..12].try_into().expect("4 bytes"));
+        // As snappy-java's `SnappyInputStream` checks: version 1 and later read alike.
+        if version < 1 {
             return Err(snappy_block::corrupt(format!(
-                "unsupported snappy-java compatible version {compatible}"
+                "unsupported snappy-java stream version {version}"
             )));
         }
         Ok(())
@@ -80,12 +80,14 @@ impl<R: Read> Decoder<R> {
             match snappy_block::read_u32(&mut self.inner)? {
                 None => return Ok(false),
                 Some(MAGIC_HEAD) => self.header(&MAGIC[..4])?,
+                // An empty block holds nothing; read on.
+                Some(0) => {}
                 Some(n) => break n as usize,
             }
         };
-        if len == 0 || len > MAX_COMPRESSED {
+        if len > MAX_COMPRESSED {
             return Err(snappy_block::corrupt(format!(
-                "block length {len} is not between 1 and {MAX_COMPRESSED}"
+                "block length {len} exceeds {MAX_COMPRESSED}"
             )));
         }
         let n = snappy_block::decode(
