@@ -163,7 +163,8 @@ pub(crate) struct Opts {
         default_value = "ndjson:./out"
     )]
     pub(crate) sink: SinkSpec,
-    /// auto | none | gzip | zstd | snappy | hadoop-snappy | zip.
+    /// auto | none | gzip | zstd | snappy (any Snappy container, told by its bytes) | snappy-java
+    /// (Firehose's Snappy; alias xerial-snappy) | snappy-framed | hadoop-snappy | zip.
     #[arg(
         long,
         global = true,
@@ -193,6 +194,10 @@ pub(crate) struct Opts {
     /// Cap on decompressed bytes per object (decompression bomb guard).
     #[arg(long, global = true, env = "FIREHOSE_REPLAY_MAX_DECOMPRESSED_BYTES", default_value_t = 4 * 1024 * 1024 * 1024)]
     max_decompressed_bytes: u64,
+    /// Local disk the run may hold in records dead letters being written (scratch space; see
+    /// README, "Failures"). Past it an object fails permanently instead of filling the disk.
+    #[arg(long, global = true, env = "FIREHOSE_REPLAY_MAX_SCRATCH_BYTES", default_value_t = firehose_replay::scratch::DEFAULT_MAX_SCRATCH_BYTES)]
+    max_scratch_bytes: u64,
     /// What to do with a record that cannot become a row: skip | dead-letter | fail.
     #[arg(
         long,
@@ -281,8 +286,9 @@ pub(crate) struct Opts {
     allow_duplicates: bool,
     /// An object fails (nothing of it committed, the whole object dead-lettered, exit 1) when at
     /// least this share of its records was refused; 1.0: only an object whose every record was;
-    /// off: never.
-    #[arg(long, global = true, env = "FIREHOSE_REPLAY_MAX_RECORD_ERROR_RATIO", default_value_t = 1.0, value_parser = ratio)]
+    /// off: never. The default, 0.9, fails an object that is overwhelmingly not records (text
+    /// whose few "rows" are accidental scalars) instead of landing what happened to parse.
+    #[arg(long, global = true, env = "FIREHOSE_REPLAY_MAX_RECORD_ERROR_RATIO", default_value_t = firehose_replay::pipeline::DEFAULT_MAX_RECORD_ERROR_RATIO, value_parser = ratio)]
     max_record_error_ratio: f64,
     // --- end of exactly-once guards ---
     /// How long an S3 ledger claim holds before another worker may take the object over.
@@ -657,6 +663,7 @@ impl Opts {
 
     /// The parts every object shares: settings, sink, dead letters, ledger.
     pub(crate) async fn shared(&self, aws: &mut Aws) -> anyhow::Result<Shared> {
+        firehose_replay::scratch::set_limit(self.max_scratch_bytes);
         refuse_duplicating_runs(self)?;
         refuse_colliding_columns(self)?;
         refuse_routing_conflicts(self)?;
@@ -1773,6 +1780,7 @@ async fn redrive(
                                 )),
                             ),
                             attempts: 1,
+                            counts: Default::default(),
                         }));
                 }
             }
@@ -1788,6 +1796,7 @@ async fn redrive(
                         object,
                         error,
                         attempts: 1,
+                        counts: Default::default(),
                     }))
             }
         }

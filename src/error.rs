@@ -73,6 +73,9 @@ pub enum Cause {
          raise --max-decompressed-bytes if the object is genuine"
     )]
     DecompressedTooLarge { cap: u64 },
+    /// The decompressed object is plainly not records (a Parquet file, binary data).
+    #[error("not JSON records: the object is {0}")]
+    NotRecords(String),
     #[error("record {ordinal} failed and --on-record-error is `fail`: {error}")]
     RecordFailed { ordinal: u64, error: String },
     #[error("{0}")]

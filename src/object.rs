@@ -155,6 +155,21 @@ impl<'a> FirehoseName<'a> {
     }
 }
 
+/// The write time a Firehose object name carries: its rightmost `-YYYY-MM-DD-HH-MM-SS-`. Looser
+/// than [`FirehoseName::parse`] on purpose: dynamic partitioning's documented object name
+/// (`<stream>-YYYY-MM-DD-HH-MM-SS-<random>`) has no `-<version>-` segment, and the random part
+/// need not be a UUID; only the time is wanted here (for backfills whose layout has no hour).
+pub fn name_written_at(file_name: &str) -> Option<DateTime<Utc>> {
+    let b = file_name.as_bytes();
+    if b.len() < 21 {
+        return None;
+    }
+    (0..=b.len() - 21)
+        .rev()
+        .filter(|&i| b[i] == b'-' && b[i + 20] == b'-')
+        .find_map(|i| parse_dash_timestamp(&file_name[i..i + 21]))
+}
+
 fn is_uuid(s: &str) -> bool {
     s.len() == 36
         && s.bytes().enumerate().all(|(i, c)| match i {
@@ -246,6 +261,22 @@ mod tests {
         )
         .unwrap();
         assert_eq!((n.stream, n.version, n.extension), ("orders", 3, ""));
+    }
+
+    #[test]
+    fn write_times_come_from_any_firehose_shaped_name() {
+        let t = |n: &str| name_written_at(n).map(|t| t.to_rfc3339());
+        assert_eq!(
+            t("orders-2026-01-01-13-00-59-0b4c2c6e-5a1f-4f3e-9b7e-0d9f1c2a3b4c.gz"),
+            Some("2026-01-01T13:00:59+00:00".into()),
+            "dynamic partitioning: no version segment"
+        );
+        assert_eq!(
+            t("my-stream-2-2026-12-31-23-59-59-abcdef"),
+            Some("2026-12-31T23:59:59+00:00".into())
+        );
+        assert_eq!(t("data.json.gz"), None);
+        assert_eq!(t("x-2026-13-01-00-00-00-y"), None);
     }
 
     #[test]

@@ -312,7 +312,8 @@ impl Write for Spool {
 pub struct RecordLetter {
     path: PathBuf,
     object: ObjectRef,
-    out: Option<BufWriter<Spool>>,
+    /// Charged as scratch space until delivered (see [`crate::scratch`]).
+    out: Option<BufWriter<crate::scratch::Charged<Spool>>>,
     count: u64,
     dest: DeadLetters,
     first_failed_at: Option<String>,
@@ -344,10 +345,17 @@ impl RecordLetter {
     /// so a record of any size costs constant memory.
     pub fn add_failure(&mut self, f: &Failure<'_>, raw: Raw<'_>) -> Result<(), Error> {
         let path = self.path.clone();
-        let io = |e: std::io::Error| dl_error(e, &path);
+        let io = |e: std::io::Error| {
+            if crate::scratch::is_exhausted(&e) {
+                // Not the destination's fault: the object's bad records outgrew the bound.
+                Error::permanent(Stage::Parse, Cause::Remote(e.to_string()))
+            } else {
+                dl_error(e, &path)
+            }
+        };
         if self.out.is_none() {
             let tmp = self.dest.spool_file(&self.path)?;
-            let mut out = BufWriter::new(tmp);
+            let mut out = BufWriter::new(crate::scratch::Charged::new(tmp));
             let at = now();
             let first = self.first_failed_at.clone().unwrap_or_else(|| at.clone());
             let header = Header {
@@ -422,9 +430,10 @@ impl RecordLetter {
         };
         out.write_all(b"\n]}\n")
             .map_err(|e| dl_error(e, &self.path))?;
-        let tmp = out
+        let (tmp, _charge) = out
             .into_inner()
-            .map_err(|e| dl_error(e.error(), &self.path))?;
+            .map_err(|e| dl_error(e.error(), &self.path))?
+            .into_parts();
         let info = HeaderInfo {
             class: Class::Permanent,
             stage: Stage::Parse,

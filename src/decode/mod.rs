@@ -1,9 +1,10 @@
 //! Bytes of an object → decompressed bytes, streaming.
 //!
 //! Compression is detected from magic bytes first (objects are often mislabelled, and the
-//! stream's `FileExtension` can be anything), then from the key's extension. Decompressed output
-//! that itself starts with a compression magic is unwrapped again: CloudWatch Logs objects are
-//! concatenated gzip members that Firehose may gzip once more on top. ZIP entries that are
+//! stream's `FileExtension` can be anything), then from S3's `Content-Encoding`, then from the
+//! key's extension. Decompressed output that itself starts with a compression magic is unwrapped
+//! again: CloudWatch Logs objects are concatenated gzip members that Firehose may gzip once more
+//! on top. ZIP entries that are
 //! themselves archives or compressed are unwrapped entry by entry (see [`zip`]).
 //!
 //! Errors travel through `std::io::Read` as tagged `io::Error`s (see [`layer`]) so that, at the
@@ -15,6 +16,9 @@ pub mod hadoop_snappy;
 pub mod layer;
 pub mod limit;
 pub mod pump;
+pub mod snappy_block;
+pub mod snappy_java;
+pub mod sniff;
 pub mod zip;
 
 pub use compression::{Compression, CompressionChoice};
@@ -49,12 +53,39 @@ pub fn decompress(
     choice: CompressionChoice,
     max_decompressed: u64,
 ) -> Result<Decoded, Error> {
+    decompress_object(
+        source,
+        name,
+        None,
+        choice,
+        (max_decompressed, &Counter::default()),
+    )
+}
+
+/// [`decompress`] with the object's `Content-Encoding`, when its store gave one: it names the
+/// format where the bytes do not (a damaged or cut header), ahead of the key's extension.
+/// `consumed` counts the object's bytes the outermost decoder has taken: a decoding error's
+/// position in the object.
+pub fn decompress_object(
+    source: Box<dyn Read + Send>,
+    name: &str,
+    content_encoding: Option<&str>,
+    choice: CompressionChoice,
+    (max_decompressed, consumed): (u64, &Counter),
+) -> Result<Decoded, Error> {
     let mut reader: Box<dyn Read + Send> = Box::new(SourceReader::new(source));
     let mut layers = Vec::new();
     loop {
-        let (head, rest) = peek(reader, 16).map_err(into_error)?;
+        // Enough for every magic and for telling text from binary (see [`sniff`]).
+        let (head, rest) = peek(reader, sniff::SAMPLE).map_err(into_error)?;
         let found = match (layers.is_empty(), choice) {
+            // An empty object is zero records whatever its name or compression says (a
+            // compressor writes at least a header, but an empty upload is no corrupt stream).
+            (true, _) if head.is_empty() => Compression::None,
             (true, CompressionChoice::Fixed(c)) => c,
+            (true, CompressionChoice::AnySnappy) => Compression::from_magic(&head)
+                .filter(|c| c.is_snappy())
+                .unwrap_or(Compression::SnappyJava),
             (true, CompressionChoice::Auto) => {
                 Compression::from_magic(&head).unwrap_or_else(|| {
                     // JSON text is not compressed whatever the name says (Firehose's FileExtension
@@ -63,13 +94,23 @@ pub fn decompress(
                     if looks_like_json_text(&head) {
                         Compression::None
                     } else {
-                        Compression::from_name(name)
+                        content_encoding
+                            .and_then(Compression::from_content_encoding)
+                            .unwrap_or_else(|| Compression::from_name(name))
                     }
                 })
             }
             // Inner layers are recognised by magic only: a JSON record never starts with one.
             (false, _) => Compression::from_magic(&head).unwrap_or(Compression::None),
         };
+        if found == Compression::None {
+            if let Some(what) = sniff::not_records(&head) {
+                return Err(Error::permanent(
+                    crate::error::Stage::Frame,
+                    crate::error::Cause::NotRecords(what),
+                ));
+            }
+        }
         let joined = Cursor::new(head).chain(rest);
         if found == Compression::None || layers.len() == MAX_LAYERS {
             return Ok(Decoded {
@@ -77,12 +118,17 @@ pub fn decompress(
                 layers,
             });
         }
+        let input = BufReader::with_capacity(READ_BUFFER, joined);
+        let decoder = if layers.is_empty() {
+            compression::decoder(
+                found,
+                limit::Consumed::new(input, consumed.clone()),
+                max_decompressed,
+            )
+        } else {
+            compression::decoder(found, input, max_decompressed)
+        };
         layers.push(found);
-        let decoder = compression::decoder(
-            found,
-            BufReader::with_capacity(READ_BUFFER, joined),
-            max_decompressed,
-        );
         reader = Box::new(limit::Limit::new(
             layer::Labelled::new(decoder, found.name()),
             max_decompressed,

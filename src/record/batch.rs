@@ -62,6 +62,9 @@ pub enum ItemKind {
         spooled: Option<crate::frame::Spooled>,
         /// The row below the record that failed (a log event), when not the record itself.
         sub: SubPath,
+        /// A sound envelope whose payload is not a record (see `RecordErrorKind::Payload`):
+        /// left out of `--max-record-error-ratio`.
+        payload: bool,
     },
     /// A record that carries no rows by design (CloudWatch Logs control message).
     Control,
@@ -241,6 +244,7 @@ fn produce<R: Read>(
                                 message,
                                 spooled: None,
                                 sub: SubPath::from_slice(sub),
+                                payload: false,
                             },
                         ),
                     }
@@ -266,6 +270,7 @@ fn produce<R: Read>(
                             message: kind.to_string(),
                             spooled: None,
                             sub: SubPath::default(),
+                            payload: matches!(kind, RecordErrorKind::Payload(_)),
                         },
                     ),
                 }
@@ -279,6 +284,7 @@ fn produce<R: Read>(
                     message: e.kind.to_string(),
                     spooled: Some(e.raw),
                     sub: SubPath::default(),
+                    payload: false,
                 },
             ),
         }

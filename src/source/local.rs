@@ -158,6 +158,7 @@ impl ObjectStore for LocalStore {
         Ok(Opened {
             reader: Box::new(f),
             etag: Etag::Computing(etag),
+            content_encoding: None,
         })
     }
 

@@ -196,10 +196,12 @@ impl ObjectStore for S3Store {
             .map(str::to_string)
             .or(object.version_id.take());
         object.size = resp.content_length().map(|n| n as u64).or(object.size);
+        let content_encoding = resp.content_encoding().map(str::to_string);
         let body = resp.body.into_async_read();
         Ok(Opened {
             reader: Box::new(SyncIoBridge::new_with_handle(body, self.handle.clone())),
             etag: Etag::Known(etag),
+            content_encoding,
         })
     }
 
