@@ -14,6 +14,7 @@ pub mod compression;
 pub mod hadoop_snappy;
 pub mod layer;
 pub mod limit;
+pub mod members;
 pub mod pump;
 pub mod zip;
 
@@ -36,6 +37,9 @@ pub struct Decoded {
     pub reader: Box<dyn Read + Send>,
     /// Compression layers unwrapped, outermost first (empty: the object was not compressed).
     pub layers: Vec<Compression>,
+    /// Where gzip members start in `reader`'s output, when the innermost layer is gzip: record
+    /// boundaries for the framer's resynchronisation.
+    pub members: Option<members::Members>,
 }
 
 /// Wraps `source` (the object's raw bytes) in the decoders it needs.
@@ -51,6 +55,7 @@ pub fn decompress(
 ) -> Result<Decoded, Error> {
     let mut reader: Box<dyn Read + Send> = Box::new(SourceReader::new(source));
     let mut layers = Vec::new();
+    let mut gz_members = None;
     loop {
         let (head, rest) = peek(reader, 16).map_err(into_error)?;
         let found = match (layers.is_empty(), choice) {
@@ -75,14 +80,19 @@ pub fn decompress(
             return Ok(Decoded {
                 reader: Box::new(joined),
                 layers,
+                members: gz_members,
             });
         }
         layers.push(found);
-        let decoder = compression::decoder(
-            found,
-            BufReader::with_capacity(READ_BUFFER, joined),
-            max_decompressed,
-        );
+        let input = BufReader::with_capacity(READ_BUFFER, joined);
+        let decoder: Box<dyn Read + Send> = if found == Compression::Gzip {
+            let m = members::Members::default();
+            gz_members = Some(m.clone());
+            Box::new(members::MultiGz::new(input, m))
+        } else {
+            gz_members = None;
+            compression::decoder(found, input, max_decompressed)
+        };
         reader = Box::new(limit::Limit::new(
             layer::Labelled::new(decoder, found.name()),
             max_decompressed,
@@ -90,7 +100,11 @@ pub fn decompress(
         if found == Compression::Zip {
             // A ZIP unwraps its entries itself (each entry separately: entries that are archives
             // or compressed are not one stream), so its output is records, not another layer.
-            return Ok(Decoded { reader, layers });
+            return Ok(Decoded {
+                reader,
+                layers,
+                members: None,
+            });
         }
     }
 }
