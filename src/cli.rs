@@ -51,8 +51,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Replay objects: s3://bucket/key, s3://bucket/prefix/ (everything below it), local files
-    /// or directories.
+    /// Replay objects: s3://bucket/key, s3://bucket/prefix/ (everything below it; without the
+    /// slash too, when no object has that name), local files or directories.
     Replay {
         #[arg(required = true)]
         sources: Vec<String>,
@@ -329,7 +329,7 @@ pub(crate) enum CreateTableChoice {
 #[derive(Args, Debug)]
 pub(crate) struct BigQueryOpts {
     /// BigQuery API base URL (an emulator); without credentials, requests go unauthenticated.
-    #[arg(long, global = true, env = "FIREHOSE_REPLAY_BIGQUERY_ENDPOINT")]
+    #[arg(long, global = true, env = "FIREHOSE_REPLAY_BIGQUERY_ENDPOINT", value_parser = endpoint_url)]
     bigquery_endpoint: Option<String>,
     /// Google credentials file: service-account key, authorized user, or an external-account
     /// (workload identity federation) configuration.
@@ -472,7 +472,12 @@ pub(crate) struct BigQueryOpts {
     )]
     merge_staging_ttl_hours: u64,
     /// Storage Write API endpoint (an emulator's `http://host:port`); Google's by default.
-    #[arg(long, global = true, env = "FIREHOSE_REPLAY_BIGQUERY_STORAGE_ENDPOINT")]
+    #[arg(
+        long,
+        global = true,
+        env = "FIREHOSE_REPLAY_BIGQUERY_STORAGE_ENDPOINT",
+        value_parser = endpoint_url
+    )]
     bigquery_storage_endpoint: Option<String>,
     /// The dataset's location (US, EU, a region) for load jobs; BigQuery finds jobs outside the
     /// US only with it.
@@ -933,6 +938,7 @@ fn parse_args(args: Vec<std::ffi::OsString>) -> Cli {
         cmd = cmd.mut_arg(id, |a| a.env(None));
     }
     let matches = cmd.clone().get_matches_from(args);
+    refuse_empty_flags(&matches, &mut cmd);
     Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut cmd).exit())
 }
 
@@ -1123,6 +1129,45 @@ pub(crate) fn env_bool(s: &str) -> Result<bool, String> {
         "1" | "true" | "yes" | "on" => Ok(true),
         "0" | "false" | "no" | "off" | "" => Ok(false),
         _ => Err("expected one of 1, 0, true, false, yes, no, on, off (any case)".into()),
+    }
+}
+
+/// `--bigquery-endpoint`, `--bigquery-storage-endpoint`: an `http(s)://host[:port]` URL, so a
+/// mistyped one is a usage error (exit 2) rather than a failed run; empty means not set (an
+/// empty variable in a container's environment), but see [`refuse_empty_flags`].
+fn endpoint_url(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(String::new());
+    }
+    match s.parse::<http::Uri>() {
+        Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => {
+            Ok(s.to_string())
+        }
+        _ => Err(format!("`{s}` is not an http:// or https:// URL")),
+    }
+}
+
+/// Flags whose empty value means "not set" in the environment, given empty on the command line
+/// (`--bigquery-storage-endpoint "$UNSET"`): a usage error, not a silent fall-back to Google's.
+fn refuse_empty_flags(matches: &clap::ArgMatches, cmd: &mut clap::Command) {
+    let mut all = vec![matches];
+    if let Some((_, sub)) = matches.subcommand() {
+        all.push(sub);
+    }
+    for id in ["bigquery_endpoint", "bigquery_storage_endpoint"] {
+        let empty = all.iter().any(|m| {
+            m.value_source(id) == Some(clap::parser::ValueSource::CommandLine)
+                && m.get_one::<String>(id).is_some_and(|v| v.is_empty())
+        });
+        if empty {
+            let flag = id.replace('_', "-");
+            cmd.error(
+                clap::error::ErrorKind::InvalidValue,
+                format!("--{flag} needs a value (http://host:port)"),
+            )
+            .exit();
+        }
     }
 }
 
@@ -1814,6 +1859,29 @@ fn local_store(root: &std::path::Path, own: &[PathBuf]) -> anyhow::Result<LocalS
     Ok(store.excluding(exclude))
 }
 
+/// `s3://bucket/path` without a trailing slash: the object `path` if there is one, else every
+/// object below `path/` (as `backfill` reads a prefix either way). A listing that fails (no
+/// `s3:ListBucket` permission) leaves it an object, so fetching it says what is wrong.
+async fn key_or_prefix(store: &dyn ObjectStore, bucket: &str, key: &str) -> Vec<ObjectRef> {
+    let single = || vec![ObjectRef::new(bucket, key)];
+    let Ok(listed) = store.list(key).await else {
+        return single();
+    };
+    if listed.iter().any(|o| o.key == key) {
+        return single();
+    }
+    let dir = format!("{key}/");
+    let below: Vec<ObjectRef> = listed
+        .into_iter()
+        .filter(|o| o.key.starts_with(&dir))
+        .collect();
+    if below.is_empty() {
+        single()
+    } else {
+        below
+    }
+}
+
 /// Sources → jobs: S3 objects or prefixes, local files or directories (each local object keyed
 /// relative to its Firehose tree). An object named twice (`replay F F ./F`, a file and its
 /// directory) is replayed once; local files the run itself writes are never read.
@@ -1837,7 +1905,7 @@ async fn replay_jobs(
             let objects = if uri.key.is_empty() || uri.key.ends_with('/') {
                 store.list(&uri.key).await?
             } else {
-                vec![ObjectRef::new(&uri.bucket, &uri.key)]
+                key_or_prefix(&*store, &uri.bucket, &uri.key).await
             };
             for object in objects {
                 let job = Job {

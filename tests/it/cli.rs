@@ -226,6 +226,23 @@ fn usage_errors_exit_2() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is before --from"));
+    // An endpoint left empty (an unset shell variable) or not a URL is a usage error, not a
+    // run that fails to reach Google.
+    for value in ["", "localhost:9050"] {
+        let out = bin()
+            .args([
+                "replay",
+                "x",
+                "--sink",
+                "bigquery:p.d.t",
+                "--bigquery-storage-endpoint",
+                value,
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{value:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--bigquery-storage-endpoint"));
+    }
 }
 
 #[test]

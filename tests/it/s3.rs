@@ -766,3 +766,50 @@ fn a_long_backfill_starts_processing_while_it_lists_and_finds_exactly_the_range(
     }
     eprintln!("a 2,880-hour backfill took {took:?}:\n{stderr}");
 }
+
+#[test]
+fn replay_of_a_prefix_without_its_trailing_slash_reads_the_objects_below_it() {
+    let moto = Moto::start();
+    let rt = moto::rt();
+    let s3 = moto.s3();
+    rt.block_on(async {
+        moto::create_bucket(&s3, "pfx").await;
+        moto::put(&s3, "pfx", "ev/2026/12/01/10/a.gz", gzip(b"{\"a\":1}\n")).await;
+        moto::put(&s3, "pfx", "ev/2026/12/01/10/b.gz", gzip(b"{\"a\":2}\n")).await;
+        // Not below `…/10/`: a key that merely starts with the same characters.
+        moto::put(&s3, "pfx", "ev/2026/12/01/100.gz", gzip(b"{\"a\":3}\n")).await;
+        moto::put(&s3, "pfx", "ev/2026/12/01/11", gzip(b"{\"a\":4}\n")).await;
+        moto::put(&s3, "pfx", "ev/2026/12/01/11/c.gz", gzip(b"{\"a\":5}\n")).await;
+    });
+    let work = tempfile::tempdir().unwrap();
+    let (out, stderr) = run(
+        &moto,
+        work.path(),
+        &[
+            "replay",
+            "s3://pfx/ev/2026/12/01/10",
+            // An object of that very name is that object, even with objects below it.
+            "s3://pfx/ev/2026/12/01/11",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let mut got: Vec<String> = files_under(&work.path().join("out"))
+        .iter()
+        .map(|p| {
+            p.strip_prefix(work.path().join("out"))
+                .unwrap()
+                .display()
+                .to_string()
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "pfx/ev/2026/12/01/10/a.gz.ndjson",
+            "pfx/ev/2026/12/01/10/b.gz.ndjson",
+            "pfx/ev/2026/12/01/11.ndjson"
+        ]
+    );
+    assert!(!work.path().join("dead-letter").exists());
+}
