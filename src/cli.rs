@@ -56,6 +56,12 @@ enum Command {
     Replay {
         #[arg(required = true)]
         sources: Vec<String>,
+        /// The local directory that plays the bucket (as ROOT does for `backfill`): local
+        /// sources below it are keyed relative to it, so a file gets the identity — keys, row
+        /// IDs, ledger entries — a backfill of ROOT gives it. Without it, a file below
+        /// `…/YYYY/MM/DD/HH/` belongs to the directory above the year.
+        #[arg(long)]
+        source_root: Option<PathBuf>,
     },
     /// Replay a UTC date/hour range of a Firehose archive (ROOT/YYYY/MM/DD/HH/... by default).
     Backfill {
@@ -222,7 +228,8 @@ pub(crate) struct Opts {
     /// Field mapping applied to every record: {"rename":{"a.b":"col"},"drop":["x"],"json":["payload"]}.
     #[arg(long, global = true, env = "FIREHOSE_REPLAY_MAP")]
     map: Option<PathBuf>,
-    /// Where failed objects and records go: dir:PATH, s3://bucket/prefix/ or sqs:QUEUE_URL.
+    /// Where failed objects and records go: dir:PATH, s3://bucket/prefix/ or sqs:QUEUE_URL
+    /// (for `redrive`: where the letters were read from).
     #[arg(
         long,
         global = true,
@@ -939,7 +946,15 @@ fn parse_args(args: Vec<std::ffi::OsString>) -> Cli {
     }
     let matches = cmd.clone().get_matches_from(args);
     refuse_empty_flags(&matches, &mut cmd);
-    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut cmd).exit())
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut cmd).exit());
+    // A letter that still fails stays where it was read from unless told otherwise: `redrive
+    // s3://…` must not move letters to the local default `./dead-letter`.
+    if let Command::Redrive(args) = &cli.command {
+        if !given_anywhere(&matches, "dead_letter") {
+            cli.opts.dead_letter = args.source.clone();
+        }
+    }
+    cli
 }
 
 /// The long flags on a command line (`--name` or `--name=value`), up to a `--`.
@@ -1146,6 +1161,19 @@ fn endpoint_url(s: &str) -> Result<String, String> {
         }
         _ => Err(format!("`{s}` is not an http:// or https:// URL")),
     }
+}
+
+/// Whether `id` was given on the command line or in the environment (not left at its default),
+/// before or after the subcommand.
+fn given_anywhere(matches: &clap::ArgMatches, id: &str) -> bool {
+    use clap::parser::ValueSource;
+    let given = |m: &clap::ArgMatches| {
+        matches!(
+            m.value_source(id),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        )
+    };
+    given(matches) || matches.subcommand().is_some_and(|(_, sub)| given(sub))
 }
 
 /// Flags whose empty value means "not set" in the environment, given empty on the command line
@@ -1377,7 +1405,10 @@ async fn run(cli: Cli) -> anyhow::Result<Option<Summary>> {
         Command::Invoke(_) => unreachable!("`invoke` is run by `main`"),
         Command::Worker(_) => unreachable!("`worker` is run by `main`"),
         Command::Redrive(args) => return redrive(opts, args, &mut aws).await,
-        Command::Replay { sources } => replay_jobs(sources, &mut aws, &own_paths(opts)).await?,
+        Command::Replay {
+            sources,
+            source_root,
+        } => replay_jobs(sources, source_root.as_deref(), &mut aws, &own_paths(opts)).await?,
         Command::Backfill {
             root,
             from,
@@ -1750,7 +1781,7 @@ async fn redrive(
                             object,
                             error: firehose_replay::error::Error::permanent(
                                 firehose_replay::error::Stage::Parse,
-                                firehose_replay::error::Cause::DeadLetter(format!(
+                                firehose_replay::error::Cause::Redrive(format!(
                                     "{} records still fail (kept in {})",
                                     outcome.still_failing,
                                     outcome.new_letter.as_deref().unwrap_or("?")
@@ -1887,6 +1918,7 @@ async fn key_or_prefix(store: &dyn ObjectStore, bucket: &str, key: &str) -> Vec<
 /// directory) is replayed once; local files the run itself writes are never read.
 async fn replay_jobs(
     sources: &[String],
+    source_root: Option<&std::path::Path>,
     aws: &mut Aws,
     own: &[PathBuf],
 ) -> anyhow::Result<Vec<Job>> {
@@ -1917,7 +1949,11 @@ async fn replay_jobs(
             continue;
         }
         let path = PathBuf::from(source);
-        let (root, key) = locate(&path).with_context(|| format!("cannot read {source}"))?;
+        let (root, key) = match source_root {
+            Some(r) => firehose_replay::source::local::below(r, &path),
+            None => locate(&path),
+        }
+        .with_context(|| format!("cannot read {source}"))?;
         let local = local_store(&root, own)?;
         if !path.is_dir() && local.is_excluded(&path) {
             tracing::warn!("skipped {source}: the run writes it (output, dead letters or ledger)");
