@@ -15,8 +15,16 @@
 //!   looks like the inside of a pretty-printed value); failing that, at the byte where it broke
 //!   if that byte opens a new value (`{"a":1{"b":2}`), or at the next `{` that follows a `}` /
 //!   `]` (`{"a":tru}{"b":2}`), or at the next line starting a record;
+//! - a value cut inside a string or key, which the next record's first quote closed: at that
+//!   record's `{` or `[`, found by looking back into the broken value's strings (see
+//!   [`super::resync`]); likewise a stray `"` before a record;
+//! - a stray `}`, `]`, `,` or `:` between records: at the next `{` or `[` after it, else at the
+//!   next line break;
 //! - anything else (plain text, `tru`, `12ab`): at the next line break, so text stays
 //!   line-framed.
+//!
+//! Whatever the rule, a bad span ends at the next gzip member boundary (CloudWatch Logs: one
+//! record per member, no line break between them).
 //!
 //! The error span is handed on as a record (the record stage words the JSON error), or, when it
 //! is larger than `--max-record-bytes`, spooled to disk whole. Values larger than
