@@ -51,11 +51,17 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Replay objects: s3://bucket/key, s3://bucket/prefix/ (everything below it), local files
-    /// or directories.
+    /// Replay objects: s3://bucket/key, s3://bucket/prefix/ (everything below it; without the
+    /// slash too, when no object has that name), local files or directories.
     Replay {
         #[arg(required = true)]
         sources: Vec<String>,
+        /// The local directory that plays the bucket (as ROOT does for `backfill`): local
+        /// sources below it are keyed relative to it, so a file gets the identity — keys, row
+        /// IDs, ledger entries — a backfill of ROOT gives it. Without it, a file below
+        /// `…/YYYY/MM/DD/HH/` belongs to the directory above the year.
+        #[arg(long)]
+        source_root: Option<PathBuf>,
     },
     /// Replay a UTC date/hour range of a Firehose archive (ROOT/YYYY/MM/DD/HH/... by default).
     Backfill {
@@ -234,7 +240,8 @@ pub(crate) struct Opts {
     /// Field mapping applied to every record: {"rename":{"a.b":"col"},"drop":["x"],"json":["payload"]}.
     #[arg(long, global = true, env = "FIREHOSE_REPLAY_MAP")]
     map: Option<PathBuf>,
-    /// Where failed objects and records go: dir:PATH, s3://bucket/prefix/ or sqs:QUEUE_URL.
+    /// Where failed objects and records go: dir:PATH, s3://bucket/prefix/ or sqs:QUEUE_URL
+    /// (for `redrive`: where the letters were read from).
     #[arg(
         long,
         global = true,
@@ -342,7 +349,7 @@ pub(crate) enum CreateTableChoice {
 #[derive(Args, Debug)]
 pub(crate) struct BigQueryOpts {
     /// BigQuery API base URL (an emulator); without credentials, requests go unauthenticated.
-    #[arg(long, global = true, env = "FIREHOSE_REPLAY_BIGQUERY_ENDPOINT")]
+    #[arg(long, global = true, env = "FIREHOSE_REPLAY_BIGQUERY_ENDPOINT", value_parser = endpoint_url)]
     bigquery_endpoint: Option<String>,
     /// Google credentials file: service-account key, authorized user, or an external-account
     /// (workload identity federation) configuration.
@@ -485,7 +492,12 @@ pub(crate) struct BigQueryOpts {
     )]
     merge_staging_ttl_hours: u64,
     /// Storage Write API endpoint (an emulator's `http://host:port`); Google's by default.
-    #[arg(long, global = true, env = "FIREHOSE_REPLAY_BIGQUERY_STORAGE_ENDPOINT")]
+    #[arg(
+        long,
+        global = true,
+        env = "FIREHOSE_REPLAY_BIGQUERY_STORAGE_ENDPOINT",
+        value_parser = endpoint_url
+    )]
     bigquery_storage_endpoint: Option<String>,
     /// The dataset's location (US, EU, a region) for load jobs; BigQuery finds jobs outside the
     /// US only with it.
@@ -976,7 +988,16 @@ fn parse_args(args: Vec<std::ffi::OsString>) -> Cli {
         cmd = cmd.mut_arg(id, |a| a.env(None));
     }
     let matches = cmd.clone().get_matches_from(args);
-    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut cmd).exit())
+    refuse_empty_flags(&matches, &mut cmd);
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut cmd).exit());
+    // A letter that still fails stays where it was read from unless told otherwise: `redrive
+    // s3://…` must not move letters to the local default `./dead-letter`.
+    if let Command::Redrive(args) = &cli.command {
+        if !given_anywhere(&matches, "dead_letter") {
+            cli.opts.dead_letter = args.source.clone();
+        }
+    }
+    cli
 }
 
 /// The long flags on a command line (`--name` or `--name=value`), up to a `--`.
@@ -1166,6 +1187,58 @@ pub(crate) fn env_bool(s: &str) -> Result<bool, String> {
         "1" | "true" | "yes" | "on" => Ok(true),
         "0" | "false" | "no" | "off" | "" => Ok(false),
         _ => Err("expected one of 1, 0, true, false, yes, no, on, off (any case)".into()),
+    }
+}
+
+/// `--bigquery-endpoint`, `--bigquery-storage-endpoint`: an `http(s)://host[:port]` URL, so a
+/// mistyped one is a usage error (exit 2) rather than a failed run; empty means not set (an
+/// empty variable in a container's environment), but see [`refuse_empty_flags`].
+fn endpoint_url(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(String::new());
+    }
+    match s.parse::<http::Uri>() {
+        Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => {
+            Ok(s.to_string())
+        }
+        _ => Err(format!("`{s}` is not an http:// or https:// URL")),
+    }
+}
+
+/// Whether `id` was given on the command line or in the environment (not left at its default),
+/// before or after the subcommand.
+fn given_anywhere(matches: &clap::ArgMatches, id: &str) -> bool {
+    use clap::parser::ValueSource;
+    let given = |m: &clap::ArgMatches| {
+        matches!(
+            m.value_source(id),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        )
+    };
+    given(matches) || matches.subcommand().is_some_and(|(_, sub)| given(sub))
+}
+
+/// Flags whose empty value means "not set" in the environment, given empty on the command line
+/// (`--bigquery-storage-endpoint "$UNSET"`): a usage error, not a silent fall-back to Google's.
+fn refuse_empty_flags(matches: &clap::ArgMatches, cmd: &mut clap::Command) {
+    let mut all = vec![matches];
+    if let Some((_, sub)) = matches.subcommand() {
+        all.push(sub);
+    }
+    for id in ["bigquery_endpoint", "bigquery_storage_endpoint"] {
+        let empty = all.iter().any(|m| {
+            m.value_source(id) == Some(clap::parser::ValueSource::CommandLine)
+                && m.get_one::<String>(id).is_some_and(|v| v.is_empty())
+        });
+        if empty {
+            let flag = id.replace('_', "-");
+            cmd.error(
+                clap::error::ErrorKind::InvalidValue,
+                format!("--{flag} needs a value (http://host:port)"),
+            )
+            .exit();
+        }
     }
 }
 
@@ -1387,7 +1460,10 @@ async fn run(cli: Cli) -> anyhow::Result<Option<Summary>> {
         Command::Worker(_) => unreachable!("`worker` is run by `main`"),
         Command::PlanMap(_) => unreachable!("`plan-map` is run by `main`"),
         Command::Redrive(args) => return redrive(opts, args, &mut aws).await,
-        Command::Replay { sources } => replay_jobs(sources, &mut aws, &own_paths(opts)).await?,
+        Command::Replay {
+            sources,
+            source_root,
+        } => replay_jobs(sources, source_root.as_deref(), &mut aws, &own_paths(opts)).await?,
         Command::Backfill {
             root,
             from,
@@ -1773,7 +1849,7 @@ async fn redrive(
                             object,
                             error: firehose_replay::error::Error::permanent(
                                 firehose_replay::error::Stage::Parse,
-                                firehose_replay::error::Cause::DeadLetter(format!(
+                                firehose_replay::error::Cause::Redrive(format!(
                                     "{} records still fail (kept in {})",
                                     outcome.still_failing,
                                     outcome.new_letter.as_deref().unwrap_or("?")
@@ -1884,11 +1960,35 @@ fn local_store(root: &std::path::Path, own: &[PathBuf]) -> anyhow::Result<LocalS
     Ok(store.excluding(exclude))
 }
 
+/// `s3://bucket/path` without a trailing slash: the object `path` if there is one, else every
+/// object below `path/` (as `backfill` reads a prefix either way). A listing that fails (no
+/// `s3:ListBucket` permission) leaves it an object, so fetching it says what is wrong.
+async fn key_or_prefix(store: &dyn ObjectStore, bucket: &str, key: &str) -> Vec<ObjectRef> {
+    let single = || vec![ObjectRef::new(bucket, key)];
+    let Ok(listed) = store.list(key).await else {
+        return single();
+    };
+    if listed.iter().any(|o| o.key == key) {
+        return single();
+    }
+    let dir = format!("{key}/");
+    let below: Vec<ObjectRef> = listed
+        .into_iter()
+        .filter(|o| o.key.starts_with(&dir))
+        .collect();
+    if below.is_empty() {
+        single()
+    } else {
+        below
+    }
+}
+
 /// Sources → jobs: S3 objects or prefixes, local files or directories (each local object keyed
 /// relative to its Firehose tree). An object named twice (`replay F F ./F`, a file and its
 /// directory) is replayed once; local files the run itself writes are never read.
 async fn replay_jobs(
     sources: &[String],
+    source_root: Option<&std::path::Path>,
     aws: &mut Aws,
     own: &[PathBuf],
 ) -> anyhow::Result<Vec<Job>> {
@@ -1907,7 +2007,7 @@ async fn replay_jobs(
             let objects = if uri.key.is_empty() || uri.key.ends_with('/') {
                 store.list(&uri.key).await?
             } else {
-                vec![ObjectRef::new(&uri.bucket, &uri.key)]
+                key_or_prefix(&*store, &uri.bucket, &uri.key).await
             };
             for object in objects {
                 let job = Job {
@@ -1919,7 +2019,11 @@ async fn replay_jobs(
             continue;
         }
         let path = PathBuf::from(source);
-        let (root, key) = locate(&path).with_context(|| format!("cannot read {source}"))?;
+        let (root, key) = match source_root {
+            Some(r) => firehose_replay::source::local::below(r, &path),
+            None => locate(&path),
+        }
+        .with_context(|| format!("cannot read {source}"))?;
         let local = local_store(&root, own)?;
         if !path.is_dir() && local.is_excluded(&path) {
             tracing::warn!("skipped {source}: the run writes it (output, dead letters or ledger)");

@@ -84,6 +84,10 @@ pub enum Cause {
     Sink(String),
     #[error("dead-letter destination failed: {0}")]
     DeadLetter(String),
+    /// A dead letter being redriven could not be read, or still holds records that fail: the
+    /// destination did not fail.
+    #[error("{0}")]
+    Redrive(String),
     #[error("{refused} of the object's {records} records were refused (--max-record-error-ratio {ratio}); nothing of it was committed")]
     TooManyRecordErrors {
         refused: u64,

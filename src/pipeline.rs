@@ -467,6 +467,7 @@ fn run<'s, 'e: 's>(
         (settings.max_decompressed_bytes, &consumed),
     )
     .map_err(at_compressed)?;
+    let members = decoded.members.clone();
     let reader: Box<dyn std::io::Read + Send> = if decoded.layers.is_empty() {
         decoded.reader
     } else {
@@ -479,6 +480,7 @@ fn run<'s, 'e: 's>(
         settings.envelope,
         settings.max_record_bytes,
         crate::row::generated_columns(settings.row_id_column.as_deref()),
+        members,
     )
     .map_err(|e| Error::from_io(Stage::Frame, e))?;
     if let Some(e) = etag.resolve()? {

@@ -15,6 +15,7 @@ pub mod compression;
 pub mod hadoop_snappy;
 pub mod layer;
 pub mod limit;
+pub mod members;
 pub mod pump;
 pub mod snappy_block;
 pub mod snappy_java;
@@ -40,6 +41,9 @@ pub struct Decoded {
     pub reader: Box<dyn Read + Send>,
     /// Compression layers unwrapped, outermost first (empty: the object was not compressed).
     pub layers: Vec<Compression>,
+    /// Where gzip members start in `reader`'s output, when the innermost layer is gzip: record
+    /// boundaries for the framer's resynchronisation.
+    pub members: Option<members::Members>,
 }
 
 /// Wraps `source` (the object's raw bytes) in the decoders it needs.
@@ -75,6 +79,7 @@ pub fn decompress_object(
 ) -> Result<Decoded, Error> {
     let mut reader: Box<dyn Read + Send> = Box::new(SourceReader::new(source));
     let mut layers = Vec::new();
+    let mut gz_members = None;
     loop {
         // Enough for every magic and for telling text from binary (see [`sniff`]).
         let (head, rest) = peek(reader, sniff::SAMPLE).map_err(into_error)?;
@@ -116,17 +121,19 @@ pub fn decompress_object(
             return Ok(Decoded {
                 reader: Box::new(joined),
                 layers,
+                members: gz_members,
             });
         }
         let input = BufReader::with_capacity(READ_BUFFER, joined);
         let decoder = if layers.is_empty() {
-            compression::decoder(
+            layer_decoder(
                 found,
                 limit::Consumed::new(input, consumed.clone()),
                 max_decompressed,
+                &mut gz_members,
             )
         } else {
-            compression::decoder(found, input, max_decompressed)
+            layer_decoder(found, input, max_decompressed, &mut gz_members)
         };
         layers.push(found);
         reader = Box::new(limit::Limit::new(
@@ -136,7 +143,11 @@ pub fn decompress_object(
         if found == Compression::Zip {
             // A ZIP unwraps its entries itself (each entry separately: entries that are archives
             // or compressed are not one stream), so its output is records, not another layer.
-            return Ok(Decoded { reader, layers });
+            return Ok(Decoded {
+                reader,
+                layers,
+                members: None,
+            });
         }
     }
 }
@@ -161,4 +172,23 @@ pub(crate) fn peek<R: Read>(mut reader: R, n: usize) -> io::Result<(Vec<u8>, R)>
     }
     head.truncate(filled);
     Ok((head, reader))
+}
+
+/// One layer's decoder. Gzip goes through [`members::MultiGz`], which records where each member
+/// starts so the framer can end a bad span at a member boundary; the member list kept is the
+/// innermost gzip layer's (the one whose output the framer reads).
+fn layer_decoder<R: std::io::BufRead + Send + 'static>(
+    found: Compression,
+    input: R,
+    max_decompressed: u64,
+    gz_members: &mut Option<members::Members>,
+) -> Box<dyn Read + Send> {
+    if found == Compression::Gzip {
+        let m = members::Members::default();
+        *gz_members = Some(m.clone());
+        Box::new(members::MultiGz::new(input, m))
+    } else {
+        *gz_members = None;
+        compression::decoder(found, input, max_decompressed)
+    }
 }

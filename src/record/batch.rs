@@ -158,6 +158,7 @@ impl Records {
         envelope: Envelope,
         max_record_bytes: usize,
         reserved: Vec<String>,
+        members: Option<crate::decode::members::Members>,
     ) -> io::Result<Records> {
         let (tx, rx) = sync_channel(DEPTH);
         let (recycle, recycled) = sync_channel::<Batch>(DEPTH + 2);
@@ -166,6 +167,9 @@ impl Records {
             .spawn(move || {
                 let mut framer = Framer::new(reader, framing, max_record_bytes);
                 framer.check_keys(&reserved);
+                if let Some(m) = members {
+                    framer.member_boundaries(m);
+                }
                 let mut unwrapper = Unwrapper::new(envelope, max_record_bytes);
                 let result = produce(&mut framer, &mut unwrapper, &tx, &recycled);
                 let message = match result {

@@ -135,13 +135,13 @@ impl Document {
         let mut doc: Document = serde_json::from_reader(reader).map_err(|e| {
             Error::permanent(
                 Stage::Parse,
-                Cause::DeadLetter(format!("{origin} is not a dead letter: {e}")),
+                Cause::Redrive(format!("{origin} is not a dead letter: {e}")),
             )
         })?;
         if doc.version != crate::dead_letter::VERSION {
             return Err(Error::permanent(
                 Stage::Parse,
-                Cause::DeadLetter(format!(
+                Cause::Redrive(format!(
                     "{origin}: dead-letter version {} is not supported",
                     doc.version
                 )),
@@ -202,7 +202,7 @@ fn redrive_error(msg: impl std::fmt::Display) -> Error {
     Error::new(
         Stage::Fetch,
         Class::Transient,
-        Cause::DeadLetter(msg.to_string()),
+        Cause::Redrive(msg.to_string()),
     )
 }
 
@@ -328,7 +328,7 @@ impl Source {
                     let v: Value = serde_json::from_str(body).map_err(|e| {
                         Error::permanent(
                             Stage::Parse,
-                            Cause::DeadLetter(format!(
+                            Cause::Redrive(format!(
                                 "SQS message {}: {e}",
                                 m.message_id().unwrap_or("?")
                             )),
@@ -566,9 +566,16 @@ pub fn redrive_records(
         Err(e) => {
             return Err(Error::permanent(
                 Stage::Parse,
-                Cause::DeadLetter(format!("the letter's records cannot be read: {e}")),
+                Cause::Redrive(format!("the letter's records cannot be read: {e}")),
             ))
         }
+    }
+    if out.delivered == 0 {
+        // Nothing to write: no empty `<key>.redriven.ndjson` (nor an earlier one replaced by
+        // nothing); the writer is dropped uncommitted.
+        drop(writer);
+        out.new_letter = letter.finish()?;
+        return Ok(out);
     }
     let committed = writer.commit()?;
     for r in &committed.rejected {
