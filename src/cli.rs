@@ -51,11 +51,17 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Replay objects: s3://bucket/key, s3://bucket/prefix/ (everything below it), local files
-    /// or directories.
+    /// Replay objects: s3://bucket/key, s3://bucket/prefix/ (everything below it; without the
+    /// slash too, when no object has that name), local files or directories.
     Replay {
         #[arg(required = true)]
         sources: Vec<String>,
+        /// The local directory that plays the bucket (as ROOT does for `backfill`): local
+        /// sources below it are keyed relative to it, so a file gets the identity — keys, row
+        /// IDs, ledger entries — a backfill of ROOT gives it. Without it, a file below
+        /// `…/YYYY/MM/DD/HH/` belongs to the directory above the year.
+        #[arg(long)]
+        source_root: Option<PathBuf>,
     },
     /// Replay a UTC date/hour range of a Firehose archive (ROOT/YYYY/MM/DD/HH/... by default).
     Backfill {
@@ -163,7 +169,8 @@ pub(crate) struct Opts {
         default_value = "ndjson:./out"
     )]
     pub(crate) sink: SinkSpec,
-    /// auto | none | gzip | zstd | snappy | hadoop-snappy | zip.
+    /// auto | none | gzip | zstd | snappy (any Snappy container, told by its bytes) | snappy-java
+    /// (Firehose's Snappy; alias xerial-snappy) | snappy-framed | hadoop-snappy | zip.
     #[arg(
         long,
         global = true,
@@ -193,6 +200,10 @@ pub(crate) struct Opts {
     /// Cap on decompressed bytes per object (decompression bomb guard).
     #[arg(long, global = true, env = "FIREHOSE_REPLAY_MAX_DECOMPRESSED_BYTES", default_value_t = 4 * 1024 * 1024 * 1024)]
     max_decompressed_bytes: u64,
+    /// Local disk the run may hold in records dead letters being written (scratch space; see
+    /// README, "Failures"). Past it an object fails permanently instead of filling the disk.
+    #[arg(long, global = true, env = "FIREHOSE_REPLAY_MAX_SCRATCH_BYTES", default_value_t = firehose_replay::scratch::DEFAULT_MAX_SCRATCH_BYTES)]
+    max_scratch_bytes: u64,
     /// What to do with a record that cannot become a row: skip | dead-letter | fail.
     #[arg(
         long,
@@ -229,7 +240,8 @@ pub(crate) struct Opts {
     /// Field mapping applied to every record: {"rename":{"a.b":"col"},"drop":["x"],"json":["payload"]}.
     #[arg(long, global = true, env = "FIREHOSE_REPLAY_MAP")]
     map: Option<PathBuf>,
-    /// Where failed objects and records go: dir:PATH, s3://bucket/prefix/ or sqs:QUEUE_URL.
+    /// Where failed objects and records go: dir:PATH, s3://bucket/prefix/ or sqs:QUEUE_URL
+    /// (for `redrive`: where the letters were read from).
     #[arg(
         long,
         global = true,
@@ -281,8 +293,9 @@ pub(crate) struct Opts {
     allow_duplicates: bool,
     /// An object fails (nothing of it committed, the whole object dead-lettered, exit 1) when at
     /// least this share of its records was refused; 1.0: only an object whose every record was;
-    /// off: never.
-    #[arg(long, global = true, env = "FIREHOSE_REPLAY_MAX_RECORD_ERROR_RATIO", default_value_t = 1.0, value_parser = ratio)]
+    /// off: never. The default, 0.9, fails an object that is overwhelmingly not records (text
+    /// whose few "rows" are accidental scalars) instead of landing what happened to parse.
+    #[arg(long, global = true, env = "FIREHOSE_REPLAY_MAX_RECORD_ERROR_RATIO", default_value_t = firehose_replay::pipeline::DEFAULT_MAX_RECORD_ERROR_RATIO, value_parser = ratio)]
     max_record_error_ratio: f64,
     // --- end of exactly-once guards ---
     /// How long an S3 ledger claim holds before another worker may take the object over.
@@ -336,7 +349,7 @@ pub(crate) enum CreateTableChoice {
 #[derive(Args, Debug)]
 pub(crate) struct BigQueryOpts {
     /// BigQuery API base URL (an emulator); without credentials, requests go unauthenticated.
-    #[arg(long, global = true, env = "FIREHOSE_REPLAY_BIGQUERY_ENDPOINT")]
+    #[arg(long, global = true, env = "FIREHOSE_REPLAY_BIGQUERY_ENDPOINT", value_parser = endpoint_url)]
     bigquery_endpoint: Option<String>,
     /// Google credentials file: service-account key, authorized user, or an external-account
     /// (workload identity federation) configuration.
@@ -479,7 +492,12 @@ pub(crate) struct BigQueryOpts {
     )]
     merge_staging_ttl_hours: u64,
     /// Storage Write API endpoint (an emulator's `http://host:port`); Google's by default.
-    #[arg(long, global = true, env = "FIREHOSE_REPLAY_BIGQUERY_STORAGE_ENDPOINT")]
+    #[arg(
+        long,
+        global = true,
+        env = "FIREHOSE_REPLAY_BIGQUERY_STORAGE_ENDPOINT",
+        value_parser = endpoint_url
+    )]
     bigquery_storage_endpoint: Option<String>,
     /// The dataset's location (US, EU, a region) for load jobs; BigQuery finds jobs outside the
     /// US only with it.
@@ -561,6 +579,24 @@ pub(crate) struct BigQueryOpts {
 }
 
 impl BigQueryOpts {
+    /// Says at start what these flags expose (see `exposure`).
+    pub(crate) fn warn_exposure(&self) {
+        let sends_token = self.gcp_credentials.is_some()
+            || self
+                .gcp_credentials_json
+                .as_deref()
+                .is_some_and(|j| !j.is_empty())
+            || self
+                .gcp_credentials_secret_arn
+                .as_deref()
+                .is_some_and(|a| !a.is_empty());
+        crate::exposure::warn(
+            &std::env::args_os().collect::<Vec<_>>(),
+            self.bigquery_endpoint.as_deref(),
+            sends_token,
+        );
+    }
+
     pub(crate) fn load_bounds(&self) -> bigquery::load::plan::Bounds {
         bigquery::load::plan::Bounds {
             max_objects: self.load_batch_objects.max(1),
@@ -639,6 +675,7 @@ impl Opts {
 
     /// The parts every object shares: settings, sink, dead letters, ledger.
     pub(crate) async fn shared(&self, aws: &mut Aws) -> anyhow::Result<Shared> {
+        firehose_replay::scratch::set_limit(self.max_scratch_bytes);
         refuse_duplicating_runs(self)?;
         refuse_colliding_columns(self)?;
         refuse_routing_conflicts(self)?;
@@ -829,6 +866,7 @@ pub fn main() -> ExitCode {
     let json = matches!(cli.command, Command::Worker(_))
         && !std::io::IsTerminal::is_terminal(&std::io::stderr());
     init_logging(&cli.opts.log_level, json);
+    cli.opts.bigquery.warn_exposure();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -950,7 +988,16 @@ fn parse_args(args: Vec<std::ffi::OsString>) -> Cli {
         cmd = cmd.mut_arg(id, |a| a.env(None));
     }
     let matches = cmd.clone().get_matches_from(args);
-    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut cmd).exit())
+    refuse_empty_flags(&matches, &mut cmd);
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut cmd).exit());
+    // A letter that still fails stays where it was read from unless told otherwise: `redrive
+    // s3://…` must not move letters to the local default `./dead-letter`.
+    if let Command::Redrive(args) = &cli.command {
+        if !given_anywhere(&matches, "dead_letter") {
+            cli.opts.dead_letter = args.source.clone();
+        }
+    }
+    cli
 }
 
 /// The long flags on a command line (`--name` or `--name=value`), up to a `--`.
@@ -1143,6 +1190,58 @@ pub(crate) fn env_bool(s: &str) -> Result<bool, String> {
     }
 }
 
+/// `--bigquery-endpoint`, `--bigquery-storage-endpoint`: an `http(s)://host[:port]` URL, so a
+/// mistyped one is a usage error (exit 2) rather than a failed run; empty means not set (an
+/// empty variable in a container's environment), but see [`refuse_empty_flags`].
+fn endpoint_url(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(String::new());
+    }
+    match s.parse::<http::Uri>() {
+        Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => {
+            Ok(s.to_string())
+        }
+        _ => Err(format!("`{s}` is not an http:// or https:// URL")),
+    }
+}
+
+/// Whether `id` was given on the command line or in the environment (not left at its default),
+/// before or after the subcommand.
+fn given_anywhere(matches: &clap::ArgMatches, id: &str) -> bool {
+    use clap::parser::ValueSource;
+    let given = |m: &clap::ArgMatches| {
+        matches!(
+            m.value_source(id),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        )
+    };
+    given(matches) || matches.subcommand().is_some_and(|(_, sub)| given(sub))
+}
+
+/// Flags whose empty value means "not set" in the environment, given empty on the command line
+/// (`--bigquery-storage-endpoint "$UNSET"`): a usage error, not a silent fall-back to Google's.
+fn refuse_empty_flags(matches: &clap::ArgMatches, cmd: &mut clap::Command) {
+    let mut all = vec![matches];
+    if let Some((_, sub)) = matches.subcommand() {
+        all.push(sub);
+    }
+    for id in ["bigquery_endpoint", "bigquery_storage_endpoint"] {
+        let empty = all.iter().any(|m| {
+            m.value_source(id) == Some(clap::parser::ValueSource::CommandLine)
+                && m.get_one::<String>(id).is_some_and(|v| v.is_empty())
+        });
+        if empty {
+            let flag = id.replace('_', "-");
+            cmd.error(
+                clap::error::ErrorKind::InvalidValue,
+                format!("--{flag} needs a value (http://host:port)"),
+            )
+            .exit();
+        }
+    }
+}
+
 /// Counts that must be at least 1 (`--concurrency`, `--max-attempts`, `--batch-rows`).
 fn at_least_one<T>(s: &str) -> Result<T, String>
 where
@@ -1180,8 +1279,9 @@ fn log_level(s: &str) -> Result<String, String> {
 /// the signed JWT and the access token; HTTP stacks: headers, which carry bearer tokens and AWS
 /// signatures), or that handle them (google-cloud-auth and its gax: no logging in 1.19, but
 /// they declare an unstable tracing cfg). They stay at `warn` unless the filter names them
-/// explicitly, so `--log-level debug` never leaks credentials.
-const SECRET_LOGGING_TARGETS: [&str; 10] = [
+/// explicitly, so `--log-level debug` never leaks credentials. `aws_runtime` logs the body of
+/// every chunked S3 upload at trace level (dead letters: raw records) with its signatures.
+const SECRET_LOGGING_TARGETS: [&str; 11] = [
     "yup_oauth2",
     "google_cloud_auth",
     "google_cloud_gax",
@@ -1192,6 +1292,7 @@ const SECRET_LOGGING_TARGETS: [&str; 10] = [
     "rustls",
     "aws_smithy_runtime",
     "aws_sigv4",
+    "aws_runtime",
 ];
 
 pub(crate) fn log_filter(level: &str) -> tracing_subscriber::EnvFilter {
@@ -1281,6 +1382,14 @@ async fn invoke(opts: &Opts, args: &InvokeArgs) -> anyhow::Result<ExitCode> {
         Some(dir) => {
             let dir = dir.clone();
             Arc::new(move |bucket: &str| -> Arc<dyn ObjectStore> {
+                // The events' parsers refuse such names already; this store must not depend
+                // on it to stay inside DIR.
+                if let Err(why) = firehose_replay::object::check_bucket_name(bucket) {
+                    return Arc::new(NoBucket {
+                        bucket: bucket.to_string(),
+                        why,
+                    });
+                }
                 match LocalStore::new(dir.join(bucket)) {
                     Ok(store) => Arc::new(store),
                     Err(e) => Arc::new(NoBucket {
@@ -1351,7 +1460,10 @@ async fn run(cli: Cli) -> anyhow::Result<Option<Summary>> {
         Command::Worker(_) => unreachable!("`worker` is run by `main`"),
         Command::PlanMap(_) => unreachable!("`plan-map` is run by `main`"),
         Command::Redrive(args) => return redrive(opts, args, &mut aws).await,
-        Command::Replay { sources } => replay_jobs(sources, &mut aws, &own_paths(opts)).await?,
+        Command::Replay {
+            sources,
+            source_root,
+        } => replay_jobs(sources, source_root.as_deref(), &mut aws, &own_paths(opts)).await?,
         Command::Backfill {
             root,
             from,
@@ -1631,6 +1743,19 @@ async fn redrive(
             (Some(store), _) if store.bucket() == object.bucket => store.clone(),
             // Read from where the failed run read it; a root that is gone fails the object
             // (permanently, and at once) instead of trying a bucket of the same name.
+            // Only a local `dir:` letter may choose a local directory (`--source-root` is
+            // matched above): one from S3 or SQS could name any directory on this host.
+            (_, Some(Origin::Local { root })) if !source.trusts_local_roots() => {
+                Arc::new(NoBucket {
+                    bucket: object.bucket.clone(),
+                    why: format!(
+                        "refused: a letter from {spec} says its object is in the local \
+                         directory {}; redrive reads a local source named by a letter only \
+                         from a dir: letter or when it is --source-root",
+                        root.display()
+                    ),
+                })
+            }
             (_, Some(Origin::Local { root })) => local_roots
                 .entry(root.clone())
                 .or_insert_with(|| match LocalStore::new(root) {
@@ -1724,13 +1849,14 @@ async fn redrive(
                             object,
                             error: firehose_replay::error::Error::permanent(
                                 firehose_replay::error::Stage::Parse,
-                                firehose_replay::error::Cause::DeadLetter(format!(
+                                firehose_replay::error::Cause::Redrive(format!(
                                     "{} records still fail (kept in {})",
                                     outcome.still_failing,
                                     outcome.new_letter.as_deref().unwrap_or("?")
                                 )),
                             ),
                             attempts: 1,
+                            counts: Default::default(),
                         }));
                 }
             }
@@ -1746,6 +1872,7 @@ async fn redrive(
                         object,
                         error,
                         attempts: 1,
+                        counts: Default::default(),
                     }))
             }
         }
@@ -1833,11 +1960,35 @@ fn local_store(root: &std::path::Path, own: &[PathBuf]) -> anyhow::Result<LocalS
     Ok(store.excluding(exclude))
 }
 
+/// `s3://bucket/path` without a trailing slash: the object `path` if there is one, else every
+/// object below `path/` (as `backfill` reads a prefix either way). A listing that fails (no
+/// `s3:ListBucket` permission) leaves it an object, so fetching it says what is wrong.
+async fn key_or_prefix(store: &dyn ObjectStore, bucket: &str, key: &str) -> Vec<ObjectRef> {
+    let single = || vec![ObjectRef::new(bucket, key)];
+    let Ok(listed) = store.list(key).await else {
+        return single();
+    };
+    if listed.iter().any(|o| o.key == key) {
+        return single();
+    }
+    let dir = format!("{key}/");
+    let below: Vec<ObjectRef> = listed
+        .into_iter()
+        .filter(|o| o.key.starts_with(&dir))
+        .collect();
+    if below.is_empty() {
+        single()
+    } else {
+        below
+    }
+}
+
 /// Sources → jobs: S3 objects or prefixes, local files or directories (each local object keyed
 /// relative to its Firehose tree). An object named twice (`replay F F ./F`, a file and its
 /// directory) is replayed once; local files the run itself writes are never read.
 async fn replay_jobs(
     sources: &[String],
+    source_root: Option<&std::path::Path>,
     aws: &mut Aws,
     own: &[PathBuf],
 ) -> anyhow::Result<Vec<Job>> {
@@ -1856,7 +2007,7 @@ async fn replay_jobs(
             let objects = if uri.key.is_empty() || uri.key.ends_with('/') {
                 store.list(&uri.key).await?
             } else {
-                vec![ObjectRef::new(&uri.bucket, &uri.key)]
+                key_or_prefix(&*store, &uri.bucket, &uri.key).await
             };
             for object in objects {
                 let job = Job {
@@ -1868,7 +2019,11 @@ async fn replay_jobs(
             continue;
         }
         let path = PathBuf::from(source);
-        let (root, key) = locate(&path).with_context(|| format!("cannot read {source}"))?;
+        let (root, key) = match source_root {
+            Some(r) => firehose_replay::source::local::below(r, &path),
+            None => locate(&path),
+        }
+        .with_context(|| format!("cannot read {source}"))?;
         let local = local_store(&root, own)?;
         if !path.is_dir() && local.is_excluded(&path) {
             tracing::warn!("skipped {source}: the run writes it (output, dead letters or ledger)");

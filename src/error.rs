@@ -73,6 +73,9 @@ pub enum Cause {
          raise --max-decompressed-bytes if the object is genuine"
     )]
     DecompressedTooLarge { cap: u64 },
+    /// The decompressed object is plainly not records (a Parquet file, binary data).
+    #[error("not JSON records: the object is {0}")]
+    NotRecords(String),
     #[error("record {ordinal} failed and --on-record-error is `fail`: {error}")]
     RecordFailed { ordinal: u64, error: String },
     #[error("{0}")]
@@ -81,6 +84,10 @@ pub enum Cause {
     Sink(String),
     #[error("dead-letter destination failed: {0}")]
     DeadLetter(String),
+    /// A dead letter being redriven could not be read, or still holds records that fail: the
+    /// destination did not fail.
+    #[error("{0}")]
+    Redrive(String),
     #[error("{refused} of the object's {records} records were refused (--max-record-error-ratio {ratio}); nothing of it was committed")]
     TooManyRecordErrors {
         refused: u64,

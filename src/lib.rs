@@ -19,6 +19,7 @@ pub mod redrive;
 pub mod retry;
 pub mod row;
 pub mod runner;
+pub mod scratch;
 pub mod secrets;
 pub mod sink;
 pub mod source;

@@ -3,6 +3,7 @@
 //! library.
 
 mod cli;
+mod exposure;
 mod lambda;
 mod plan_map;
 mod stdio;

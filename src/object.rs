@@ -68,6 +68,46 @@ impl fmt::Display for ObjectRef {
     }
 }
 
+/// Why `name` cannot be an S3 bucket's name (`None`: it can).
+///
+/// Bucket names from notifications and dead letters become directory names (the NDJSON output
+/// and dead-letter trees, `invoke --buckets DIR/<bucket>`) and parts of remote dead letters'
+/// keys, so a name such as `b/../../x` or `..` must be refused where it is parsed rather than
+/// step out of those directories. The rules are S3's (3 to 63 letters, digits, `.` and `-`,
+/// starting and ending with a letter or digit, no `..`), widened only as far as names that
+/// older us-east-1 buckets may still carry (up to 255 characters, capitals and `_`) — none of
+/// which can name a directory other than one below the parent.
+pub fn bucket_name_problem(name: &str) -> Option<&'static str> {
+    let b = name.as_bytes();
+    if b.len() < 3 || b.len() > 255 {
+        return Some("a bucket name has 3 to 63 characters (255 for legacy buckets)");
+    }
+    if !b
+        .iter()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_'))
+    {
+        return Some("a bucket name holds only letters, digits, `.`, `-` and `_`");
+    }
+    if !b[0].is_ascii_alphanumeric() || !b[b.len() - 1].is_ascii_alphanumeric() {
+        return Some("a bucket name starts and ends with a letter or digit");
+    }
+    if name.contains("..") {
+        return Some("a bucket name has no two adjacent periods");
+    }
+    None
+}
+
+/// [`bucket_name_problem`] as an error message naming the bucket.
+pub fn check_bucket_name(name: &str) -> Result<(), String> {
+    match bucket_name_problem(name) {
+        None => Ok(()),
+        Some(why) => Err(format!(
+            "bucket name `{}` refused: {why}",
+            name.escape_debug()
+        )),
+    }
+}
+
 /// The parts of a Firehose object name:
 /// `<stream>-<version>-YYYY-MM-DD-HH-MM-SS-<uuid>[.<ext>]`.
 ///
@@ -115,6 +155,21 @@ impl<'a> FirehoseName<'a> {
     }
 }
 
+/// The write time a Firehose object name carries: its rightmost `-YYYY-MM-DD-HH-MM-SS-`. Looser
+/// than [`FirehoseName::parse`] on purpose: dynamic partitioning's documented object name
+/// (`<stream>-YYYY-MM-DD-HH-MM-SS-<random>`) has no `-<version>-` segment, and the random part
+/// need not be a UUID; only the time is wanted here (for backfills whose layout has no hour).
+pub fn name_written_at(file_name: &str) -> Option<DateTime<Utc>> {
+    let b = file_name.as_bytes();
+    if b.len() < 21 {
+        return None;
+    }
+    (0..=b.len() - 21)
+        .rev()
+        .filter(|&i| b[i] == b'-' && b[i + 20] == b'-')
+        .find_map(|i| parse_dash_timestamp(&file_name[i..i + 21]))
+}
+
 fn is_uuid(s: &str) -> bool {
     s.len() == 36
         && s.bytes().enumerate().all(|(i, c)| match i {
@@ -154,6 +209,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn bucket_names_that_could_leave_a_directory_are_refused() {
+        for ok in [
+            "firehose-archive",
+            "my.bucket.2026",
+            "abc",
+            "Legacy_Bucket",
+            "ap-alias-abc123-s3alias",
+            "b--usw2-az1--x-s3",
+        ] {
+            assert_eq!(bucket_name_problem(ok), None, "{ok}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "srcb/../../../ESCAPED-DL",
+            "a/b",
+            "a..b",
+            ".abc",
+            "abc.",
+            "a\\b",
+            "a b",
+            "ab",
+            "a\0bc",
+            "bücket",
+        ] {
+            assert!(bucket_name_problem(bad).is_some(), "{bad:?}");
+        }
+        assert!(bucket_name_problem(&"a".repeat(256)).is_some());
+        assert!(check_bucket_name("..").unwrap_err().contains("`..`"));
+    }
+
+    #[test]
     fn parses_stream_names_with_dashes_and_dots_from_the_right() {
         let n = FirehoseName::parse(
             "shop-events.v2-1-2026-11-25-22-05-13-0b4c2c6e-5a1f-4f3e-9b7e-0d9f1c2a3b4c.gz",
@@ -173,6 +261,22 @@ mod tests {
         )
         .unwrap();
         assert_eq!((n.stream, n.version, n.extension), ("orders", 3, ""));
+    }
+
+    #[test]
+    fn write_times_come_from_any_firehose_shaped_name() {
+        let t = |n: &str| name_written_at(n).map(|t| t.to_rfc3339());
+        assert_eq!(
+            t("orders-2026-01-01-13-00-59-0b4c2c6e-5a1f-4f3e-9b7e-0d9f1c2a3b4c.gz"),
+            Some("2026-01-01T13:00:59+00:00".into()),
+            "dynamic partitioning: no version segment"
+        );
+        assert_eq!(
+            t("my-stream-2-2026-12-31-23-59-59-abcdef"),
+            Some("2026-12-31T23:59:59+00:00".into())
+        );
+        assert_eq!(t("data.json.gz"), None);
+        assert_eq!(t("x-2026-13-01-00-00-00-y"), None);
     }
 
     #[test]

@@ -11,17 +11,21 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::dead_letter::{DeadLetterDir, Failure, Raw, RecordLetter};
+use crate::dead_letter::{DeadLetterDir, Failure, Raw};
 use crate::decode::{self, limit::Counting, pump::Pump, Compression, CompressionChoice, Counter};
 use crate::error::{Cause, Error, Stage};
 use crate::frame::Framing;
 use crate::ledger::{Begin, Claim, Finished, Ledger, Staged};
 use crate::object::ObjectRef;
-use crate::record::batch::{Item, ItemKind, Next, Records};
+use crate::record::batch::{ItemKind, Next, Records};
 use crate::record::Envelope;
 use crate::row::{ObjectSeed, RowBuilder, RowIdSource};
 use crate::sink::Sink;
 use crate::source::{Etag, ObjectStore};
+
+mod settle;
+
+use settle::{too_many_refused, BadRecordLog, RecordSettler};
 
 /// `--on-record-error`: what happens to a record that cannot become a row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -74,6 +78,10 @@ pub struct Settings {
     /// `None` (the library default): the record policy alone decides.
     pub max_record_error_ratio: Option<f64>,
 }
+
+/// `--max-record-error-ratio`'s default (the CLI's and the Lambda's; the library's `Settings`
+/// leaves it to the record policy).
+pub const DEFAULT_MAX_RECORD_ERROR_RATIO: f64 = 0.9;
 
 impl Default for Settings {
     fn default() -> Self {
@@ -151,6 +159,9 @@ pub struct ObjectFailure {
     pub error: Error,
     /// Tries made, the failed one included.
     pub attempts: u32,
+    /// What the failed try read before it failed (records, bytes in and decompressed; no rows:
+    /// nothing of a failed object is committed), so a run's summary shows the work it cost.
+    pub counts: Counts,
 }
 
 /// What happened to an object that did not fail.
@@ -270,11 +281,13 @@ fn process_claimed<'s, 'e: 's>(
                     object,
                     error,
                     attempts: 1,
+                    counts: Counts::default(),
                 }))
             }
         }
     }
-    let compressed = Counter::default();
+    let seen = Seen::default();
+    let compressed = &seen.compressed;
     let early = match &claim {
         Some(c) => recovered(cx, &object, c),
         None => Ok(None),
@@ -286,8 +299,8 @@ fn process_claimed<'s, 'e: 's>(
                 cx,
                 &mut object,
                 Box::new(Counting::new(opened.reader, compressed.clone())),
-                opened.etag,
-                &compressed,
+                (opened.etag, opened.content_encoding),
+                &seen,
                 &mut claim,
                 (scope, &mut renewer),
             )
@@ -327,6 +340,7 @@ fn process_claimed<'s, 'e: 's>(
                     object,
                     error,
                     attempts: 1,
+                    counts: seen.counts(),
                 }));
             }
             report.object = object;
@@ -351,7 +365,30 @@ fn process_claimed<'s, 'e: 's>(
                 object,
                 error,
                 attempts: 1,
+                counts: seen.counts(),
             }))
+        }
+    }
+}
+
+/// What an object's run has read so far, kept outside it so that a failure can report it.
+#[derive(Default)]
+struct Seen {
+    /// Bytes read from the source.
+    compressed: Counter,
+    /// Bytes after decompression.
+    decompressed: Counter,
+    /// Records framed (the ordinal after the last one handed on).
+    records: Counter,
+}
+
+impl Seen {
+    fn counts(&self) -> Counts {
+        Counts {
+            records: self.records.get(),
+            bytes_in: self.compressed.get(),
+            bytes_out: self.decompressed.get(),
+            ..Counts::default()
         }
     }
 }
@@ -407,37 +444,43 @@ fn run<'s, 'e: 's>(
     cx: &Context<'e>,
     object: &mut ObjectRef,
     source: Box<dyn std::io::Read + Send>,
-    etag: Etag,
-    compressed: &Counter,
+    (etag, content_encoding): (Etag, Option<String>),
+    seen: &Seen,
     claim: &mut Option<Claim>,
     (scope, renewer): (&'s std::thread::Scope<'s, 'e>, &mut Option<Renewer<'s>>),
 ) -> Result<Processed, Error> {
     let (settings, sink, dead_letters) = (cx.settings, cx.sink, cx.dead_letters);
-    let at_compressed = |e: Error| {
-        if e.stage == Stage::Decompress || e.stage == Stage::Fetch {
-            e.at_byte(compressed.get())
-        } else {
-            e
-        }
+    let compressed = &seen.compressed;
+    let consumed = Counter::default();
+    // A fetch error is where fetching stopped; a decoding error where the decoder stopped, not
+    // the end of what was fetched (up to a read buffer further, often the end of the object).
+    let at_compressed = |e: Error| match e.stage {
+        Stage::Fetch => e.at_byte(compressed.get()),
+        Stage::Decompress => e.at_byte(consumed.get()),
+        _ => e,
     };
-    let decoded = decode::decompress(
+    let decoded = decode::decompress_object(
         source,
         &object.key,
+        content_encoding.as_deref(),
         settings.compression,
-        settings.max_decompressed_bytes,
+        (settings.max_decompressed_bytes, &consumed),
     )
     .map_err(at_compressed)?;
+    let members = decoded.members.clone();
     let reader: Box<dyn std::io::Read + Send> = if decoded.layers.is_empty() {
         decoded.reader
     } else {
         Box::new(Pump::spawn(decoded.reader).map_err(|e| Error::from_io(Stage::Decompress, e))?)
     };
+    let reader = Box::new(Counting::new(reader, seen.decompressed.clone()));
     let mut records = Records::spawn(
         reader,
         settings.framing,
         settings.envelope,
         settings.max_record_bytes,
         crate::row::generated_columns(settings.row_id_column.as_deref()),
+        members,
     )
     .map_err(|e| Error::from_io(Stage::Frame, e))?;
     if let Some(e) = etag.resolve()? {
@@ -463,13 +506,21 @@ fn run<'s, 'e: 's>(
     let mut letter = dead_letters.records(object);
     let mut rows = row_builder(settings, object);
     let mut counts = Counts::default();
+    let mut bad_log = BadRecordLog {
+        object,
+        policy: settings.on_record_error,
+        logged: 0,
+    };
     let mut settle = RecordSettler {
         policy: settings.on_record_error,
         letter: &mut letter,
         object,
+        log: &mut bad_log,
     };
 
     let mut mapped = Vec::new();
+    // Refused records that `--max-record-error-ratio` leaves out (error output's own payloads).
+    let mut exempt = 0u64;
     let finished = loop {
         if cx.deadline.is_some_and(|d| Instant::now() >= d) {
             // Dropping the writer abandons the rows written so far.
@@ -494,6 +545,9 @@ fn run<'s, 'e: 's>(
             Next::Batch(b) => b,
             Next::Finished(f) => break f,
         };
+        if let Some(last) = batch.items.last() {
+            seen.records.set(last.ordinal + 1);
+        }
         for item in &batch.items {
             match &item.kind {
                 ItemKind::Payload { .. } => {
@@ -522,6 +576,7 @@ fn run<'s, 'e: 's>(
                     message,
                     spooled,
                     sub,
+                    payload,
                 } => {
                     let raw = match spooled {
                         Some(s) => Raw::Spooled(s),
@@ -531,6 +586,7 @@ fn run<'s, 'e: 's>(
                     failure.sub = sub.as_slice();
                     settle.settle_failure(&failure, raw)?;
                     counts.record_errors += 1;
+                    exempt += u64::from(*payload);
                 }
                 ItemKind::Control => {}
             }
@@ -550,7 +606,7 @@ fn run<'s, 'e: 's>(
         counts.record_errors += 1;
     }
     // Before anything becomes visible: dropping the writer and the letter commits nothing.
-    too_many_refused(settings, &counts)?;
+    too_many_refused(settings, &counts, exempt)?;
     let dead_letter = match prepared.token {
         Some(token) => {
             // Staged: dead letters are kept and the stage recorded *before* the rows become
@@ -590,7 +646,7 @@ fn run<'s, 'e: 's>(
             // already: failing the object then would write them again on the retry. Only an
             // object left with no rows at all fails here.
             if counts.rows + counts.already_present == 0 {
-                too_many_refused(settings, &counts)?;
+                too_many_refused(settings, &counts, exempt)?;
             }
             letter.finish()?
         }
@@ -605,31 +661,6 @@ fn run<'s, 'e: 's>(
         elapsed: Duration::ZERO,
         recovered: None,
     }))
-}
-
-/// `--max-record-error-ratio`: fails an object when at least that share of what could have become
-/// rows was refused: refused / (rows + refused), so a CloudWatch Logs record of many events with
-/// one bad event counts per event. An object with nothing refused always passes.
-fn too_many_refused(settings: &Settings, counts: &Counts) -> Result<(), Error> {
-    let Some(ratio) = settings.max_record_error_ratio else {
-        return Ok(());
-    };
-    let refused = counts.record_errors;
-    let records = counts.rows + counts.already_present + refused;
-    if refused == 0 {
-        return Ok(());
-    }
-    if (refused as f64) < ratio * records as f64 {
-        return Ok(());
-    }
-    Err(Error::permanent(
-        Stage::Parse,
-        Cause::TooManyRecordErrors {
-            refused,
-            records,
-            ratio,
-        },
-    ))
 }
 
 /// The row builder for one object's rows: row IDs from its position, metadata columns.
@@ -666,58 +697,4 @@ pub(crate) fn build_row<'a>(
     }
     rows.build(&payload, ordinal, offset)
         .map_err(|kind| kind.to_string())
-}
-
-/// Applies `--on-record-error` to one failed record.
-struct RecordSettler<'a> {
-    policy: RecordPolicy,
-    letter: &'a mut RecordLetter,
-    object: &'a ObjectRef,
-}
-
-impl RecordSettler<'_> {
-    fn settle(&mut self, item: &Item, stage: Stage, raw: &[u8], error: &str) -> Result<(), Error> {
-        self.settle_at(item.ordinal, item.offset, stage, raw, error)
-    }
-
-    fn settle_at(
-        &mut self,
-        ordinal: u64,
-        offset: u64,
-        stage: Stage,
-        raw: &[u8],
-        error: &str,
-    ) -> Result<(), Error> {
-        self.settle_failure(
-            &Failure::new(ordinal, offset, stage, error),
-            Raw::Bytes(raw),
-        )
-    }
-
-    fn settle_failure(&mut self, f: &Failure<'_>, raw: Raw<'_>) -> Result<(), Error> {
-        let (ordinal, offset, stage, error) = (f.ordinal, f.byte_offset, f.stage, f.error);
-        match self.policy {
-            RecordPolicy::Fail => {
-                return Err(Error::permanent(
-                    stage,
-                    Cause::RecordFailed {
-                        ordinal,
-                        error: error.to_string(),
-                    },
-                )
-                .at_record(ordinal)
-                .at_byte(offset))
-            }
-            RecordPolicy::DeadLetter => self.letter.add_failure(f, raw)?,
-            RecordPolicy::Skip => {}
-        }
-        tracing::warn!(
-            object = %self.object,
-            ordinal,
-            byte_offset = offset,
-            policy = ?self.policy,
-            "bad record: {error}"
-        );
-        Ok(())
-    }
 }

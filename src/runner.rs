@@ -369,6 +369,7 @@ pub async fn run_feed(
                             object,
                             error,
                             attempts: 1,
+                            counts: Default::default(),
                         }))))
                     }
                 }
@@ -421,6 +422,8 @@ pub async fn run_feed(
             }
             Err(failure) => {
                 let _ = settle_failure(&failure, &shared.dead_letters);
+                // What the failed object read counts too (its rows, none committed, do not).
+                summary.counts += failure.counts;
                 summary.failures.push(failure);
             }
         }

@@ -31,7 +31,8 @@ pub(crate) struct WorkerArgs {
     /// nothing and their messages are made visible again. Under ECS's 30 s stop timeout.
     #[arg(long, env = "FIREHOSE_REPLAY_SHUTDOWN_GRACE", default_value_t = 25.0, value_parser = seconds)]
     shutdown_grace: f64,
-    /// Serve /healthz and /metrics (Prometheus) on this address, e.g. 0.0.0.0:9090.
+    /// Serve /healthz and /metrics (Prometheus) on this address: the pod's (e.g. 10.0.3.7:9090)
+    /// or loopback rather than 0.0.0.0, so only the probes and the scraper reach it.
     #[arg(long, env = "FIREHOSE_REPLAY_HEALTH_ADDR")]
     health_addr: Option<SocketAddr>,
     /// Seconds a message whose object must be retried (a transient failure, another worker

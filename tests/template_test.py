@@ -367,6 +367,8 @@ def check_least_privilege(t):
         stmts.extend(statements(p.get("PolicyDocument", {})))
     by_action = {}
     for s in stmts:
+        if s.get("Effect") != "Allow":
+            continue
         for a in as_list(s.get("Action", [])):
             by_action.setdefault(a, []).append(s)
 
@@ -520,6 +522,44 @@ def check_expanded(x):
           f"roles {sorted(roles)}")
 
 
+def check_dead_letter_locations(t):
+    """A dead-letter prefix is required, and nothing may be written under the notified prefix."""
+    params = t.get("Parameters", {})
+    for name, also in (("DeadLetter", ["sqs"]), ("DeadLetterOverflow", [""])):
+        pattern = re.compile(params.get(name, {}).get("AllowedPattern", "^$"))
+        for value in ["s3://bucket/", "s3://bucket", "s3://bucket//", "s3://bucket/a*/"]:
+            check(not pattern.search(value), f"{name} refuses {value!r}",
+                  "a bare bucket grants s3:PutObject on all of it")
+        for value in ["s3://bucket/dead-letters/", "s3://bucket/a/b/"] + also:
+            check(bool(pattern.search(value)), f"{name} accepts {value!r}", f"pattern {pattern.pattern}")
+    role = resources_of(t, "AWS::IAM::Role").get("ReplayFunctionRole", {})
+    stmts = []
+    for p in role.get("Properties", {}).get("Policies", []):
+        stmts.extend(statements(p.get("PolicyDocument", {})))
+    notified = "arn:${AWS::Partition}:s3:::${SourceBucket}/${SourcePrefix}*"
+    denied = [s for s in stmts if s.get("Effect") == "Deny"
+              and notified in [x for r in as_list(s.get("Resource", [])) for x in literal_strings(r)]]
+    actions = {a for s in denied for a in as_list(s.get("Action", []))}
+    check({"s3:PutObject", "s3:DeleteObject"} <= actions,
+          "the role may never write or delete under the notified prefix (explicit Deny)",
+          f"Deny statements on {notified}: {denied}")
+
+
+def check_worker_policy():
+    """docs/worker-iam-policy.json: what the worker needs for every dead-letter destination."""
+    import json
+    path = Path(__file__).resolve().parent.parent / "docs/worker-iam-policy.json"
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    stmts = statements(doc)
+    allowed = {a for s in stmts if s.get("Effect") == "Allow" for a in as_list(s.get("Action", []))}
+    check("sqs:SendMessage" in allowed, "the worker may send sqs: dead letters (sqs:SendMessage)",
+          f"allowed actions {sorted(allowed)}")
+    denied = [s for s in stmts if s.get("Effect") == "Deny"
+              and "arn:aws:s3:::${SourceBucket}/${SourcePrefix}*" in as_list(s.get("Resource", []))]
+    check(any("s3:PutObject" in as_list(s.get("Action", [])) for s in denied),
+          "the worker may never write under the notified prefix (explicit Deny)", f"Deny statements {denied}")
+
+
 def check_the_checker():
     """The IAM check must flag what it is meant to flag (run silently on a bad template)."""
     bad = {"Resources": {"R": {"Type": "AWS::IAM::Role", "Properties": {"Policies": [{
@@ -561,6 +601,8 @@ def main():
             check_state_machine, t)
     section("outputs", check_outputs, t)
     section("the IAM check itself catches '*' resources and wildcard actions", check_the_checker)
+    section("dead letters: a prefix required, never under the notified prefix", check_dead_letter_locations, t)
+    section("worker IAM policy (docs/worker-iam-policy.json)", check_worker_policy)
     x = expanded(copy.deepcopy(t))
     if x is None:
         print("skip   the SAM-transformed template (aws-sam-translator is not installed)")

@@ -95,6 +95,23 @@ fn java_time(pattern: &str, whole: &str) -> Result<Part, String> {
 }
 
 impl Layout {
+    /// Whether the layout puts the hour in the key (year, month, day and hour all rendered). One
+    /// that does not — only `!{partitionKeyFromQuery:…}` fields, or days without hours — cannot
+    /// tell one hour's objects from another's by their prefix; the backfill then takes each
+    /// object's hour from its name (see [`crate::object::name_written_at`]).
+    pub fn pins_hour(&self) -> bool {
+        let formats: String = self
+            .parts
+            .iter()
+            .filter_map(|p| match p {
+                Part::Time(f) => Some(f.as_str()),
+                _ => None,
+            })
+            .collect();
+        ["%m", "%d", "%H"].iter().all(|t| formats.contains(t))
+            && (formats.contains("%Y") || formats.contains("%y"))
+    }
+
     /// The listing prefix for `hour` (the template rendered up to its first unknown part).
     pub fn prefix(&self, hour: DateTime<Utc>) -> String {
         let mut s = String::new();
@@ -174,6 +191,16 @@ mod tests {
             !l.matches(hour(2026, 11, 25, 13), "t=a/b/2026/11/25/13/x.gz"),
             "one segment only"
         );
+    }
+
+    #[test]
+    fn only_layouts_rendering_the_whole_hour_pin_it() {
+        let pins = |s: &str| s.parse::<Layout>().unwrap().pins_hour();
+        assert!(pins(DEFAULT));
+        assert!(pins("dt=!{timestamp:yyyy-MM-dd}/h=!{timestamp:HH}/"));
+        assert!(!pins("t=!{partitionKeyFromQuery:tenant}/"));
+        assert!(!pins("dt=!{timestamp:yyyy-MM-dd}/"));
+        assert!(!pins(""));
     }
 
     #[test]

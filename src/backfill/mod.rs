@@ -266,6 +266,9 @@ async fn list_task(
     // Templates coarser than an hour give the same prefix for several hours: each is listed
     // once (and its objects matched against every hour of the range).
     let mut seen_prefixes = HashSet::new();
+    // A layout without the hour selects by the write time in each object's name instead.
+    let by_prefix = layout.pins_hour();
+    let mut undated = 0u64;
     let units = (0..progress.hours_total).flat_map(|h| (0..n_bases).map(move |b| (h, b)));
     let results = futures::stream::iter(units)
         .map(|(h, b)| {
@@ -319,6 +322,9 @@ async fn list_task(
             {
                 continue;
             }
+            if !by_prefix && !written_in(&range, &o, &mut undated) {
+                continue;
+            }
             progress.objects_listed.fetch_add(1, Ordering::Relaxed);
             progress
                 .bytes_listed
@@ -333,6 +339,12 @@ async fn list_task(
             progress.hours_listed.store(h + 1, Ordering::Relaxed);
         }
     }
+    if undated > 0 {
+        tracing::warn!(
+            objects = undated,
+            "left out: the layout has no hour and these objects' names carry no Firehose write time (-YYYY-MM-DD-HH-MM-SS-)"
+        );
+    }
     if progress.hours_listed() == progress.hours_total {
         tracing::info!(
             hours = progress.hours_total,
@@ -342,6 +354,19 @@ async fn list_task(
         );
     }
     progress.done.store(true, Ordering::SeqCst);
+}
+
+/// Whether `object`'s name says it was written within `range` (counting names that say nothing
+/// in `undated`). Firehose names each object by the UTC time it was written, the same clock
+/// as its `!{timestamp:…}` prefix.
+fn written_in(range: &HourRange, object: &ObjectRef, undated: &mut u64) -> bool {
+    match crate::object::name_written_at(object.file_name()) {
+        Some(t) => t >= range.first && t < range.last + Duration::hours(1),
+        None => {
+            *undated += 1;
+            false
+        }
+    }
 }
 
 /// Lists every object of the range (see [`list`]) into memory: for plans, manifests and load

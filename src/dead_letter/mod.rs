@@ -24,7 +24,10 @@
 //!   carries a reference (`{"version":1,"object":…,"location":"s3://…"}`) instead.
 //!
 //! Record letters are spooled to a local temporary file while the object is processed, so
-//! memory stays flat however many records fail.
+//! memory stays flat however many records fail. For `dir:` that file sits next to the letter and
+//! is renamed into place. For `s3://` and `sqs:` it is an anonymous file (unlinked from birth, in
+//! no shared directory): another local user cannot read, pre-create or swap it, the upload reads
+//! it through the process's own descriptor, and a killed run leaves nothing behind.
 
 pub mod remote;
 
@@ -176,12 +179,33 @@ impl DeadLetters {
         &self.dest
     }
 
-    /// Where a document goes: its final local path, or (remote) its name below the prefix.
+    /// Where a document goes: its final local path, or (remote) a name for error messages only
+    /// — nothing is ever written at a path derived from the object for a remote destination.
     fn local_path(&self, object: &ObjectRef, kind: Kind) -> PathBuf {
         let suffix = format!(".{}.json", kind.name());
         match &self.dest {
             Destination::Dir(dir) => mirrored_path(dir, object, &suffix),
-            Destination::Remote(_) => mirrored_path(&std::env::temp_dir(), object, &suffix),
+            Destination::Remote(_) => PathBuf::from(format!(
+                "dead-letter spool of s3://{}/{}{suffix}",
+                object.bucket, object.key
+            )),
+        }
+    }
+
+    /// A file to build a document in: next to `path` for `dir:` (renamed into place
+    /// atomically), anonymous for a remote destination (see the module notes).
+    fn spool_file(&self, path: &Path) -> Result<Spool, Error> {
+        match &self.dest {
+            Destination::Dir(dir) => {
+                let parent = path.parent().expect("below the dead-letter directory");
+                crate::sink::ndjson::create_tree(dir, parent).map_err(|e| dl_error(e, parent))?;
+                crate::sink::ndjson::tempfile_for(path)
+                    .map(Spool::Local)
+                    .map_err(|e| dl_error(e, parent))
+            }
+            Destination::Remote(_) => tempfile::tempfile()
+                .map(Spool::Anonymous)
+                .map_err(|e| dl_error(e, &std::env::temp_dir())),
         }
     }
 
@@ -191,15 +215,18 @@ impl DeadLetters {
         object: &ObjectRef,
         kind: Kind,
         header: &HeaderInfo,
-        file: tempfile::NamedTempFile,
+        file: Spool,
         path: &Path,
     ) -> Result<String, Error> {
-        match &self.dest {
-            Destination::Dir(_) => {
+        match (&self.dest, file) {
+            (Destination::Dir(_), Spool::Local(file)) => {
                 file.persist(path).map_err(|e| dl_error(e.error, path))?;
                 Ok(path.display().to_string())
             }
-            Destination::Remote(r) => r.deliver(object, kind, header, file.path()),
+            (Destination::Remote(r), Spool::Anonymous(file)) => {
+                r.deliver(object, kind, header, file)
+            }
+            _ => unreachable!("spool_file picks the spool that matches the destination"),
         }
     }
 
@@ -226,7 +253,8 @@ impl DeadLetters {
         };
         let mut body = serde_json::to_vec_pretty(&header).expect("serialisable");
         body.push(b'\n');
-        let file = spool(&path, &body)?;
+        let mut file = self.spool_file(&path)?;
+        file.write_all(&body).map_err(|e| dl_error(e, &path))?;
         let info = HeaderInfo {
             class: error.class,
             stage: error.stage,
@@ -256,24 +284,36 @@ pub struct HeaderInfo {
     pub stage: Stage,
 }
 
-/// A temporary file next to `path` (so a local letter is renamed into place atomically).
-fn spool_file(path: &Path) -> Result<tempfile::NamedTempFile, Error> {
-    let parent = path.parent().expect("below the dead-letter directory");
-    fs::create_dir_all(parent).map_err(|e| dl_error(e, parent))?;
-    crate::sink::ndjson::tempfile_for(path).map_err(|e| dl_error(e, parent))
+/// The file a document is built in before it is delivered.
+pub(crate) enum Spool {
+    /// `dir:`: a temporary file next to the letter, renamed into place.
+    Local(tempfile::NamedTempFile),
+    /// Remote: a file with no name that only this process holds.
+    Anonymous(fs::File),
 }
 
-fn spool(path: &Path, body: &[u8]) -> Result<tempfile::NamedTempFile, Error> {
-    let mut tmp = spool_file(path)?;
-    tmp.write_all(body).map_err(|e| dl_error(e, path))?;
-    Ok(tmp)
+impl Write for Spool {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Spool::Local(f) => f.write(buf),
+            Spool::Anonymous(f) => f.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Spool::Local(f) => f.flush(),
+            Spool::Anonymous(f) => f.flush(),
+        }
+    }
 }
 
 /// Streams failed records into one dead letter (memory stays flat however many fail).
 pub struct RecordLetter {
     path: PathBuf,
     object: ObjectRef,
-    out: Option<BufWriter<tempfile::NamedTempFile>>,
+    /// Charged as scratch space until delivered (see [`crate::scratch`]).
+    out: Option<BufWriter<crate::scratch::Charged<Spool>>>,
     count: u64,
     dest: DeadLetters,
     first_failed_at: Option<String>,
@@ -305,10 +345,17 @@ impl RecordLetter {
     /// so a record of any size costs constant memory.
     pub fn add_failure(&mut self, f: &Failure<'_>, raw: Raw<'_>) -> Result<(), Error> {
         let path = self.path.clone();
-        let io = |e: std::io::Error| dl_error(e, &path);
+        let io = |e: std::io::Error| {
+            if crate::scratch::is_exhausted(&e) {
+                // Not the destination's fault: the object's bad records outgrew the bound.
+                Error::permanent(Stage::Parse, Cause::Remote(e.to_string()))
+            } else {
+                dl_error(e, &path)
+            }
+        };
         if self.out.is_none() {
-            let tmp = spool_file(&self.path)?;
-            let mut out = BufWriter::new(tmp);
+            let tmp = self.dest.spool_file(&self.path)?;
+            let mut out = BufWriter::new(crate::scratch::Charged::new(tmp));
             let at = now();
             let first = self.first_failed_at.clone().unwrap_or_else(|| at.clone());
             let header = Header {
@@ -383,9 +430,10 @@ impl RecordLetter {
         };
         out.write_all(b"\n]}\n")
             .map_err(|e| dl_error(e, &self.path))?;
-        let tmp = out
+        let (tmp, _charge) = out
             .into_inner()
-            .map_err(|e| dl_error(e.error(), &self.path))?;
+            .map_err(|e| dl_error(e.error(), &self.path))?
+            .into_parts();
         let info = HeaderInfo {
             class: Class::Permanent,
             stage: Stage::Parse,

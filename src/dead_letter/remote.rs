@@ -1,6 +1,7 @@
 //! Dead letters in S3 (`s3://bucket/prefix/`) and SQS (`sqs:QUEUE_URL`).
 
-use std::path::Path;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_sqs::types::MessageAttributeValue;
@@ -79,10 +80,29 @@ struct Reference<'a> {
     location: String,
 }
 
-async fn put_file(target: &S3Target, key: &str, file: &Path) -> Result<String, Error> {
-    let body = ByteStream::from_path(file)
+/// The name of an open file as this process's own descriptor: opening it gives the very file
+/// `file` is (even an anonymous one) and never what another user placed at some path, while
+/// letting the SDK reopen the body from the start when it retries the upload.
+fn own_descriptor_path(file: &File) -> String {
+    use std::os::fd::AsRawFd;
+    let dir = if cfg!(target_os = "linux") {
+        "/proc/self/fd"
+    } else {
+        "/dev/fd"
+    };
+    format!("{dir}/{}", file.as_raw_fd())
+}
+
+async fn put_file(target: &S3Target, key: &str, file: &File) -> Result<String, Error> {
+    // Where `/dev/fd/N` duplicates the descriptor rather than reopening the file (not Linux),
+    // the body is read from the shared offset: start it at the beginning.
+    let mut rewind = file;
+    rewind
+        .seek(SeekFrom::Start(0))
+        .map_err(|e| remote_error(format!("the dead-letter spool file: {e}")))?;
+    let body = ByteStream::from_path(own_descriptor_path(file))
         .await
-        .map_err(|e| remote_error(format!("{}: {e}", file.display())))?;
+        .map_err(|e| remote_error(format!("the dead-letter spool file: {e}")))?;
     target
         .client
         .put_object()
@@ -108,12 +128,12 @@ impl Remote {
         object: &ObjectRef,
         kind: Kind,
         info: &HeaderInfo,
-        file: &Path,
+        mut file: File,
     ) -> Result<String, Error> {
         match self {
             Remote::S3 { target, handle } => {
                 let key = target.key_for(object, kind);
-                block_on(handle, put_file(target, &key, file))
+                block_on(handle, put_file(target, &key, &file))
             }
             Remote::Sqs {
                 client,
@@ -121,14 +141,19 @@ impl Remote {
                 overflow,
                 handle,
             } => block_on(handle, async {
-                let size = tokio::fs::metadata(file)
-                    .await
-                    .map_err(|e| remote_error(format!("{}: {e}", file.display())))?
-                    .len();
+                let spool_error = |e: std::io::Error| {
+                    Error::permanent(
+                        Stage::Sink,
+                        Cause::DeadLetter(format!("the dead-letter spool file: {e}")),
+                    )
+                };
+                let size = file.metadata().map_err(spool_error)?.len();
                 let body = if size <= SQS_MAX_BODY {
-                    tokio::fs::read_to_string(file)
-                        .await
-                        .map_err(|e| remote_error(format!("{}: {e}", file.display())))?
+                    // Read back from the open handle (a small document: under 256 KiB).
+                    let mut text = String::new();
+                    file.seek(SeekFrom::Start(0)).map_err(spool_error)?;
+                    file.read_to_string(&mut text).map_err(spool_error)?;
+                    text
                 } else {
                     let Some(target) = overflow else {
                         return Err(Error::permanent(
@@ -140,7 +165,7 @@ impl Remote {
                         ));
                     };
                     let key = target.key_for(object, kind);
-                    let location = put_file(target, &key, file).await?;
+                    let location = put_file(target, &key, &file).await?;
                     serde_json::to_string(&Reference {
                         version: VERSION,
                         object: object.into(),

@@ -3,14 +3,18 @@
 use std::io::{BufRead, Read};
 use std::str::FromStr;
 
-/// A compression format. Firehose writes `UNCOMPRESSED`, `GZIP`, `ZIP`, `Snappy` (the Snappy
-/// framing format) and `HADOOP_SNAPPY`; zstd is accepted because producers and re-archivers use it.
+/// A compression format. Firehose writes `UNCOMPRESSED`, `GZIP`, `ZIP`, `Snappy` (snappy-java's
+/// stream format, [`Compression::SnappyJava`]) and `HADOOP_SNAPPY`; zstd and the Snappy framing
+/// format are accepted because producers and re-archivers use them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
     None,
     Gzip,
     Zstd,
+    /// The Snappy framing format (`sNaPpY` stream identifier), as `snzip` and most libraries write.
     Snappy,
+    /// xerial snappy-java's stream (`SnappyOutputStream`): Firehose's `Snappy`.
+    SnappyJava,
     HadoopSnappy,
     Zip,
 }
@@ -21,6 +25,9 @@ pub enum CompressionChoice {
     #[default]
     Auto,
     Fixed(Compression),
+    /// `snappy`: one of the three Snappy containers, told apart by its bytes (a `.snappy` object
+    /// may be any of them); snappy-java's, Firehose's own, when the bytes say nothing.
+    AnySnappy,
 }
 
 const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
@@ -34,7 +41,8 @@ impl Compression {
             Compression::None => "none",
             Compression::Gzip => "gzip",
             Compression::Zstd => "zstd",
-            Compression::Snappy => "snappy",
+            Compression::Snappy => "snappy-framed",
+            Compression::SnappyJava => "snappy-java",
             Compression::HadoopSnappy => "hadoop-snappy",
             Compression::Zip => "zip",
         }
@@ -48,6 +56,8 @@ impl Compression {
             Some(Compression::Zstd)
         } else if head.starts_with(SNAPPY_FRAMED_MAGIC) {
             Some(Compression::Snappy)
+        } else if head.starts_with(crate::decode::snappy_java::MAGIC) {
+            Some(Compression::SnappyJava)
         } else if head.starts_with(ZIP_MAGIC) {
             Some(Compression::Zip)
         } else if crate::decode::hadoop_snappy::looks_like_block_header(head) {
@@ -55,6 +65,33 @@ impl Compression {
         } else {
             None
         }
+    }
+
+    /// Whether this is one of the Snappy containers.
+    pub fn is_snappy(self) -> bool {
+        matches!(
+            self,
+            Compression::Snappy | Compression::SnappyJava | Compression::HadoopSnappy
+        )
+    }
+
+    /// What S3's `Content-Encoding` names, if it names a compression read here. A list names its
+    /// codings in the order they were applied, so the last one is the outermost.
+    pub fn from_content_encoding(value: &str) -> Option<Compression> {
+        let last = value.rsplit(',').map(str::trim).find(|c| {
+            !c.is_empty()
+                && !c.eq_ignore_ascii_case("identity")
+                && !c.eq_ignore_ascii_case("aws-chunked")
+        })?;
+        Some(match last.to_ascii_lowercase().as_str() {
+            "gzip" | "x-gzip" => Compression::Gzip,
+            "zstd" | "x-zstd" => Compression::Zstd,
+            // Firehose's Snappy is snappy-java's stream.
+            "snappy" | "snappy-java" | "x-snappy-java" | "xerial-snappy" => Compression::SnappyJava,
+            "snappy-framed" | "x-snappy-framed" | "framed-snappy" => Compression::Snappy,
+            "hadoop-snappy" | "x-hadoop-snappy" => Compression::HadoopSnappy,
+            _ => return None,
+        })
     }
 
     /// Falls back to the key's extension; anything unknown is taken as uncompressed.
@@ -66,7 +103,10 @@ impl Compression {
         match ext.as_str() {
             "gz" | "gzip" => Compression::Gzip,
             "zst" | "zstd" => Compression::Zstd,
-            "snappy" | "sz" => Compression::Snappy,
+            // Firehose's `.snappy` is snappy-java's stream (or Hadoop's, found by its bytes);
+            // `.sz` is the framing format's usual extension.
+            "snappy" => Compression::SnappyJava,
+            "sz" => Compression::Snappy,
             "zip" => Compression::Zip,
             _ => Compression::None,
         }
@@ -82,12 +122,14 @@ impl FromStr for CompressionChoice {
             "none" => CompressionChoice::Fixed(Compression::None),
             "gzip" => CompressionChoice::Fixed(Compression::Gzip),
             "zstd" => CompressionChoice::Fixed(Compression::Zstd),
-            "snappy" => CompressionChoice::Fixed(Compression::Snappy),
+            "snappy" => CompressionChoice::AnySnappy,
+            "snappy-framed" | "framed-snappy" => CompressionChoice::Fixed(Compression::Snappy),
+            "snappy-java" | "xerial-snappy" => CompressionChoice::Fixed(Compression::SnappyJava),
             "hadoop-snappy" => CompressionChoice::Fixed(Compression::HadoopSnappy),
             "zip" => CompressionChoice::Fixed(Compression::Zip),
             other => {
                 return Err(format!(
-                    "unknown compression `{other}` (expected auto, none, gzip, zstd, snappy, hadoop-snappy or zip)"
+                    "unknown compression `{other}` (expected auto, none, gzip, zstd, snappy, snappy-java, snappy-framed, hadoop-snappy or zip)"
                 ))
             }
         })
@@ -113,6 +155,7 @@ pub fn decoder<R: BufRead + Send + 'static>(
             Err(e) => Box::new(FailingReader(Some(e))),
         },
         Compression::Snappy => Box::new(snap::read::FrameDecoder::new(input)),
+        Compression::SnappyJava => Box::new(crate::decode::snappy_java::Decoder::new(input)),
         Compression::HadoopSnappy => Box::new(crate::decode::hadoop_snappy::Decoder::new(input)),
         Compression::Zip => Box::new(crate::decode::zip::Decoder::new(input, max_decompressed)),
     }
@@ -144,6 +187,27 @@ mod tests {
         assert_eq!(Compression::from_name("x.GZ"), Compression::Gzip);
         assert_eq!(Compression::from_name("x.json"), Compression::None);
         assert_eq!(Compression::from_name("noext"), Compression::None);
+        assert_eq!(Compression::from_name("x.snappy"), Compression::SnappyJava);
+        assert_eq!(
+            Compression::from_magic(b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01"),
+            Some(Compression::SnappyJava)
+        );
+    }
+
+    #[test]
+    fn content_encoding_names_the_outermost_coding() {
+        for (v, c) in [
+            ("snappy-java", Some(Compression::SnappyJava)),
+            ("Snappy", Some(Compression::SnappyJava)),
+            ("x-snappy-framed", Some(Compression::Snappy)),
+            ("hadoop-snappy", Some(Compression::HadoopSnappy)),
+            ("identity, gzip", Some(Compression::Gzip)),
+            ("gzip, aws-chunked", Some(Compression::Gzip)),
+            ("br", None),
+            ("", None),
+        ] {
+            assert_eq!(Compression::from_content_encoding(v), c, "{v}");
+        }
     }
 
     #[test]
@@ -154,6 +218,9 @@ mod tests {
             "gzip",
             "zstd",
             "snappy",
+            "snappy-java",
+            "xerial-snappy",
+            "snappy-framed",
             "hadoop-snappy",
             "zip",
         ] {

@@ -5,6 +5,8 @@
 
 use std::io::{self, Read};
 
+use super::snappy_block;
+
 /// Largest block accepted. Hadoop writes 256 KiB blocks by default; anything far larger is
 /// corruption, and checking keeps a garbage length from becoming a huge allocation.
 const MAX_BLOCK: usize = 64 * 1024 * 1024;
@@ -51,29 +53,21 @@ impl<R: Read> Decoder<R> {
         }
     }
 
-    /// Reads a big-endian u32; `Ok(None)` on a clean end of stream before its first byte.
-    fn read_u32(&mut self) -> io::Result<Option<u32>> {
-        let mut b = [0u8; 4];
-        let mut n = 0;
-        while n < 4 {
-            match self.inner.read(&mut b[n..]) {
-                Ok(0) if n == 0 => return Ok(None),
-                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-                Ok(k) => n += k,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(Some(u32::from_be_bytes(b)))
+    /// The bytes the decoder's buffers hold (for tests that check nothing was allocated from a
+    /// declared length).
+    pub fn buffered_capacity(&self) -> usize {
+        self.compressed.capacity() + self.out.capacity()
     }
 
     /// Decodes the next chunk into `self.out`; `false` at the end of the stream.
     fn next_chunk(&mut self) -> io::Result<bool> {
         if self.block_left == 0 {
-            match self.read_u32()? {
+            match snappy_block::read_u32(&mut self.inner)? {
                 None => return Ok(false),
                 Some(n) if n as usize > MAX_BLOCK => {
-                    return Err(corrupt(format!("block length {n} exceeds {MAX_BLOCK}")))
+                    return Err(snappy_block::corrupt(format!(
+                        "block length {n} exceeds {MAX_BLOCK}"
+                    )))
                 }
                 Some(n) => self.block_left = n as usize,
             }
@@ -82,36 +76,27 @@ impl<R: Read> Decoder<R> {
                 return Ok(true);
             }
         }
-        let len =
-            self.read_u32()?
-                .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))? as usize;
+        let len = snappy_block::read_u32(&mut self.inner)?
+            .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?
+            as usize;
         if len == 0 || len > snap::raw::max_compress_len(self.block_left) {
-            return Err(corrupt(format!(
+            return Err(snappy_block::corrupt(format!(
                 "chunk length {len} does not fit a block of {} bytes",
                 self.block_left
             )));
         }
-        self.compressed.resize(len, 0);
-        self.inner.read_exact(&mut self.compressed)?;
-        let n = snap::raw::decompress_len(&self.compressed).map_err(|e| corrupt(e.to_string()))?;
-        if n > self.block_left {
-            return Err(corrupt(format!(
-                "chunk decodes to {n} bytes, more than the {} left in its block",
-                self.block_left
-            )));
-        }
-        self.out.resize(n, 0);
-        self.snappy
-            .decompress(&self.compressed, &mut self.out)
-            .map_err(|e| corrupt(e.to_string()))?;
+        let n = snappy_block::decode(
+            &mut self.inner,
+            &mut self.snappy,
+            len,
+            self.block_left,
+            &mut self.compressed,
+            &mut self.out,
+        )?;
         self.block_left -= n;
         self.pos = 0;
         Ok(true)
     }
-}
-
-fn corrupt(msg: String) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, msg)
 }
 
 impl<R: Read> Read for Decoder<R> {
@@ -167,6 +152,32 @@ mod tests {
             .read_to_end(&mut Vec::new())
             .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn declared_lengths_allocate_nothing_before_their_bytes_arrive() {
+        // 12 bytes: the largest block and chunk lengths accepted, then 4 bytes of data.
+        let mut head = (MAX_BLOCK as u32).to_be_bytes().to_vec();
+        head.extend((snap::raw::max_compress_len(MAX_BLOCK) as u32).to_be_bytes());
+        head.extend(b"\x80\x80\x80\x20");
+        let started = std::time::Instant::now();
+        let mut d = Decoder::new(&head[..]);
+        let err = d.read_to_end(&mut Vec::new()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "{err}");
+        assert!(
+            d.buffered_capacity() < 128 * 1024,
+            "{} bytes buffered",
+            d.buffered_capacity()
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        // A declared block of 1 GiB is refused as such.
+        let mut head = (1u32 << 30).to_be_bytes().to_vec();
+        head.extend(16u32.to_be_bytes());
+        head.extend(b"\x80\x80\x80\x20");
+        let err = Decoder::new(&head[..])
+            .read_to_end(&mut Vec::new())
+            .unwrap_err();
+        assert!(err.to_string().contains("block length 1073741824"), "{err}");
     }
 
     #[test]

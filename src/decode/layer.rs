@@ -110,6 +110,10 @@ pub fn into_error(e: io::Error) -> Error {
     {
         return Error::permanent(Stage::Decompress, Cause::DecompressedTooLarge { cap });
     }
+    if crate::scratch::is_exhausted(&e) {
+        // Retrying would meet the same limit: the object fails, its small letter is kept.
+        return Error::permanent(Stage::Frame, Cause::Remote(e.to_string()));
+    }
     // Untagged errors come from the framing stage's own reads of in-memory data.
     Error::new(Stage::Frame, Class::Transient, Cause::Io(e))
 }

@@ -14,6 +14,10 @@ impl Counter {
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
+
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Ordering::Relaxed)
+    }
 }
 
 /// Counts the bytes read through it into a [`Counter`].
@@ -62,5 +66,37 @@ impl<R: Read> Read for Limit<R> {
             return Err(io::Error::other(CapExceeded { cap: self.cap }));
         }
         Ok(n)
+    }
+}
+
+/// Counts the bytes a decoder *consumed* from its buffered input (not what was fetched into the
+/// buffer, which runs up to a buffer ahead): where in the object a decoding error was met.
+pub struct Consumed<B> {
+    inner: B,
+    counter: Counter,
+}
+
+impl<B> Consumed<B> {
+    pub fn new(inner: B, counter: Counter) -> Self {
+        Consumed { inner, counter }
+    }
+}
+
+impl<B: std::io::BufRead> std::io::Read for Consumed<B> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.counter.0.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+impl<B: std::io::BufRead> std::io::BufRead for Consumed<B> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.counter.0.fetch_add(n as u64, Ordering::Relaxed);
+        self.inner.consume(n)
     }
 }

@@ -1,9 +1,10 @@
 //! Bytes of an object → decompressed bytes, streaming.
 //!
 //! Compression is detected from magic bytes first (objects are often mislabelled, and the
-//! stream's `FileExtension` can be anything), then from the key's extension. Decompressed output
-//! that itself starts with a compression magic is unwrapped again: CloudWatch Logs objects are
-//! concatenated gzip members that Firehose may gzip once more on top. ZIP entries that are
+//! stream's `FileExtension` can be anything), then from S3's `Content-Encoding`, then from the
+//! key's extension. Decompressed output that itself starts with a compression magic is unwrapped
+//! again: CloudWatch Logs objects are concatenated gzip members that Firehose may gzip once more
+//! on top. ZIP entries that are
 //! themselves archives or compressed are unwrapped entry by entry (see [`zip`]).
 //!
 //! Errors travel through `std::io::Read` as tagged `io::Error`s (see [`layer`]) so that, at the
@@ -14,7 +15,11 @@ pub mod compression;
 pub mod hadoop_snappy;
 pub mod layer;
 pub mod limit;
+pub mod members;
 pub mod pump;
+pub mod snappy_block;
+pub mod snappy_java;
+pub mod sniff;
 pub mod zip;
 
 pub use compression::{Compression, CompressionChoice};
@@ -36,6 +41,9 @@ pub struct Decoded {
     pub reader: Box<dyn Read + Send>,
     /// Compression layers unwrapped, outermost first (empty: the object was not compressed).
     pub layers: Vec<Compression>,
+    /// Where gzip members start in `reader`'s output, when the innermost layer is gzip: record
+    /// boundaries for the framer's resynchronisation.
+    pub members: Option<members::Members>,
 }
 
 /// Wraps `source` (the object's raw bytes) in the decoders it needs.
@@ -49,12 +57,40 @@ pub fn decompress(
     choice: CompressionChoice,
     max_decompressed: u64,
 ) -> Result<Decoded, Error> {
+    decompress_object(
+        source,
+        name,
+        None,
+        choice,
+        (max_decompressed, &Counter::default()),
+    )
+}
+
+/// [`decompress`] with the object's `Content-Encoding`, when its store gave one: it names the
+/// format where the bytes do not (a damaged or cut header), ahead of the key's extension.
+/// `consumed` counts the object's bytes the outermost decoder has taken: a decoding error's
+/// position in the object.
+pub fn decompress_object(
+    source: Box<dyn Read + Send>,
+    name: &str,
+    content_encoding: Option<&str>,
+    choice: CompressionChoice,
+    (max_decompressed, consumed): (u64, &Counter),
+) -> Result<Decoded, Error> {
     let mut reader: Box<dyn Read + Send> = Box::new(SourceReader::new(source));
     let mut layers = Vec::new();
+    let mut gz_members = None;
     loop {
-        let (head, rest) = peek(reader, 16).map_err(into_error)?;
+        // Enough for every magic and for telling text from binary (see [`sniff`]).
+        let (head, rest) = peek(reader, sniff::SAMPLE).map_err(into_error)?;
         let found = match (layers.is_empty(), choice) {
+            // An empty object is zero records whatever its name or compression says (a
+            // compressor writes at least a header, but an empty upload is no corrupt stream).
+            (true, _) if head.is_empty() => Compression::None,
             (true, CompressionChoice::Fixed(c)) => c,
+            (true, CompressionChoice::AnySnappy) => Compression::from_magic(&head)
+                .filter(|c| c.is_snappy())
+                .unwrap_or(Compression::SnappyJava),
             (true, CompressionChoice::Auto) => {
                 Compression::from_magic(&head).unwrap_or_else(|| {
                     // JSON text is not compressed whatever the name says (Firehose's FileExtension
@@ -63,26 +99,43 @@ pub fn decompress(
                     if looks_like_json_text(&head) {
                         Compression::None
                     } else {
-                        Compression::from_name(name)
+                        content_encoding
+                            .and_then(Compression::from_content_encoding)
+                            .unwrap_or_else(|| Compression::from_name(name))
                     }
                 })
             }
             // Inner layers are recognised by magic only: a JSON record never starts with one.
             (false, _) => Compression::from_magic(&head).unwrap_or(Compression::None),
         };
+        if found == Compression::None {
+            if let Some(what) = sniff::not_records(&head) {
+                return Err(Error::permanent(
+                    crate::error::Stage::Frame,
+                    crate::error::Cause::NotRecords(what),
+                ));
+            }
+        }
         let joined = Cursor::new(head).chain(rest);
         if found == Compression::None || layers.len() == MAX_LAYERS {
             return Ok(Decoded {
                 reader: Box::new(joined),
                 layers,
+                members: gz_members,
             });
         }
+        let input = BufReader::with_capacity(READ_BUFFER, joined);
+        let decoder = if layers.is_empty() {
+            layer_decoder(
+                found,
+                limit::Consumed::new(input, consumed.clone()),
+                max_decompressed,
+                &mut gz_members,
+            )
+        } else {
+            layer_decoder(found, input, max_decompressed, &mut gz_members)
+        };
         layers.push(found);
-        let decoder = compression::decoder(
-            found,
-            BufReader::with_capacity(READ_BUFFER, joined),
-            max_decompressed,
-        );
         reader = Box::new(limit::Limit::new(
             layer::Labelled::new(decoder, found.name()),
             max_decompressed,
@@ -90,7 +143,11 @@ pub fn decompress(
         if found == Compression::Zip {
             // A ZIP unwraps its entries itself (each entry separately: entries that are archives
             // or compressed are not one stream), so its output is records, not another layer.
-            return Ok(Decoded { reader, layers });
+            return Ok(Decoded {
+                reader,
+                layers,
+                members: None,
+            });
         }
     }
 }
@@ -115,4 +172,23 @@ pub(crate) fn peek<R: Read>(mut reader: R, n: usize) -> io::Result<(Vec<u8>, R)>
     }
     head.truncate(filled);
     Ok((head, reader))
+}
+
+/// One layer's decoder. Gzip goes through [`members::MultiGz`], which records where each member
+/// starts so the framer can end a bad span at a member boundary; the member list kept is the
+/// innermost gzip layer's (the one whose output the framer reads).
+fn layer_decoder<R: std::io::BufRead + Send + 'static>(
+    found: Compression,
+    input: R,
+    max_decompressed: u64,
+    gz_members: &mut Option<members::Members>,
+) -> Box<dyn Read + Send> {
+    if found == Compression::Gzip {
+        let m = members::Members::default();
+        *gz_members = Some(m.clone());
+        Box::new(members::MultiGz::new(input, m))
+    } else {
+        *gz_members = None;
+        compression::decoder(found, input, max_decompressed)
+    }
 }

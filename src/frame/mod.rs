@@ -10,6 +10,7 @@
 
 mod delimited;
 mod input;
+mod resync;
 pub mod scan;
 pub mod spool;
 mod stream;
@@ -205,6 +206,15 @@ impl<R: Read> Framer<R> {
                     .map(|r| crate::row::scan::key_hash(r.as_bytes(), false))
                     .collect(),
             ));
+        }
+    }
+
+    /// Gives the JSON-stream framer the gzip member boundaries of its input: a bad span never
+    /// runs past one (CloudWatch Logs delivers one record per member, with no line break). No
+    /// effect on delimited framing, which has its own delimiter.
+    pub fn member_boundaries(&mut self, members: crate::decode::members::Members) {
+        if let Mode::Json(stream) = &mut self.mode {
+            stream.members = Some((members, 0));
         }
     }
 

@@ -15,6 +15,8 @@ use std::sync::Arc;
 pub struct Spooled {
     file: Arc<File>,
     len: u64,
+    /// Scratch space (see [`crate::scratch`]), given back with the last clone.
+    charge: Arc<std::sync::Mutex<crate::scratch::Charge>>,
 }
 
 impl Spooled {
@@ -22,10 +24,15 @@ impl Spooled {
         Ok(Spooled {
             file: Arc::new(tempfile::tempfile()?),
             len: 0,
+            charge: Arc::default(),
         })
     }
 
     pub fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.charge
+            .lock()
+            .map_err(|_| io::Error::other("scratch charge poisoned"))?
+            .take(bytes.len() as u64)?;
         (&*self.file).write_all(bytes)?;
         self.len += bytes.len() as u64;
         Ok(())

@@ -15,8 +15,16 @@
 //!   looks like the inside of a pretty-printed value); failing that, at the byte where it broke
 //!   if that byte opens a new value (`{"a":1{"b":2}`), or at the next `{` that follows a `}` /
 //!   `]` (`{"a":tru}{"b":2}`), or at the next line starting a record;
+//! - a value cut inside a string or key, which the next record's first quote closed: at that
+//!   record's `{` or `[`, found by looking back into the broken value's strings (see
+//!   [`super::resync`]); likewise a stray `"` before a record;
+//! - a stray `}`, `]`, `,` or `:` between records: at the next `{` or `[` after it, else at the
+//!   next line break;
 //! - anything else (plain text, `tru`, `12ab`): at the next line break, so text stays
 //!   line-framed.
+//!
+//! Whatever the rule, a bad span ends at the next gzip member boundary (CloudWatch Logs: one
+//! record per member, no line break between them).
 //!
 //! The error span is handed on as a record (the record stage words the JSON error), or, when it
 //! is larger than `--max-record-bytes`, spooled to disk whole. Values larger than
@@ -27,9 +35,11 @@
 use std::io::{self, Read};
 
 use super::input::Input;
+use super::resync::{restart_in_strings, Restart};
 use super::scan::Scanner;
 use super::spool::Held;
 use super::Step;
+use crate::decode::members::Members;
 use crate::record::json::{self, Scan};
 
 /// Between values: JSON whitespace, plus RFC 7464's record separator (JSON text sequences).
@@ -89,6 +99,8 @@ struct Junk {
     after_close: bool,
     /// A line break seen since the last non-blank byte (its position).
     line_break: Option<usize>,
+    /// Stream offset of the next gzip member boundary, where the span ends whatever follows.
+    until: Option<u64>,
     held: Option<Held>,
 }
 
@@ -102,6 +114,8 @@ pub(crate) struct Stream {
     /// (see [`Stream::boundary`]), and how far the stream was searched for one.
     boundary: Option<u64>,
     searched: u64,
+    /// Gzip member boundaries of the input, and how far they were consumed.
+    pub(crate) members: Option<(Members, usize)>,
 }
 
 impl Default for Stream {
@@ -112,6 +126,7 @@ impl Default for Stream {
             keys_clean: false,
             boundary: None,
             searched: 0,
+            members: None,
         }
     }
 }
@@ -184,6 +199,16 @@ impl Stream {
             self.state = State::Between;
             return Ok(None);
         };
+        if matches!(first, b'}' | b']' | b',' | b':') {
+            // A stray closer or separator between records: the next `{` or `[` after it is a
+            // record start, so it must not take the rest of the line with it.
+            self.junk(input, 0, false);
+            if let State::Junk(j) = &mut self.state {
+                j.pos = 1;
+                j.after_close = true;
+            }
+            return Ok(None);
+        }
         if !matches!(
             first,
             b'{' | b'[' | b'"' | b'-' | b'0'..=b'9' | b't' | b'f' | b'n'
@@ -192,6 +217,7 @@ impl Stream {
             return Ok(None);
         }
         let scalar = !matches!(first, b'{' | b'[' | b'"');
+        let string = first == b'"';
         // An object never runs past a line that starts with `{` or `[` in column 0: that line
         // is the next record (NDJSON), so a broken line costs only itself and is found without
         // reading on (pretty-printers indent what is inside a value).
@@ -210,11 +236,25 @@ impl Stream {
         let outcome = match scanned_result {
             Scan::Incomplete if limit.is_some() => {
                 let stop = limit.expect("checked");
-                self.state = State::Between;
-                return Ok(Some(span(input, stop, stop + 1, max)));
+                return self.broken(input, stop, first, max, Some((stop, stop + 1)));
             }
-            Scan::Complete(len) if scalar && len == data.len() && !input.at_eof() => {
+            Scan::Complete(len) if (scalar || string) && len == data.len() && !input.at_eof() => {
                 Scan::Incomplete
+            }
+            Scan::Complete(len) if string && len < data.len() && !ends_scalar(data[len]) => {
+                // A stray quote before a record (`"{"i":2}`) reads as a string up to the
+                // record's first quote: resume at that record when one is there.
+                match restart_in_strings(data, len, input.at_eof()) {
+                    Restart::At(c) => {
+                        self.state = State::Between;
+                        return Ok(Some(span(input, c, c, max)));
+                    }
+                    Restart::NeedMore if !input.at_eof() && data.len() <= max => {
+                        input.fill(input.avail() + READ_AHEAD)?;
+                        return Ok(None);
+                    }
+                    _ => Scan::Complete(len),
+                }
             }
             Scan::Complete(len) if scalar && len < data.len() && !ends_scalar(data[len]) => {
                 Scan::Invalid(len)
@@ -239,10 +279,16 @@ impl Stream {
                     checked: true,
                 }))
             }
-            Scan::Invalid(at) => Ok(self.broken(input, at, opens(first), max)),
+            Scan::Invalid(at) => self.broken(input, at, first, max, None),
             Scan::Incomplete if input.at_eof() => {
                 let at = data.len();
-                Ok(self.broken(input, at, opens(first), max))
+                self.broken(input, at, first, max, None)
+            }
+            Scan::Incomplete if data.len() > max && self.member_within(input).is_some() => {
+                // Larger than a record may be and running into the next gzip member: the
+                // member boundary is a record boundary.
+                let at = input.avail();
+                self.broken(input, at, first, max, None)
             }
             Scan::Incomplete if data.len() > max => {
                 let mut scanner = Scanner::start(first);
@@ -297,16 +343,45 @@ impl Stream {
         None
     }
 
-    /// A value broke at `at` (relative to the first unconsumed byte).
+    /// The next gzip member boundary after the first unconsumed byte, relative to it, if it
+    /// is buffered.
+    fn member_within<R: Read>(&mut self, input: &Input<R>) -> Option<usize> {
+        let b = self.next_member(input)?;
+        let rel = (b - input.offset()) as usize;
+        (rel < input.avail()).then_some(rel)
+    }
+
+    fn next_member<R: Read>(&mut self, input: &Input<R>) -> Option<u64> {
+        let (members, cursor) = self.members.as_mut()?;
+        members.next_after(input.offset(), cursor)
+    }
+
+    /// A value that started with `first` broke at `at` (relative to the first unconsumed
+    /// byte). The error span ends at the earliest point where a record may start (see the
+    /// module doc), or at `fallback`; failing all of them, the bytes from `at` on are junk.
+    /// When the buffered bytes end before the look-back can tell, reads on and leaves the
+    /// value to be scanned again (`None`, state unchanged).
     fn broken<R: Read>(
         &mut self,
         input: &mut Input<R>,
         at: usize,
-        json: bool,
+        first: u8,
         max: usize,
-    ) -> Option<Step> {
+        fallback: Option<(usize, usize)>,
+    ) -> io::Result<Option<Step>> {
+        let can_wait = !input.at_eof() && input.avail() <= max;
+        let mut need_more = false;
+        let mut best = fallback;
+        let mut take = |stop: usize, resume: usize| {
+            if best.is_none_or(|(s, _)| stop < s) {
+                best = Some((stop, resume));
+            }
+        };
+        if let Some(b) = self.member_within(input).filter(|&b| b <= at) {
+            take(b, b);
+        }
         let data = input.data();
-        self.state = State::Between;
+        let json = opens(first);
         if json {
             // A line break inside the broken span, followed by a line that starts a value.
             let upto = (at + 1).min(data.len());
@@ -315,24 +390,52 @@ impl Stream {
                 let nl = from + p;
                 let next = data[nl..].iter().position(|&b| !separator(b));
                 if next.is_none_or(|q| starts_record(&data[nl + q..])) {
-                    return Some(span(input, nl, nl + 1, max));
+                    take(nl, nl + 1);
+                    break;
                 }
                 from = nl + 1;
             }
             if at > 0 && at < data.len() && opens(data[at]) {
-                return Some(span(input, at, at, max));
+                take(at, at);
             }
         }
+        if json || first == b'"' {
+            // Cut inside a string or key: the next record may already be behind the break.
+            match restart_in_strings(data, at, input.at_eof()) {
+                Restart::At(c) => take(c, c),
+                Restart::NeedMore => need_more = true,
+                Restart::None => {}
+            }
+            // Cut inside a string and followed by blank bytes that a string may not hold (a
+            // tab, a CR): the `{` or `[` after them starts the next record.
+            if data.get(at).is_some_and(|&b| b < 0x20) {
+                match data[at..].iter().position(|&b| !separator(b)) {
+                    Some(q) if opens(data[at + q]) => take(at + q, at + q),
+                    Some(_) => {}
+                    None => need_more = true,
+                }
+            }
+        }
+        if need_more && can_wait {
+            input.fill(input.avail() + READ_AHEAD)?;
+            return Ok(None);
+        }
+        self.state = State::Between;
+        if let Some((stop, resume)) = best {
+            return Ok(Some(span(input, stop, resume, max)));
+        }
         self.junk(input, at, json);
-        None
+        Ok(None)
     }
 
-    fn junk<R: Read>(&mut self, _input: &Input<R>, pos: usize, json: bool) {
+    fn junk<R: Read>(&mut self, input: &Input<R>, pos: usize, json: bool) {
+        let until = self.next_member(input);
         self.state = State::Junk(Junk {
             json,
             pos,
             after_close: false,
             line_break: None,
+            until,
             held: None,
         });
     }
@@ -370,7 +473,15 @@ fn junk_step<R: Read>(j: &mut Junk, input: &mut Input<R>, max: usize) -> io::Res
     let data = input.data();
     let mut i = j.pos;
     let mut found = None;
+    // A gzip member boundary ends the span whatever precedes it.
+    let stop_at = j
+        .until
+        .map_or(usize::MAX, |u| u.saturating_sub(input.offset()) as usize);
     while i < data.len() {
+        if i >= stop_at {
+            found = Some((stop_at, stop_at));
+            break;
+        }
         let b = data[i];
         if b == b'\n' {
             if !j.json {
@@ -388,6 +499,10 @@ fn junk_step<R: Read>(j: &mut Junk, input: &mut Input<R>, max: usize) -> io::Res
                     found = Some((i, i));
                     break;
                 }
+            } else if j.after_close && opens(b) {
+                // After a stray closer, `{` or `[` starts the next record.
+                found = Some((i, i));
+                break;
             }
             j.line_break = None;
             j.after_close = matches!(b, b'}' | b']');

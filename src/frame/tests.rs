@@ -443,3 +443,150 @@ fn a_run_of_unfinished_lines_is_one_error_per_line_and_later_records_land() {
         ]
     );
 }
+
+#[test]
+fn a_record_cut_inside_a_string_or_key_does_not_take_the_next_record() {
+    assert_eq!(
+        stream(br#"{"a":"never closed}{"i":2}"#, 100),
+        vec![bad(0, r#"{"a":"never closed}"#), ok(19, r#"{"i":2}"#)]
+    );
+    assert_eq!(
+        stream(br#"{"a":1,"ke{"i":2}{"i":3}"#, 100),
+        vec![
+            bad(0, r#"{"a":1,"ke"#),
+            ok(10, r#"{"i":2}"#),
+            ok(17, r#"{"i":3}"#)
+        ]
+    );
+    // Values back to back after the cut land too, arrays and empty objects included.
+    assert_eq!(
+        stream(br#"{"a":"x[1,2]{}{"i":3}"#, 100),
+        vec![
+            bad(0, r#"{"a":"x"#),
+            ok(7, "[1,2]"),
+            ok(12, "{}"),
+            ok(14, r#"{"i":3}"#)
+        ]
+    );
+    // Cut right after a backslash.
+    assert_eq!(
+        stream(br#"{"a":"ab\{"i":2}"#, 100),
+        vec![bad(0, r#"{"a":"ab\"#), ok(9, r#"{"i":2}"#)]
+    );
+    // The same in a large object: the first record after the cut lands, and every later one.
+    let mut input = Vec::new();
+    let mut want = Vec::new();
+    for i in 0..200_000 {
+        if i == 100_000 {
+            want.push(bad(input.len() as u64, r#"{"a":"never closed"#));
+            input.extend_from_slice(br#"{"a":"never closed"#);
+        }
+        let rec = format!("{{\"i\":{i},\"pad\":\"{}\"}}", "p".repeat(100));
+        want.push(ok(input.len() as u64, &rec));
+        input.extend_from_slice(rec.as_bytes());
+    }
+    assert!(input.len() > 20 << 20);
+    assert_eq!(events(&input, Framing::Auto, 1 << 20, 1 << 20), want);
+}
+
+#[test]
+fn a_stray_closer_or_quote_between_records_costs_only_itself() {
+    assert_eq!(
+        stream(br#"{"a":1}}{"i":2}{"i":3}{"i":4}"#, 100),
+        vec![
+            ok(0, r#"{"a":1}"#),
+            bad(7, "}"),
+            ok(8, r#"{"i":2}"#),
+            ok(15, r#"{"i":3}"#),
+            ok(22, r#"{"i":4}"#)
+        ]
+    );
+    assert_eq!(
+        stream(br#"{"a":1}]] [1]{"i":2},{"i":3}"#, 100),
+        vec![
+            ok(0, r#"{"a":1}"#),
+            bad(7, "]]"),
+            ok(10, "[1]"),
+            ok(13, r#"{"i":2}"#),
+            bad(20, ","),
+            ok(21, r#"{"i":3}"#)
+        ]
+    );
+    assert_eq!(
+        stream(br#"{"a":1}"{"i":2}{"i":3}"#, 100),
+        vec![
+            ok(0, r#"{"a":1}"#),
+            bad(7, "\""),
+            ok(8, r#"{"i":2}"#),
+            ok(15, r#"{"i":3}"#)
+        ]
+    );
+    // A string record followed by a record is still two records.
+    assert_eq!(
+        stream(br#""s"{"i":2}"#, 100),
+        vec![ok(0, "\"s\""), ok(3, r#"{"i":2}"#)]
+    );
+}
+
+/// Frames `members` gzipped one by one and concatenated, as CloudWatch Logs delivers them.
+fn members_events(members: &[&[u8]], step: usize) -> Vec<(u64, String, bool)> {
+    use crate::decode::members::{Members, MultiGz};
+    use std::io::Write;
+    let mut gz = Vec::new();
+    for m in members {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(m).unwrap();
+        gz.extend(e.finish().unwrap());
+    }
+    let boundaries = Members::default();
+    let mut decoded = Vec::new();
+    MultiGz::new(&gz[..], boundaries.clone())
+        .read_to_end(&mut decoded)
+        .unwrap();
+    let mut f = Framer::new(
+        Trickle {
+            data: &decoded,
+            step,
+        },
+        Framing::Auto,
+        100,
+    );
+    f.member_boundaries(boundaries);
+    let mut out = Vec::new();
+    while let Some(Event::Record(r)) = f.next_event().unwrap() {
+        out.push((
+            r.offset,
+            String::from_utf8_lossy(r.bytes).into_owned(),
+            r.json_checked,
+        ));
+    }
+    out
+}
+
+#[test]
+fn a_gzip_member_boundary_ends_a_bad_span() {
+    for bad_member in [
+        &b"not json at all"[..],
+        b"{\"a\":1",
+        b"{\"a\":[1,",
+        b"}",
+        b"hello {",
+    ] {
+        let mut members: Vec<&[u8]> = vec![bad_member];
+        let good = [br#"{"i":1}"#, br#"{"i":2}"#, br#"{"i":3}"#, br#"{"i":4}"#];
+        members.extend(good.iter().map(|g| &g[..]));
+        let n = bad_member.len() as u64;
+        let mut want = vec![bad(0, std::str::from_utf8(bad_member).unwrap())];
+        for (k, g) in good.iter().enumerate() {
+            want.push(ok(n + 7 * k as u64, std::str::from_utf8(&g[..]).unwrap()));
+        }
+        for step in [1, 5, 1 << 20] {
+            assert_eq!(members_events(&members, step), want, "{bad_member:?}");
+        }
+    }
+    // A valid value may span members (bgzip cuts members mid-record).
+    assert_eq!(
+        members_events(&[b"{\"a\":", b"1}{\"b\":2}"], 1 << 20),
+        vec![ok(0, "{\"a\":1}"), ok(7, "{\"b\":2}")]
+    );
+}

@@ -60,12 +60,13 @@ impl FileLedger {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| ledger_error(&path, e))?;
         }
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .read(true)
-            .open(&path)
-            .map_err(|e| ledger_error(&path, e))?;
+        let mut options = OpenOptions::new();
+        options.create(true).append(true).read(true);
+        // A symlink in the ledger's place (planted, or left by someone) is not followed:
+        // appends would land in whatever it points to.
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NOFOLLOW);
+        let mut file = options.open(&path).map_err(|e| ledger_error(&path, e))?;
         // Before reading: what is read is then what no other process changes meanwhile.
         match file.try_lock() {
             Ok(()) => {}
@@ -82,7 +83,12 @@ impl FileLedger {
         }
         let mut done = HashSet::new();
         let mut staged = HashMap::new();
-        if let Ok(f) = File::open(&path) {
+        // Read through the handle just locked, never by path again.
+        let reader = file.try_clone().and_then(|mut f| {
+            std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(0))?;
+            Ok(f)
+        });
+        if let Ok(f) = reader {
             for line in BufReader::new(f).split(b'\n') {
                 let line = line.map_err(|e| ledger_error(&path, e))?;
                 // A torn last line (killed mid-write) does not parse and is ignored: its object
@@ -222,6 +228,17 @@ mod tests {
             finished_at: "t".into(),
             worker: "w".into(),
         }
+    }
+
+    #[test]
+    fn a_symlink_in_the_ledger_s_place_is_refused_not_appended_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("someone-else.txt");
+        std::fs::write(&target, b"theirs\n").unwrap();
+        let path = dir.path().join("l.jsonl");
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        assert!(FileLedger::open(&path).is_err());
+        assert_eq!(std::fs::read(&target).unwrap(), b"theirs\n");
     }
 
     #[test]

@@ -62,6 +62,9 @@ pub enum ItemKind {
         spooled: Option<crate::frame::Spooled>,
         /// The row below the record that failed (a log event), when not the record itself.
         sub: SubPath,
+        /// A sound envelope whose payload is not a record (see `RecordErrorKind::Payload`):
+        /// left out of `--max-record-error-ratio`.
+        payload: bool,
     },
     /// A record that carries no rows by design (CloudWatch Logs control message).
     Control,
@@ -155,6 +158,7 @@ impl Records {
         envelope: Envelope,
         max_record_bytes: usize,
         reserved: Vec<String>,
+        members: Option<crate::decode::members::Members>,
     ) -> io::Result<Records> {
         let (tx, rx) = sync_channel(DEPTH);
         let (recycle, recycled) = sync_channel::<Batch>(DEPTH + 2);
@@ -163,6 +167,9 @@ impl Records {
             .spawn(move || {
                 let mut framer = Framer::new(reader, framing, max_record_bytes);
                 framer.check_keys(&reserved);
+                if let Some(m) = members {
+                    framer.member_boundaries(m);
+                }
                 let mut unwrapper = Unwrapper::new(envelope, max_record_bytes);
                 let result = produce(&mut framer, &mut unwrapper, &tx, &recycled);
                 let message = match result {
@@ -241,6 +248,7 @@ fn produce<R: Read>(
                                 message,
                                 spooled: None,
                                 sub: SubPath::from_slice(sub),
+                                payload: false,
                             },
                         ),
                     }
@@ -266,6 +274,7 @@ fn produce<R: Read>(
                             message: kind.to_string(),
                             spooled: None,
                             sub: SubPath::default(),
+                            payload: matches!(kind, RecordErrorKind::Payload(_)),
                         },
                     ),
                 }
@@ -279,6 +288,7 @@ fn produce<R: Read>(
                     message: e.kind.to_string(),
                     spooled: Some(e.raw),
                     sub: SubPath::default(),
+                    payload: false,
                 },
             ),
         }

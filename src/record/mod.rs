@@ -23,9 +23,15 @@ use std::fmt;
 /// `--on-record-error` policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecordErrorKind {
-    InvalidUtf8 { at: usize },
+    InvalidUtf8 {
+        at: usize,
+    },
     InvalidJson(String),
     Envelope(String),
+    /// The envelope is sound but the payload it carries is not a record: a Firehose error
+    /// record whose `rawData` is empty or not JSON. That is what error output holds, so it is
+    /// the record's own letter and never counts toward `--max-record-error-ratio`.
+    Payload(String),
     RowId(String),
     Frame(String),
     // The record breaks the row contract (README, "Row contract"): a field that collides with
@@ -41,6 +47,7 @@ impl fmt::Display for RecordErrorKind {
             }
             RecordErrorKind::InvalidJson(m) => write!(f, "invalid JSON: {m}"),
             RecordErrorKind::Envelope(m) => f.write_str(m),
+            RecordErrorKind::Payload(m) => f.write_str(m),
             RecordErrorKind::RowId(m) => f.write_str(m),
             RecordErrorKind::Frame(m) => f.write_str(m),
             RecordErrorKind::Row(m) => f.write_str(m),

@@ -112,12 +112,12 @@ impl Unwrapper {
         let mut any = false;
         while let Some(event) = framer
             .next_event()
-            .map_err(|e| RecordErrorKind::Envelope(format!("rawData: {e}")))?
+            .map_err(|e| RecordErrorKind::Payload(format!("rawData: {e}")))?
         {
             let sub = match event {
                 Event::Record(f) => f.bytes,
                 Event::Error(e) => {
-                    return Err(RecordErrorKind::Envelope(format!(
+                    return Err(RecordErrorKind::Payload(format!(
                         "rawData sub-record {index}: {}",
                         e.kind
                     ))
@@ -125,7 +125,7 @@ impl Unwrapper {
                 }
             };
             let shape = validate(sub).map_err(|e| {
-                RecordErrorKind::Envelope(format!("rawData sub-record {index}: {e}"))
+                RecordErrorKind::Payload(format!("rawData sub-record {index}: {e}"))
             })?;
             if matches!(shape, Shape::Object { .. }) && detect(sub) == Envelope::CloudWatchLogs {
                 cloudwatch_rows(sub, &[index], emit)?;
@@ -141,8 +141,9 @@ impl Unwrapper {
             index += 1;
         }
         if !any {
-            return Err(RecordErrorKind::Envelope(
-                "Firehose error record's rawData is empty".into(),
+            // "The record was empty or contained only whitespace": nothing to load.
+            return Err(RecordErrorKind::Payload(
+                "Firehose error record's rawData is empty (nothing to load)".into(),
             )
             .into());
         }

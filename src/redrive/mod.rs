@@ -135,20 +135,48 @@ impl Document {
         let mut doc: Document = serde_json::from_reader(reader).map_err(|e| {
             Error::permanent(
                 Stage::Parse,
-                Cause::DeadLetter(format!("{origin} is not a dead letter: {e}")),
+                Cause::Redrive(format!("{origin} is not a dead letter: {e}")),
             )
         })?;
         if doc.version != crate::dead_letter::VERSION {
             return Err(Error::permanent(
                 Stage::Parse,
-                Cause::DeadLetter(format!(
+                Cause::Redrive(format!(
                     "{origin}: dead-letter version {} is not supported",
                     doc.version
                 )),
             ));
         }
+        doc.check_object().map_err(|why| {
+            Error::permanent(Stage::Parse, Cause::DeadLetter(format!("{origin}: {why}")))
+        })?;
         doc.body = Some(body);
         Ok(doc)
+    }
+
+    /// A letter is written by whoever can write to the dead-letter destination, and its
+    /// bucket becomes a directory name (the NDJSON output, new dead letters): an S3 object's
+    /// bucket must be a bucket name, and a local object's bucket the name of the root it
+    /// says it was read from — as the run that wrote it named it.
+    fn check_object(&self) -> Result<(), String> {
+        match &self.source {
+            Some(crate::object::Origin::Local { root }) => {
+                let name = root
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "local".into());
+                if self.object.bucket == name {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "bucket `{}` is not the name of the letter's local source {}",
+                        self.object.bucket.escape_debug(),
+                        root.display()
+                    ))
+                }
+            }
+            _ => crate::object::check_bucket_name(&self.object.bucket),
+        }
     }
 
     pub fn from_bytes(bytes: Vec<u8>, origin: &str) -> Result<Document, Error> {
@@ -174,7 +202,7 @@ fn redrive_error(msg: impl std::fmt::Display) -> Error {
     Error::new(
         Stage::Fetch,
         Class::Transient,
-        Cause::DeadLetter(msg.to_string()),
+        Cause::Redrive(msg.to_string()),
     )
 }
 
@@ -203,6 +231,16 @@ async fn get_s3(client: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<
 }
 
 impl Source {
+    /// Whether a letter from here may say which local directory its object is read from.
+    ///
+    /// Letters in a local `dir:` were written by a local run of someone who can write there
+    /// anyway; letters in S3 or SQS can be planted by anyone who may write to the bucket or
+    /// send to the queue, and must not make `redrive` read (and forward to the sink and to new
+    /// letters) a file of their choosing on this host.
+    pub fn trusts_local_roots(&self) -> bool {
+        matches!(self, Source::Dir(_))
+    }
+
     /// Every dead letter at the source. SQS messages are received (and hidden for
     /// `visibility_secs`) until the queue answers empty.
     pub async fn list(&self, visibility_secs: i32) -> Result<Vec<Letter>, Error> {
@@ -290,7 +328,7 @@ impl Source {
                     let v: Value = serde_json::from_str(body).map_err(|e| {
                         Error::permanent(
                             Stage::Parse,
-                            Cause::DeadLetter(format!(
+                            Cause::Redrive(format!(
                                 "SQS message {}: {e}",
                                 m.message_id().unwrap_or("?")
                             )),
@@ -528,9 +566,16 @@ pub fn redrive_records(
         Err(e) => {
             return Err(Error::permanent(
                 Stage::Parse,
-                Cause::DeadLetter(format!("the letter's records cannot be read: {e}")),
+                Cause::Redrive(format!("the letter's records cannot be read: {e}")),
             ))
         }
+    }
+    if out.delivered == 0 {
+        // Nothing to write: no empty `<key>.redriven.ndjson` (nor an earlier one replaced by
+        // nothing); the writer is dropped uncommitted.
+        drop(writer);
+        out.new_letter = letter.finish()?;
+        return Ok(out);
     }
     let committed = writer.commit()?;
     for r in &committed.rejected {

@@ -33,6 +33,40 @@ pub fn mirrored_path(dir: &Path, object: &ObjectRef, suffix: &str) -> PathBuf {
     p
 }
 
+/// Creates the directories from `root` down to `dir` (a path below it), refusing any that is a
+/// symlink: the tree below an output or dead-letter directory is the tool's own, and a link
+/// planted in it (`out/<bucket>` → `/etc`) would send its writes elsewhere. `root` itself is
+/// the operator's choice and may be one.
+pub fn create_tree(root: &Path, dir: &Path) -> io::Result<()> {
+    let below = dir.strip_prefix(root).map_err(|_| {
+        io::Error::other(format!("{} is not below {}", dir.display(), root.display()))
+    })?;
+    fs::create_dir_all(root)?;
+    let mut at = root.to_path_buf();
+    for part in below.components() {
+        at.push(part);
+        match fs::create_dir(&at) {
+            Ok(()) => continue,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        let meta = fs::symlink_metadata(&at)?;
+        if meta.file_type().is_symlink() {
+            return Err(io::Error::other(format!(
+                "{} is a symlink: refused in a directory tree this tool writes",
+                at.display()
+            )));
+        }
+        if !meta.is_dir() {
+            return Err(io::Error::other(format!(
+                "{} is not a directory",
+                at.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The longest file name common file systems take (ext4, XFS, APFS, NTFS: 255 bytes).
 pub const NAME_MAX: usize = 255;
 
@@ -44,6 +78,9 @@ fn safe_segment(s: &str) -> String {
         s => s
             .replace('%', "%25")
             .replace('\\', "%5C")
+            // Key segments are split at `/`; a bucket name is not, and must stay one segment
+            // even if one with a `/` got past validation.
+            .replace('/', "%2F")
             .replace('\0', "%00"),
     }
 }
@@ -135,7 +172,7 @@ impl Sink for NdjsonDir {
     fn open(&self, object: &ObjectRef) -> Result<Box<dyn ObjectWriter>, Error> {
         let path = mirrored_path(&self.dir, object, ".ndjson");
         let parent = path.parent().expect("a path below the sink directory");
-        fs::create_dir_all(parent).map_err(|e| sink_error(e, parent))?;
+        create_tree(&self.dir, parent).map_err(|e| sink_error(e, parent))?;
         let tmp = tempfile_for(&path).map_err(|e| sink_error(e, parent))?;
         let mut redriven = object.clone();
         redriven.key.push_str(REDRIVEN);
@@ -368,6 +405,41 @@ mod tests {
             mirrored_path(Path::new("/out"), &o, ".x"),
             PathBuf::from("/out/b/a/%/b/%.x")
         );
+        // The bucket is one segment whatever it holds.
+        for bucket in ["srcb/../../../ESCAPED", "..", "a/b"] {
+            let p = mirrored_path(Path::new("/out"), &ObjectRef::new(bucket, "k"), ".x");
+            assert_eq!(
+                p.parent().and_then(Path::parent),
+                Some(Path::new("/out")),
+                "{}",
+                p.display()
+            );
+            assert!(
+                p.components().all(|c| c != std::path::Component::ParentDir),
+                "{}",
+                p.display()
+            );
+        }
+    }
+
+    #[test]
+    fn a_symlink_inside_the_tree_is_refused_and_nothing_is_written_through_it() {
+        let t = tempfile::tempdir().unwrap();
+        let (out, elsewhere) = (t.path().join("out"), t.path().join("elsewhere"));
+        std::fs::create_dir_all(&out).unwrap();
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, out.join("b")).unwrap();
+        let sink = NdjsonDir::new(out.clone());
+        let err = sink.open(&ObjectRef::new("b", "k/x.gz")).err().unwrap();
+        assert!(err.to_string().contains("symlink"), "{err}");
+        assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+        // The directory the operator named may itself be a link.
+        let link = t.path().join("link");
+        std::os::unix::fs::symlink(&out, &link).unwrap();
+        std::fs::remove_file(out.join("b")).unwrap();
+        assert!(NdjsonDir::new(link)
+            .open(&ObjectRef::new("b", "k/x.gz"))
+            .is_ok());
     }
 
     #[test]

@@ -158,6 +158,7 @@ impl ObjectStore for LocalStore {
         Ok(Opened {
             reader: Box::new(f),
             etag: Etag::Computing(etag),
+            content_encoding: None,
         })
     }
 
@@ -279,6 +280,31 @@ pub fn locate(path: &Path) -> io::Result<(PathBuf, String)> {
         })
         .unwrap_or_default();
     let key = if is_file || rel.is_empty() {
+        rel
+    } else {
+        format!("{rel}/")
+    };
+    Ok((root, key))
+}
+
+/// A local path's key below `root`, the directory that plays the bucket (`replay
+/// --source-root`): the same key a backfill of `root` gives it. A path outside `root` is an
+/// error, not an object of another bucket.
+pub fn below(root: &Path, path: &Path) -> io::Result<(PathBuf, String)> {
+    let root = root.canonicalize()?;
+    let abs = path.canonicalize()?;
+    let rel = abs.strip_prefix(&root).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("it is not below --source-root {}", root.display()),
+        )
+    })?;
+    let rel = rel
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join("/");
+    let key = if abs.is_file() || rel.is_empty() {
         rel
     } else {
         format!("{rel}/")

@@ -12,6 +12,9 @@ use crate::object::ObjectRef;
 pub struct Opened {
     pub reader: Box<dyn Read + Send>,
     pub etag: Etag,
+    /// S3's `Content-Encoding`, when the store has one: names the compression where the bytes
+    /// cannot (see [`crate::decode::decompress_object`]).
+    pub content_encoding: Option<String>,
 }
 
 /// The object's ETag, which row IDs need before the first row is built — but not before

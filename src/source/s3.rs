@@ -176,6 +176,22 @@ where
     }
 }
 
+/// The object no longer has the ETag it was listed (or dead-lettered) with: it was overwritten.
+/// Reading it again cannot help, so this is permanent; the current version is a different
+/// object to the ledger and to row IDs, which `replay` reads (a redrive never swaps versions:
+/// rows of the old one may already be in the sink under the old one's IDs).
+fn changed(bucket: &str, object: &ObjectRef) -> Error {
+    Error::permanent(
+        Stage::Fetch,
+        Cause::Remote(format!(
+            "the object changed: it no longer has ETag {} (overwritten since it was listed or \
+             dead-lettered); to read its current version, replay s3://{bucket}/{}",
+            object.etag.as_deref().unwrap_or("?"),
+            object.key
+        )),
+    )
+}
+
 impl ObjectStore for S3Store {
     fn open(&self, object: &mut ObjectRef) -> Result<Opened, Error> {
         object.origin = Some(crate::object::Origin::S3);
@@ -190,20 +206,24 @@ impl ObjectStore for S3Store {
             // Read exactly what was listed (and claimed in the ledger), not a newer write.
             req = req.if_match(format!("\"{etag}\""));
         }
-        let resp = self
-            .handle
-            .block_on(req.send())
-            .map_err(|e| classify(Stage::Fetch, "GetObject", e))?;
+        let resp = self.handle.block_on(req.send()).map_err(|e| {
+            if e.raw_response().is_some_and(|r| r.status().as_u16() == 412) {
+                return changed(&self.bucket, object);
+            }
+            classify(Stage::Fetch, "GetObject", e)
+        })?;
         let etag = resp.e_tag().map(unquote);
         object.version_id = resp
             .version_id()
             .map(str::to_string)
             .or(object.version_id.take());
         object.size = resp.content_length().map(|n| n as u64).or(object.size);
+        let content_encoding = resp.content_encoding().map(str::to_string);
         let body = resp.body.into_async_read();
         Ok(Opened {
             reader: Box::new(SyncIoBridge::new_with_handle(body, self.handle.clone())),
             etag: Etag::Known(etag),
+            content_encoding,
         })
     }
 

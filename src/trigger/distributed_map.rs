@@ -84,6 +84,9 @@ impl MapItem {
                     self.key
                 ),
             })?;
+        // The bucket becomes a path segment of output and dead-letter trees: refuse what is not
+        // a bucket name (issue 25), wherever it came from.
+        crate::object::check_bucket_name(bucket).map_err(malformed)?;
         let mut o = ObjectRef::new(bucket, self.key.clone());
         o.etag = self.etag.clone();
         o.version_id = self.version_id.clone();
@@ -318,6 +321,28 @@ mod tests {
         assert_eq!(i.etag.as_deref(), Some("05704fbdccb224cb01c59005bebbad28"));
         assert_eq!(i.size, Some(34910));
         assert_eq!(i.bucket, None);
+    }
+
+    #[test]
+    fn a_bucket_that_is_not_a_bucket_name_is_refused_wherever_it_comes_from() {
+        let item = MapItem {
+            bucket: Some("srcb/../../x".into()),
+            key: "k.gz".into(),
+            etag: None,
+            version_id: None,
+            size: None,
+        };
+        assert!(item.object(None, None).is_err());
+        let bare = MapItem {
+            bucket: None,
+            ..item.clone()
+        };
+        assert!(bare.object(Some(".."), None).is_err());
+        assert!(bare.object(None, Some("a/b")).is_err());
+        assert_eq!(
+            bare.object(Some("good-bucket"), None).unwrap().bucket,
+            "good-bucket"
+        );
     }
 
     #[test]

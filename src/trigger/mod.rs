@@ -127,6 +127,13 @@ fn malformed(what: &'static str, e: impl std::fmt::Display) -> TriggerError {
     }
 }
 
+/// `name` if it is a bucket's name (see [`crate::object::bucket_name_problem`]): a name that
+/// could step out of a directory the tool writes below is a malformed event, not a bucket.
+fn bucket_name(what: &'static str, name: String) -> Result<String, TriggerError> {
+    crate::object::check_bucket_name(&name).map_err(|e| malformed(what, e))?;
+    Ok(name)
+}
+
 /// Objects named by an S3 notification document (`{"Records":[...]}`); ignores non-created
 /// events. `s3:TestEvent` documents name none.
 fn s3_notification(v: &Value) -> Result<Vec<ObjectRef>, TriggerError> {
@@ -173,6 +180,7 @@ fn s3_notification(v: &Value) -> Result<Vec<ObjectRef>, TriggerError> {
             r.s3.bucket
                 .name
                 .ok_or_else(|| malformed("S3", "record without bucket name"))?;
+        let bucket = bucket_name("S3", bucket)?;
         let key =
             r.s3.object
                 .key
@@ -325,7 +333,8 @@ fn eventbridge_objects(payload: &Value, other: Unexpected) -> Result<Vec<ObjectR
     let d: ObjectCreatedDetail =
         serde_json::from_value(e.detail).map_err(|e| malformed("EventBridge", e))?;
     // EventBridge URL-encodes keys like S3 notifications do (a space arrives as `+`).
-    let mut o = ObjectRef::new(d.bucket.name, url_decode_key(&d.object.key));
+    let bucket = bucket_name("EventBridge", d.bucket.name)?;
+    let mut o = ObjectRef::new(bucket, url_decode_key(&d.object.key));
     o.version_id = d.object.version_id;
     o.size = d.object.size;
     Ok(vec![o])
@@ -364,6 +373,7 @@ fn batch_task(v: Value) -> Task {
                     Some(arn) => malformed(what, format!("no bucket in s3BucketArn `{arn}`")),
                     None => malformed(what, "neither s3Bucket nor s3BucketArn"),
                 })?;
+            let bucket = bucket_name(what, bucket)?;
             if t.s3_key.is_empty() {
                 return Err(malformed(what, "empty s3Key"));
             }

@@ -122,9 +122,10 @@ fn corrupt_gzip_is_a_permanent_decompress_error() {
 
 #[test]
 fn a_decompression_bomb_stops_at_the_cap() {
-    // 32 MiB of zeros compress to ~32 KiB.
+    // 32 MiB of one record repeated compress to ~32 KiB (zeros would be refused as binary
+    // before the cap is reached).
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    let zeros = vec![0u8; 1 << 20];
+    let zeros = b"{\"n\":0}\n".repeat(1 << 17);
     for _ in 0..32 {
         std::io::Write::write_all(&mut e, &zeros).unwrap();
     }
@@ -215,4 +216,279 @@ fn a_missing_object_is_a_permanent_fetch_error() {
 fn pretty_printed_records_become_single_line_rows() {
     let r = Bucket::new().replay_bytes("p", b"{\n  \"a\": \"x\\ny\",\n  \"b\": [1,\n 2]\n}\n");
     assert_eq!(r.bodies(), vec![json!({"a":"x\ny","b":[1,2]})]);
+}
+
+/// Settings as the CLI's defaults have them (`--max-record-error-ratio` included).
+fn cli_defaults() -> Settings {
+    Settings {
+        max_record_error_ratio: Some(firehose_replay::pipeline::DEFAULT_MAX_RECORD_ERROR_RATIO),
+        ..Settings::default()
+    }
+}
+
+fn noise(n: usize) -> Vec<u8> {
+    let mut x = 0x2545f4914f6cdd1du64;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+#[test]
+fn objects_that_are_not_records_fail_saying_what_they_are() {
+    let b = Bucket::new();
+    let mut parquet = b"PAR1".to_vec();
+    parquet.extend(noise(5000));
+    parquet.extend(b"PAR1");
+    // Firehose's Parquet output sits beside its JSON: named like the JSON, found by its bytes.
+    for (key, body, what) in [
+        ("random.gz", gzip(&noise(1 << 20)), "binary data"),
+        ("zeros.gz", gzip(&vec![0u8; 16 << 20]), "binary data"),
+        (
+            "s-1-2026-11-25-22-00-00-x.parquet",
+            parquet.clone(),
+            "a Parquet file",
+        ),
+        (
+            "s-1-2026-11-25-22-00-00-x.gz",
+            gzip(&parquet),
+            "a Parquet file",
+        ),
+        ("x.orc", b"ORC\x0a\x03\x12\x00".to_vec(), "an ORC file"),
+    ] {
+        b.put(key, &body);
+        let r = b.replay(key, &cli_defaults());
+        let e = &r.failure().error;
+        assert_eq!(e.class, Class::Permanent, "{key}");
+        assert!(e.to_string().contains(what), "{key}: {e}");
+        assert!(e.to_string().contains("not JSON records"), "{key}: {e}");
+        assert!(r.rows.is_empty(), "{key}: no accidental scalars");
+        assert!(r.dead_letter.is_none(), "{key}: no records letter");
+    }
+}
+
+#[test]
+fn text_that_is_overwhelmingly_not_records_fails_by_the_default_ratio() {
+    // Log lines, a few of which happen to be numbers: not 3 rows and 27 bad records.
+    let mut text = String::new();
+    for i in 0..30 {
+        if i % 10 == 0 {
+            text.push_str(&format!("{i}\n"));
+        } else {
+            text.push_str(&format!("INFO request {i} served in 12ms\n"));
+        }
+    }
+    let b = Bucket::new();
+    b.put("app.log", text.as_bytes());
+    let r = b.replay("app.log", &cli_defaults());
+    assert!(
+        r.failure()
+            .error
+            .to_string()
+            .contains("27 of the object's 30 records"),
+        "{}",
+        r.failure().error
+    );
+    assert!(r.rows.is_empty());
+    // Records with a bad one here and there still land under the default.
+    let r = b.replay_bytes("ok", b"{\"n\":0}\nbad\n{\"n\":1}\n");
+    assert_eq!(r.bodies(), numbered(2));
+}
+
+#[test]
+fn an_object_of_many_bad_records_logs_a_few_and_then_their_count() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("logs/2026/11/25/13");
+    std::fs::create_dir_all(&dir).unwrap();
+    let body: String = (0..2000)
+        .map(|i| {
+            if i % 2 == 0 {
+                format!("{{\"n\":{i}}}\n")
+            } else {
+                format!("bad line {i}\n")
+            }
+        })
+        .collect();
+    std::fs::write(dir.join("a.json"), body).unwrap();
+    let out = bin()
+        .current_dir(work.path())
+        .args(["replay", "logs/2026/11/25/13/a.json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let bad_lines = stderr.lines().filter(|l| l.contains("bad record:")).count();
+    assert_eq!(bad_lines, 5, "{stderr}");
+    assert!(
+        stderr.contains("995 more bad records not logged one by one"),
+        "{stderr}"
+    );
+    assert!(stderr.lines().count() < 30, "{stderr}");
+    let letter: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            work.path()
+                .join("dead-letter/logs/2026/11/25/13/a.json.records.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(letter["records"].as_array().unwrap().len(), 1000);
+}
+
+#[test]
+fn the_summary_counts_what_a_failed_object_read() {
+    // 50,000 lines of text, one in ten a number: failed by the default error ratio after it was
+    // read whole. Its records and bytes were work done; its rows were not written.
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("logs/2026/11/25/13");
+    std::fs::create_dir_all(&dir).unwrap();
+    let body: String = (0..50_000)
+        .map(|i| {
+            if i % 10 == 0 {
+                format!("{i}\n")
+            } else {
+                format!("INFO request {i} served in 12ms by worker {}\n", i % 7)
+            }
+        })
+        .collect();
+    std::fs::write(dir.join("app.log"), &body).unwrap();
+    let out = bin()
+        .current_dir(work.path())
+        .args(["replay", "logs/2026/11/25/13/app.log"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("45000 of the object's 50000 records"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("records:  50000 (0 rows written"),
+        "{stderr}"
+    );
+    let mib = format!("{:.2} MiB in", body.len() as f64 / 1048576.0);
+    assert!(
+        stderr.contains(&format!("bytes:    {mib}")),
+        "{mib}: {stderr}"
+    );
+    assert!(stderr.lines().filter(|l| l.contains("bad record:")).count() <= 5);
+}
+
+#[test]
+fn a_records_letter_past_the_scratch_limit_fails_its_object_and_frees_the_disk() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("logs/2026/11/25/13");
+    std::fs::create_dir_all(&dir).unwrap();
+    // Half bad: the error ratio passes it, and its letter would hold ~20,000 records.
+    let body: String = (0..40_000)
+        .map(|i| {
+            if i % 2 == 0 {
+                format!("{{\"n\":{i}}}\n")
+            } else {
+                format!("bad line number {i} of many\n")
+            }
+        })
+        .collect();
+    std::fs::write(dir.join("a.json"), body).unwrap();
+    let run = |extra: &[&str]| {
+        bin()
+            .current_dir(work.path())
+            .args(["replay", "logs/2026/11/25/13/a.json", "--force"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--max-scratch-bytes", "200000"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("scratch space limit reached") && stderr.contains("[permanent]"),
+        "{stderr}"
+    );
+    let letters = work.path().join("dead-letter/logs/2026/11/25/13");
+    let names: Vec<String> = std::fs::read_dir(&letters)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        ["a.json.object.json"],
+        "no partial records letter left"
+    );
+    // Under the default limit the same object passes, its letter whole.
+    let out = run(&[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(letters.join("a.json.records.json").exists());
+}
+
+#[test]
+fn a_decoding_error_names_where_the_bad_bytes_are_not_the_end_of_the_object() {
+    // A gzip member followed by plain JSON: the junk starts right after the member. The
+    // position is where the decoder stopped (within the 10 bytes of the header it tried to
+    // read there), not the end of what was fetched.
+    let member = gzip(b"{\"n\":0}\n{\"n\":1}\n");
+    let mut body = member.clone();
+    for i in 0..40 {
+        body.extend(format!("{{\"plain\":{i},\"pad\":\"xxxxxxxxxx\"}}\n").bytes());
+    }
+    let r = Bucket::new().replay_bytes("mixed.gz", &body);
+    let e = &r.failure().error;
+    assert_eq!(e.stage, Stage::Decompress, "{e}");
+    let at = e.byte_offset.unwrap();
+    let start = member.len() as u64;
+    assert!(
+        (start..=start + 10).contains(&at),
+        "junk starts at {start}, reported {at} of {}",
+        body.len()
+    );
+    // A cut stream ends where the bytes end.
+    let whole = gzip(&ndjson(20_000));
+    let r = Bucket::new().replay_bytes("cut.gz", &whole[..whole.len() / 2]);
+    assert_eq!(
+        r.failure().error.byte_offset,
+        Some(whole.len() as u64 / 2),
+        "{}",
+        r.failure().error
+    );
+}
+
+#[test]
+fn oversized_records_spooled_past_the_scratch_limit_fail_their_object_once() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("logs/2026/11/25/13");
+    std::fs::create_dir_all(&dir).unwrap();
+    let big = format!("{{\"blob\":\"{}\"}}\n", "x".repeat(300_000));
+    std::fs::write(
+        dir.join("big.json"),
+        format!("{{\"n\":0}}\n{big}{{\"n\":1}}\n"),
+    )
+    .unwrap();
+    let out = bin()
+        .current_dir(work.path())
+        .args(["replay", "logs/2026/11/25/13/big.json"])
+        .args([
+            "--max-record-bytes",
+            "1000",
+            "--max-scratch-bytes",
+            "100000",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("scratch space limit reached") && stderr.contains("[permanent]"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("retrying"), "not retried: {stderr}");
 }

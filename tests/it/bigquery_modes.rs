@@ -641,7 +641,7 @@ fn max_record_error_ratio_sets_the_share_of_refused_records_that_fails_an_object
     let out = ndjson_replay(work.path(), half, &[]);
     assert!(
         out.status.success(),
-        "the default fails only all-refused objects"
+        "the default (0.9) passes an object half of whose records were refused"
     );
     let work = tempfile::tempdir().unwrap();
     let out = ndjson_replay(work.path(), half, &["--max-record-error-ratio", "0.5"]);

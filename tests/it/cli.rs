@@ -226,6 +226,23 @@ fn usage_errors_exit_2() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is before --from"));
+    // An endpoint left empty (an unset shell variable) or not a URL is a usage error, not a
+    // run that fails to reach Google.
+    for value in ["", "localhost:9050"] {
+        let out = bin()
+            .args([
+                "replay",
+                "x",
+                "--sink",
+                "bigquery:p.d.t",
+                "--bigquery-storage-endpoint",
+                value,
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{value:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--bigquery-storage-endpoint"));
+    }
 }
 
 #[test]
@@ -661,4 +678,63 @@ fn help_describes_the_bigquery_sink_by_its_modes() {
         help.contains("bigquery:PROJECT.DATASET.TABLE (written as --bigquery-mode says: storage-write by default)"),
         "{help}"
     );
+}
+
+#[test]
+fn replay_with_a_source_root_gives_a_file_the_identity_a_backfill_of_that_root_gives_it() {
+    let work = tempfile::tempdir().unwrap();
+    let key = "events/2026/12/01/10/s-1-2026-12-01-10-00-00-x.json";
+    let file = work.path().join("small").join(key);
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, b"{\"a\":1}\n{\"a\":2}\n").unwrap();
+    let backfill = bin()
+        .current_dir(work.path())
+        .args(["backfill", "small", "--from", "2026-12-01T10", "--to"])
+        .args([
+            "2026-12-01T10",
+            "--layout",
+            "events/!{timestamp:yyyy/MM/dd/HH}/",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        backfill.status.success(),
+        "{}",
+        String::from_utf8_lossy(&backfill.stderr)
+    );
+    let path = format!("out/small/{key}.ndjson");
+    let backfilled = std::fs::read(work.path().join(&path)).unwrap();
+    assert_eq!(backfilled.split(|&b| b == b'\n').count(), 3);
+
+    let single = tempfile::tempdir().unwrap();
+    let out = bin()
+        .current_dir(single.path())
+        .arg("replay")
+        .arg("--source-root")
+        .arg(work.path().join("small"))
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Same bucket, key and row IDs, byte for byte.
+    assert_eq!(
+        std::fs::read(single.path().join(&path)).unwrap(),
+        backfilled
+    );
+
+    // A file outside the root is a usage error, not an object of another bucket.
+    let out = bin()
+        .current_dir(single.path())
+        .arg("replay")
+        .arg("--source-root")
+        .arg(work.path().join("small/events/2026"))
+        .arg(work.path().join("small"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not below --source-root"));
 }

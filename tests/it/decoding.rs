@@ -1,6 +1,7 @@
 //! Every compression and framing, detected or forced, yields exactly the records it holds.
 
-use firehose_replay::decode::hadoop_snappy;
+use firehose_replay::decode::{hadoop_snappy, snappy_java};
+use firehose_replay::error::{Class, Stage};
 use firehose_replay::pipeline::Settings;
 use serde_json::json;
 
@@ -55,7 +56,115 @@ fn zstd_objects_decode() {
 fn snappy_framed_objects_decode() {
     let r = Bucket::new().replay_bytes("a.snappy", &snappy_framed(&ndjson(4)));
     assert_eq!(r.bodies(), numbered(4));
-    assert_eq!(r.report().compression[0].name(), "snappy");
+    assert_eq!(r.report().compression[0].name(), "snappy-framed");
+}
+
+/// Records of a few hundred bytes each, so that 32 KiB blocks cut through records.
+fn wide_records(n: usize) -> Vec<u8> {
+    (0..n)
+        .flat_map(|i| {
+            format!("{{\"n\":{i},\"pad\":\"{}\"}}", "p".repeat(100 + i % 300)).into_bytes()
+        })
+        .collect()
+}
+
+fn wide_bodies(n: usize) -> Vec<serde_json::Value> {
+    (0..n)
+        .map(|i| json!({"n": i, "pad": "p".repeat(100 + i % 300)}))
+        .collect()
+}
+
+#[test]
+fn firehose_snappy_objects_decode_across_blocks_whatever_their_suffix() {
+    // What Firehose writes for `CompressionFormat: Snappy`: snappy-java's stream, 32 KiB of
+    // input per block, records concatenated and cut by the block boundaries (~2 MiB, 60+ blocks).
+    let data = wide_records(8000);
+    let body = snappy_java::encode(&data, snappy_java::DEFAULT_BLOCK);
+    assert!(data.len() > 60 * snappy_java::DEFAULT_BLOCK);
+    let b = Bucket::new();
+    for key in [
+        "2026/11/25/22/s-1-2026-11-25-22-00-00-0b4c2c6e-5a1f-4f3e-9b7e-0d9f1c2a3b4c.snappy",
+        "2026/11/25/22/s-1-2026-11-25-22-00-00-0b4c2c6e-5a1f-4f3e-9b7e-0d9f1c2a3b4c.json",
+        "2026/11/25/22/s-1-2026-11-25-22-00-00-0b4c2c6e-5a1f-4f3e-9b7e-0d9f1c2a3b4c",
+    ] {
+        let r = b.replay_bytes(key, &body);
+        assert_eq!(r.bodies(), wide_bodies(8000), "{key}");
+        assert_eq!(r.report().compression[0].name(), "snappy-java", "{key}");
+        assert_eq!(r.report().counts.record_errors, 0, "{key}");
+    }
+}
+
+#[test]
+fn every_snappy_container_is_read_under_each_compression_value() {
+    let data = wide_records(400);
+    let java = snappy_java::encode(&data, snappy_java::DEFAULT_BLOCK);
+    let framed = snappy_framed(&data);
+    let hadoop = hadoop_snappy::encode(&data, 256 * 1024);
+    let b = Bucket::new();
+    for (value, body, name) in [
+        ("snappy", &java, "snappy-java"),
+        ("snappy", &framed, "snappy-framed"),
+        ("snappy", &hadoop, "hadoop-snappy"),
+        ("snappy-java", &java, "snappy-java"),
+        ("xerial-snappy", &java, "snappy-java"),
+        ("snappy-framed", &framed, "snappy-framed"),
+        ("hadoop-snappy", &hadoop, "hadoop-snappy"),
+        ("auto", &java, "snappy-java"),
+        ("auto", &framed, "snappy-framed"),
+        ("auto", &hadoop, "hadoop-snappy"),
+    ] {
+        b.put("x.snappy", body);
+        let s = Settings {
+            compression: value.parse().unwrap(),
+            ..Settings::default()
+        };
+        let r = b.replay("x.snappy", &s);
+        assert_eq!(r.bodies(), wide_bodies(400), "{value} {name}");
+        assert_eq!(r.report().compression[0].name(), name, "{value}");
+    }
+    // Forcing the wrong container is a clear decompression error, not records.
+    b.put("x.snappy", &java);
+    let s = Settings {
+        compression: "snappy-framed".parse().unwrap(),
+        ..Settings::default()
+    };
+    let f = b.replay("x.snappy", &s);
+    assert_eq!(f.failure().error.stage, Stage::Decompress);
+}
+
+#[test]
+fn a_cut_snappy_java_object_is_a_truncation_error() {
+    let body = snappy_java::encode(&wide_records(300), snappy_java::DEFAULT_BLOCK);
+    let r = Bucket::new().replay_bytes("cut.snappy", &body[..body.len() / 2]);
+    let e = &r.failure().error;
+    assert_eq!((e.stage, e.class), (Stage::Decompress, Class::Permanent));
+    assert!(e.to_string().contains("snappy-java"), "{e}");
+    assert!(r.rows.is_empty());
+}
+
+#[test]
+fn empty_objects_are_zero_records_whatever_their_compression() {
+    let b = Bucket::new();
+    for key in ["e.gz", "e.zst", "e.snappy", "e.sz", "e.zip", "e.json", "e"] {
+        let r = b.replay_bytes(key, b"");
+        assert_eq!(r.report().counts.records, 0, "{key}");
+        assert!(r.rows.is_empty(), "{key}");
+    }
+    for value in [
+        "gzip",
+        "zstd",
+        "snappy",
+        "snappy-java",
+        "hadoop-snappy",
+        "zip",
+    ] {
+        let s = Settings {
+            compression: value.parse().unwrap(),
+            ..Settings::default()
+        };
+        let r = b.replay("e.gz", &s);
+        assert_eq!(r.report().counts.records, 0, "{value}");
+    }
 }
 
 #[test]
@@ -188,8 +297,12 @@ fn forced_compression_overrides_detection() {
         ..Settings::default()
     };
     let r = b.replay("x", &forced_none);
-    assert_ne!(r.rows, numbered(200), "zstd bytes taken as text");
-    assert!(r.report().counts.record_errors > 0);
+    assert!(r.rows.is_empty(), "zstd bytes taken as text");
+    assert!(
+        r.failure().error.to_string().contains("binary data"),
+        "{}",
+        r.failure().error
+    );
     let forced_zstd = Settings {
         compression: "zstd".parse().unwrap(),
         ..Settings::default()

@@ -153,3 +153,99 @@ fn envelope_none_keeps_envelopes_as_rows() {
     let r = b.replay("pf", &s);
     assert_eq!(r.bodies()[0]["errorCode"], "Lambda.FunctionError");
 }
+
+/// Settings as the CLI's defaults have them: an object whose every record is refused fails.
+fn cli_defaults() -> firehose_replay::pipeline::Settings {
+    firehose_replay::pipeline::Settings {
+        max_record_error_ratio: Some(firehose_replay::pipeline::DEFAULT_MAX_RECORD_ERROR_RATIO),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn an_error_record_with_empty_raw_data_is_a_record_letter_not_a_failed_object() {
+    // What format conversion writes for "The record was empty or contained only whitespace".
+    let rec = |raw: &[u8]| {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(raw);
+        json!({"attemptsMade":1,"arrivalTimestamp":1764115200123u64,
+               "lastErrorCode":"DataFormatConversion.MalformedData",
+               "lastErrorMessage":"The record was empty or contained only whitespace.",
+               "rawData":b64})
+        .to_string()
+    };
+    let b = Bucket::new();
+    let key = "format-conversion-failed/2026/11/26/00/x.gz";
+    b.put(
+        key,
+        &gzip(format!("{}\n{}\n", rec(b""), rec(b" \n")).as_bytes()),
+    );
+    let r = b.replay(key, &cli_defaults());
+    assert_eq!(r.report().counts.rows, 0);
+    assert_eq!(r.report().counts.record_errors, 2);
+    let dead = r.dead_records();
+    assert_eq!(dead.len(), 2);
+    assert!(dead[0].1.contains("rawData is empty"), "{}", dead[0].1);
+}
+
+#[test]
+fn error_output_whose_payloads_are_not_json_gives_each_its_own_letter() {
+    // processing-failed records hold what the Lambda could not take: non-JSON payloads are
+    // expected there, and each reaches its own record letter (the spelling `lambdaARN` of real
+    // captures is an error record too).
+    let rec = |raw: &[u8], arn: &str| {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(raw);
+        let mut v = json!({"attemptsMade":4,"arrivalTimestamp":1764115200123u64,
+               "errorCode":"Lambda.FunctionError","errorMessage":"bad",
+               "attemptEndingTimestamp":1764115260123u64,"rawData":b64});
+        v[arn] = json!("arn:aws:lambda:eu-west-1:123456789012:function:enrich:$LATEST");
+        v.to_string()
+    };
+    let body = format!(
+        "{}\n{}\n{}\n",
+        rec(b"plain text, not json", "lambdaARN"),
+        rec(b"{\"cut\":", "lambdaArn"),
+        rec(b"\x00\x01binary", "lambdaARN"),
+    );
+    let b = Bucket::new();
+    let key = "processing-failed/2026/11/26/00/y.gz";
+    b.put(key, &gzip(body.as_bytes()));
+    let r = b.replay(key, &cli_defaults());
+    assert_eq!(r.report().envelope.unwrap().name(), "firehose-error");
+    assert_eq!(r.report().counts.record_errors, 3);
+    let dead = r.dead_records();
+    assert_eq!(
+        dead.iter().map(|d| d.0).collect::<Vec<_>>(),
+        [0, 1, 2],
+        "{dead:?}"
+    );
+    // A mix replays the good payloads and letters the rest.
+    let body = format!(
+        "{}\n{}\n",
+        rec(b"{\"n\":0}", "lambdaARN"),
+        rec(b"nope", "lambdaArn")
+    );
+    b.put("pf2", body.as_bytes());
+    let r = b.replay("pf2", &cli_defaults());
+    assert_eq!(r.bodies(), numbered(1));
+    assert_eq!(r.dead_records().len(), 1);
+}
+
+#[test]
+fn broken_error_records_still_count_toward_the_ratio() {
+    let body = format!(
+        "{}\n{}\n",
+        json!({"attemptsMade":4,"errorCode":"x","rawData":"***"}),
+        json!({"attemptsMade":4,"errorCode":"x","rawData":"%%%"})
+    );
+    let b = Bucket::new();
+    b.put("pf3", body.as_bytes());
+    let r = b.replay("pf3", &cli_defaults());
+    assert!(
+        r.failure()
+            .error
+            .to_string()
+            .contains("records were refused"),
+        "{}",
+        r.failure().error
+    );
+}

@@ -645,3 +645,56 @@ fn an_object_letter_of_a_local_run_is_redriven_from_its_recorded_path_and_an_old
     assert_eq!(dl["class"], "permanent", "{dl}");
     assert_eq!(dl["source"]["root"], "/nonexistent/arch", "{dl}");
 }
+
+/// `redrive s3://…` without `--dead-letter`: records that still fail stay in that bucket (the
+/// letter is neither deleted from S3 nor moved to `./dead-letter`), the failure is not blamed on
+/// the destination, and no empty `<key>.redriven.ndjson` is left behind.
+#[test]
+fn a_letter_that_still_fails_stays_where_it_was_read_from() {
+    let moto = Moto::start();
+    moto::rt().block_on(moto::create_bucket(&moto.s3(), "dlq"));
+    let work = tempfile::tempdir().unwrap();
+    let key = "2026/12/01/10/x.json";
+    let p = work.path().join("arch").join(key);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(&p, b"{\"a\":1}\nnot json\n").unwrap();
+    let list = || {
+        moto.python(
+            r#"
+import boto3
+for o in boto3.client("s3").list_objects_v2(Bucket="dlq").get("Contents", []):
+    print(o["Key"])
+"#,
+        )
+    };
+    let out = bin()
+        .current_dir(work.path())
+        .envs(moto.env())
+        .args(["replay", "arch", "--sink", "ndjson:out"])
+        .args(["--dead-letter", "s3://dlq/letters/"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let before = list();
+    assert_eq!(before.lines().count(), 1, "{before}");
+    assert!(before.contains(".records.json"), "{before}");
+
+    let out = bin()
+        .current_dir(work.path())
+        .envs(moto.env())
+        .args(["redrive", "s3://dlq/letters/", "--sink", "ndjson:out"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("1 records still fail"), "{stderr}");
+    assert!(!stderr.contains("dead-letter destination"), "{stderr}");
+    assert!(!work.path().join("dead-letter").exists(), "{stderr}");
+    assert_eq!(list(), before, "{stderr}");
+    let redriven: Vec<_> = files_under(&work.path().join("out"))
+        .into_iter()
+        .filter(|p| p.display().to_string().ends_with(".redriven.ndjson"))
+        .collect();
+    assert!(redriven.is_empty(), "{redriven:?}");
+}

@@ -8,6 +8,7 @@ use std::io::{self, Read};
 
 use base64::Engine;
 use firehose_replay::dead_letter::DeadLetterDir;
+use firehose_replay::decode::members::{Members, MultiGz};
 use firehose_replay::frame::{Event, Framer, Framing};
 use firehose_replay::pipeline::Settings;
 use firehose_replay::record::Envelope;
@@ -16,7 +17,7 @@ use firehose_replay::row::Metadata;
 use firehose_replay::sink::ndjson::NdjsonDir;
 use serde_json::{json, Value};
 
-use crate::support::{read_ndjson, Bucket, Rng};
+use crate::support::{gzip, read_ndjson, Bucket, Rng};
 
 fn with_framing(framing: Framing) -> Settings {
     Settings {
@@ -278,33 +279,109 @@ const SEPARATORS: [&str; 6] = ["", "\n", " ", "\r\n", "\n\n  \n", "\t"];
 
 /// One generated object, with the values a reference parser accepts and where they start.
 struct Case {
+    /// The object's pieces (each its own gzip member when `members`); the object is their
+    /// concatenation.
+    pieces: Vec<Vec<u8>>,
     data: Vec<u8>,
     expected: Vec<(u64, Value)>,
     errors: usize,
     one_per_line: bool,
+    members: bool,
 }
 
+/// Positions inside `piece`'s strings and keys (right after an opening quote up to a closing
+/// quote, escapes included): where a record cut inside a string ends.
+fn string_positions(piece: &str) -> Vec<usize> {
+    let b = piece.as_bytes();
+    let (mut out, mut in_string, mut i) = (Vec::new(), false, 0);
+    while i < b.len() {
+        if in_string {
+            out.push(i);
+            match b[i] {
+                b'\\' => {
+                    out.push(i + 1);
+                    i += 1;
+                }
+                b'"' => in_string = false,
+                _ => {}
+            }
+        } else if b[i] == b'"' {
+            in_string = true;
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Bad bytes that end without a line break, then a record: a stray closer, separator or
+/// quote between records.
+const STRAY: [&str; 5] = ["}", "]", "\"", ",", "}}"];
+
 fn generate(rng: &mut Rng) -> Case {
+    // One case in four is a CloudWatch Logs-like object: one gzip member per piece, and bad
+    // pieces need not end their line.
+    let members = rng.index(4) == 0;
+    let mut pieces: Vec<Vec<u8>> = Vec::new();
     let mut data = Vec::new();
+    let mut push = |data: &mut Vec<u8>, bytes: &[u8], new_piece: bool| {
+        if new_piece || pieces.is_empty() {
+            pieces.push(Vec::new());
+        }
+        pieces.last_mut().unwrap().extend_from_slice(bytes);
+        data.extend_from_slice(bytes);
+    };
     if rng.index(5) == 0 {
-        data.extend_from_slice(b"\xEF\xBB\xBF");
+        push(&mut data, b"\xEF\xBB\xBF", false);
     }
     let mut valid_text = String::new();
     let mut expected_offsets = Vec::new();
     let (mut errors, mut after_invalid, mut one_per_line) = (0, false, true);
+    // After a piece that does not end its line, the next piece is a valid record.
+    let mut must_be_valid = false;
     for i in 0..rng.index(30) {
-        if rng.index(5) == 0 {
-            // Invalid bytes, always ending their line: resynchronisation is line-based.
-            // After a broken JSON value, a line starting with a digit would read as the inside
-            // of that value (a pretty-printed array element): documented, so not generated.
-            let choices = if after_invalid {
-                &INVALID[..6]
-            } else {
-                &INVALID[..]
-            };
-            data.extend_from_slice(choices[rng.index(choices.len())].as_bytes());
-            data.push(b'\n');
+        if !must_be_valid && rng.index(5) == 0 {
             errors += 1;
+            // A stray closer on the line after a broken value reads as that value's last line
+            // (documented), so strays follow valid records only.
+            let kind = rng.index(if after_invalid { 3 } else { 4 });
+            if kind == 0 || (members && kind == 1) {
+                // Invalid bytes ending their line (or, in its own gzip member, not).
+                // After a broken JSON value, a line starting with a digit would read as the
+                // inside of that value (a pretty-printed array element): documented, so not
+                // generated.
+                let choices = if after_invalid {
+                    &INVALID[..6]
+                } else {
+                    &INVALID[..]
+                };
+                let bad = choices[rng.index(choices.len())];
+                push(&mut data, bad.as_bytes(), true);
+                if members && kind == 1 {
+                    must_be_valid = true;
+                } else {
+                    push(&mut data, b"\n", false);
+                }
+            } else if kind == 1 || kind == 2 {
+                // A record cut at a byte inside one of its strings or keys. (A record larger
+                // than a record may be is followed by its structure only, so a cut one may
+                // take the next record with it: documented, so not generated.)
+                let mut piece = valid_piece(rng, i, true);
+                while piece.len() > MAX {
+                    piece = valid_piece(rng, i, true);
+                }
+                let cuts = string_positions(&piece);
+                let cut = cuts[rng.index(cuts.len())];
+                push(&mut data, &piece.as_bytes()[..cut], true);
+                must_be_valid = true;
+            } else {
+                push(&mut data, STRAY[rng.index(STRAY.len())].as_bytes(), true);
+                must_be_valid = true;
+            }
+            if must_be_valid {
+                one_per_line = false;
+                let sep = SEPARATORS[rng.index(SEPARATORS.len())];
+                push(&mut data, sep.as_bytes(), false);
+            }
             after_invalid = true;
             continue;
         }
@@ -319,7 +396,7 @@ fn generate(rng: &mut Rng) -> Case {
             valid_text.push('\n');
         }
         one_per_line &= !piece.contains('\n');
-        data.extend_from_slice(piece.as_bytes());
+        push(&mut data, piece.as_bytes(), true);
         let mut sep = SEPARATORS[rng.index(SEPARATORS.len())];
         if scalar && sep.is_empty() {
             sep = " ";
@@ -327,8 +404,9 @@ fn generate(rng: &mut Rng) -> Case {
         if !sep.contains('\n') {
             one_per_line = false;
         }
-        data.extend_from_slice(sep.as_bytes());
+        push(&mut data, sep.as_bytes(), false);
         after_invalid = false;
+        must_be_valid = false;
     }
     // The reference: serde_json's stream deserializer over the valid pieces alone.
     let values: Vec<Value> = serde_json::Deserializer::from_str(&valid_text)
@@ -337,15 +415,49 @@ fn generate(rng: &mut Rng) -> Case {
         .collect();
     assert_eq!(values.len(), expected_offsets.len());
     Case {
+        pieces,
         data,
         expected: expected_offsets.into_iter().zip(values).collect(),
         errors,
         one_per_line,
+        members,
     }
 }
 
-fn frame_case(data: &[u8], framing: Framing, step: usize) -> (Vec<(u64, Value)>, usize) {
-    let mut f = Framer::new(Trickle { data, step }, framing, MAX);
+fn frame_case(case: &Case, framing: Framing, step: usize) -> (Vec<(u64, Value)>, usize) {
+    // (An empty object is no gzip stream: members mode needs a piece.)
+    if !case.members || case.pieces.is_empty() {
+        let mut f = Framer::new(
+            Trickle {
+                data: &case.data,
+                step,
+            },
+            framing,
+            MAX,
+        );
+        return frame_all(&mut f, framing);
+    }
+    // One gzip member per piece, decoded as the pipeline decodes them.
+    let gz: Vec<u8> = case.pieces.iter().flat_map(|p| gzip(p)).collect();
+    let boundaries = Members::default();
+    let mut decoded = Vec::new();
+    MultiGz::new(&gz[..], boundaries.clone())
+        .read_to_end(&mut decoded)
+        .unwrap();
+    assert_eq!(decoded, case.data);
+    let mut f = Framer::new(
+        Trickle {
+            data: &decoded,
+            step,
+        },
+        framing,
+        MAX,
+    );
+    f.member_boundaries(boundaries);
+    frame_all(&mut f, framing)
+}
+
+fn frame_all<R: Read>(f: &mut Framer<R>, framing: Framing) -> (Vec<(u64, Value)>, usize) {
     let (mut rows, mut errors) = (Vec::new(), 0);
     while let Some(ev) = f.next_event().unwrap() {
         match ev {
@@ -387,7 +499,7 @@ fn every_valid_value_becomes_exactly_one_record_at_its_offset() {
         let text = String::from_utf8_lossy(&case.data).into_owned();
         for step in [1, 2, 7, 64, 1 << 20] {
             for framing in [Framing::Auto, Framing::Concatenated] {
-                let (rows, errors) = frame_case(&case.data, framing, step);
+                let (rows, errors) = frame_case(&case, framing, step);
                 assert_eq!(
                     rows, case.expected,
                     "seed {seed} case {case_no} {framing:?} step {step}: {text:?}"
@@ -399,8 +511,45 @@ fn every_valid_value_becomes_exactly_one_record_at_its_offset() {
             }
         }
         if case.one_per_line {
-            let (rows, _) = frame_case(&case.data, Framing::Newline, 1 << 20);
+            let (rows, _) = frame_case(&case, Framing::Newline, 1 << 20);
             assert_eq!(rows, case.expected, "seed {seed} case {case_no} newline");
         }
+    }
+}
+
+/// CloudWatch Logs delivers one gzip member per subscription record, with no line break: a
+/// member that is not JSON must cost only itself, whichever member it is.
+#[test]
+fn a_cloudwatch_member_that_is_not_json_costs_only_itself() {
+    let member = |n: usize| {
+        json!({
+            "messageType": "DATA_MESSAGE", "owner": "1", "logGroup": "/g", "logStream": "s",
+            "subscriptionFilters": ["f"],
+            "logEvents": [{"id": n.to_string(), "timestamp": n, "message": "m"}]
+        })
+        .to_string()
+    };
+    for bad in [0, 2, 4] {
+        let mut data = Vec::new();
+        let mut want = Vec::new();
+        for n in 0..5 {
+            if n == bad {
+                data.extend(crate::support::gzip(b"not json at all, and no line break"));
+            } else {
+                data.extend(crate::support::gzip(member(n).as_bytes()));
+                want.push(n.to_string());
+            }
+        }
+        let b = Bucket::new();
+        b.put("cwl.gz", &data);
+        let s = Settings {
+            envelope: Envelope::CloudWatchLogs,
+            ..Settings::default()
+        };
+        let r = b.replay("cwl.gz", &s);
+        let ids: Vec<&str> = r.rows.iter().map(|r| r["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, want, "bad member {bad}");
+        let letter = r.dead_letter.clone().unwrap();
+        assert_eq!(letter["records"].as_array().unwrap().len(), 1);
     }
 }

@@ -30,5 +30,6 @@ mod row_contract;
 mod s3;
 mod schema_evolution;
 mod secrets;
+mod security;
 mod support;
 mod worker;

@@ -766,3 +766,202 @@ fn a_long_backfill_starts_processing_while_it_lists_and_finds_exactly_the_range(
     }
     eprintln!("a 2,880-hour backfill took {took:?}:\n{stderr}");
 }
+
+#[test]
+fn content_encoding_names_the_compression_where_the_bytes_cannot() {
+    // Firehose's Snappy objects carry `Content-Encoding: snappy-java`. A whole one decodes under
+    // any key; one cut inside its header is a snappy-java truncation, not text with bad records.
+    let moto = Moto::start();
+    let rt = moto::rt();
+    let s3 = moto.s3();
+    let whole = firehose_replay::decode::snappy_java::encode(
+        b"{\"a\":1}\n{\"a\":2}\n",
+        firehose_replay::decode::snappy_java::DEFAULT_BLOCK,
+    );
+    rt.block_on(async {
+        moto::create_bucket(&s3, "enc").await;
+        for (key, body) in [
+            ("2026/11/25/13/whole", whole.clone()),
+            ("2026/11/25/13/cut.json", whole[..6].to_vec()),
+        ] {
+            s3.put_object()
+                .bucket("enc")
+                .key(key)
+                .content_encoding("snappy-java")
+                .body(aws_sdk_s3::primitives::ByteStream::from(body))
+                .send()
+                .await
+                .unwrap();
+        }
+    });
+    let work = tempfile::tempdir().unwrap();
+    let (out, stderr) = run(
+        &moto,
+        work.path(),
+        &["replay", "s3://enc/2026/11/25/13/whole"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let rows = read_ndjson(&work.path().join("out/enc/2026/11/25/13/whole.ndjson"));
+    assert_eq!(rows.len(), 2);
+    let (out, stderr) = run(
+        &moto,
+        work.path(),
+        &["replay", "s3://enc/2026/11/25/13/cut.json"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("snappy-java") && stderr.contains("[permanent]"),
+        "{stderr}"
+    );
+    assert!(!work
+        .path()
+        .join("out/enc/2026/11/25/13/cut.json.ndjson")
+        .exists());
+}
+
+#[test]
+fn a_layout_without_the_hour_selects_objects_by_the_write_time_in_their_names() {
+    // Dynamic partitioning with only `partitionKeyFromQuery` fields: the prefix says nothing of
+    // time, so an hour's backfill takes each object's hour from its name (which, as documented
+    // for dynamic partitioning, has no `-<version>-` segment).
+    let moto = Moto::start();
+    let rt = moto::rt();
+    let s3 = moto.s3();
+    let name = |t: &str| format!("orders-{t}-0b4c2c6e-5a1f-4f3e-9b7e-0d9f1c2a3b4c.gz");
+    rt.block_on(async {
+        moto::create_bucket(&s3, "dyn").await;
+        for key in [
+            format!("t=acme/{}", name("2026-11-25-12-59-59")),
+            format!("t=acme/{}", name("2026-11-25-13-00-00")),
+            format!("t=zen/{}", name("2026-11-25-13-59-59")),
+            format!("t=zen/{}", name("2026-11-25-14-00-00")),
+            format!("t=zen/{}", name("2026-11-26-13-30-00")),
+            "t=zen/no-time-in-this-name.gz".to_string(),
+        ] {
+            moto::put(&s3, "dyn", &key, gzip(b"{}\n")).await;
+        }
+    });
+    let work = tempfile::tempdir().unwrap();
+    let plan = |layout: &str| -> (Vec<String>, String) {
+        let (out, stderr) = run(
+            &moto,
+            work.path(),
+            &[
+                "backfill",
+                "s3://dyn/",
+                "--from",
+                "2026-11-25T13",
+                "--to",
+                "2026-11-25T13",
+                "--layout",
+                layout,
+                "--dry-run",
+            ],
+        );
+        assert!(out.status.success(), "{stderr}");
+        let keys = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .skip(1)
+            .map(|l| l.split('\t').next().unwrap().to_string())
+            .collect();
+        (keys, stderr)
+    };
+    let (keys, stderr) = plan("t=!{partitionKeyFromQuery:tenant}/");
+    assert_eq!(
+        keys,
+        [
+            format!("dyn/t=acme/{}", name("2026-11-25-13-00-00")),
+            format!("dyn/t=zen/{}", name("2026-11-25-13-59-59")),
+        ]
+    );
+    assert!(stderr.contains("carry no Firehose write time"), "{stderr}");
+}
+
+#[test]
+fn replay_of_a_prefix_without_its_trailing_slash_reads_the_objects_below_it() {
+    let moto = Moto::start();
+    let rt = moto::rt();
+    let s3 = moto.s3();
+    rt.block_on(async {
+        moto::create_bucket(&s3, "pfx").await;
+        moto::put(&s3, "pfx", "ev/2026/12/01/10/a.gz", gzip(b"{\"a\":1}\n")).await;
+        moto::put(&s3, "pfx", "ev/2026/12/01/10/b.gz", gzip(b"{\"a\":2}\n")).await;
+        // Not below `…/10/`: a key that merely starts with the same characters.
+        moto::put(&s3, "pfx", "ev/2026/12/01/100.gz", gzip(b"{\"a\":3}\n")).await;
+        moto::put(&s3, "pfx", "ev/2026/12/01/11", gzip(b"{\"a\":4}\n")).await;
+        moto::put(&s3, "pfx", "ev/2026/12/01/11/c.gz", gzip(b"{\"a\":5}\n")).await;
+    });
+    let work = tempfile::tempdir().unwrap();
+    let (out, stderr) = run(
+        &moto,
+        work.path(),
+        &[
+            "replay",
+            "s3://pfx/ev/2026/12/01/10",
+            // An object of that very name is that object, even with objects below it.
+            "s3://pfx/ev/2026/12/01/11",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let mut got: Vec<String> = files_under(&work.path().join("out"))
+        .iter()
+        .map(|p| {
+            p.strip_prefix(work.path().join("out"))
+                .unwrap()
+                .display()
+                .to_string()
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "pfx/ev/2026/12/01/10/a.gz.ndjson",
+            "pfx/ev/2026/12/01/10/b.gz.ndjson",
+            "pfx/ev/2026/12/01/11.ndjson"
+        ]
+    );
+    assert!(!work.path().join("dead-letter").exists());
+}
+
+#[test]
+fn an_object_fixed_in_s3_is_not_retried_by_redrive_which_says_to_replay_it() {
+    let moto = Moto::start();
+    let rt = moto::rt();
+    let s3 = moto.s3();
+    let key = "2026/12/01/10/broken.gz";
+    rt.block_on(async {
+        moto::create_bucket(&s3, "fix").await;
+        // Not gzip, though named so: the object fails as a whole.
+        let mut bad = gzip(b"{\"a\":1}\n");
+        bad.truncate(bad.len() / 2);
+        moto::put(&s3, "fix", key, bad).await;
+    });
+    let work = tempfile::tempdir().unwrap();
+    let uri = format!("s3://fix/{key}");
+    // Listed, so the letter names the ETag that failed.
+    let (out, stderr) = run(&moto, work.path(), &["replay", "s3://fix/2026/12/01/10/"]);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let letter_path = work
+        .path()
+        .join("dead-letter/fix/2026/12/01/10/broken.gz.object.json");
+    assert!(letter_path.exists(), "{stderr}");
+    // The producer fixes the object in place: a new ETag.
+    rt.block_on(moto::put(&s3, "fix", key, gzip(b"{\"a\":1}\n")));
+    let started = Instant::now();
+    let (out, stderr) = run(&moto, work.path(), &["redrive", "dir:dead-letter"]);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("the object changed"), "{stderr}");
+    assert!(stderr.contains(&format!("replay {uri}")), "{stderr}");
+    assert!(stderr.contains("[permanent]"), "{stderr}");
+    // Not retried with backoff: one try.
+    let letter: Value = serde_json::from_slice(&std::fs::read(&letter_path).unwrap()).unwrap();
+    assert_eq!(letter["class"], "permanent", "{letter}");
+    assert_eq!(letter["attempts"], 1, "{letter}");
+    assert!(started.elapsed() < Duration::from_secs(60));
+    // What the message says to do delivers the new version.
+    let (out, stderr) = run(&moto, work.path(), &["replay", &uri]);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let rows = read_ndjson(&work.path().join(format!("out/fix/{key}.ndjson")));
+    assert_eq!(rows.len(), 1);
+}

@@ -206,6 +206,7 @@ fn batch_failure(object: ObjectRef, error: &Error) -> Box<ObjectFailure> {
             Cause::Sink(error.cause.to_string()),
         ),
         attempts: 1,
+        counts: Default::default(),
     })
 }
 
@@ -390,6 +391,7 @@ async fn run_batch(
             error: crate::ledger::claim_lost(&h.object, &holder),
             object: h.object,
             attempts: 1,
+            counts: Default::default(),
         });
         let _ = settle_failure(&failure, &run.shared.dead_letters);
         summary.failures.push(failure);
