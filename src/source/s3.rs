@@ -98,10 +98,6 @@ impl S3Store {
     }
 }
 
-/// What a read conditional on a listed ETag says when the object has been rewritten since (S3's
-/// `PreconditionFailed`): callers holding a fixed list (a Distributed Map manifest) look for it.
-pub const CHANGED_SINCE_LISTED: &str = "the object changed since it was listed";
-
 /// S3 ETags come quoted.
 pub fn unquote(etag: &str) -> String {
     etag.trim_matches('"').to_string()
@@ -157,7 +153,7 @@ where
                 ("PreconditionFailed", _) | (_, 412) => Error::new(
                     stage,
                     Class::Transient,
-                    Cause::Remote(format!("{detail}; {CHANGED_SINCE_LISTED}")),
+                    Cause::Remote(format!("{detail}; the object changed since it was listed")),
                 ),
                 _ => Error::permanent(stage, Cause::Remote(detail)),
             }

@@ -331,6 +331,7 @@ mod tests {
             etag: None,
             version_id: None,
             size: None,
+            delete_marker: false,
         };
         assert!(item.object(None, None).is_err());
         let bare = MapItem {

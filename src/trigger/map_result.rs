@@ -20,7 +20,6 @@ use serde_json::{json, Value};
 use super::distributed_map::MapBatch;
 use super::handler::{Handler, HandlerError, Outcome};
 use crate::object::ObjectRef;
-use crate::source::s3::CHANGED_SINCE_LISTED;
 
 /// The error type (Lambda's `errorType`, Step Functions' `Error`) of a batch to retry: name it
 /// in the Map's `Retry.ErrorEquals`.
@@ -66,9 +65,7 @@ impl Handler {
             }
             skips.push(skip);
         }
-        let mut outcomes = self.process(objects.clone(), deadline, request_id).await;
-        self.reread_changed(&mut objects, &mut outcomes, deadline, request_id)
-            .await;
+        let outcomes = self.process(objects.clone(), deadline, request_id).await;
         let retry: Vec<String> = objects
             .iter()
             .zip(&outcomes)
@@ -95,52 +92,6 @@ impl Handler {
             })
             .collect();
         Ok(response(&entries, RESPONSE_BUDGET))
-    }
-}
-
-impl Handler {
-    /// Objects whose read failed because they no longer have the ETag their item carries are
-    /// read again as they are now. A batch's items never change, so retrying the batch could
-    /// never succeed; the manifest names keys, and the ETag only lets a retry skip finished
-    /// objects without reading them. Replaying the current object is what a fresh listing (a
-    /// new plan) would do, and stays exactly-once: the ledger keys it by the ETag it was read
-    /// with.
-    async fn reread_changed(
-        &self,
-        objects: &mut [ObjectRef],
-        outcomes: &mut [Outcome],
-        deadline: Instant,
-        request_id: &str,
-    ) {
-        let changed: Vec<usize> = (0..objects.len())
-            .filter(|&i| {
-                objects[i].etag.is_some()
-                    && objects[i].version_id.is_none()
-                    && matches!(&outcomes[i], Outcome::Retry { error }
-                        if error.contains(CHANGED_SINCE_LISTED))
-            })
-            .collect();
-        if changed.is_empty() {
-            return;
-        }
-        let again: Vec<ObjectRef> = changed
-            .iter()
-            .map(|&i| {
-                tracing::warn!(
-                    request_id,
-                    bucket = %objects[i].bucket,
-                    key = %objects[i].key,
-                    listed_etag = objects[i].etag.as_deref().unwrap_or(""),
-                    "the object's ETag is not the item's: replaying the object as it is now"
-                );
-                objects[i].etag = None;
-                objects[i].clone()
-            })
-            .collect();
-        let redone = self.process(again, deadline, request_id).await;
-        for (i, r) in changed.into_iter().zip(redone) {
-            outcomes[i] = r;
-        }
     }
 }
 
