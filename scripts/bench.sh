@@ -2,12 +2,14 @@
 # End-to-end benchmark: firehose-replay against baselines measured in the same run, on objects
 # made by the sample-data generator (gzip, NDJSON and concatenated JSON, 64 MiB and 1 GiB
 # uncompressed). Prints the median wall time of RUNS runs, throughput in MiB/s of uncompressed
-# data, the ratio to GNU `gzip -dc` and to inflate alone, and peak RSS (GNU time).
+# data, the ratio to GNU `gzip -dc` and to inflate alone, the median CPU seconds (user + sys, all
+# threads: steadier than wall time on a shared machine) and peak RSS (GNU time).
 #
 #   scripts/bench.sh                 # everything (~3 minutes on 2 cores)
 #   SIZES=64 RUNS=3 scripts/bench.sh # quicker
 #   BASELINE_BIN=path/to/older/firehose-replay scripts/bench.sh
-#                                    # also time an older build's NDJSON path, same objects, same run
+#                                    # also time an older build's NDJSON path, same objects, same run,
+#                                    # and print this build's wall and CPU change against it
 #   ADVERSARIAL=0 scripts/bench.sh   # skip the whitespace-bomb and bad-lines rows
 #   WORKER=0 scripts/bench.sh        # skip the SQS worker vs backfill rows (1,000 small objects
 #                                    # in moto; scripts/bench/worker.sh runs them alone)
@@ -29,23 +31,24 @@ TIME=/usr/bin/time
 
 cargo build --quiet --release --bin firehose-replay --example gen_sample_data --example inflate_only \
   --example insert_all_server --example storage_write_server
-BIN=target/release/firehose-replay
-GEN=target/release/examples/gen_sample_data
-INFLATE=target/release/examples/inflate_only
+REL=${CARGO_TARGET_DIR:-target}/release
+BIN=$REL/firehose-replay
+GEN=$REL/examples/gen_sample_data
+INFLATE=$REL/examples/inflate_only
 mkdir -p "$DATA"
 work=$(mktemp -d)
 # Local insertAll and Storage Write endpoints (no latency, no faults) for the BigQuery sink's rows.
 # The bench events fit the sample table schema once unknown fields are dropped
 # (--ignore-unknown-values): the Storage Write client encodes the schema's columns only.
 SCHEMA=sample-data/bigquery/events.schema.json
-target/release/examples/insert_all_server >"$work/bq.addr" &
+"$REL"/examples/insert_all_server >"$work/bq.addr" &
 bq_pid=$!
-target/release/examples/storage_write_server "$SCHEMA" >"$work/sw.addr" &
+"$REL"/examples/storage_write_server "$SCHEMA" >"$work/sw.addr" &
 sw_pid=$!
 # A table with every field of the bench events (nested ones too), for the schema-evolution A/B:
 # no row lacks a column, so add-columns never patches and measures only its cost on rows that fit.
 FULL_SCHEMA=sample-data/bigquery/bench-events.schema.json
-target/release/examples/storage_write_server "$FULL_SCHEMA" >"$work/swf.addr" &
+"$REL"/examples/storage_write_server "$FULL_SCHEMA" >"$work/swf.addr" &
 swf_pid=$!
 trap 'kill $bq_pid $sw_pid $swf_pid 2>/dev/null; rm -rf "$work"' EXIT
 for _ in $(seq 100); do [ -s "$work/bq.addr" ] && [ -s "$work/sw.addr" ] && [ -s "$work/swf.addr" ] && break; sleep 0.05; done
@@ -72,26 +75,30 @@ object() {
   echo "$path"
 }
 
-# measure N CMD... -> "median_seconds max_rss_kib"; output is discarded, a failure aborts.
+# measure N CMD... -> "median_seconds max_rss_kib median_cpu_seconds"; output is discarded, a
+# failure aborts. CPU is user + sys of the command (all its threads).
 measure() {
   local n=$1; shift
-  local times=() rss=0 s e
+  local times=() cpus=() rss=0 s e
   for _ in $(seq "$n"); do
     rm -rf "$work/out" "$work/dl"
     s=$EPOCHREALTIME
-    if ! "$TIME" -f %M -o "$work/rss" "$@" >/dev/null 2>"$work/err"; then
+    if ! "$TIME" -f '%U %S %M' -o "$work/rss" "$@" >/dev/null 2>"$work/err"; then
       echo "failed: $*" >&2; cat "$work/err" >&2; exit 1
     fi
     e=$EPOCHREALTIME
     times+=("$(awk -v s="$s" -v e="$e" 'BEGIN { printf "%.4f", e - s }')")
-    rss=$(awk -v a="$rss" -v b="$(tail -n1 "$work/rss")" 'BEGIN { print (b > a ? b : a) }')
+    cpus+=("$(tail -n1 "$work/rss" | awk '{ printf "%.2f", $1 + $2 }')")
+    rss=$(awk -v a="$rss" -v b="$(tail -n1 "$work/rss" | awk '{ print $3 }')" 'BEGIN { print (b > a ? b : a) }')
   done
-  printf '%s\n' "${times[@]}" | sort -g | awk -v r="$rss" '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)], r }'
+  local cpu
+  cpu=$(printf '%s\n' "${cpus[@]}" | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
+  printf '%s\n' "${times[@]}" | sort -g | awk -v r="$rss" -v c="$cpu" '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)], r, c }'
 }
 
-row() { # LABEL SECONDS RSS_KIB BYTES GZIP_SECONDS FLOOR_SECONDS
-  awk -v l="$1" -v t="$2" -v r="$3" -v b="$4" -v g="$5" -v f="$6" 'BEGIN {
-    printf "  %-33s %7.3f s  %8.1f MiB/s  %5.2fx gzip -dc", l, t, b / 1048576 / t, g / t
+row() { # LABEL SECONDS RSS_KIB BYTES GZIP_SECONDS FLOOR_SECONDS CPU_SECONDS
+  awk -v l="$1" -v t="$2" -v r="$3" -v b="$4" -v g="$5" -v f="$6" -v c="$7" 'BEGIN {
+    printf "  %-33s %7.3f s  CPU %6.2f s  %8.1f MiB/s  %5.2fx gzip -dc", l, t, c, b / 1048576 / t, g / t
     if (f > 0) printf "  %5.2fx inflate-only time", t / f
     printf "  peak RSS %6.1f MiB\n", r / 1024 }'
 }
@@ -106,22 +113,22 @@ for size in $SIZES; do
     bytes=$("$INFLATE" "$obj")
     echo
     echo "== $framing JSON, $(mib "$bytes") MiB uncompressed, $(mib "$(stat -c %s "$obj")") MiB gzip: $obj"
-    read -r g grss < <(measure "$runs" gzip -dc "$obj")
-    read -r f frss < <(measure "$runs" "$INFLATE" "$obj")
-    read -r t trss < <(measure "$runs" "$BIN" --log-level error replay "$obj" \
+    read -r g grss gcpu < <(measure "$runs" gzip -dc "$obj")
+    read -r f frss fcpu < <(measure "$runs" "$INFLATE" "$obj")
+    read -r t trss tcpu < <(measure "$runs" "$BIN" --log-level error replay "$obj" \
       --sink "ndjson:$work/out" --dead-letter "dir:$work/dl")
-    row "gzip -dc (GNU)" "$g" "$grss" "$bytes" "$g" 0
-    row "inflate only (zlib-rs)" "$f" "$frss" "$bytes" "$g" "$f"
+    row "gzip -dc (GNU)" "$g" "$grss" "$bytes" "$g" 0 "$gcpu"
+    row "inflate only (zlib-rs)" "$f" "$frss" "$bytes" "$g" "$f" "$fcpu"
     # CPU the local endpoints themselves spend per run: on 2 cores it is taken from the decoders.
     cpu0=$(cpu_seconds "$bq_pid")
-    read -r q qrss < <(measure "$runs" "$BIN" --log-level error replay "$obj" --ledger none \
+    read -r q qrss qcpu < <(measure "$runs" "$BIN" --log-level error replay "$obj" --ledger none \
       --sink bigquery:bench.bi.events --bigquery-mode insert-all --bigquery-endpoint "$BQ" --dead-letter "dir:$work/dl")
     cpu1=$(cpu_seconds "$bq_pid")
     bq_cpu=$(awk -v a="$cpu0" -v b="$cpu1" -v n="$runs" 'BEGIN { printf "%.3f", (b - a) / n }')
     cpu0=$(cpu_seconds "$sw_pid")
     # The REST endpoint is only asked to create missing tables (never here), but with it set
     # no credentials are used.
-    read -r w wrss < <(measure "$runs" "$BIN" --log-level error replay "$obj" --ledger none --allow-duplicates \
+    read -r w wrss wcpu < <(measure "$runs" "$BIN" --log-level error replay "$obj" --ledger none --allow-duplicates \
       --sink bigquery:bench.bi.events --bigquery-mode storage-write --bigquery-storage-endpoint "$SW" \
       --bigquery-endpoint http://127.0.0.1:1 --ignore-unknown-values --dead-letter "dir:$work/dl")
     cpu1=$(cpu_seconds "$sw_pid")
@@ -130,26 +137,26 @@ for size in $SIZES; do
     if [ -n "$(find "$work/dl" -type f 2>/dev/null)" ]; then
       echo "warning: rows did not fit $SCHEMA (dead letters in the Storage Write run)" >&2
     fi
-    row "firehose-replay → ndjson" "$t" "$trss" "$bytes" "$g" "$f"
+    row "firehose-replay → ndjson" "$t" "$trss" "$bytes" "$g" "$f" "$tcpu"
     if [ -n "${BASELINE_BIN:-}" ]; then
-      read -r o orss < <(measure "$runs" "$BASELINE_BIN" --log-level error replay "$obj" \
+      read -r o orss ocpu < <(measure "$runs" "$BASELINE_BIN" --log-level error replay "$obj" \
         --sink "ndjson:$work/out" --dead-letter "dir:$work/dl")
-      row "baseline build → ndjson" "$o" "$orss" "$bytes" "$g" "$f"
-      awk -v o="$o" -v t="$t" 'BEGIN { printf "  this build: %+.1f%% wall time vs the baseline build\n", (t / o - 1) * 100 }'
+      row "baseline build → ndjson" "$o" "$orss" "$bytes" "$g" "$f" "$ocpu"
+      awk -v o="$o" -v t="$t" -v oc="$ocpu" -v tc="$tcpu" 'BEGIN { printf "  this build: %+.1f%% wall time, %+.1f%% CPU vs the baseline build\n", (t / o - 1) * 100, (tc / oc - 1) * 100 }'
     fi
-    row "firehose-replay → BigQuery" "$q" "$qrss" "$bytes" "$g" "$f"
-    row "firehose-replay → Storage Write" "$w" "$wrss" "$bytes" "$g" "$f"
-    awk -v q="$q" -v t="$t" -v c="$bq_cpu" 'BEGIN { printf "  BigQuery insertAll path: %+.1f%% wall time vs the NDJSON sink (the local endpoint used %.3f s CPU per run)\n", (q / t - 1) * 100, c }'
-    awk -v w="$w" -v t="$t" -v c="$sw_cpu" 'BEGIN { printf "  Storage Write path: %+.1f%% wall time vs the NDJSON sink (the local server used %.3f s CPU per run)\n", (w / t - 1) * 100, c }'
+    row "firehose-replay → BigQuery" "$q" "$qrss" "$bytes" "$g" "$f" "$qcpu"
+    row "firehose-replay → Storage Write" "$w" "$wrss" "$bytes" "$g" "$f" "$wcpu"
+    awk -v q="$q" -v t="$t" -v c="$bq_cpu" -v qc="$qcpu" -v tc="$tcpu" 'BEGIN { printf "  BigQuery insertAll path: %+.1f%% wall time, %+.1f%% CPU vs the NDJSON sink (the local endpoint used %.3f s CPU per run)\n", (q / t - 1) * 100, (qc / tc - 1) * 100, c }'
+    awk -v w="$w" -v t="$t" -v c="$sw_cpu" -v wc="$wcpu" -v tc="$tcpu" 'BEGIN { printf "  Storage Write path: %+.1f%% wall time, %+.1f%% CPU vs the NDJSON sink (the local server used %.3f s CPU per run)\n", (w / t - 1) * 100, (wc / tc - 1) * 100, c }'
     if [ "$size" -eq 64 ] && [ "$framing" = newline ]; then
       if command -v node >/dev/null; then
-        read -r p prss < <(measure 3 node scripts/bench/peer.js "$obj" "$work/node.out")
-        row "Node.js peer" "$p" "$prss" "$bytes" "$g" "$f"
+        read -r p prss pcpu < <(measure 3 node scripts/bench/peer.js "$obj" "$work/node.out")
+        row "Node.js peer" "$p" "$prss" "$bytes" "$g" "$f" "$pcpu"
         awk -v p="$p" -v t="$t" 'BEGIN { printf "  firehose-replay is %.1fx faster than the Node.js peer\n", p / t }'
       fi
       if command -v python3 >/dev/null; then
-        read -r p prss < <(measure 3 python3 scripts/bench/peer.py "$obj" "$work/py.out")
-        row "Python peer" "$p" "$prss" "$bytes" "$g" "$f"
+        read -r p prss pcpu < <(measure 3 python3 scripts/bench/peer.py "$obj" "$work/py.out")
+        row "Python peer" "$p" "$prss" "$bytes" "$g" "$f" "$pcpu"
         awk -v p="$p" -v t="$t" 'BEGIN { printf "  firehose-replay is %.1fx faster than the Python peer\n", p / t }'
       fi
     fi
@@ -218,8 +225,8 @@ if [ "${ADVERSARIAL:-1}" = 1 ]; then
   fi
   echo
   echo "== adversarial objects"
-  read -r t trss < <(measure 1 "$BIN" --log-level error replay "$bomb" --sink "ndjson:$work/out" --dead-letter "dir:$work/dl")
-  row "1 GiB of newlines, then a record" "$t" "$trss" $((1024 * 1048576)) "$t" 0
+  read -r t trss tcpu < <(measure 1 "$BIN" --log-level error replay "$bomb" --sink "ndjson:$work/out" --dead-letter "dir:$work/dl")
+  row "1 GiB of newlines, then a record" "$t" "$trss" $((1024 * 1048576)) "$t" 0 "$tcpu"
   rm -rf "$work/bad-dl"
   s=$EPOCHREALTIME
   "$TIME" -f %M -o "$work/rss" "$BIN" --log-level error replay "$bad" --sink "ndjson:$work/out" \

@@ -91,7 +91,8 @@ pub fn scan(b: &[u8]) -> Scan {
 /// What the validator reports about object keys as it passes them (see [`KeyCheck`]).
 pub(crate) trait Keys {
     fn open_object(&mut self);
-    fn key(&mut self, raw: &[u8], depth: usize);
+    /// `escaped`: the key holds a backslash escape (the validator saw it while passing).
+    fn key(&mut self, raw: &[u8], escaped: bool, depth: usize);
     fn close_object(&mut self);
 }
 
@@ -102,7 +103,7 @@ impl Keys for NoKeys {
     #[inline(always)]
     fn open_object(&mut self) {}
     #[inline(always)]
-    fn key(&mut self, _: &[u8], _: usize) {}
+    fn key(&mut self, _: &[u8], _: bool, _: usize) {}
     #[inline(always)]
     fn close_object(&mut self) {}
 }
@@ -145,11 +146,11 @@ impl Keys for KeyCheck {
     }
 
     #[inline]
-    fn key(&mut self, raw: &[u8], depth: usize) {
+    fn key(&mut self, raw: &[u8], escaped: bool, depth: usize) {
         if !self.clean {
             return;
         }
-        if memchr::memchr(b'\\', raw).is_some() {
+        if escaped {
             self.clean = false;
             return;
         }
@@ -188,7 +189,19 @@ pub fn scan_keys(b: &[u8], keys: &mut KeyCheck) -> Scan {
     }
 }
 
-/// Parses one value starting at `b[i]` (no leading whitespace); returns the position after it.
+/// [`check`], also checking keys (see [`KeyCheck`]): what lets a newline-framed record skip the
+/// row stage's second walk over its bytes (`row::scan`), as the JSON-stream framer's records do.
+pub fn check_keys(b: &[u8], keys: &mut KeyCheck) -> Result<(), usize> {
+    keys.reset();
+    let end = value_with(b, ws(b, 0), keys)?;
+    let end = ws(b, end);
+    if end == b.len() {
+        Ok(())
+    } else {
+        Err(end)
+    }
+}
+
 /// One JSON value starting at `b[i]` (no leading whitespace): the position after it, or where
 /// it stops being valid. Iterative, so any nesting depth is safe. The Storage Write encoder
 /// skips the values of unknown keys with it.
@@ -268,8 +281,8 @@ fn member_key<K: Keys>(b: &[u8], i: usize, depth: usize, keys: &mut K) -> Result
     if b.get(i) != Some(&b'"') {
         return Err(i);
     }
-    let end = string(b, i)?;
-    keys.key(&b[i + 1..end - 1], depth);
+    let (end, escaped) = string_escaped(b, i)?;
+    keys.key(&b[i + 1..end - 1], escaped, depth);
     let i = ws(b, end);
     if b.get(i) != Some(&b':') {
         return Err(i);
@@ -343,13 +356,24 @@ pub(crate) fn number(b: &[u8], mut i: usize) -> Result<usize, usize> {
 /// A string starting at the quote `b[i]`; returns the position after its closing quote.
 #[inline]
 fn string(b: &[u8], i: usize) -> Result<usize, usize> {
+    string_escaped(b, i).map(|(end, _)| end)
+}
+
+/// [`string`], also telling whether the string holds an escape: the key check needs to know,
+/// and finding out here is free while a second search of the key's bytes is not.
+#[inline(always)]
+fn string_escaped(b: &[u8], i: usize) -> Result<(usize, bool), usize> {
     let mut j = i + 1;
+    let mut escaped = false;
     loop {
         j = find_special(b, j);
         match b.get(j) {
-            Some(b'"') => return Ok(j + 1),
+            Some(b'"') => return Ok((j + 1, escaped)),
             Some(b'\\') => match b.get(j + 1) {
-                Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => j += 2,
+                Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
+                    escaped = true;
+                    j += 2
+                }
                 Some(b'u') => {
                     let hex = &b[j + 2..(j + 6).min(b.len())];
                     if !hex.iter().all(u8::is_ascii_hexdigit) {
@@ -358,6 +382,7 @@ fn string(b: &[u8], i: usize) -> Result<usize, usize> {
                     if hex.len() < 4 {
                         return Err(b.len()); // cut by the end of the buffer
                     }
+                    escaped = true;
                     j += 6;
                 }
                 None => return Err(b.len()),

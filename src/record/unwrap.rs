@@ -3,7 +3,8 @@
 use super::cloudwatch::{self, Expanded};
 use super::envelope::{detect, Envelope};
 use super::firehose_error;
-use super::validate::{validate, validate_checked, Shape};
+use super::json::KeyCheck;
+use super::validate::{validate, validate_checked, validate_keys, Shape};
 use super::{Payload, RecordErrorKind};
 use crate::frame::{Event, Framer, Framing};
 
@@ -30,6 +31,8 @@ pub struct Unwrapper {
     requested: Envelope,
     resolved: Option<Envelope>,
     max_record_bytes: usize,
+    /// Set by [`Unwrapper::check_keys`].
+    keys: Option<KeyCheck>,
 }
 
 impl Unwrapper {
@@ -38,7 +41,21 @@ impl Unwrapper {
             requested: envelope,
             resolved: (envelope != Envelope::Auto).then_some(envelope),
             max_record_bytes,
+            keys: None,
         }
+    }
+
+    /// Checks keys while validating a plain record the framer did not validate (newline and
+    /// delimiter framing), as `Framer::check_keys` does for JSON-stream records: a record with
+    /// no duplicate key and no top-level key among `reserved` (the generated columns) comes out
+    /// `keys_clean`, so the row stage does not walk it a second time.
+    pub fn check_keys(&mut self, reserved: &[String]) {
+        self.keys = Some(KeyCheck::new(
+            reserved
+                .iter()
+                .map(|r| crate::row::scan::key_hash(r.as_bytes(), false))
+                .collect(),
+        ));
     }
 
     /// The envelope in use (`None` until `auto` has seen a valid record).
@@ -80,10 +97,10 @@ impl Unwrapper {
         };
         match envelope {
             Envelope::None | Envelope::Auto => {
-                let shape = if json_checked {
-                    validate_checked(record)?
-                } else {
-                    validate(record)?
+                let (shape, keys_clean) = match &mut self.keys {
+                    _ if json_checked => (validate_checked(record)?, keys_clean),
+                    Some(keys) => (validate_keys(record, keys)?, keys.clean),
+                    None => (validate(record)?, false),
                 };
                 emit(Emitted::Row(Payload {
                     json: record,

@@ -5,6 +5,7 @@
 
 use serde::de::IgnoredAny;
 
+use super::json::KeyCheck;
 use super::RecordErrorKind;
 
 /// The top-level shape of a valid record.
@@ -28,12 +29,26 @@ pub fn validate_checked(bytes: &[u8]) -> Result<Shape, RecordErrorKind> {
 }
 
 pub fn validate(bytes: &[u8]) -> Result<Shape, RecordErrorKind> {
+    validate_with(bytes, super::json::check)
+}
+
+/// [`validate`], also checking keys in the same pass (`keys.clean` tells the verdict; see
+/// [`KeyCheck`]): one walk over the record instead of two when the row stage would otherwise
+/// scan its keys.
+pub fn validate_keys(bytes: &[u8], keys: &mut KeyCheck) -> Result<Shape, RecordErrorKind> {
+    validate_with(bytes, |b| super::json::check_keys(b, keys))
+}
+
+fn validate_with(
+    bytes: &[u8],
+    check: impl FnOnce(&[u8]) -> Result<(), usize>,
+) -> Result<Shape, RecordErrorKind> {
     if let Err(e) = simdutf8::compat::from_utf8(bytes) {
         return Err(RecordErrorKind::InvalidUtf8 {
             at: e.valid_up_to(),
         });
     }
-    if super::json::check(bytes).is_err() {
+    if check(bytes).is_err() {
         // Invalid records are rare: let serde_json word the error. Its text ends with
         // "at line L column C", the position inside the record.
         let message = match serde_json::from_slice::<IgnoredAny>(bytes) {

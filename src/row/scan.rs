@@ -137,23 +137,36 @@ fn push_wtf8(out: &mut Vec<u8>, cp: u32) {
 }
 
 /// A fast hash of a key's decoded bytes (FxHash's mixing, 8 bytes at a time): keys are
-/// compared by hash first, and by bytes only when two hashes are equal.
+/// compared by hash first, and by bytes only when two hashes are equal. Inlined: the
+/// validator's key check calls it once per key, and the call cost as much as the hashing.
+#[inline]
 pub(crate) fn key_hash(raw: &[u8], escaped: bool) -> u64 {
     const K: u64 = 0x517c_c1b7_2722_0a95;
     let mix = |h: u64, w: u64| (h.rotate_left(5) ^ w).wrapping_mul(K);
+    // The last partial word is read with fixed-size loads (overlapping the previous word when
+    // the key is longer than 8 bytes): a variable-length copy into a scratch word compiled to
+    // a `memcpy` call per key, a visible share of the validator's time on short keys.
+    let word = |c: &[u8]| u64::from_le_bytes(c.try_into().expect("8 bytes"));
+    let half = |c: &[u8]| u32::from_le_bytes(c.try_into().expect("4 bytes")) as u64;
     let hash = |k: &[u8]| {
-        let mut h = mix(0, k.len() as u64);
+        let n = k.len();
+        let mut h = mix(0, n as u64);
         let mut chunks = k.chunks_exact(8);
         for c in &mut chunks {
-            h = mix(h, u64::from_le_bytes(c.try_into().expect("8 bytes")));
+            h = mix(h, word(c));
         }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut w = [0u8; 8];
-            w[..rest.len()].copy_from_slice(rest);
-            h = mix(h, u64::from_le_bytes(w));
+        let rest = chunks.remainder().len();
+        if rest == 0 {
+            return h;
         }
-        h
+        let tail = if n >= 8 {
+            word(&k[n - 8..])
+        } else if n >= 4 {
+            half(&k[..4]) | half(&k[n - 4..]) << 32
+        } else {
+            k[0] as u64 | (k[n / 2] as u64) << 8 | (k[n - 1] as u64) << 16
+        };
+        mix(h, tail)
     };
     if escaped {
         hash(&decode(raw))
