@@ -96,6 +96,14 @@ echo "== cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --all-targets 2>&1 | tee "$log"
+# The core path's CPU guard: callgrind instruction counts against scripts/instr-budget.txt
+# (load-independent, unlike a timed test; see the script's header).
+if ! command -v valgrind >/dev/null; then
+  echo "== installing valgrind"
+  apt-get update -qq && apt-get install -y -qq valgrind >/dev/null
+fi
+echo "== instruction budget (scripts/instr-budget.sh)"
+scripts/instr-budget.sh
 # One closing line for the whole suite (cargo prints one per test binary, the last often "0 passed").
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
