@@ -316,7 +316,7 @@ mod tests {
         let reserved = crate::row::generated_columns(Some("_row_id"));
         let reader = Box::new(io::Cursor::new(input.as_bytes().to_vec()));
         let mut records =
-            Records::spawn(reader, framing, Envelope::None, 1 << 20, reserved).unwrap();
+            Records::spawn(reader, framing, Envelope::None, 1 << 20, reserved, None).unwrap();
         let mut flags = Vec::new();
         loop {
             match records.next_batch().unwrap() {
