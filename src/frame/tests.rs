@@ -468,6 +468,20 @@ fn a_record_cut_inside_a_string_or_key_does_not_take_the_next_record() {
             ok(14, r#"{"i":3}"#)
         ]
     );
+    // Cut inside a literal: the value breaks on the next record's `{`, which lands.
+    for cut in ["tru", "t", "fals", "nu"] {
+        let input = format!(r#"{{"t":{cut}{{"i":2}}{{"i":3}}"#);
+        let at = 5 + cut.len() as u64;
+        assert_eq!(
+            stream(input.as_bytes(), 100),
+            vec![
+                bad(0, &input[..at as usize]),
+                ok(at, r#"{"i":2}"#),
+                ok(at + 7, r#"{"i":3}"#)
+            ],
+            "{input}"
+        );
+    }
     // Cut right after a backslash.
     assert_eq!(
         stream(br#"{"a":"ab\{"i":2}"#, 100),

@@ -302,14 +302,18 @@ pub(crate) fn ws(b: &[u8], mut i: usize) -> usize {
     i
 }
 
+/// `word` at `b[i]`. A mismatch is reported at the first byte that differs, not at the
+/// literal's start: a record cut inside a literal (`{"t":tru{"i":2}`) then breaks on the next
+/// record's `{`, which is where the framer resumes, so that record is not lost.
 #[inline]
 pub(crate) fn literal(b: &[u8], i: usize, word: &[u8]) -> Result<usize, usize> {
-    if b.len() >= i + word.len() && &b[i..i + word.len()] == word {
+    let rest = &b[i.min(b.len())..];
+    let same = rest.iter().zip(word).take_while(|(x, y)| x == y).count();
+    if same == word.len() {
         Ok(i + word.len())
-    } else if b.len() < i + word.len() && word.starts_with(&b[i..]) {
-        Err(b.len()) // cut by the end of the buffer
     } else {
-        Err(i)
+        // Also the end of the buffer when the literal is cut by it.
+        Err(i + same)
     }
 }
 
@@ -486,7 +490,7 @@ mod tests {
         }
         for (bad, at) in [
             (&b"{\"a\":1,}"[..], 7),
-            (b"{\"a\":tru}", 5),
+            (b"{\"a\":tru}", 8), // the first byte that is not `true`
             (b"[1 2]", 3),
             (b"{\"a\":\"\\q\"}", 6),
             (b"{\"a\":01}", 6),
