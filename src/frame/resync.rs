@@ -76,6 +76,53 @@ pub(super) fn restart_in_strings(data: &[u8], at: usize, eof: bool) -> Restart {
     Restart::None
 }
 
+/// Where the next record starts when a value broke at `at`, on a `{` or `[` (or the line break
+/// before one), right after a
+/// complete nested value: a record cut just after a `:`, `,` or `[` (`{"a":` then
+/// `{"i":2}{"i":3}`) takes the next record in as its member, and the value breaks on the record
+/// after it. That nested value is a complete JSON value starting after the bad bytes, so it is
+/// the next record: the start of the structural `{…}` or `[…]` (outside strings) that closes
+/// right before `at` (whitespace aside), when it sits where a member value may begin, on the
+/// broken value's first line. One pass.
+pub(super) fn restart_at_nested_value(data: &[u8], at: usize) -> Option<usize> {
+    // The break is on the record after it, or on the line break before that record's line.
+    let next = data
+        .get(at..)?
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())?;
+    if !matches!(data[at + next], b'{' | b'[') {
+        return None;
+    }
+    let mut opens: Vec<usize> = Vec::new();
+    let mut last_closed = None;
+    let mut i = 0;
+    while i < at {
+        match data[i] {
+            b'"' => {
+                last_closed = None;
+                i = string_end(data, i + 1, at, usize::MAX);
+            }
+            b'{' | b'[' => {
+                opens.push(i);
+                last_closed = None;
+            }
+            b'}' | b']' => last_closed = opens.pop().map(|s| (s, opens.len())),
+            b' ' | b'\t' | b'\n' | b'\r' => {}
+            _ => last_closed = None,
+        }
+        i += 1;
+    }
+    // Only a value nested in the broken one (depth 1 or more), preceded by `:`, `,` or `[`.
+    let (start, depth) = last_closed?;
+    let before = data[..start]
+        .iter()
+        .rposition(|&b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))?;
+    // On the broken value's first line only: below it, an indented `{…}` is the inside of a
+    // pretty-printed value, which must not become a row.
+    let first_line = memchr::memchr(b'\n', &data[..start]).is_none();
+    (first_line && depth > 0 && matches!(data[before], b':' | b',' | b'[')).then_some(start)
+}
+
 /// The closing quote of the string whose content starts at `from`, or `end` if the string
 /// does not close before it. The escape at `at` (where the value broke) escapes nothing.
 fn string_end(data: &[u8], from: usize, end: usize, at: usize) -> usize {
@@ -169,5 +216,32 @@ mod tests {
         assert_eq!(at_break(r#"{"m":"got {} and [1]", "x": tru}"#), None);
         assert_eq!(at_break(r#"{"m":"{", "x": tru}{"i":1}"#), None);
         assert_eq!(at_break(r#"{"a":{"x":1} "b":2}"#), None);
+    }
+
+    fn nested(s: &str) -> Option<usize> {
+        let b = s.as_bytes();
+        match json::scan(b) {
+            Scan::Invalid(at) => restart_at_nested_value(b, at),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_record_taken_in_as_a_member_value_is_the_next_record() {
+        assert_eq!(nested(r#"{"a":{"i":2}{"i":3}"#), Some(5));
+        assert_eq!(nested(r#"{"a":[1, {"i":2} {"i":3}"#), Some(9));
+        assert_eq!(nested(r#"{"a":{"b":{"i":2}{"i":3}"#), Some(10));
+        assert_eq!(
+            restart_at_nested_value(b"{\"a\":{\"i\":2}\n{}", 12),
+            Some(5)
+        );
+        assert_eq!(nested(r#"{"a":"}{","b":{"i":2}[3]"#), Some(14));
+        // Not after a complete nested value: nothing to resume at but the break.
+        assert_eq!(nested(r#"{"a":1{"i":2}"#), None);
+        assert_eq!(nested(r#"{"a":{"x":1},"b"{"i":2}"#), None);
+        assert_eq!(nested(r#"{"a":{"x":1} "b":2}"#), None);
+        // Inside a pretty-printed value that broke: text, not a record.
+        let pretty = b"{\n  \"a\": {\"c\": 1}\n{\"i\":2}";
+        assert_eq!(restart_at_nested_value(pretty, 17), None);
     }
 }

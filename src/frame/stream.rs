@@ -35,7 +35,7 @@
 use std::io::{self, Read};
 
 use super::input::Input;
-use super::resync::{restart_in_strings, Restart};
+use super::resync::{restart_at_nested_value, restart_in_strings, Restart};
 use super::scan::Scanner;
 use super::spool::Held;
 use super::Step;
@@ -395,8 +395,17 @@ impl Stream {
                 }
                 from = nl + 1;
             }
-            if at > 0 && at < data.len() && opens(data[at]) {
-                take(at, at);
+            // A `{` or `[` where the value broke, or right after the blanks it broke on (a cut
+            // literal or number: `{"b":n {"i":2}`), starts the next record.
+            if at > 0 && at < data.len() {
+                match data[at..].iter().position(|&b| !separator(b)) {
+                    Some(q) if opens(data[at + q]) => take(at + q, at + q),
+                    Some(_) => {}
+                    None => need_more = true,
+                }
+            }
+            if let Some(c) = restart_at_nested_value(data, at) {
+                take(c, c);
             }
         }
         if json || first == b'"' {

@@ -470,17 +470,42 @@ fn a_record_cut_inside_a_string_or_key_does_not_take_the_next_record() {
     );
     // Cut inside a literal: the value breaks on the next record's `{`, which lands.
     for cut in ["tru", "t", "fals", "nu"] {
-        let input = format!(r#"{{"t":{cut}{{"i":2}}{{"i":3}}"#);
-        let at = 5 + cut.len() as u64;
-        assert_eq!(
-            stream(input.as_bytes(), 100),
-            vec![
-                bad(0, &input[..at as usize]),
-                ok(at, r#"{"i":2}"#),
-                ok(at + 7, r#"{"i":3}"#)
-            ],
-            "{input}"
-        );
+        for sep in ["", " ", "\t "] {
+            let input = format!(r#"{{"t":{cut}{sep}{{"i":2}}{{"i":3}}"#);
+            let at = (5 + cut.len() + sep.len()) as u64;
+            assert_eq!(
+                stream(input.as_bytes(), 100),
+                vec![
+                    bad(0, &input[..5 + cut.len()]),
+                    ok(at, r#"{"i":2}"#),
+                    ok(at + 7, r#"{"i":3}"#)
+                ],
+                "{input}"
+            );
+        }
+    }
+    // Cut right after a `:`, `[` or `,`: the next record is read as a member value, and the
+    // value breaks on the record after it. Both land, with the offsets a clean object gives.
+    for cut in [
+        r#"{"k":"#,
+        r#"{"k": "#,
+        r#"{"a":[1,"#,
+        r#"{"a":["#,
+        r#"{"a":{"b":"#,
+    ] {
+        for sep in ["", "\n", " ", "\r\n"] {
+            let input = format!(r#"{cut}{{"i":2}}{sep}{{"i":3}}"#);
+            let at = cut.len() as u64;
+            assert_eq!(
+                stream(input.as_bytes(), 100),
+                vec![
+                    bad(0, cut.trim_end()),
+                    ok(at, r#"{"i":2}"#),
+                    ok(at + 7 + sep.len() as u64, r#"{"i":3}"#)
+                ],
+                "{input}"
+            );
+        }
     }
     // Cut right after a backslash.
     assert_eq!(

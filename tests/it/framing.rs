@@ -290,7 +290,8 @@ struct Case {
 }
 
 /// Positions inside `piece`'s strings and keys (right after an opening quote up to a closing
-/// quote, escapes included): where a record cut inside a string ends.
+/// quote, escapes included), and right after each letter or digit of its literals and numbers
+/// (`{"a":[1,{"b":nu`): where a record cut inside a string, literal or number ends.
 fn string_positions(piece: &str) -> Vec<usize> {
     let b = piece.as_bytes();
     let (mut out, mut in_string, mut i) = (Vec::new(), false, 0);
@@ -307,6 +308,8 @@ fn string_positions(piece: &str) -> Vec<usize> {
             }
         } else if b[i] == b'"' {
             in_string = true;
+        } else if b[i].is_ascii_alphanumeric() {
+            out.push(i + 1);
         }
         i += 1;
     }
