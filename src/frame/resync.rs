@@ -123,6 +123,46 @@ pub(super) fn restart_at_nested_value(data: &[u8], at: usize) -> Option<usize> {
     (first_line && depth > 0 && matches!(data[before], b':' | b',' | b'[')).then_some(start)
 }
 
+/// Whether the next record starts at the `{` or `[` at `c`, glued to bytes that are not JSON
+/// (`xyz{"i":2}{"i":3}`, binary junk, `12ab{"i":2}`): it does when complete values parse from
+/// `c`, back to back, to the end of its line (or of `data`, when `end` says that is a record
+/// boundary: the stream's end or a gzip member boundary). A `{` in prose (`got {"a":1} from x`)
+/// is not followed by records to its line's end, so the text stays one error. `None` when
+/// `data` ends before that can be told. Charges what it scans to `budget`.
+pub(super) fn records_to_line_end(
+    data: &[u8],
+    c: usize,
+    end: bool,
+    budget: &mut usize,
+) -> Option<bool> {
+    let mut pos = c;
+    loop {
+        match json::scan(&data[pos..]) {
+            Scan::Complete(n) => {
+                *budget = budget.saturating_sub(n);
+                pos += n;
+                while pos < data.len() && matches!(data[pos], b' ' | b'\t' | b'\r' | 0x1e) {
+                    pos += 1;
+                }
+                match data.get(pos) {
+                    None => return end.then_some(true),
+                    Some(b'\n') => return Some(true),
+                    Some(b'{' | b'[') if *budget > 0 => {}
+                    Some(_) => return Some(false),
+                }
+            }
+            Scan::Invalid(p) => {
+                *budget = budget.saturating_sub(p);
+                return Some(false);
+            }
+            Scan::Incomplete => {
+                *budget = budget.saturating_sub(data.len() - pos);
+                return if end { Some(false) } else { None };
+            }
+        }
+    }
+}
+
 /// The closing quote of the string whose content starts at `from`, or `end` if the string
 /// does not close before it. The escape at `at` (where the value broke) escapes nothing.
 fn string_end(data: &[u8], from: usize, end: usize, at: usize) -> usize {

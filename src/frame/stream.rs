@@ -35,7 +35,7 @@
 use std::io::{self, Read};
 
 use super::input::Input;
-use super::resync::{restart_at_nested_value, restart_in_strings, Restart};
+use super::resync::{records_to_line_end, restart_at_nested_value, restart_in_strings, Restart};
 use super::scan::Scanner;
 use super::spool::Held;
 use super::Step;
@@ -102,6 +102,9 @@ struct Junk {
     /// Stream offset of the next gzip member boundary, where the span ends whatever follows.
     until: Option<u64>,
     held: Option<Held>,
+    /// What the look-ahead of glued `{` candidates may still scan: four times the bytes looked
+    /// at, so an adversarial line cannot make framing quadratic.
+    budget: usize,
 }
 
 pub(crate) struct Stream {
@@ -446,6 +449,7 @@ impl Stream {
             line_break: None,
             until,
             held: None,
+            budget: 64 * 1024,
         });
     }
 }
@@ -486,6 +490,8 @@ fn junk_step<R: Read>(j: &mut Junk, input: &mut Input<R>, max: usize) -> io::Res
     let stop_at = j
         .until
         .map_or(usize::MAX, |u| u.saturating_sub(input.offset()) as usize);
+    j.budget = j.budget.saturating_add(4 * data.len().saturating_sub(i));
+    let mut pending = false;
     while i < data.len() {
         if i >= stop_at {
             found = Some((stop_at, stop_at));
@@ -512,6 +518,23 @@ fn junk_step<R: Read>(j: &mut Junk, input: &mut Input<R>, max: usize) -> io::Res
                 // After a stray closer, `{` or `[` starts the next record.
                 found = Some((i, i));
                 break;
+            } else if opens(b) && i > 0 && !separator(data[i - 1]) && j.budget > 0 {
+                // Glued to the junk and followed by records to its line's end: the next record.
+                let upto = stop_at.min(data.len());
+                let end = upto == stop_at || input.at_eof();
+                match records_to_line_end(&data[..upto], i, end, &mut j.budget) {
+                    Some(true) => {
+                        found = Some((i, i));
+                        break;
+                    }
+                    Some(false) => {}
+                    // Not told yet: look again with more bytes (what precedes is junk).
+                    None if j.held.is_none() && data.len() <= max => {
+                        pending = true;
+                        break;
+                    }
+                    None => {}
+                }
             }
             j.line_break = None;
             j.after_close = matches!(b, b'}' | b']');
@@ -542,6 +565,10 @@ fn junk_step<R: Read>(j: &mut Junk, input: &mut Input<R>, max: usize) -> io::Res
     }
     j.pos = i;
     if !input.fill(input.avail() + READ_AHEAD)? {
+        if pending {
+            // The stream ended: the candidate is decided on the next call.
+            return Ok(None);
+        }
         let n = input.avail();
         return Ok(Some(match j.held.take() {
             None => span(input, n, n, max),

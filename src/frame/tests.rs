@@ -560,6 +560,26 @@ fn a_stray_closer_or_quote_between_records_costs_only_itself() {
             ok(15, r#"{"i":3}"#)
         ]
     );
+    // Junk glued to records (text, binary, a broken scalar): the records after it land.
+    for junk in ["xyz", "\u{1}\u{0}\u{7f}", "12ab", "#c", "日本"] {
+        let input = format!(r#"{{"a":1}}{junk}{{"i":2}}{{"i":3}}"#);
+        let at = 7 + junk.len() as u64;
+        assert_eq!(
+            stream(input.as_bytes(), 100),
+            vec![
+                ok(0, r#"{"a":1}"#),
+                bad(7, junk),
+                ok(at, r#"{"i":2}"#),
+                ok(at + 7, r#"{"i":3}"#)
+            ],
+            "{input}"
+        );
+    }
+    // A brace in prose is text: the line is one error.
+    assert_eq!(
+        stream(b"got {\"a\":1} from x\n{\"i\":2}", 100),
+        vec![bad(0, r#"got {"a":1} from x"#), ok(19, r#"{"i":2}"#)]
+    );
     // A string record followed by a record is still two records.
     assert_eq!(
         stream(br#""s"{"i":2}"#, 100),
