@@ -126,9 +126,10 @@ pub(super) fn restart_at_nested_value(data: &[u8], at: usize) -> Option<usize> {
 /// Whether the next record starts at the `{` or `[` at `c`, glued to bytes that are not JSON
 /// (`xyz{"i":2}{"i":3}`, binary junk, `12ab{"i":2}`): it does when complete values parse from
 /// `c`, back to back, to the end of its line (or of `data`, when `end` says that is a record
-/// boundary: the stream's end or a gzip member boundary). A `{` in prose (`got {"a":1} from x`)
-/// is not followed by records to its line's end, so the text stays one error. `None` when
-/// `data` ends before that can be told. Charges what it scans to `budget`.
+/// boundary: the stream's end or a gzip member boundary) or to bytes that are never text. A
+/// `{` in prose (`got {"a":1} from x`) is not followed by records to its line's end, so the
+/// text stays one error. `None` when `data` ends before that can be told. Charges what it
+/// scans to `budget`.
 pub(super) fn records_to_line_end(
     data: &[u8],
     c: usize,
@@ -147,6 +148,11 @@ pub(super) fn records_to_line_end(
                 match data.get(pos) {
                     None => return end.then_some(true),
                     Some(b'\n') => return Some(true),
+                    // Bytes that are never text (control bytes, bytes UTF-8 never holds):
+                    // binary junk between records, not prose around a brace.
+                    Some(&b) if b < 0x20 || b == 0x7f || b == 0xc0 || b == 0xc1 || b >= 0xf5 => {
+                        return Some(true)
+                    }
                     Some(b'{' | b'[') if *budget > 0 => {}
                     Some(_) => return Some(false),
                 }

@@ -575,6 +575,17 @@ fn a_stray_closer_or_quote_between_records_costs_only_itself() {
             "{input}"
         );
     }
+    // Binary junk between every record: each record lands.
+    assert_eq!(
+        stream(b"{\"a\":1}\x00{\"i\":2}\xff\x01{\"i\":3}", 100),
+        vec![
+            ok(0, r#"{"a":1}"#),
+            bad(7, "\u{0}"),
+            ok(8, r#"{"i":2}"#),
+            bad(15, "\u{fffd}\u{1}"),
+            ok(17, r#"{"i":3}"#)
+        ]
+    );
     // A brace in prose is text: the line is one error.
     assert_eq!(
         stream(b"got {\"a\":1} from x\n{\"i\":2}", 100),
