@@ -263,8 +263,12 @@ struct Totals {
     bytes: AtomicU64,
 }
 
-/// Processes `jobs` in order, at most `concurrency` at a time, each on a blocking thread.
-/// Failed objects are dead-lettered and the run goes on. Once `stop` is set, no new object is
+/// Processes `jobs`, started in order, at most `concurrency` at a time, each on a blocking
+/// thread. A slot is freed as soon as its object ends, whatever the objects started before it
+/// are doing: no object waits for another (a huge object in flight does not hold back the tiny
+/// ones listed after it), and progress counts objects as they end. Nothing needs completion
+/// order: each object commits and marks the ledger on its own; the summary's failures are put
+/// back in listing order so the report reads the same on every run. Failed objects are dead-lettered and the run goes on. Once `stop` is set, no new object is
 /// started; those in flight finish (or fail) normally. An object that fails because the output
 /// was closed ([`Error::is_output_closed`]) ends the run: nothing new starts, it and the objects
 /// in flight are neither dead-lettered nor counted as failures, and the summary says
@@ -328,7 +332,8 @@ pub async fn run_feed(
     let closed = Arc::new(AtomicBool::new(false));
     let halted = Arc::new(AtomicBool::new(false));
     let mut results = jobs
-        .map(|job| {
+        .enumerate()
+        .map(|(index, job)| {
             let shared = shared.clone();
             let stop = stop.clone();
             let closed = closed.clone();
@@ -339,7 +344,7 @@ pub async fn run_feed(
                     Ok(job) => job,
                     Err(e) => {
                         halted.store(true, Ordering::SeqCst);
-                        return Outcome::ListingFailed(e);
+                        return (index, Outcome::ListingFailed(e));
                     }
                 };
                 if stop.load(Ordering::SeqCst)
@@ -349,14 +354,14 @@ pub async fn run_feed(
                     if let Some(l) = &listing {
                         l.halt();
                     }
-                    return Outcome::NotStarted;
+                    return (index, Outcome::NotStarted);
                 }
                 let object = job.object.clone();
                 let task = tokio::task::spawn_blocking(move || {
                     let deadline = shared.object_timeout.map(|t| Instant::now() + t);
                     shared.process(job.store.as_ref(), job.object, deadline)
                 });
-                match task.await {
+                let outcome = match task.await {
                     Ok(r) => Outcome::Processed(Box::new(r)),
                     // A panic is a bug, never an input problem; report it against the object.
                     Err(join) => {
@@ -372,11 +377,14 @@ pub async fn run_feed(
                             counts: Default::default(),
                         }))))
                     }
-                }
+                };
+                (index, outcome)
             }
         })
-        .buffered(concurrency.max(1));
-    while let Some(outcome) = results.next().await {
+        .buffer_unordered(concurrency.max(1));
+    // Listing positions of `summary.failures`, to sort them back at the end.
+    let mut failed_at: Vec<usize> = Vec::new();
+    while let Some((index, outcome)) = results.next().await {
         let outcome = match outcome {
             Outcome::NotStarted => {
                 summary.not_started += 1;
@@ -425,6 +433,7 @@ pub async fn run_feed(
                 // What the failed object read counts too (its rows, none committed, do not).
                 summary.counts += failure.counts;
                 summary.failures.push(failure);
+                failed_at.push(index);
             }
         }
         totals.objects.fetch_add(1, Ordering::Relaxed);
@@ -432,6 +441,9 @@ pub async fn run_feed(
             view.refresh(bar);
         }
     }
+    let mut failures: Vec<_> = failed_at.into_iter().zip(summary.failures).collect();
+    failures.sort_by_key(|(index, _)| *index);
+    summary.failures = failures.into_iter().map(|(_, f)| f).collect();
     if let Some(l) = &listing {
         l.halt(); // ended early (output closed): the listing has no one to feed
     }

@@ -286,7 +286,9 @@ impl Handler {
         }
     }
 
-    /// Processes `objects` (in order, `concurrency` at a time) and settles each.
+    /// Processes `objects` (started in order, `concurrency` at a time, a slot freed as soon as
+    /// its object ends: no object waits for another) and settles each; the outcomes are in the
+    /// order of `objects`.
     pub async fn process(
         &self,
         objects: Vec<ObjectRef>,
@@ -299,20 +301,22 @@ impl Handler {
         let give_up_at = deadline
             .checked_sub(self.margin / 2)
             .unwrap_or_else(Instant::now);
-        stream::iter(objects)
-            .map(|object| async move {
+        let mut outcomes: Vec<(usize, Outcome)> = stream::iter(objects.into_iter().enumerate())
+            .map(|(index, object)| async move {
                 if Instant::now() >= start_by {
                     let outcome = Outcome::Retry {
                         error: "not started: too little of the invocation's time was left".into(),
                     };
                     log_outcome(request_id, &object, &outcome, None);
-                    return outcome;
+                    return (index, outcome);
                 }
-                self.one(object, give_up_at, request_id).await
+                (index, self.one(object, give_up_at, request_id).await)
             })
-            .buffered(self.concurrency.max(1))
+            .buffer_unordered(self.concurrency.max(1))
             .collect()
-            .await
+            .await;
+        outcomes.sort_by_key(|(index, _)| *index);
+        outcomes.into_iter().map(|(_, outcome)| outcome).collect()
     }
 
     async fn one(&self, object: ObjectRef, give_up_at: Instant, request_id: &str) -> Outcome {

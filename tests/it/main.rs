@@ -9,6 +9,7 @@ mod bigquery_modes;
 mod bq_emulator;
 mod claims;
 mod cli;
+mod concurrency;
 mod decoding;
 mod distributed_map;
 mod envelopes;
