@@ -703,7 +703,14 @@ impl Opts {
                     Arc::new(bigquery::load::runner::LoadOnly)
                 }
                 (SinkSpec::BigQuery(table), None) => {
-                    bigquery::connect(self.bigquery_config(table).await?).await?
+                    let config = self.bigquery_config(table).await?;
+                    match bigquery::preflight::check(&config).await {
+                        Ok(()) => {}
+                        // A usage error (exit 2): no library error in the chain.
+                        Err(r @ bigquery::preflight::Refusal::MissingTable(_)) => bail!("{r}"),
+                        Err(bigquery::preflight::Refusal::Service(e)) => return Err(e.into()),
+                    }
+                    bigquery::connect(config).await?
                 }
                 (spec, None) => bail!("sink {spec:?} cannot be built"),
             },

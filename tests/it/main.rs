@@ -11,6 +11,7 @@ mod claims;
 mod cli;
 mod concurrency;
 mod decoding;
+mod destination;
 mod distributed_map;
 mod envelopes;
 mod failures;

@@ -23,6 +23,7 @@ pub mod encode;
 pub mod insert_all;
 pub mod load;
 pub mod merge;
+pub mod preflight;
 pub(crate) mod rest;
 pub mod retry;
 pub mod route;

@@ -1,0 +1,50 @@
+//! What a run can check about its BigQuery destination once, before the first object is read.
+//!
+//! Without it, a storage-write or insert-all run into a table that does not exist read every
+//! object, failed each one at its first append and dead-lettered all of them — the README
+//! promises instead that such a run does not start. Load mode and `--dedup merge` read the
+//! table when they connect and refuse there already; this covers the other modes.
+
+use super::{is_routed, table, Config, Mode, TableRef};
+use crate::error::{Class, Error};
+
+/// Why a run may not start against this destination.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// The table is missing and nothing would create it: a usage error (exit 2), not a service
+    /// failure — running again changes nothing until the table or a flag does.
+    #[error(
+        "table {0} does not exist and nothing would create it: create it, or give \
+         --create-table auto (from the first row) or --create-table-schema FILE"
+    )]
+    MissingTable(TableRef),
+    /// The destination could not be asked (credentials, endpoint, network): the service
+    /// failed, which may pass by itself.
+    #[error(transparent)]
+    Service(Error),
+}
+
+/// Checks, once, what every object would otherwise find out by failing: that the REST endpoint
+/// answers with these credentials (a token is fetched when connecting) and that the one table
+/// rows go to exists, or will be created (`--create-table-schema` creates it when connecting,
+/// `--create-table auto` with the first row). A routed table's tables are named by the rows,
+/// so only their creation flags can be checked, which the flag checks do.
+pub async fn check(config: &Config) -> Result<(), Refusal> {
+    let checks_here = matches!(config.mode, Mode::StorageWrite | Mode::InsertAll)
+        && config.merge.is_none()
+        && config.create_table.is_none()
+        && config.create_auto.is_none()
+        && !is_routed(config);
+    if !checks_here {
+        return Ok(());
+    }
+    let c = super::connect_rest(config)
+        .await
+        .map_err(Refusal::Service)?;
+    match table::get(&c, &config.table).await {
+        Ok(_) => Ok(()),
+        // `tables.get` answers permanently only for a table that is not there (404).
+        Err(e) if e.class == Class::Permanent => Err(Refusal::MissingTable(config.table.clone())),
+        Err(e) => Err(Refusal::Service(e)),
+    }
+}
