@@ -12,7 +12,8 @@ use firehose_replay::trigger::handler::{Handler, HandlerError, S3Stores};
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use serde_json::Value;
 
-use crate::cli::{Aws, Opts};
+use crate::flags::Opts;
+use firehose_replay::aws::Aws;
 
 /// The CLI's options, read from the environment only (there is no command line in Lambda).
 #[derive(Parser, Debug)]
@@ -42,7 +43,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_json_logging(&config.opts.log_level);
+    init_json_logging(&config.opts.logging.log_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -64,7 +65,7 @@ pub fn main() -> ExitCode {
 
 /// Lambda's logs are read by machines (CloudWatch Logs Insights): one JSON object per line.
 fn init_json_logging(level: &str) {
-    let filter = crate::cli::log_filter(level);
+    let filter = firehose_replay::logging::log_filter(level);
     tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
@@ -85,11 +86,11 @@ async fn build(config: LambdaConfig) -> anyhow::Result<Handler> {
     }
     if std::env::var_os("FIREHOSE_REPLAY_DEAD_LETTER").is_none() {
         // The task directory is read-only; /tmp is the only writable place.
-        opts.dead_letter = "dir:/tmp/dead-letter".into();
+        opts.failures.dead_letter = "dir:/tmp/dead-letter".into();
         tracing::warn!("FIREHOSE_REPLAY_DEAD_LETTER is not set: dead letters go to /tmp and are lost with the container");
     }
     let mut aws = Aws {
-        path_style: opts.s3_path_style,
+        path_style: opts.input.s3_path_style,
         client: None,
     };
     let shared = opts.shared(&mut aws).await.context("configuration")?;

@@ -5,12 +5,14 @@
 //! unwrap envelopes) → `row` (row ID, row bytes) → `sink`. `pipeline` runs them for one object;
 //! `backfill` runs the pipeline over a date range.
 
+pub mod aws;
 pub mod backfill;
 pub mod dead_letter;
 pub mod decode;
 pub mod error;
 pub mod frame;
 pub mod ledger;
+pub mod logging;
 pub mod map_plan;
 pub mod object;
 pub mod pipeline;

@@ -4,6 +4,7 @@
 
 mod cli;
 mod exposure;
+mod flags;
 mod lambda;
 mod plan_map;
 mod stdio;

@@ -18,8 +18,8 @@ use firehose_replay::source::s3::{S3Store, S3Uri};
 use firehose_replay::source::ObjectStore;
 use serde_json::json;
 
-use crate::cli::Aws;
 use crate::stdio::say;
+use firehose_replay::aws::Aws;
 
 /// `plan-map`'s arguments.
 #[derive(Args, Debug)]

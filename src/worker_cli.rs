@@ -15,7 +15,8 @@ use firehose_replay::ledger::LedgerSpec;
 use firehose_replay::trigger::handler::S3Stores;
 use firehose_replay::worker::{self, Shutdown};
 
-use crate::cli::{Aws, Opts};
+use crate::flags::Opts;
+use firehose_replay::aws::Aws;
 
 /// `worker`'s arguments.
 #[derive(Args, Debug)]
@@ -45,7 +46,7 @@ pub(crate) struct WorkerArgs {
     receive_wait: u64,
     /// Exit 0 once a receive finds no visible message and nothing is in flight (a batch job
     /// that drains the queue). Messages waiting out a backoff stay in the queue.
-    #[arg(long, env = "FIREHOSE_REPLAY_UNTIL_EMPTY", value_parser = crate::cli::env_bool)]
+    #[arg(long, env = "FIREHOSE_REPLAY_UNTIL_EMPTY", value_parser = crate::flags::parsers::env_bool)]
     until_empty: bool,
 }
 
@@ -64,7 +65,7 @@ pub(crate) async fn run(opts: &Opts, args: &WorkerArgs) -> anyhow::Result<ExitCo
     if args.queue.is_empty() {
         bail!("--queue (FIREHOSE_REPLAY_QUEUE) needs a queue URL");
     }
-    if !matches!(opts.ledger, Some(LedgerSpec::S3 { .. })) {
+    if !matches!(opts.exactly_once.ledger, Some(LedgerSpec::S3 { .. })) {
         tracing::warn!(
             "the ledger is not on S3 (--ledger s3://bucket/prefix/): workers in other containers \
              do not see it, and a redelivered message's object may be processed twice"
@@ -76,7 +77,7 @@ pub(crate) async fn run(opts: &Opts, args: &WorkerArgs) -> anyhow::Result<ExitCo
         .on_signals()
         .context("installing signal handlers")?;
     let mut aws = Aws {
-        path_style: opts.s3_path_style,
+        path_style: opts.input.s3_path_style,
         client: None,
     };
     let shared = opts.shared(&mut aws).await.context("configuration")?;

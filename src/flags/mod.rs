@@ -1,0 +1,34 @@
+//! The flags of `replay`, `backfill`, `redrive`, `invoke` and `worker`, which the Lambda function
+//! reads from the same `FIREHOSE_REPLAY_*` variables: their definitions (one struct per help
+//! heading), value parsers, the checks of their combinations, and what they build (`setup`).
+//! Outside the CLI so that the Lambda and the worker share them without importing it.
+
+use clap::Args;
+
+mod bigquery_flags;
+mod groups;
+pub(crate) mod guards;
+pub(crate) mod parsers;
+mod setup;
+
+pub(crate) use self::bigquery_flags::{BigQueryOpts, CreateTableChoice};
+pub(crate) use self::groups::*;
+pub(crate) use self::setup::default_ledger;
+
+#[derive(Args, Debug)]
+pub(crate) struct Opts {
+    #[command(flatten)]
+    pub(crate) input: InputFlags,
+    #[command(flatten)]
+    pub(crate) output: SinkFlags,
+    #[command(flatten)]
+    pub(crate) bigquery: BigQueryOpts,
+    #[command(flatten)]
+    pub(crate) exactly_once: LedgerFlags,
+    #[command(flatten)]
+    pub(crate) failures: FailureFlags,
+    #[command(flatten)]
+    pub(crate) limits: LimitFlags,
+    #[command(flatten)]
+    pub(crate) logging: LogFlags,
+}

@@ -1,0 +1,72 @@
+//! Value parsers of flags and their environment variables.
+
+/// `--max-record-error-ratio`: a share, 0.0 to 1.0, or `off` (never: the record policy alone
+/// decides).
+pub(crate) fn ratio(s: &str) -> Result<f64, String> {
+    if s.trim().eq_ignore_ascii_case("off") {
+        return Ok(f64::INFINITY);
+    }
+    match s.trim().parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        _ => Err("expected a share from 0.0 to 1.0 (e.g. 0.5), or off".into()),
+    }
+}
+
+/// Boolean flags and their environment variables: `--force`, or `FIREHOSE_REPLAY_FORCE` set to
+/// 1/0, true/false, yes/no or on/off in any case (empty: not set).
+pub(crate) fn env_bool(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" | "" => Ok(false),
+        _ => Err("expected one of 1, 0, true, false, yes, no, on, off (any case)".into()),
+    }
+}
+
+/// `--bigquery-endpoint`, `--bigquery-storage-endpoint`: an `http(s)://host[:port]` URL, so a
+/// mistyped one is a usage error (exit 2) rather than a failed run; empty means not set (an
+/// empty variable in a container's environment), but see [`refuse_empty_flags`].
+pub(crate) fn endpoint_url(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(String::new());
+    }
+    match s.parse::<http::Uri>() {
+        Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => {
+            Ok(s.to_string())
+        }
+        _ => Err(format!("`{s}` is not an http:// or https:// URL")),
+    }
+}
+
+/// Counts that must be at least 1 (`--concurrency`, `--max-attempts`, `--batch-rows`).
+pub(crate) fn at_least_one<T>(s: &str) -> Result<T, String>
+where
+    T: std::str::FromStr<Err = std::num::ParseIntError> + Default + PartialEq,
+{
+    match s.trim().parse::<T>() {
+        Ok(n) if n == T::default() => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("not a whole number: {e}")),
+    }
+}
+
+/// `--log-level`: a level, or a tracing filter whose directives each name a level
+/// (`info,firehose_replay=debug`). A bare word that is no level (`verbose`, `warning`) is
+/// refused instead of being taken as a target name, which would silently log at `info`.
+pub(crate) fn log_level(s: &str) -> Result<String, String> {
+    const HINT: &str =
+        "expected off, error, warn, info, debug, trace or a tracing filter like info,h2=debug";
+    for directive in s.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        if !directive.contains(['=', '['])
+            && directive
+                .parse::<tracing_subscriber::filter::LevelFilter>()
+                .is_err()
+        {
+            return Err(format!("`{directive}` is not a log level ({HINT})"));
+        }
+    }
+    tracing_subscriber::EnvFilter::builder()
+        .parse(s)
+        .map_err(|e| format!("not a tracing filter: {e}"))?;
+    Ok(s.to_string())
+}
