@@ -18,12 +18,21 @@ pub mod object;
 pub mod pipeline;
 pub mod record;
 pub mod redrive;
-pub mod retry;
 pub mod row;
-pub mod runner;
+pub mod run;
 pub mod scratch;
 pub mod secrets;
 pub mod sink;
 pub mod source;
 pub mod trigger;
 pub mod worker;
+
+/// The run loop's old path (now [`run`]), kept for code written against it.
+pub mod runner {
+    pub use crate::run::*;
+}
+
+/// Object retries' old path (now [`run::retry`]), kept for code written against it.
+pub mod retry {
+    pub use crate::run::retry::*;
+}

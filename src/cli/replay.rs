@@ -7,8 +7,8 @@ use anyhow::{bail, Context};
 
 use firehose_replay::aws::Aws;
 use firehose_replay::backfill::{self, HourRange};
-use firehose_replay::runner::Progress;
-use firehose_replay::runner::{self, Job, Summary};
+use firehose_replay::run::Progress;
+use firehose_replay::run::{self as runner, Job, Summary};
 use firehose_replay::sink::bigquery::{self, CreateSchema, CreateTable};
 use firehose_replay::sink::SinkSpec;
 use firehose_replay::source::s3::{S3Store, S3Uri};

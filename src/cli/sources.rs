@@ -9,7 +9,7 @@ use anyhow::Context;
 use firehose_replay::aws::Aws;
 use firehose_replay::ledger::LedgerSpec;
 use firehose_replay::object::ObjectRef;
-use firehose_replay::runner::Job;
+use firehose_replay::run::Job;
 use firehose_replay::sink::SinkSpec;
 use firehose_replay::source::local::{locate, LocalStore};
 use firehose_replay::source::s3::{S3Store, S3Uri};

@@ -25,7 +25,7 @@ use super::{Invocation, TriggerError};
 use crate::error::Class;
 use crate::object::ObjectRef;
 use crate::pipeline::{Counts, Processed, Skip};
-use crate::runner::{settle_failure, Shared};
+use crate::run::{settle_failure, Shared};
 use crate::source::s3::S3Store;
 use crate::source::ObjectStore;
 

@@ -17,7 +17,7 @@ use super::settle::{backoff, Action, Settler};
 use crate::error::{Cause, Class};
 use crate::object::ObjectRef;
 use crate::pipeline::{Counts, Processed, Skip};
-use crate::runner::{log_report, settle_failure, Shared};
+use crate::run::{log_report, settle_failure, Shared};
 use crate::trigger::handler::Stores;
 use crate::trigger::{objects_in_body, TriggerError};
 

@@ -26,7 +26,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::runner::Shared;
+use crate::run::Shared;
 use crate::trigger::handler::Stores;
 use heartbeat::Heartbeat;
 use metrics::Metrics;

@@ -32,7 +32,7 @@ use crate::error::{Cause, Class, Error, Stage};
 use crate::ledger::{identity, Begin, Claim, Finished, Ledger, Staged};
 use crate::object::ObjectRef;
 use crate::pipeline::ObjectFailure;
-use crate::runner::{self, settle_failure, Job, Progress, Shared, Summary};
+use crate::run::{self as runner, settle_failure, Job, Progress, Shared, Summary};
 use crate::sink::bigquery::encode::Encoder;
 use crate::sink::bigquery::merge::Merger;
 use crate::sink::{ObjectWriter, Sink};
