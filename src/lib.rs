@@ -22,6 +22,7 @@ pub mod row;
 pub mod run;
 pub mod scratch;
 pub mod secrets;
+pub mod settings;
 pub mod sink;
 pub mod source;
 pub mod trigger;

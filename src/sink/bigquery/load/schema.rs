@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::{json, Value};
 
 use crate::error::{Class, Error};
-use crate::pipeline::Settings;
+use crate::settings::Settings;
 use crate::sink::bigquery::api_error::sink_error;
 use crate::sink::bigquery::encode::{self, Encoder, Options};
 use crate::sink::bigquery::schema::infer::{self, Addition};

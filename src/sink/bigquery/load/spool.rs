@@ -21,8 +21,8 @@ use super::{JobState, LoadJobs, MAX_JOB_ATTEMPTS};
 use crate::error::{Cause, Class, Error, Stage};
 use crate::ledger::{identity, Staged};
 use crate::object::ObjectRef;
-use crate::pipeline::Settings;
 use crate::row::Row;
+use crate::settings::Settings;
 use crate::sink::bigquery::TableRef;
 use crate::sink::{Committed, ObjectWriter, Prepared, Rejected, Sink};
 
