@@ -21,7 +21,7 @@ const SECRET_LOGGING_TARGETS: [&str; 11] = [
     "aws_runtime",
 ];
 
-/// The filter for `--log-level` `level`, with [`SECRET_LOGGING_TARGETS`] at `warn` unless
+/// The filter for `--log-level` `level`, with `SECRET_LOGGING_TARGETS` at `warn` unless
 /// `level` names them.
 pub fn log_filter(level: &str) -> tracing_subscriber::EnvFilter {
     let mut spec = level.to_string();

@@ -8,11 +8,12 @@ use anyhow::bail;
 
 use firehose_replay::aws::Aws;
 use firehose_replay::dead_letter::remote;
+use firehose_replay::dead_letter::spec::{DeadLetterSpec, SpecError};
 use firehose_replay::object::Origin;
 use firehose_replay::run::Progress;
 use firehose_replay::run::{self as runner, Job, Summary};
 use firehose_replay::source::local::LocalStore;
-use firehose_replay::source::s3::{S3Store, S3Uri};
+use firehose_replay::source::s3::S3Store;
 use firehose_replay::source::ObjectStore;
 
 use super::args::RedriveArgs;
@@ -29,23 +30,26 @@ pub(crate) async fn redrive(
 ) -> anyhow::Result<Option<Summary>> {
     use firehose_replay::redrive::{self, Source};
     let spec = args.source.as_str();
-    let source = if let Some(url) = spec.strip_prefix("sqs:") {
-        Source::Sqs {
+    let unsupported = || {
+        anyhow::anyhow!(
+            "unsupported dead-letter source `{spec}`: use dir:PATH, s3://bucket/prefix/ or \
+             sqs:QUEUE_URL"
+        )
+    };
+    let source = match spec.parse::<DeadLetterSpec>() {
+        Ok(DeadLetterSpec::Sqs(queue_url)) => Source::Sqs {
             sqs: remote::sqs_client().await,
             s3: aws.client().await,
-            queue_url: url.to_string(),
-        }
-    } else if spec.starts_with("s3://") {
-        let uri: S3Uri = spec.parse().map_err(anyhow::Error::msg)?;
-        Source::S3 {
+            queue_url,
+        },
+        Ok(DeadLetterSpec::S3(uri)) => Source::S3 {
             client: aws.client().await,
             bucket: uri.bucket,
             prefix: uri.key,
-        }
-    } else if let Some(dir) = redrive::dir_of(spec) {
-        Source::Dir(dir.to_path_buf())
-    } else {
-        bail!("unsupported dead-letter source `{spec}`: use dir:PATH, s3://bucket/prefix/ or sqs:QUEUE_URL");
+        },
+        Ok(DeadLetterSpec::Dir(dir)) => Source::Dir(dir),
+        Err(SpecError::S3(e)) => bail!(e),
+        Err(SpecError::NoQueue | SpecError::Unsupported) => return Err(unsupported()),
     };
     let letters = source.list(900).await?;
     if args.dry_run {

@@ -177,13 +177,12 @@ pub(crate) async fn finish_run(
             Some(settings) => Some(bigquery::connect_merger(loads.clone(), settings).await?),
             None => None,
         };
-        let run = bigquery::load::runner::LoadRun {
-            shared,
+        let batches = bigquery::load::batch::LoadBatches {
             loads,
             encoder,
             merger,
             bounds: opts.bigquery.load_bounds(),
-            concurrency,
+            settings: shared.settings.clone(),
             spool_dir: None,
             routing: opts.load_routing(table)?,
             growth: bigquery::load::schema::Growth {
@@ -205,7 +204,7 @@ pub(crate) async fn finish_run(
                 },
             },
         };
-        bigquery::load::runner::run(jobs, run, stop.clone()).await
+        runner::batch::run(jobs, shared, concurrency, &batches, stop.clone()).await
     } else if let Some(feed) = listed {
         runner::run_feed(feed, shared, concurrency, progress, stop.clone()).await
     } else {

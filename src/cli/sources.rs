@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use firehose_replay::aws::Aws;
+use firehose_replay::dead_letter::spec::DeadLetterSpec;
 use firehose_replay::ledger::LedgerSpec;
 use firehose_replay::object::ObjectRef;
 use firehose_replay::run::Job;
@@ -47,9 +48,9 @@ pub(crate) fn own_paths(opts: &Opts) -> Vec<PathBuf> {
     if let SinkSpec::Ndjson(dir) = &opts.output.sink {
         own.push(dir.clone());
     }
-    let dl = opts.failures.dead_letter.as_str();
-    if !dl.contains("://") && !dl.starts_with("sqs:") {
-        own.push(PathBuf::from(dl.strip_prefix("dir:").unwrap_or(dl)));
+    let dead_letters = opts.failures.dead_letter.parse::<DeadLetterSpec>();
+    if let Some(dir) = dead_letters.as_ref().ok().and_then(|d| d.local_dir()) {
+        own.push(dir.to_path_buf());
     }
     if let LedgerSpec::File(path) = opts
         .exactly_once

@@ -30,6 +30,7 @@
 //! it through the process's own descriptor, and a killed run leaves nothing behind.
 
 pub mod remote;
+pub mod spec;
 
 use std::fs;
 use std::io::{BufWriter, Write};

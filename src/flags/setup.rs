@@ -7,6 +7,7 @@ use anyhow::bail;
 
 use firehose_replay::aws::Aws;
 use firehose_replay::dead_letter::remote::{self, Remote, S3Target};
+use firehose_replay::dead_letter::spec::{DeadLetterSpec, SpecError};
 use firehose_replay::dead_letter::DeadLetters;
 use firehose_replay::ledger::file::FileLedger;
 use firehose_replay::ledger::s3::S3Ledger;
@@ -77,7 +78,7 @@ impl Opts {
                 (_, Some(local)) => Arc::from(local),
                 // The load runner connects on its own and swaps in its spool sink.
                 (SinkSpec::BigQuery(_), None) if self.load_mode() => {
-                    Arc::new(bigquery::load::runner::LoadOnly)
+                    Arc::new(bigquery::load::batch::LoadOnly)
                 }
                 (SinkSpec::BigQuery(table), None) => {
                     let config = self.bigquery_config(table).await?;
@@ -203,45 +204,37 @@ impl Opts {
 
     pub(crate) async fn dead_letters(&self, aws: &mut Aws) -> anyhow::Result<DeadLetters> {
         let spec = self.failures.dead_letter.as_str();
-        let s3_target = |uri: &str, client: aws_sdk_s3::Client| -> anyhow::Result<S3Target> {
-            let uri: S3Uri = uri.parse().map_err(anyhow::Error::msg)?;
-            let mut prefix = uri.key;
-            if !prefix.is_empty() && !prefix.ends_with('/') {
-                prefix.push('/');
-            }
-            Ok(S3Target {
-                client,
-                bucket: uri.bucket,
-                prefix,
-            })
+        let s3_target = |uri: &S3Uri, client: aws_sdk_s3::Client| S3Target {
+            client,
+            bucket: uri.bucket.clone(),
+            prefix: DeadLetterSpec::s3_prefix(uri),
         };
-        if spec.starts_with("s3://") {
-            let target = s3_target(spec, aws.client().await)?;
-            return Ok(DeadLetters::remote(Remote::S3 {
-                target,
+        let parsed = spec.parse::<DeadLetterSpec>().map_err(|e| match e {
+            SpecError::Unsupported => anyhow::anyhow!("unsupported --dead-letter `{spec}`: {e}"),
+            e => anyhow::Error::msg(e.to_string()),
+        })?;
+        Ok(match parsed {
+            DeadLetterSpec::S3(uri) => DeadLetters::remote(Remote::S3 {
+                target: s3_target(&uri, aws.client().await),
                 handle: tokio::runtime::Handle::current(),
-            }));
-        }
-        if let Some(url) = spec.strip_prefix("sqs:") {
-            if url.is_empty() {
-                bail!("`sqs:` needs a queue URL");
+            }),
+            DeadLetterSpec::Sqs(queue_url) => {
+                let overflow = match &self.failures.dead_letter_overflow {
+                    Some(uri) => {
+                        let uri: S3Uri = uri.parse().map_err(anyhow::Error::msg)?;
+                        Some(s3_target(&uri, aws.client().await))
+                    }
+                    None => None,
+                };
+                DeadLetters::remote(Remote::Sqs {
+                    client: remote::sqs_client().await,
+                    queue_url,
+                    overflow,
+                    handle: tokio::runtime::Handle::current(),
+                })
             }
-            let overflow = match &self.failures.dead_letter_overflow {
-                Some(uri) => Some(s3_target(uri, aws.client().await)?),
-                None => None,
-            };
-            return Ok(DeadLetters::remote(Remote::Sqs {
-                client: remote::sqs_client().await,
-                queue_url: url.to_string(),
-                overflow,
-                handle: tokio::runtime::Handle::current(),
-            }));
-        }
-        let dir = spec.strip_prefix("dir:").unwrap_or(spec);
-        if dir.is_empty() || spec.contains("://") {
-            bail!("unsupported --dead-letter `{spec}`: use dir:PATH, s3://bucket/prefix/ or sqs:QUEUE_URL");
-        }
-        Ok(DeadLetters::new(dir))
+            DeadLetterSpec::Dir(dir) => DeadLetters::new(dir),
+        })
     }
 }
 

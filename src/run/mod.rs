@@ -11,6 +11,7 @@
 //! Entry points (the CLI, the Lambda handler, the worker) build a [`Shared`] and hand it
 //! objects; sinks never call in here.
 
+pub mod batch;
 pub mod progress;
 pub mod retry;
 pub mod runner;

@@ -1,11 +1,40 @@
-//! Rows → a destination.
+//! Rows → a destination. Sinks are destinations only: they are driven (by `run`, through
+//! `pipeline`) and never call back into either.
 //!
-//! A sink is opened once per object and receives that object's rows in order; `commit` makes them
-//! visible (or durable) as a unit where the destination allows it. Dropping a writer without
-//! committing abandons the object's rows, which is what a failed object needs. The interface is
-//! synchronous because rows are produced on a blocking decode thread; network sinks hand batches
-//! to their own tasks.
+//! ## The sink contract
+//!
+//! **Per object** ([`Sink`], [`ObjectWriter`]). A sink is opened once per object
+//! ([`Sink::open`], blocking, on the object's decode thread) and receives that object's rows in
+//! order ([`ObjectWriter::write_row`]). Then:
+//! - *prepare* — [`ObjectWriter::prepare`] delivers the rows without making them visible where
+//!   the destination can stage them, and names them with a *token*; rows refused one by one come
+//!   back as [`Rejected`] (for the record-level policy);
+//! - *stage* — the pipeline records the token in the ledger under the object's claim (the
+//!   fence: a worker that lost the claim stops here);
+//! - *commit* — [`ObjectWriter::commit`] makes the rows visible or durable as a unit where the
+//!   destination allows it. Dropping a writer without committing abandons the object's rows,
+//!   which is what a failed object needs;
+//! - *resolve* — a run that finds a token an earlier, killed run staged asks
+//!   [`Sink::committed`] (did that commit land?) and else [`Sink::commit_staged`] (finish it),
+//!   instead of writing the rows again. Sinks that stage nothing answer `false` to both, and the
+//!   object is written again (the NDJSON sink replaces its file whole).
+//!
+//! **What a sink may assume about rows** ([`Row`], README "Row contract"): each is one
+//! single-line JSON object, given as pieces to write back to back, with unique keys; the row-ID
+//! column (and the metadata columns asked for) are in it, with the values the pipeline chose;
+//! [`Row::id`] is stable across runs for the same record (the key for insert IDs or a MERGE);
+//! ordinals grow within an object. A sink must not assume a schema: records that do not fit the
+//! destination are its to refuse per row ([`Rejected`]) or per object (an [`Error`]).
+//!
+//! **Per batch** ([`batch`]). A destination that commits many objects at once implements
+//! [`batch::BatchSink`]: it plans batches, prepares a staging area whose per-object sink stages
+//! rows, reports what each object staged, and commits the batch (staging one token per object in
+//! the ledger first). The driver (`run::batch`) holds the objects' ledger finishes until then.
+//!
+//! Errors are [`Error`]s of stage `Sink`, classified transient (retried) or permanent
+//! (dead-lettered); a sink never panics on a row.
 
+pub mod batch;
 pub mod bigquery;
 pub mod ndjson;
 

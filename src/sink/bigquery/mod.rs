@@ -6,7 +6,8 @@
 //! that build a mode from them. Each mode lives in its own folder:
 //! - [`insert_all`] — `tabledata.insertAll` with `insertId`s;
 //! - [`storage_write`] — Storage Write `PENDING` streams (rows encoded by [`encode`]);
-//! - [`load`] — load jobs over many objects (planning, runner, job IDs, upload);
+//! - [`load`] — load jobs over many objects (planning, the batch contract's side, job IDs,
+//!   upload);
 //! - [`merge`] — `--dedup merge`: staging tables and a MERGE on the row ID;
 //! - [`schema`] — `--schema-evolution`: type inference, etag-fenced patches, the writers' evolver.
 //!
@@ -363,7 +364,7 @@ fn table_factory(config: Config, c: Connected, transport: Transport) -> route::F
 }
 
 /// The sink for `--bigquery-mode insert-all` or `storage-write`. (`load` batches objects and
-/// is driven by `load::runner`, not through a per-object sink.) Call within a Tokio runtime.
+/// is driven by `run::batch` through `load::batch`, not through a per-object sink.) Call within a Tokio runtime.
 pub async fn connect(config: Config) -> Result<Arc<dyn Sink>, Error> {
     match config.mode {
         Mode::InsertAll if config.merge.is_some() => Err(setup_error(

@@ -6,7 +6,7 @@
 //! table when they connect and refuse there already; this covers the other modes.
 
 use super::{is_routed, table, Config, Mode, TableRef};
-use crate::error::{Class, Error};
+use crate::error::Error;
 
 /// Why a run may not start against this destination.
 #[derive(Debug, thiserror::Error)]
@@ -41,10 +41,22 @@ pub async fn check(config: &Config) -> Result<(), Refusal> {
     let c = super::connect_rest(config)
         .await
         .map_err(Refusal::Service)?;
-    match table::get(&c, &config.table).await {
-        Ok(_) => Ok(()),
-        // `tables.get` answers permanently only for a table that is not there (404).
-        Err(e) if e.class == Class::Permanent => Err(Refusal::MissingTable(config.table.clone())),
+    // The raw `tables.get` (status only, retried per the policy): what the table holds is the
+    // writers' business, whether it is there is this check's.
+    let loads = super::load::LoadJobs::new(
+        c.http,
+        &c.base,
+        c.auth,
+        config.table.clone(),
+        super::load::LoadJobOptions {
+            retry: config.retry.clone(),
+            ..super::load::LoadJobOptions::default()
+        },
+    );
+    let what = format!("looking up table {}", config.table);
+    match table::lookup(&loads, &what).await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(Refusal::MissingTable(config.table.clone())),
         Err(e) => Err(Refusal::Service(e)),
     }
 }

@@ -2,9 +2,10 @@
 //!
 //! The parts, in the order a run meets them:
 //! - [`plan`] cuts the listed objects into batches that fit the daily load-job budget;
-//! - [`runner`] drives each batch through the pipeline into a local NDJSON spool, holds the
-//!   objects' ledger entries back, stages them with the batch's job ID, loads, and finishes
-//!   them (or, after a crash, asks BigQuery whether the staged job loaded the rows);
+//! - [`batch`] is load mode's side of the batch contract (`sink::batch`; the driver is
+//!   `run::batch`): each batch's objects go into a local NDJSON spool, are staged with the
+//!   batch's job ID and loaded; after a crash the spool asks BigQuery whether the staged job
+//!   loaded the rows;
 //! - [`job_id`](mod@job_id) names the job after the table and the exact set of objects, so
 //!   every worker and retry of a batch meets at one job;
 //! - [`jobs`] looks jobs up, waits for them and walks the attempts ([`LoadJobs::load`]);
@@ -19,11 +20,11 @@
 //! (`rest`, `api_error`, [`super::retry`]); `--dedup merge` reuses
 //! [`LoadJobs`] to load into staging tables and to run its MERGE jobs.
 
+pub mod batch;
 pub mod job_id;
 pub mod jobs;
 pub mod plan;
 pub mod route;
-pub mod runner;
 pub mod schema;
 pub(crate) mod spool;
 pub mod upload;
