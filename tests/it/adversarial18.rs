@@ -22,20 +22,8 @@ use serde_json::{json, Value};
 
 use crate::bigquery_modes::start;
 use crate::bq_emulator::BqEmulator;
+use crate::harness::{archive, dead_letter_errors, firehose_key, run, run_ok, table_names};
 use crate::support::bin;
-
-fn firehose_key(stream: &str, n: u32) -> String {
-    format!("2026/11/25/22/{stream}-1-2026-11-25-22-05-13-0b4c2c6e-5a1f-4f3e-9b7e-{n:012}.json")
-}
-
-fn archive(root: &Path, objects: &[(String, Vec<Value>)]) {
-    for (key, records) in objects {
-        let path = root.join(key);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        let text: String = records.iter().map(|r| format!("{r}\n")).collect();
-        std::fs::write(path, text).unwrap();
-    }
-}
 
 fn replay(emu: &BqEmulator, work: &Path, root: &Path, sink: &str, mode: &str) -> Command {
     let mut cmd = bin();
@@ -55,31 +43,6 @@ fn replay(emu: &BqEmulator, work: &Path, root: &Path, sink: &str, mode: &str) ->
     cmd
 }
 
-/// Runs `cmd`: (exit code, stderr).
-fn run(mut cmd: Command) -> (Option<i32>, String) {
-    let out = cmd.output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn run_ok(cmd: Command) -> String {
-    let (code, stderr) = run(cmd);
-    assert_eq!(code, Some(0), "{stderr}");
-    stderr
-}
-
-fn table_names(emu: &BqEmulator) -> Vec<String> {
-    let mut names: Vec<String> = emu
-        .tables("bi")
-        .iter()
-        .map(|t| t["tableReference"]["tableId"].as_str().unwrap().to_string())
-        .collect();
-    names.sort();
-    names
-}
-
 fn column_names(emu: &BqEmulator, table: &str) -> Vec<String> {
     emu.table("bi", table)["schema"]["fields"]
         .as_array()
@@ -87,20 +50,6 @@ fn column_names(emu: &BqEmulator, table: &str) -> Vec<String> {
         .iter()
         .map(|f| f["name"].as_str().unwrap().to_string())
         .collect()
-}
-
-fn dead_letter_errors(work: &Path) -> Vec<String> {
-    let mut errors = Vec::new();
-    for f in crate::cli::files_under(&work.join("dead-letter")) {
-        let Ok(v) = serde_json::from_slice::<Value>(&std::fs::read(&f).unwrap()) else {
-            continue;
-        };
-        for r in v["records"].as_array().into_iter().flatten() {
-            errors.push(r["error"].as_str().unwrap_or_default().to_string());
-        }
-    }
-    errors.sort();
-    errors
 }
 
 fn row_ids(emu: &BqEmulator, table: &str) -> Vec<String> {
