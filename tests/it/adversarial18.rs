@@ -145,8 +145,7 @@ fn a_routed_table_that_is_also_the_default_keeps_both_streams_in_the_staged_toke
 
 /// Expected: without a crash, the same object (a routed value equal to the default table plus
 /// a record without the field) writes both rows once, and a rerun adds nothing.
-#[test]
-fn storage_write_routed_value_equal_to_the_default_lands_both_rows_once() {
+fn routed_value_equal_to_the_default_lands_both_rows_once(mode: &str) {
     let (emu, work) = start();
     emu.create_table("bi", "ev_other", simple_schema());
     let root = work.path().join("archive");
@@ -158,12 +157,23 @@ fn storage_write_routed_value_equal_to_the_default_lands_both_rows_once() {
         )],
     );
     for _ in 0..2 {
-        let mut cmd = replay(&emu, work.path(), &root, "ev_{type}", "storage-write");
+        let mut cmd = replay(&emu, work.path(), &root, "ev_{type}", mode);
         cmd.args(["--route-default", "ev_other"]);
         run_ok(cmd);
     }
     assert_eq!(emu.rows("bi", "ev_other").len(), 2);
     assert_unique(&emu, "ev_other");
+}
+
+#[test]
+fn storage_write_routed_value_equal_to_the_default_lands_both_rows_once() {
+    routed_value_equal_to_the_default_lands_both_rows_once("storage-write");
+}
+
+/// Expected (load mode): the same, both rows in the default table once.
+#[test]
+fn load_routed_value_equal_to_the_default_lands_both_rows_once() {
+    routed_value_equal_to_the_default_lands_both_rows_once("load");
 }
 
 /// Expected: a run killed after one table's commit and before the other's is finished by the
@@ -722,11 +732,14 @@ fn check_evolving_mixed(emu: &BqEmulator, work: &Path, stderr: &str) {
     assert!(a_rows.iter().any(|r| r["plan"] == "pro"), "{a_rows:?}");
 }
 
-/// Expected: routing + --create-table auto + --schema-evolution add-columns in storage-write:
-/// every row of mixed, evolving event types lands once in its table (created from its first
-/// row, then grown), zero dead letters; a rerun adds nothing.
-#[test]
-fn storage_write_routing_auto_create_and_evolution_together_lose_nothing() {
+/// Expected: routing + --create-table auto + --schema-evolution add-columns in `mode` (with
+/// `extra` flags): every row of mixed, evolving event types lands once in its table (created
+/// from its first row, then grown), zero dead letters; with `rerun`, a rerun adds nothing.
+fn routing_auto_create_and_evolution_together_lose_nothing(
+    mode: &str,
+    extra: &[&str],
+    rerun: bool,
+) {
     let (emu, work) = start();
     let root = work.path().join("archive");
     archive(&root, &evolving_mixed());
@@ -737,58 +750,43 @@ fn storage_write_routing_auto_create_and_evolution_together_lose_nothing() {
         "add-columns",
         "--route-default",
         "ev_other",
-        "--metadata-columns",
-        "source_uri,record_ordinal",
     ];
-    let mut cmd = replay(&emu, work.path(), &root, "ev_{type}", "storage-write");
-    cmd.args(args);
+    let mut cmd = replay(&emu, work.path(), &root, "ev_{type}", mode);
+    cmd.args(args).args(extra);
     let stderr = run_ok(cmd);
     check_evolving_mixed(&emu, work.path(), &stderr);
-    let mut cmd = replay(&emu, work.path(), &root, "ev_{type}", "storage-write");
-    cmd.args(args);
-    let stderr = run_ok(cmd);
-    assert!(stderr.contains("2 skipped by the ledger"), "{stderr}");
-    assert_eq!(emu.rows("bi", "ev_a").len(), 3);
+    if rerun {
+        let mut cmd = replay(&emu, work.path(), &root, "ev_{type}", mode);
+        cmd.args(args).args(extra);
+        let stderr = run_ok(cmd);
+        assert!(stderr.contains("2 skipped by the ledger"), "{stderr}");
+        assert_eq!(emu.rows("bi", "ev_a").len(), 3);
+    }
+}
+
+#[test]
+fn storage_write_routing_auto_create_and_evolution_together_lose_nothing() {
+    routing_auto_create_and_evolution_together_lose_nothing(
+        "storage-write",
+        &["--metadata-columns", "source_uri,record_ordinal"],
+        true,
+    );
 }
 
 /// Expected: the same in insert-all.
 #[test]
 fn insert_all_routing_auto_create_and_evolution_together_lose_nothing() {
-    let (emu, work) = start();
-    let root = work.path().join("archive");
-    archive(&root, &evolving_mixed());
-    let mut cmd = replay(&emu, work.path(), &root, "ev_{type}", "insert-all");
-    cmd.args([
-        "--create-table",
-        "auto",
-        "--schema-evolution",
-        "add-columns",
-        "--route-default",
-        "ev_other",
-    ]);
-    let stderr = run_ok(cmd);
-    check_evolving_mixed(&emu, work.path(), &stderr);
+    routing_auto_create_and_evolution_together_lose_nothing("insert-all", &[], false);
 }
 
 /// Expected: the same in load mode (one job per table per batch).
 #[test]
 fn load_routing_auto_create_and_evolution_together_lose_nothing() {
-    let (emu, work) = start();
-    let root = work.path().join("archive");
-    archive(&root, &evolving_mixed());
-    let mut cmd = replay(&emu, work.path(), &root, "ev_{type}", "load");
-    cmd.args([
-        "--create-table",
-        "auto",
-        "--schema-evolution",
-        "add-columns",
-        "--route-default",
-        "ev_other",
-        "--load-batch-objects",
-        "1",
-    ]);
-    let stderr = run_ok(cmd);
-    check_evolving_mixed(&emu, work.path(), &stderr);
+    routing_auto_create_and_evolution_together_lose_nothing(
+        "load",
+        &["--load-batch-objects", "1"],
+        false,
+    );
 }
 
 /// Expected: the type flips across objects (INT64 first, then a string that is no integer):
@@ -1078,29 +1076,6 @@ fn non_object_records_with_routing_and_auto_create_are_record_errors() {
     );
     assert_eq!(emu.rows("bi", "ev_a").len(), 1);
     assert_eq!(emu.rows("bi", "ev_other").len(), 2);
-}
-
-/// Expected (load mode): a routed value that equals the default table's name and a record
-/// without the field both land in that table, once; a rerun adds nothing.
-#[test]
-fn load_routed_value_equal_to_the_default_lands_both_rows_once() {
-    let (emu, work) = start();
-    emu.create_table("bi", "ev_other", simple_schema());
-    let root = work.path().join("archive");
-    archive(
-        &root,
-        &[(
-            firehose_key("s", 1),
-            vec![json!({"type": "other", "n": 1}), json!({"n": 2})],
-        )],
-    );
-    for _ in 0..2 {
-        let mut cmd = replay(&emu, work.path(), &root, "ev_{type}", "load");
-        cmd.args(["--route-default", "ev_other"]);
-        run_ok(cmd);
-    }
-    assert_eq!(emu.rows("bi", "ev_other").len(), 2);
-    assert_unique(&emu, "ev_other");
 }
 
 /// Expected: --schema-evolution add-columns on an existing table without the metadata columns

@@ -32,10 +32,15 @@ const RECORDS: usize = 25;
 /// `src/in/2026/11/25/{13,14}/…`: OBJECTS Firehose objects of RECORDS records each, every
 /// record's `k` naming it (`o3r12`). Returns the bucket directory.
 fn source(scenario: &Path) -> PathBuf {
+    source_of(scenario, OBJECTS)
+}
+
+/// [`source`] with `n` objects.
+fn source_of(scenario: &Path, n: u32) -> PathBuf {
     let root = scenario.join("src/in");
-    let objects: Vec<(String, Vec<serde_json::Value>)> = (0..OBJECTS)
+    let objects: Vec<(String, Vec<serde_json::Value>)> = (0..n)
         .map(|o| {
-            let hour = 13 + o / 3;
+            let hour = 13 + o % 2;
             let key = format!(
                 "2026/11/25/{hour}/s-1-2026-11-25-{hour}-00-00-0b4c2c6e-5a1f-4f3e-9b7e-{o:012}"
             );
@@ -96,7 +101,9 @@ fn assert_exactly_once(rows: &[Row], want: &BTreeMap<String, String>, ctx: &str)
     let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
     assert!(
         twice.is_empty(),
-        "{ctx}: rows held more than once: {twice:?}"
+        "{ctx}: {} rows held more than once, e.g. {:?}",
+        twice.len(),
+        &twice[..twice.len().min(3)]
     );
     assert_same_rows(rows, want, ctx);
 }
@@ -115,8 +122,10 @@ fn assert_same_rows(rows: &[Row], want: &BTreeMap<String, String>, ctx: &str) {
     let extra: Vec<_> = held.difference(&want).collect();
     assert!(
         missing.is_empty() && extra.is_empty(),
-        "{ctx}: {} rows missing {missing:?}, {} unexpected {extra:?}",
+        "{ctx}: {} rows missing, e.g. {:?}; {} unexpected, e.g. {:?}",
         missing.len(),
-        extra.len()
+        &missing[..missing.len().min(3)],
+        extra.len(),
+        &extra[..extra.len().min(3)]
     );
 }

@@ -205,7 +205,8 @@ impl Destination for NdjsonDir {
 
 struct Stdout;
 
-/// Where the suite's runs append their standard output (see `run::Target`).
+/// Where the suite's runs append their standard output (see `run::Target`); processes running
+/// at once each print to a file of their own, `stdout.<n>.ndjson`.
 pub const STDOUT_FILE: &str = "stdout.ndjson";
 
 impl SinkUnderTest for Stdout {
@@ -223,13 +224,14 @@ impl SinkUnderTest for Stdout {
     }
 
     fn destination<'a>(&self, _: &'a Servers, work: &Path) -> Box<dyn Destination + 'a> {
-        Box::new(StdoutFile(work.join(STDOUT_FILE)))
+        Box::new(StdoutFiles(work.to_path_buf()))
     }
 }
 
-struct StdoutFile(PathBuf);
+/// The directory holding the runs' `stdout*.ndjson`.
+struct StdoutFiles(PathBuf);
 
-impl Destination for StdoutFile {
+impl Destination for StdoutFiles {
     fn args(&self) -> Vec<String> {
         vec!["--sink".into(), "stdout".into()]
     }
@@ -237,7 +239,14 @@ impl Destination for StdoutFile {
     /// Every complete line printed by every run; a killed run's torn last line was never a
     /// delivered row.
     fn rows(&self) -> Vec<Row> {
-        text_rows(&std::fs::read_to_string(&self.0).unwrap_or_default(), true)
+        let mut rows = Vec::new();
+        for e in std::fs::read_dir(&self.0).unwrap().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("stdout") && name.ends_with(".ndjson") {
+                rows.extend(text_rows(&std::fs::read_to_string(e.path()).unwrap(), true));
+            }
+        }
+        rows
     }
 }
 

@@ -16,12 +16,15 @@ fn conformance_two_concurrent_workers_on_one_ledger_deliver_every_row_once() {
         let t = Target::new(sink, &servers, tmp.path(), "").with_s3_ledger(&servers);
         let name = t.name();
         eprintln!("conformance: {name}");
-        let spawn = || {
+        // Each prints to a file of its own: appends of two processes to one file may interleave.
+        let spawn = |n: usize| {
+            let stdout = std::fs::File::create(t.work.join(format!("stdout.{n}.ndjson"))).unwrap();
             t.replay(&src, &["--concurrency", "2"])
+                .stdout(stdout)
                 .spawn()
                 .unwrap_or_else(|e| panic!("{name}: {e}"))
         };
-        let (a, b) = (spawn(), spawn());
+        let (a, b) = (spawn(1), spawn(2));
         let finished: Vec<Finished> = [a, b]
             .into_iter()
             .map(|c| {
