@@ -22,24 +22,15 @@ use serde_json::{json, Value};
 
 use crate::bigquery_modes::start;
 use crate::bq_emulator::BqEmulator;
-use crate::harness::{archive, dead_letter_errors, firehose_key, run, run_ok, table_names};
+use crate::harness::{
+    archive, dead_letter_errors, firehose_key, replay_into_bigquery, run, run_ok, table_names,
+};
 use crate::support::bin;
 
+/// [`replay_into_bigquery`], polling load jobs every 50 ms.
 fn replay(emu: &BqEmulator, work: &Path, root: &Path, sink: &str, mode: &str) -> Command {
-    let mut cmd = bin();
-    cmd.current_dir(work)
-        .args(["replay", root.to_str().unwrap()])
-        .args(["--sink", &format!("bigquery:test-proj.bi.{sink}")])
-        .args(["--bigquery-mode", mode])
-        .args(["--bigquery-endpoint", &emu.endpoint])
-        .args(["--bigquery-storage-endpoint", &emu.grpc_endpoint])
-        .args([
-            "--ledger",
-            "file:ledger.jsonl",
-            "--retry-min-delay-ms",
-            "50",
-        ])
-        .args(["--load-poll-ms", "50"]);
+    let mut cmd = replay_into_bigquery(emu, work, root, sink, mode);
+    cmd.args(["--load-poll-ms", "50"]);
     cmd
 }
 

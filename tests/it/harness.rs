@@ -24,6 +24,31 @@ pub fn archive<K: AsRef<str>>(root: &Path, objects: &[(K, Vec<Value>)]) {
     }
 }
 
+/// `replay ROOT` into `bigquery:test-proj.bi.<sink>` (a table or a routed template) in `mode`
+/// on the emulator, with a ledger file in `work`.
+pub fn replay_into_bigquery(
+    emu: &BqEmulator,
+    work: &Path,
+    root: &Path,
+    sink: &str,
+    mode: &str,
+) -> Command {
+    let mut cmd = crate::support::bin();
+    cmd.current_dir(work)
+        .args(["replay", root.to_str().unwrap()])
+        .args(["--sink", &format!("bigquery:test-proj.bi.{sink}")])
+        .args(["--bigquery-mode", mode])
+        .args(["--bigquery-endpoint", &emu.endpoint])
+        .args(["--bigquery-storage-endpoint", &emu.grpc_endpoint])
+        .args([
+            "--ledger",
+            "file:ledger.jsonl",
+            "--retry-min-delay-ms",
+            "50",
+        ]);
+    cmd
+}
+
 /// Runs `cmd`: (exit code, stderr).
 pub fn run(mut cmd: Command) -> (Option<i32>, String) {
     let out = cmd.output().unwrap();

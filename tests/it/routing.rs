@@ -3,12 +3,13 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::{json, Value};
 
 use crate::bigquery_modes::start;
 use crate::bq_emulator::BqEmulator;
+/// `replay ROOT` into `sink` in `mode` (a ledger file in `work`).
+use crate::harness::replay_into_bigquery as replay;
 use crate::harness::{archive, dead_letter_errors, firehose_key, run_ok, table_names};
 use crate::support::bin;
 
@@ -19,24 +20,6 @@ fn events(kind: Option<&str>, n: usize, from: usize) -> Vec<Value> {
             None => json!({"n": i}),
         })
         .collect()
-}
-
-/// `replay ROOT` into `sink` in `mode` (a ledger file in `work`).
-fn replay(emu: &BqEmulator, work: &Path, root: &Path, sink: &str, mode: &str) -> Command {
-    let mut cmd = bin();
-    cmd.current_dir(work)
-        .args(["replay", root.to_str().unwrap()])
-        .args(["--sink", &format!("bigquery:test-proj.bi.{sink}")])
-        .args(["--bigquery-mode", mode])
-        .args(["--bigquery-endpoint", &emu.endpoint])
-        .args(["--bigquery-storage-endpoint", &emu.grpc_endpoint])
-        .args([
-            "--ledger",
-            "file:ledger.jsonl",
-            "--retry-min-delay-ms",
-            "50",
-        ]);
-    cmd
 }
 
 fn counts(emu: &BqEmulator, tables: &[&str]) -> BTreeMap<String, usize> {

@@ -1,4 +1,5 @@
-//! A replay of the same objects adds nothing, and the summary counts what the destination holds.
+//! A replay of the same objects adds nothing, and the summary counts what the destination holds;
+//! a replay forced past the ledger, or run without one, does what the sink's entry claims.
 
 use super::run::{expect, Target};
 use super::sinks::{selected, Forced, Servers};
@@ -38,25 +39,33 @@ fn conformance_a_replay_of_the_same_objects_adds_nothing_and_the_summary_counts_
         );
         assert_exactly_once(&t.rows(), &want, &format!("{name}: rerun"));
 
-        // Forced past the ledger: what the sink's entry claims.
-        let ctx = format!("{name}: --force ({:?})", sink.guarantees().forced);
-        match sink.guarantees().forced {
-            Forced::Exact | Forced::ExactWithinAMinute => {
-                expect(t.replay(&src, &["--force"]), 0, &ctx);
-                assert_exactly_once(&t.rows(), &want, &ctx);
-            }
-            Forced::Refused => {
-                let refused = expect(t.replay(&src, &["--force"]), 2, &ctx);
-                assert!(refused.stderr.contains("--allow-duplicates"), "{ctx}");
-                assert_exactly_once(&t.rows(), &want, &ctx);
-            }
-            Forced::Duplicates => {
-                let forced = expect(t.replay(&src, &["--force"]), 0, &ctx).summary();
-                let rows = t.rows();
-                assert_eq!(forced.written, want.len() as u64, "{ctx}: {forced:?}");
-                assert_eq!(rows.len(), 2 * want.len(), "{ctx}: every row twice");
-                for id in want.keys() {
-                    assert_eq!(rows.iter().filter(|r| &r.id == id).count(), 2, "{ctx}");
+        // Forced past the ledger, then with no ledger at all: what the sink's entry claims.
+        let mut copies = 1;
+        for (how, cmd) in [
+            ("--force", t.replay(&src, &["--force"])),
+            ("--ledger none", t.replay_without_ledger(&src, &[])),
+        ] {
+            let ctx = format!("{name}: {how} ({:?})", sink.guarantees().forced);
+            match sink.guarantees().forced {
+                Forced::Exact | Forced::ExactWithinAMinute => {
+                    expect(cmd, 0, &ctx);
+                    assert_exactly_once(&t.rows(), &want, &ctx);
+                }
+                Forced::Refused => {
+                    let refused = expect(cmd, 2, &ctx);
+                    assert!(refused.stderr.contains("--allow-duplicates"), "{ctx}");
+                    assert_exactly_once(&t.rows(), &want, &ctx);
+                }
+                Forced::Duplicates => {
+                    let forced = expect(cmd, 0, &ctx).summary();
+                    copies += 1;
+                    let rows = t.rows();
+                    assert_eq!(forced.written, want.len() as u64, "{ctx}: {forced:?}");
+                    assert_eq!(rows.len(), copies * want.len(), "{ctx}: every row again");
+                    for id in want.keys() {
+                        let n = rows.iter().filter(|r| &r.id == id).count();
+                        assert_eq!(n, copies, "{ctx}");
+                    }
                 }
             }
         }

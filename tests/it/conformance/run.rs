@@ -51,15 +51,15 @@ impl<'a> Target<'a> {
     /// The binary with `args`, then the sink's flags and the ledger; its stdout appended to
     /// the target's stdout file (so what a killed run printed is kept), stderr piped.
     pub fn command(&self, args: &[&str]) -> Command {
-        self.command_with(args, self.dest.args())
+        self.command_with(args, self.dest.args(), &self.ledger)
     }
 
-    fn command_with(&self, args: &[&str], sink_args: Vec<String>) -> Command {
+    fn command_with(&self, args: &[&str], sink_args: Vec<String>, ledger: &str) -> Command {
         let mut cmd = bin();
         cmd.current_dir(&self.work)
             .args(args)
             .args(sink_args)
-            .args(["--ledger", &self.ledger, "--retry-min-delay-ms", "50"])
+            .args(["--ledger", ledger, "--retry-min-delay-ms", "50"])
             .envs(self.dest.env())
             .envs(self.ledger_env.iter().map(|(k, v)| (k, v)));
         let stdout = std::fs::OpenOptions::new()
@@ -80,11 +80,18 @@ impl<'a> Target<'a> {
         self.command(&args)
     }
 
+    /// `replay SRC extra… --ledger none`.
+    pub fn replay_without_ledger(&self, src: &Path, extra: &[&str]) -> Command {
+        let mut args = vec!["replay", src.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        self.command_with(&args, self.dest.args(), "none")
+    }
+
     /// `redrive dead-letter extra…` with the flags the destination takes for a redrive.
     pub fn redrive(&self, extra: &[&str]) -> Command {
         let mut args = vec!["redrive", "dead-letter"];
         args.extend_from_slice(extra);
-        self.command_with(&args, self.dest.redrive_args())
+        self.command_with(&args, self.dest.redrive_args(), &self.ledger)
     }
 
     /// `redrive dead-letter extra…` with the sink's own flags, as for a replay.
