@@ -1,6 +1,6 @@
 //! One conformance suite for every sink (issue 27): the same scenarios run against every entry of
 //! [`sinks::SINKS`] — NDJSON files, stdout, BigQuery insert-all, storage-write, load and
-//! `--dedup merge` — each with its real local server (the local-bigquery emulator; moto for the
+//! `--dedup merge` in storage-write and load — each with its real local server (the local-bigquery emulator; moto for the
 //! S3 ledger of concurrent workers). Where a sink cannot give a guarantee, its entry says so
 //! ([`sinks::Guarantees`]) and the scenario asserts the weaker documented behaviour instead.
 //!

@@ -149,6 +149,11 @@ pub static SINKS: &[&dyn SinkUnderTest] = &[
         mode: "storage-write",
         merge: true,
     },
+    &BigQuery {
+        name: "load-merge",
+        mode: "load",
+        merge: true,
+    },
 ];
 
 /// Sinks chosen by `CONFORMANCE_SINKS=ndjson,load` (all when unset), to rerun one quickly.
@@ -339,8 +344,9 @@ impl SinkUnderTest for BigQuery {
             "--load-poll-ms",
             "50",
         ];
+        let dedup = if self.merge { "merge" } else { "off" };
         let with_mode = |mode: &str| -> Vec<String> {
-            ["--sink", &sink, "--bigquery-mode", mode]
+            ["--sink", &sink, "--bigquery-mode", mode, "--dedup", dedup]
                 .iter()
                 .chain(&common)
                 .map(|s| s.to_string())
@@ -351,9 +357,6 @@ impl SinkUnderTest for BigQuery {
         if self.mode == "load" {
             // Several batches per run, so kills fall between jobs too.
             args.extend(["--load-batch-objects".into(), "2".into()]);
-        }
-        if self.merge {
-            args.extend(["--dedup".into(), "merge".into()]);
         }
         Box::new(BigQueryTable {
             emu,
