@@ -1,12 +1,18 @@
 //! One conformance suite for every sink (issue 27): the same scenarios run against every entry of
-//! [`sinks::SINKS`] — NDJSON files, stdout, BigQuery insert-all, storage-write, load and
-//! `--dedup merge` in storage-write and load — each with its real local server (the local-bigquery emulator; moto for the
-//! S3 ledger of concurrent workers). Where a sink cannot give a guarantee, its entry says so
-//! ([`sinks::Guarantees`]) and the scenario asserts the weaker documented behaviour instead.
+//! [`sinks::SINKS`] — NDJSON files, stdout, BigQuery insert-all, storage-write, load, and
+//! `--dedup merge` in storage-write and load — each with its real local server (the
+//! local-bigquery emulator; moto for the S3 ledger of concurrent workers). Where a sink cannot
+//! give a guarantee, its entry says so ([`sinks::Guarantees`]) and the scenario asserts the
+//! weaker documented behaviour instead.
 //!
 //! Each scenario is one test that starts its servers once and gives every sink a destination
 //! of its own on them. `CONFORMANCE_SINKS=ndjson,load` limits a run to some sinks;
 //! `CONFORMANCE_SEED` replays the kill points a failed kill scenario printed.
+//!
+//! A new sink joins by implementing [`sinks::SinkUnderTest`] (its `--sink` flags and
+//! environment, how to read back every row its destination holds, the guarantees it claims),
+//! adding its server to [`sinks::Servers`] if it needs one, and adding one entry to
+//! [`sinks::SINKS`].
 
 mod contract;
 mod dead_letters;
