@@ -33,7 +33,17 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<Option<Summary>> {
         Command::Invoke(_) => unreachable!("`invoke` is run by `main`"),
         Command::Worker(_) => unreachable!("`worker` is run by `main`"),
         Command::PlanMap(_) => unreachable!("`plan-map` is run by `main`"),
-        Command::Redrive(args) => return redrive(opts, args, &mut aws).await,
+        Command::Redrive(args) => {
+            // Refused before any letter is read: run per object, load mode would fail every
+            // letter's object again and rewrite its letter with that refusal.
+            if opts.load_mode() {
+                bail!(
+                    "--bigquery-mode load batches objects into load jobs in `replay` and \
+                     `backfill`; redrive into the same table with --bigquery-mode storage-write"
+                );
+            }
+            return redrive(opts, args, &mut aws).await;
+        }
         Command::Replay {
             sources,
             source_root,

@@ -22,62 +22,16 @@ use serde_json::{json, Value};
 
 use crate::bigquery_modes::start;
 use crate::bq_emulator::BqEmulator;
+use crate::harness::{
+    archive, dead_letter_errors, firehose_key, replay_into_bigquery, run, run_ok, table_names,
+};
 use crate::support::bin;
 
-fn firehose_key(stream: &str, n: u32) -> String {
-    format!("2026/11/25/22/{stream}-1-2026-11-25-22-05-13-0b4c2c6e-5a1f-4f3e-9b7e-{n:012}.json")
-}
-
-fn archive(root: &Path, objects: &[(String, Vec<Value>)]) {
-    for (key, records) in objects {
-        let path = root.join(key);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        let text: String = records.iter().map(|r| format!("{r}\n")).collect();
-        std::fs::write(path, text).unwrap();
-    }
-}
-
+/// [`replay_into_bigquery`], polling load jobs every 50 ms.
 fn replay(emu: &BqEmulator, work: &Path, root: &Path, sink: &str, mode: &str) -> Command {
-    let mut cmd = bin();
-    cmd.current_dir(work)
-        .args(["replay", root.to_str().unwrap()])
-        .args(["--sink", &format!("bigquery:test-proj.bi.{sink}")])
-        .args(["--bigquery-mode", mode])
-        .args(["--bigquery-endpoint", &emu.endpoint])
-        .args(["--bigquery-storage-endpoint", &emu.grpc_endpoint])
-        .args([
-            "--ledger",
-            "file:ledger.jsonl",
-            "--retry-min-delay-ms",
-            "50",
-        ])
-        .args(["--load-poll-ms", "50"]);
+    let mut cmd = replay_into_bigquery(emu, work, root, sink, mode);
+    cmd.args(["--load-poll-ms", "50"]);
     cmd
-}
-
-/// Runs `cmd`: (exit code, stderr).
-fn run(mut cmd: Command) -> (Option<i32>, String) {
-    let out = cmd.output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn run_ok(cmd: Command) -> String {
-    let (code, stderr) = run(cmd);
-    assert_eq!(code, Some(0), "{stderr}");
-    stderr
-}
-
-fn table_names(emu: &BqEmulator) -> Vec<String> {
-    let mut names: Vec<String> = emu
-        .tables("bi")
-        .iter()
-        .map(|t| t["tableReference"]["tableId"].as_str().unwrap().to_string())
-        .collect();
-    names.sort();
-    names
 }
 
 fn column_names(emu: &BqEmulator, table: &str) -> Vec<String> {
@@ -87,20 +41,6 @@ fn column_names(emu: &BqEmulator, table: &str) -> Vec<String> {
         .iter()
         .map(|f| f["name"].as_str().unwrap().to_string())
         .collect()
-}
-
-fn dead_letter_errors(work: &Path) -> Vec<String> {
-    let mut errors = Vec::new();
-    for f in crate::cli::files_under(&work.join("dead-letter")) {
-        let Ok(v) = serde_json::from_slice::<Value>(&std::fs::read(&f).unwrap()) else {
-            continue;
-        };
-        for r in v["records"].as_array().into_iter().flatten() {
-            errors.push(r["error"].as_str().unwrap_or_default().to_string());
-        }
-    }
-    errors.sort();
-    errors
 }
 
 fn row_ids(emu: &BqEmulator, table: &str) -> Vec<String> {
@@ -196,8 +136,7 @@ fn a_routed_table_that_is_also_the_default_keeps_both_streams_in_the_staged_toke
 
 /// Expected: without a crash, the same object (a routed value equal to the default table plus
 /// a record without the field) writes both rows once, and a rerun adds nothing.
-#[test]
-fn storage_write_routed_value_equal_to_the_default_lands_both_rows_once() {
+fn routed_value_equal_to_the_default_lands_both_rows_once(mode: &str) {
     let (emu, work) = start();
     emu.create_table("bi", "ev_other", simple_schema());
     let root = work.path().join("archive");
@@ -209,12 +148,23 @@ fn storage_write_routed_value_equal_to_the_default_lands_both_rows_once() {
         )],
     );
     for _ in 0..2 {
-        let mut cmd = replay(&emu, work.path(), &root, "ev_{type}", "storage-write");
+        let mut cmd = replay(&emu, work.path(), &root, "ev_{type}", mode);
         cmd.args(["--route-default", "ev_other"]);
         run_ok(cmd);
     }
     assert_eq!(emu.rows("bi", "ev_other").len(), 2);
     assert_unique(&emu, "ev_other");
+}
+
+#[test]
+fn storage_write_routed_value_equal_to_the_default_lands_both_rows_once() {
+    routed_value_equal_to_the_default_lands_both_rows_once("storage-write");
+}
+
+/// Expected (load mode): the same, both rows in the default table once.
+#[test]
+fn load_routed_value_equal_to_the_default_lands_both_rows_once() {
+    routed_value_equal_to_the_default_lands_both_rows_once("load");
 }
 
 /// Expected: a run killed after one table's commit and before the other's is finished by the
@@ -773,11 +723,14 @@ fn check_evolving_mixed(emu: &BqEmulator, work: &Path, stderr: &str) {
     assert!(a_rows.iter().any(|r| r["plan"] == "pro"), "{a_rows:?}");
 }
 
-/// Expected: routing + --create-table auto + --schema-evolution add-columns in storage-write:
-/// every row of mixed, evolving event types lands once in its table (created from its first
-/// row, then grown), zero dead letters; a rerun adds nothing.
-#[test]
-fn storage_write_routing_auto_create_and_evolution_together_lose_nothing() {
+/// Expected: routing + --create-table auto + --schema-evolution add-columns in `mode` (with
+/// `extra` flags): every row of mixed, evolving event types lands once in its table (created
+/// from its first row, then grown), zero dead letters; with `rerun`, a rerun adds nothing.
+fn routing_auto_create_and_evolution_together_lose_nothing(
+    mode: &str,
+    extra: &[&str],
+    rerun: bool,
+) {
     let (emu, work) = start();
     let root = work.path().join("archive");
     archive(&root, &evolving_mixed());
@@ -788,58 +741,43 @@ fn storage_write_routing_auto_create_and_evolution_together_lose_nothing() {
         "add-columns",
         "--route-default",
         "ev_other",
-        "--metadata-columns",
-        "source_uri,record_ordinal",
     ];
-    let mut cmd = replay(&emu, work.path(), &root, "ev_{type}", "storage-write");
-    cmd.args(args);
+    let mut cmd = replay(&emu, work.path(), &root, "ev_{type}", mode);
+    cmd.args(args).args(extra);
     let stderr = run_ok(cmd);
     check_evolving_mixed(&emu, work.path(), &stderr);
-    let mut cmd = replay(&emu, work.path(), &root, "ev_{type}", "storage-write");
-    cmd.args(args);
-    let stderr = run_ok(cmd);
-    assert!(stderr.contains("2 skipped by the ledger"), "{stderr}");
-    assert_eq!(emu.rows("bi", "ev_a").len(), 3);
+    if rerun {
+        let mut cmd = replay(&emu, work.path(), &root, "ev_{type}", mode);
+        cmd.args(args).args(extra);
+        let stderr = run_ok(cmd);
+        assert!(stderr.contains("2 skipped by the ledger"), "{stderr}");
+        assert_eq!(emu.rows("bi", "ev_a").len(), 3);
+    }
+}
+
+#[test]
+fn storage_write_routing_auto_create_and_evolution_together_lose_nothing() {
+    routing_auto_create_and_evolution_together_lose_nothing(
+        "storage-write",
+        &["--metadata-columns", "source_uri,record_ordinal"],
+        true,
+    );
 }
 
 /// Expected: the same in insert-all.
 #[test]
 fn insert_all_routing_auto_create_and_evolution_together_lose_nothing() {
-    let (emu, work) = start();
-    let root = work.path().join("archive");
-    archive(&root, &evolving_mixed());
-    let mut cmd = replay(&emu, work.path(), &root, "ev_{type}", "insert-all");
-    cmd.args([
-        "--create-table",
-        "auto",
-        "--schema-evolution",
-        "add-columns",
-        "--route-default",
-        "ev_other",
-    ]);
-    let stderr = run_ok(cmd);
-    check_evolving_mixed(&emu, work.path(), &stderr);
+    routing_auto_create_and_evolution_together_lose_nothing("insert-all", &[], false);
 }
 
 /// Expected: the same in load mode (one job per table per batch).
 #[test]
 fn load_routing_auto_create_and_evolution_together_lose_nothing() {
-    let (emu, work) = start();
-    let root = work.path().join("archive");
-    archive(&root, &evolving_mixed());
-    let mut cmd = replay(&emu, work.path(), &root, "ev_{type}", "load");
-    cmd.args([
-        "--create-table",
-        "auto",
-        "--schema-evolution",
-        "add-columns",
-        "--route-default",
-        "ev_other",
-        "--load-batch-objects",
-        "1",
-    ]);
-    let stderr = run_ok(cmd);
-    check_evolving_mixed(&emu, work.path(), &stderr);
+    routing_auto_create_and_evolution_together_lose_nothing(
+        "load",
+        &["--load-batch-objects", "1"],
+        false,
+    );
 }
 
 /// Expected: the type flips across objects (INT64 first, then a string that is no integer):
@@ -1129,29 +1067,6 @@ fn non_object_records_with_routing_and_auto_create_are_record_errors() {
     );
     assert_eq!(emu.rows("bi", "ev_a").len(), 1);
     assert_eq!(emu.rows("bi", "ev_other").len(), 2);
-}
-
-/// Expected (load mode): a routed value that equals the default table's name and a record
-/// without the field both land in that table, once; a rerun adds nothing.
-#[test]
-fn load_routed_value_equal_to_the_default_lands_both_rows_once() {
-    let (emu, work) = start();
-    emu.create_table("bi", "ev_other", simple_schema());
-    let root = work.path().join("archive");
-    archive(
-        &root,
-        &[(
-            firehose_key("s", 1),
-            vec![json!({"type": "other", "n": 1}), json!({"n": 2})],
-        )],
-    );
-    for _ in 0..2 {
-        let mut cmd = replay(&emu, work.path(), &root, "ev_{type}", "load");
-        cmd.args(["--route-default", "ev_other"]);
-        run_ok(cmd);
-    }
-    assert_eq!(emu.rows("bi", "ev_other").len(), 2);
-    assert_unique(&emu, "ev_other");
 }
 
 /// Expected: --schema-evolution add-columns on an existing table without the metadata columns

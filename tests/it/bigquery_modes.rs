@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::bq_emulator::BqEmulator;
 use crate::h2_proxy::{Fault, H2Proxy};
+use crate::harness::run_ok;
 use crate::support::{bin, expected, read_ndjson, sample_root};
 
 const TABLE: &str = "bigquery:test-proj.bi.events";
@@ -50,13 +51,6 @@ pub(crate) fn backfill_into(
         .args(["--ignore-unknown-values", "--ledger", "file:ledger.jsonl"])
         .args(["--retry-min-delay-ms", "50", "--load-poll-ms", "50"]);
     cmd
-}
-
-pub(crate) fn run_ok(mut cmd: Command) -> String {
-    let out = cmd.output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "{stderr}");
-    stderr
 }
 
 /// The row IDs the NDJSON sink writes for the sample archive: what the table must hold.

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use crate::bigquery_modes::start;
 use crate::bq_emulator::BqEmulator;
 use crate::cli::files_under;
+use crate::harness::run_ok;
 use crate::support::bin;
 
 /// One Firehose object under `src/2026/11/25/HH/` holding `records` (one JSON line each).
@@ -39,13 +40,6 @@ fn load_cmd(emu: &BqEmulator, work: &Path, src: &str, table: &str) -> Command {
         .args(["--bigquery-endpoint", &emu.endpoint])
         .args(["--load-poll-ms", "50", "--retry-min-delay-ms", "50"]);
     cmd
-}
-
-fn run_ok(mut cmd: Command) -> String {
-    let out = cmd.output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "{stderr}");
-    stderr
 }
 
 fn dead_letter_records(work: &Path) -> Vec<Value> {

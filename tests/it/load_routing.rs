@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use crate::bigquery_modes::start;
 use crate::bq_emulator::BqEmulator;
+use crate::harness::run_ok;
 use crate::support::bin;
 
 fn object(work: &Path, hour: u32, n: u32, records: &[Value]) {
@@ -87,13 +88,6 @@ fn routed_into(emu: &BqEmulator, work: &Path, batch: &str, dataset: &str) -> Com
         ])
         .args(["--load-poll-ms", "50", "--retry-min-delay-ms", "50"]);
     cmd
-}
-
-fn run_ok(mut cmd: Command) -> String {
-    let out = cmd.output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "{stderr}");
-    stderr
 }
 
 fn ids(emu: &BqEmulator, table: &str) -> Vec<String> {

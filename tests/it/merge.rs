@@ -7,10 +7,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::bigquery_modes::{
-    assert_exactly_once, backfill_into, expected_ids, kill_points, run_ok, schema_file, start,
-    CpuBurner, KILLS,
+    assert_exactly_once, backfill_into, expected_ids, kill_points, schema_file, start, CpuBurner,
+    KILLS,
 };
 use crate::bq_emulator::BqEmulator;
+use crate::harness::run_ok;
 use crate::support::{bin, sample_root};
 
 const TABLE: &str = "bigquery:test-proj.bi.events";

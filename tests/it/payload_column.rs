@@ -1,6 +1,7 @@
 //! `--payload-column`: "land raw, model later" — each record whole in one JSON column.
 
-use crate::bigquery_modes::{expected_ids, run_ok, start};
+use crate::bigquery_modes::{expected_ids, start};
+use crate::harness::run_ok;
 use crate::support::{bin, sample_root};
 
 /// `--payload-column raw`: every record lands whole in one JSON column, in every mode, with the

@@ -3,28 +3,15 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::{json, Value};
 
-use crate::bigquery_modes::{run_ok, start};
+use crate::bigquery_modes::start;
 use crate::bq_emulator::BqEmulator;
+/// `replay ROOT` into `sink` in `mode` (a ledger file in `work`).
+use crate::harness::replay_into_bigquery as replay;
+use crate::harness::{archive, dead_letter_errors, firehose_key, run_ok, table_names};
 use crate::support::bin;
-
-/// A Firehose object name written at 2026-11-25 22:05 (`n` makes the UUID unique).
-fn firehose_key(stream: &str, n: u32) -> String {
-    format!("2026/11/25/22/{stream}-1-2026-11-25-22-05-13-0b4c2c6e-5a1f-4f3e-9b7e-{n:012}.json")
-}
-
-/// Writes `objects` (key → records) below `root`.
-fn archive(root: &Path, objects: &[(&str, Vec<Value>)]) {
-    for (key, records) in objects {
-        let path = root.join(key);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        let text: String = records.iter().map(|r| format!("{r}\n")).collect();
-        std::fs::write(path, text).unwrap();
-    }
-}
 
 fn events(kind: Option<&str>, n: usize, from: usize) -> Vec<Value> {
     (from..from + n)
@@ -35,39 +22,11 @@ fn events(kind: Option<&str>, n: usize, from: usize) -> Vec<Value> {
         .collect()
 }
 
-/// `replay ROOT` into `sink` in `mode` (a ledger file in `work`).
-fn replay(emu: &BqEmulator, work: &Path, root: &Path, sink: &str, mode: &str) -> Command {
-    let mut cmd = bin();
-    cmd.current_dir(work)
-        .args(["replay", root.to_str().unwrap()])
-        .args(["--sink", &format!("bigquery:test-proj.bi.{sink}")])
-        .args(["--bigquery-mode", mode])
-        .args(["--bigquery-endpoint", &emu.endpoint])
-        .args(["--bigquery-storage-endpoint", &emu.grpc_endpoint])
-        .args([
-            "--ledger",
-            "file:ledger.jsonl",
-            "--retry-min-delay-ms",
-            "50",
-        ]);
-    cmd
-}
-
 fn counts(emu: &BqEmulator, tables: &[&str]) -> BTreeMap<String, usize> {
     tables
         .iter()
         .map(|t| (t.to_string(), emu.rows("bi", t).len()))
         .collect()
-}
-
-fn table_names(emu: &BqEmulator) -> Vec<String> {
-    let mut names: Vec<String> = emu
-        .tables("bi")
-        .iter()
-        .map(|t| t["tableReference"]["tableId"].as_str().unwrap().to_string())
-        .collect();
-    names.sort();
-    names
 }
 
 /// `name TYPE MODE` of each column, as tables.get reads them back.
@@ -85,21 +44,6 @@ fn columns(emu: &BqEmulator, table: &str) -> Vec<String> {
             )
         })
         .collect()
-}
-
-/// The dead-lettered records' errors under `work/dead-letter`.
-fn dead_letter_errors(work: &Path) -> Vec<String> {
-    let mut errors = Vec::new();
-    for f in crate::cli::files_under(&work.join("dead-letter")) {
-        let Ok(v) = serde_json::from_slice::<Value>(&std::fs::read(&f).unwrap()) else {
-            continue;
-        };
-        for r in v["records"].as_array().into_iter().flatten() {
-            errors.push(r["error"].as_str().unwrap_or_default().to_string());
-        }
-    }
-    errors.sort();
-    errors
 }
 
 fn assert_unique_ids(emu: &BqEmulator, table: &str) {
@@ -229,8 +173,14 @@ fn stream_and_date_placeholders_come_from_the_key_and_created_tables_are_partiti
     archive(
         &root,
         &[
-            (&firehose_key("yubl-events", 1), events(Some("a"), 3, 0)),
-            (&firehose_key("orders.v2", 2), events(Some("b"), 2, 0)),
+            (
+                firehose_key("yubl-events", 1).as_str(),
+                events(Some("a"), 3, 0),
+            ),
+            (
+                firehose_key("orders.v2", 2).as_str(),
+                events(Some("b"), 2, 0),
+            ),
             ("exports/plain.json", events(Some("c"), 1, 0)),
         ],
     );

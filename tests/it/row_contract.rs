@@ -16,26 +16,26 @@ use crate::support::bin;
 use crate::support::Rng;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
+pub(crate) enum Outcome {
     /// Written as a row.
     Row,
     /// A record error whose message contains this.
     Error(&'static str),
 }
-use Outcome::{Error, Row};
+pub(crate) use Outcome::{Error, Row};
 
-struct Case {
-    name: &'static str,
-    record: String,
+pub(crate) struct Case {
+    pub(crate) name: &'static str,
+    pub(crate) record: String,
     /// NDJSON and stdout.
-    text: Outcome,
+    pub(crate) text: Outcome,
     /// insert-all, storage-write and load.
-    bigquery: Outcome,
+    pub(crate) bigquery: Outcome,
     /// Overrides both when the run has `--map {"rename":{"id":"a"}}`.
     mapped: Option<Outcome>,
 }
 
-fn cases() -> Vec<Case> {
+pub(crate) fn cases() -> Vec<Case> {
     let same = |name, record: &str, o| Case {
         name,
         record: record.to_string(),
