@@ -222,7 +222,7 @@ pub(crate) struct Opts {
         env = "FIREHOSE_REPLAY_ROW_ID_COLUMN",
         default_value = "_row_id"
     )]
-    row_id_column: String,
+    pub(crate) row_id_column: String,
     /// Extra columns: any of source_uri, record_ordinal, ingested_at (comma-separated), written
     /// as _source_uri, _record_ordinal, _ingested_at.
     #[arg(
@@ -236,7 +236,7 @@ pub(crate) struct Opts {
     /// ID and metadata columns, so no schema refuses a record for its fields ("land raw, model
     /// later"). --map applies first.
     #[arg(long, global = true, env = "FIREHOSE_REPLAY_PAYLOAD_COLUMN")]
-    payload_column: Option<String>,
+    pub(crate) payload_column: Option<String>,
     /// Field mapping applied to every record: {"rename":{"a.b":"col"},"drop":["x"],"json":["payload"]}.
     #[arg(long, global = true, env = "FIREHOSE_REPLAY_MAP")]
     map: Option<PathBuf>,
@@ -324,6 +324,8 @@ pub(crate) struct Opts {
     progress_interval: u64,
     #[command(flatten)]
     pub(crate) bigquery: BigQueryOpts,
+    #[command(flatten)]
+    pub(crate) postgres: crate::postgres_cli::PostgresOpts,
     /// Log filter: error, warn, info, debug, trace, or a tracing filter (info,h2=debug).
     #[arg(
         long,
@@ -548,7 +550,7 @@ pub(crate) struct BigQueryOpts {
         env = "FIREHOSE_REPLAY_CREATE_TABLE",
         default_value = "off"
     )]
-    create_table: CreateTableChoice,
+    pub(crate) create_table: CreateTableChoice,
     /// Routed tables (`--sink 'bigquery:P.D.events_{type}'`): the table for rows whose routing
     /// field is missing, null or empty (a table name, or PROJECT.DATASET.TABLE); without it
     /// such rows are record errors.
@@ -679,11 +681,21 @@ impl Opts {
         refuse_duplicating_runs(self)?;
         refuse_colliding_columns(self)?;
         refuse_routing_conflicts(self)?;
+        let postgres = match &self.sink {
+            SinkSpec::Postgres(target) => {
+                Some(Arc::new(self.postgres.connect(self, target).await?))
+            }
+            _ => None,
+        };
         let ledger: Arc<dyn Ledger> = match self
             .ledger
             .clone()
             .unwrap_or_else(|| default_ledger(&self.sink))
         {
+            LedgerSpec::Postgres => match &postgres {
+                Some(pg) => Arc::new(firehose_replay::ledger::postgres::PostgresLedger::new(pg)),
+                None => bail!("--ledger postgres keeps the ledger beside a PostgreSQL sink's table (--sink postgres://…)"),
+            },
             LedgerSpec::None => Arc::new(NoLedger::default()),
             LedgerSpec::File(path) => Arc::new(FileLedger::open(path)?),
             LedgerSpec::S3 { bucket, prefix } => Arc::new(S3Ledger::new(
@@ -698,6 +710,7 @@ impl Opts {
             settings: Arc::new(self.settings()?),
             sink: match (&self.sink, self.sink.build_local()) {
                 (_, Some(local)) => Arc::from(local),
+                (SinkSpec::Postgres(_), None) => postgres.clone().expect("connected above"),
                 // The load runner connects on its own and swaps in its spool sink.
                 (SinkSpec::BigQuery(_), None) if self.load_mode() => {
                     Arc::new(bigquery::load::runner::LoadOnly)
@@ -1137,8 +1150,9 @@ fn refuse_routing_conflicts(opts: &Opts) -> anyhow::Result<()> {
         );
     }
     let SinkSpec::BigQuery(table) = &opts.sink else {
-        if auto || opts.bigquery.route_default.is_some() {
-            bail!("--create-table auto and --route-default are for --sink bigquery:…");
+        let auto_elsewhere = auto && !matches!(opts.sink, SinkSpec::Postgres(_));
+        if auto_elsewhere || opts.bigquery.route_default.is_some() {
+            bail!("--create-table auto and --route-default are for --sink bigquery:… (and --create-table auto for postgres://…)");
         }
         return Ok(());
     };
@@ -1908,6 +1922,7 @@ fn default_ledger(sink: &SinkSpec) -> LedgerSpec {
     match sink {
         SinkSpec::Ndjson(dir) => LedgerSpec::File(dir.join(".ledger.jsonl")),
         SinkSpec::Stdout => LedgerSpec::None,
+        SinkSpec::Postgres(_) => LedgerSpec::Postgres,
         // (A routing template's field path may hold a `/`: not a directory.)
         SinkSpec::BigQuery(t) => LedgerSpec::File(PathBuf::from(format!(
             ".firehose-replay/ledger-{}.jsonl",

@@ -6,6 +6,7 @@ mod cli;
 mod exposure;
 mod lambda;
 mod plan_map;
+mod postgres_cli;
 mod stdio;
 mod worker_cli;
 
