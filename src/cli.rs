@@ -160,8 +160,9 @@ struct RedriveArgs {
 
 #[derive(Args, Debug)]
 pub(crate) struct Opts {
-    /// Where rows go: ndjson:DIR (one file per object), stdout, or
-    /// bigquery:PROJECT.DATASET.TABLE (written as --bigquery-mode says: storage-write by default).
+    /// Where rows go: ndjson:DIR (one file per object), stdout,
+    /// bigquery:PROJECT.DATASET.TABLE (written as --bigquery-mode says: storage-write by default)
+    /// or postgres://USER@HOST:PORT/DB?table=SCHEMA.TABLE.
     #[arg(
         long,
         global = true,
@@ -261,8 +262,9 @@ pub(crate) struct Opts {
         value_parser = at_least_one::<usize>
     )]
     pub(crate) concurrency: Option<usize>,
-    /// Which objects are done: file:PATH, s3://bucket/prefix/ (safe for concurrent workers) or
-    /// none. Default: a file in the ndjson output directory; none for stdout.
+    /// Which objects are done: file:PATH, s3://bucket/prefix/ (safe for concurrent workers),
+    /// postgres (beside a postgres sink's table; its default) or none. Default: a file in the
+    /// ndjson output directory; none for stdout.
     #[arg(long, global = true, env = "FIREHOSE_REPLAY_LEDGER")]
     pub(crate) ledger: Option<LedgerSpec>,
     /// Tries per object (the first included) when it fails transiently; then it is

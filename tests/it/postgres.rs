@@ -370,3 +370,42 @@ fn key_value_form_over_the_unix_socket_and_pg_environment() {
     assert_eq!(written_and_present(&out), (5, 0), "{out}");
     assert_eq!(ns(&pg, "events"), (0..5).collect::<Vec<u64>>());
 }
+
+/// The Lambda handler (through `invoke`) takes the same settings from `FIREHOSE_REPLAY_*`.
+#[test]
+fn the_lambda_handler_writes_to_postgres_from_its_environment() {
+    let pg = PgServer::start();
+    let work = tempfile::tempdir().unwrap();
+    let key =
+        "events/2026/11/25/13/orders-1-2026-11-25-13-00-00-0f8fad5b-d9cb-469f-a165-70867728950e.gz";
+    let path = work.path().join("buckets/firehose-archive").join(key);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, crate::support::gzip(&crate::support::ndjson(3))).unwrap();
+    let event =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lambda/s3-notification.json");
+    let invoke = || {
+        let mut c = bin();
+        c.current_dir(work.path())
+            .arg("invoke")
+            .arg("--event")
+            .arg(&event)
+            .arg("--buckets")
+            .arg(work.path().join("buckets"))
+            .env("FIREHOSE_REPLAY_SINK", pg.sink("lambda_events"))
+            .env("FIREHOSE_REPLAY_CREATE_TABLE", "auto")
+            .env("FIREHOSE_REPLAY_DEAD_LETTER", "dir:dead");
+        let out = c.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        stderr
+    };
+    invoke();
+    assert_eq!(pg.count("lambda_events"), 3);
+    invoke();
+    assert_eq!(pg.count("lambda_events"), 3);
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM firehose_replay_ledger WHERE rows_inserted = 3")
+            .trim(),
+        "1"
+    );
+}
