@@ -27,6 +27,7 @@ mod payload_column;
 mod pg_server;
 mod plan_map;
 mod postgres;
+mod postgres_auth;
 mod postgres_faults;
 mod routing;
 mod row_contract;

@@ -14,6 +14,8 @@ use serde_json::Value;
 
 pub struct PgServer {
     dir: tempfile::TempDir,
+    /// With [`Options::tls`]: the CA that signed the server's certificate (PEM).
+    pub ca: Option<PathBuf>,
     pub port: u16,
     bin: PathBuf,
     as_postgres: bool,
@@ -39,8 +41,21 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// What a test server needs beyond the defaults.
+#[derive(Default)]
+pub struct Options {
+    /// TLS with a certificate for `localhost` and 127.0.0.1, signed by a fresh CA ([`PgServer::ca`]).
+    pub tls: bool,
+    /// A role that must give its password (SCRAM) over TCP: (name, password).
+    pub password_user: Option<(&'static str, &'static str)>,
+}
+
 impl PgServer {
     pub fn start() -> PgServer {
+        PgServer::start_with(Options::default())
+    }
+
+    pub fn start_with(options: Options) -> PgServer {
         let bin = bin_dir();
         let as_postgres = is_root();
         let dir = tempfile::Builder::new()
@@ -50,11 +65,15 @@ impl PgServer {
         let data = dir.path().join("data");
         std::fs::create_dir(&data).unwrap();
         let mut server = PgServer {
+            ca: None,
             dir,
             port: 0,
             bin,
             as_postgres,
         };
+        if options.tls {
+            server.ca = Some(make_certificates(server.dir.path()));
+        }
         if as_postgres {
             let ok = Command::new("chown")
                 .args(["-R", "postgres:postgres"])
@@ -79,6 +98,23 @@ impl PgServer {
             ],
         );
         assert!(out.status.success(), "initdb: {}", lossy(&out));
+        if let Some((user, _)) = options.password_user {
+            // Before initdb's `trust` lines, so this role alone must prove its password.
+            let hba = data.join("pg_hba.conf");
+            let old = std::fs::read_to_string(&hba).unwrap();
+            std::fs::write(
+                &hba,
+                format!("host all {user} 127.0.0.1/32 scram-sha-256\n{old}"),
+            )
+            .unwrap();
+        }
+        let mut extra = String::new();
+        if options.tls {
+            let d = server.dir.path().display();
+            extra = format!(
+                " -c ssl=on -c ssl_cert_file={d}/server.crt -c ssl_key_file={d}/server.key"
+            );
+        }
         // A free port can be taken between our probe and the server's bind: try a few.
         for _ in 0..5 {
             let port = TcpListener::bind("127.0.0.1:0")
@@ -87,7 +123,7 @@ impl PgServer {
                 .unwrap()
                 .port();
             let opts = format!(
-                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c max_connections=60",
+                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c max_connections=60{extra}",
                 server.dir.path().display()
             );
             let log = server.dir.path().join("server.log");
@@ -108,6 +144,12 @@ impl PgServer {
             );
             if out.status.success() {
                 server.port = port;
+                if let Some((user, password)) = options.password_user {
+                    server.psql(&format!(
+                        "CREATE ROLE {user} LOGIN PASSWORD '{password}'; \
+                         GRANT ALL ON SCHEMA public TO {user}"
+                    ));
+                }
                 return server;
             }
             let _ = server.run(
@@ -199,6 +241,75 @@ impl PgServer {
             .parse()
             .unwrap()
     }
+}
+
+/// A CA and a server certificate it signed (for `localhost` and 127.0.0.1), made with the
+/// `openssl` command line tool into `dir`; returns the CA's PEM file.
+fn make_certificates(dir: &Path) -> PathBuf {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", lossy(&out));
+    };
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=firehose-replay test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        dir.join("server.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    dir.join("ca.pem")
 }
 
 fn quote_ident(s: &str) -> String {

@@ -281,7 +281,17 @@ pub(crate) fn pg_error(doing: &str, e: tokio_postgres::Error) -> Error {
     };
     let detail = match e.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => e.to_string(),
+        None => {
+            // The cause (a TLS verification failure, a refused connection) is in the sources.
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                text.push_str(": ");
+                text.push_str(&s.to_string());
+                source = s.source();
+            }
+            text
+        }
     };
     Error::new(
         Stage::Sink,
