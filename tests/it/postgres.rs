@@ -83,13 +83,10 @@ pub fn written_and_present(stderr: &str) -> (u64, u64) {
 
 /// The `n` column of every row, sorted: each number once means nothing was lost or doubled.
 pub fn ns(pg: &PgServer, table: &str) -> Vec<u64> {
-    let mut v: Vec<u64> = pg
-        .rows(table, "_row_id")
-        .iter()
-        .map(|(_, r)| r["n"].as_u64().unwrap())
-        .collect();
-    v.sort();
-    v
+    pg.psql(&format!("SELECT n FROM {table} ORDER BY n"))
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect()
 }
 
 pub fn dead_letter_errors(work: &Path) -> Vec<String> {
@@ -289,12 +286,24 @@ fn postgres_limits_are_record_errors_that_spare_their_neighbours() {
         text.push_str(b);
         text.push('\n');
     }
+    // Within the limits though beyond f64: jsonb keeps every digit, and 1e400.
+    text.push_str(
+        r#"{"n":200,"req":"ok","j":{"big":123456789012345678901234567890,"e":1e400},"m":-99.994}"#,
+    );
+    text.push('\n');
     let work = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(work.path().join("in")).unwrap();
     std::fs::write(work.path().join("in/lim.json"), text).unwrap();
     let out = run_ok(replay(work.path(), &pg.sink("lim")));
-    assert_eq!(written_and_present(&out), (12, 0), "{out}");
-    assert_eq!(ns(&pg, "lim"), (100..112).collect::<Vec<u64>>());
+    assert_eq!(written_and_present(&out), (13, 0), "{out}");
+    let mut want: Vec<u64> = (100..112).collect();
+    want.push(200);
+    assert_eq!(ns(&pg, "lim"), want);
+    assert_eq!(
+        pg.psql("SELECT j->>'big', (j->>'e')::numeric = 1e400, m FROM lim WHERE n = 200")
+            .trim(),
+        "123456789012345678901234567890|t|-99.99"
+    );
     let errors = dead_letter_errors(work.path());
     assert_eq!(errors.len(), bad.len(), "{errors:#?}");
     for (record, column) in &bad {
@@ -408,4 +417,40 @@ fn the_lambda_handler_writes_to_postgres_from_its_environment() {
             .trim(),
         "1"
     );
+}
+
+/// Records PostgreSQL refused are dead-lettered; once the table takes them, `redrive` lands them
+/// under their original row IDs, and a second redrive adds nothing.
+#[test]
+fn refused_records_redrive_into_the_fixed_table() {
+    let pg = PgServer::start();
+    pg.psql("CREATE TABLE r (_row_id text PRIMARY KEY, n bigint, v varchar(3))");
+    let work = tempfile::tempdir().unwrap();
+    let records = vec![
+        json!({"n": 1, "v": "ok"}),
+        json!({"n": 2, "v": "too long"}),
+        json!({"n": 3, "v": "abc"}),
+        json!({"n": 4, "v": "also too long"}),
+    ];
+    archive(work.path(), &[("in/r.json".to_string(), records)]);
+    let out = run_ok(replay(work.path(), &pg.sink("r")));
+    assert_eq!(written_and_present(&out), (2, 0), "{out}");
+    let errors = dead_letter_errors(work.path());
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors.iter().all(|e| e.contains("`v`")), "{errors:?}");
+    let first_ids: Vec<String> = pg.rows("r", "_row_id").into_iter().map(|r| r.0).collect();
+
+    pg.psql("ALTER TABLE r ALTER COLUMN v TYPE text");
+    let redrive = || {
+        let mut cmd = bin();
+        cmd.current_dir(work.path())
+            .args(["redrive", "dir:dead-letter", "--sink", &pg.sink("r")]);
+        run_ok(cmd)
+    };
+    redrive();
+    assert_eq!(ns(&pg, "r"), vec![1, 2, 3, 4]);
+    let ids: Vec<String> = pg.rows("r", "_row_id").into_iter().map(|r| r.0).collect();
+    assert!(first_ids.iter().all(|id| ids.contains(id)));
+    redrive();
+    assert_eq!(pg.count("r"), 4);
 }

@@ -96,10 +96,10 @@ fn scalar_text(column: &Column, kind: &Kind, text: &str) -> Result<String, Strin
             ))),
         },
         Kind::Timestamp { with_zone } => timestamp(text, *with_zone).map_err(|e| bad(&e)),
+        // The value's own text goes in (PostgreSQL parses it): numbers keep every digit.
         Kind::Json => {
-            let v: Value = serde_json::from_str(text).map_err(|e| bad(&e.to_string()))?;
-            check_json(&v).map_err(|e| bad(&e))?;
-            Ok(v.to_string())
+            check_json(text).map_err(|e| bad(&e))?;
+            Ok(text.to_string())
         }
         Kind::Array(elem) => {
             let v: Value = serde_json::from_str(text).map_err(|e| bad(&e.to_string()))?;
@@ -154,22 +154,63 @@ fn check_text(s: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `jsonb`: no U+0000 in strings or keys; numbers within `numeric`'s range.
-fn check_json(v: &Value) -> Result<(), String> {
-    match v {
-        Value::String(s) => check_text(s),
-        Value::Number(n) => check_numeric(&n.to_string(), None, 0),
-        Value::Array(a) => a.iter().try_for_each(check_json),
-        Value::Object(o) => o.iter().try_for_each(|(k, v)| {
-            check_text(k)?;
-            check_json(v)
-        }),
-        _ => Ok(()),
+/// `jsonb`: well-formed JSON, no U+0000 and no lone surrogate in strings or keys (jsonb
+/// refuses both), numbers within `numeric`'s range. A scan of the text, not a parse into a
+/// tree: a parse would also round numbers beyond 64 bits.
+fn check_json(text: &str) -> Result<(), String> {
+    serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(|e| e.to_string())?;
+    let lone = || Err("a lone UTF-16 surrogate escape, which PostgreSQL jsonb refuses".to_string());
+    let b = text.as_bytes();
+    let (mut i, mut in_string, mut high) = (0, false, false);
+    while i < b.len() {
+        if !in_string {
+            match b[i] {
+                b'"' => in_string = true,
+                b'-' | b'0'..=b'9' => {
+                    let start = i;
+                    while i < b.len()
+                        && matches!(b[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+                    {
+                        i += 1;
+                    }
+                    check_numeric(&text[start..i], None, 0)?;
+                    continue;
+                }
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        // Inside a string (the parse above vouches for its escapes being complete).
+        let (unit, step) = match b[i] {
+            b'\\' if b[i + 1] == b'u' => {
+                let hex = &text[i + 2..i + 6];
+                (u16::from_str_radix(hex, 16).ok(), 6)
+            }
+            b'\\' => (None, 2),
+            b'"' => {
+                in_string = false;
+                (None, 1)
+            }
+            _ => (None, 1),
+        };
+        match unit {
+            Some(0) => return check_text("\0"),
+            Some(0xD800..=0xDBFF) if !high => high = true,
+            Some(0xDC00..=0xDFFF) if high => high = false,
+            Some(0xD800..=0xDFFF) => return lone(),
+            _ if high => return lone(),
+            _ => {}
+        }
+        i += step;
     }
+    Ok(())
 }
 
-/// A JSON number's decimal digits and the power of ten of its last digit.
-fn decimal(text: &str) -> Option<(bool, Vec<u8>, i64)> {
+/// A JSON number's decimal digits (no leading or trailing zeros), the power of ten of its last
+/// digit, and its display scale as PostgreSQL counts it (digits after the point, trailing zeros
+/// included, less the exponent).
+fn decimal(text: &str) -> Option<(bool, Vec<u8>, i64, i64)> {
     let (neg, rest) = match text.strip_prefix('-') {
         Some(r) => (true, r),
         None => (false, text),
@@ -180,6 +221,7 @@ fn decimal(text: &str) -> Option<(bool, Vec<u8>, i64)> {
     };
     let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
     let mut digits: Vec<u8> = int.bytes().chain(frac.bytes()).map(|b| b - b'0').collect();
+    let dscale = (frac.len() as i64).checked_sub(exp)?.max(0);
     let mut exp = exp.checked_sub(frac.len() as i64)?;
     // Normalise: no leading zeros, no trailing zeros.
     let lead = digits.iter().take_while(|d| **d == 0).count();
@@ -188,22 +230,26 @@ fn decimal(text: &str) -> Option<(bool, Vec<u8>, i64)> {
         digits.pop();
         exp += 1;
     }
-    Some((neg, digits, exp))
+    Some((neg, digits, exp, dscale))
 }
 
 /// Whether `numeric(precision, scale)` (or plain `numeric`) takes the number: PostgreSQL
-/// allows up to 131072 digits before the point and 16383 after it, and a typmod's precision
-/// bounds the digits left of the point once rounded to `scale`.
+/// allows up to 131072 digits before the point and 16383 after it (as written: `1.50e-16382`
+/// has 16384), and a typmod's precision bounds the digits left of the point once rounded to
+/// `scale`.
 fn check_numeric(text: &str, precision: Option<u32>, scale: i32) -> Result<(), String> {
-    let (_, mut digits, mut exp) =
+    let (_, mut digits, mut exp, dscale) =
         decimal(text).ok_or_else(|| format!("{text} is not a number"))?;
+    let beyond = || Err(format!("{text} is beyond PostgreSQL numeric's range"));
+    if dscale > 16_383 {
+        return beyond();
+    }
     if digits.is_empty() {
         return Ok(()); // zero
     }
     let Some(p) = precision else {
-        let int_digits = digits.len() as i64 + exp;
-        if int_digits > 131_072 || -exp > 16_383 + 1_000_000 {
-            return Err(format!("{text} is beyond PostgreSQL numeric's range"));
+        if digits.len() as i64 + exp > 131_072 {
+            return beyond();
         }
         return Ok(());
     };
@@ -320,6 +366,21 @@ mod tests {
         );
         assert!(conv(Kind::Text { max_chars: None }, r#""a\u0000b""#).is_err());
         assert!(conv(Kind::Json, r#"{"a":["x\u0000"]}"#).is_err());
+        assert!(conv(Kind::Json, r#"{"k\u0000":1}"#).is_err());
+        assert!(conv(Kind::Json, r#"["\ud800"]"#).is_err());
+        assert!(conv(Kind::Json, r#"["\udc00x"]"#).is_err());
+        assert!(conv(Kind::Json, r#"["\ud800\u0041"]"#).is_err());
+        assert!(conv(Kind::Json, r#"["\ud83d\ude00 \\u0000 is text"]"#).is_ok());
+        // Every digit kept; numeric's range, not f64's.
+        assert_eq!(
+            conv(
+                Kind::Json,
+                r#"{"big":123456789012345678901234567890,"e":1e400}"#
+            )
+            .unwrap(),
+            r#"{"big":123456789012345678901234567890,"e":1e400}"#
+        );
+        assert!(conv(Kind::Json, r#"[1e200000]"#).is_err());
         assert!(conv(Kind::Float { bits: 64 }, "1e400").is_err());
         assert!(conv(Kind::Bool, "1").is_err());
         assert!(conv(Kind::Text { max_chars: Some(2) }, r#""abc""#).is_err());
@@ -341,8 +402,13 @@ mod tests {
             precision: None,
             scale: 0,
         };
+        // Each bound as PostgreSQL 15 answered it on this machine.
         assert!(conv(plain.clone(), "1e131071").is_ok());
-        assert!(conv(plain, "1e131072").is_err());
+        assert!(conv(plain.clone(), "0.5e131072").is_ok());
+        assert!(conv(plain.clone(), "1e131072").is_err());
+        assert!(conv(plain.clone(), "1e-16383").is_ok());
+        assert!(conv(plain.clone(), "1e-16384").is_err());
+        assert!(conv(plain, "1.50e-16382").is_err());
     }
 
     #[test]
