@@ -1094,10 +1094,10 @@ fn refuse_colliding_columns(opts: &Opts) -> anyhow::Result<()> {
         );
     }
     let evolving = opts.bigquery.schema_evolution != bigquery::SchemaEvolution::Off;
-    if evolving && !matches!(opts.sink, SinkSpec::BigQuery(_)) {
+    if evolving && !matches!(opts.sink, SinkSpec::BigQuery(_) | SinkSpec::Postgres(_)) {
         bail!(
             "--schema-evolution {} adds columns to a BigQuery table (--sink bigquery:…); other \
-             sinks have no schema",
+             sinks have no schema (and a postgres://… table)",
             opts.bigquery.schema_evolution
         );
     }

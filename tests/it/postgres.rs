@@ -454,3 +454,62 @@ fn refused_records_redrive_into_the_fixed_table() {
     redrive();
     assert_eq!(pg.count("r"), 4);
 }
+
+/// `--schema-evolution add-columns`: fields that appear mid-object become columns (inside the
+/// object's transaction), and two processes adding the same columns at once both succeed.
+#[test]
+fn schema_evolution_adds_columns_mid_object_and_concurrently() {
+    let pg = PgServer::start();
+    events_table(&pg, "evolving");
+    let work = tempfile::tempdir().unwrap();
+    let objects: Vec<(String, Vec<Value>)> = (0..4)
+        .map(|o| {
+            let records = (0..300)
+                .map(|i| {
+                    let n = o * 300 + i;
+                    match i {
+                        0..100 => json!({"n": n}),
+                        100..200 => json!({"n": n, "plan": "pro"}),
+                        _ => json!({"n": n, "plan": "free", "geo": {"cnt": i}, "score": 1.5}),
+                    }
+                })
+                .collect();
+            (format!("in/evolve-{o}.json"), records)
+        })
+        .collect();
+    archive(work.path(), &objects);
+    let sink = pg.sink("evolving");
+    let spawn = |dl: &str| {
+        let mut c = replay(work.path(), &sink);
+        c.args(["--schema-evolution", "add-columns", "--dead-letter"])
+            .arg(format!("dir:{dl}"))
+            .stderr(std::process::Stdio::piped());
+        c.spawn().unwrap()
+    };
+    let (a, b) = (spawn("dl-a"), spawn("dl-b"));
+    for out in [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()] {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+    }
+    for dl in ["dl-a", "dl-b"] {
+        let letters = crate::cli::files_under(&work.path().join(dl));
+        assert!(letters.is_empty(), "{letters:?}");
+    }
+    assert_eq!(ns(&pg, "evolving"), (0..1200).collect::<Vec<u64>>());
+    let types = pg.psql(
+        "SELECT string_agg(column_name || ':' || data_type, ',' ORDER BY ordinal_position) \
+         FROM information_schema.columns WHERE table_name = 'evolving'",
+    );
+    let types = types.trim();
+    for want in ["plan:text", "geo:jsonb", "score:double precision"] {
+        assert!(types.contains(want), "{types}");
+    }
+    assert_eq!(
+        pg.psql(
+            "SELECT count(plan), count(geo), sum((geo->>'cnt')::int) FILTER (WHERE n < 300) \
+             FROM evolving"
+        )
+        .trim(),
+        format!("800|400|{}", (200..300).sum::<i32>())
+    );
+}

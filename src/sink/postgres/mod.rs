@@ -40,6 +40,9 @@ pub struct Settings {
     pub password: Option<String>,
     /// `--create-table auto`: a missing table is created from the first row.
     pub create_auto: Option<AutoCreate>,
+    /// `--schema-evolution add-columns`: a field the table lacks becomes a column (its type
+    /// inferred from the value, as `--create-table auto` does).
+    pub add_columns: bool,
 }
 
 /// What `--create-table auto` needs to know beyond the first row.

@@ -104,16 +104,23 @@ impl PgWriter {
         })
     }
 
+    /// Opens the object's transaction and its COPY. The staging table is declared from the
+    /// column types, not copied from the target, so the transaction takes no lock on the target
+    /// before its closing INSERT: `--schema-evolution` may alter the target meanwhile.
     fn begin(&mut self, table: Arc<Table>) -> Result<(), Error> {
         let shared = self.shared.clone();
-        let target = shared.target.qualified();
         let cols = column_list(&table);
+        let defs: Vec<String> = table
+            .columns
+            .iter()
+            .map(|c| format!("{} {}", quote_ident(&c.name), c.type_name))
+            .collect();
         let open = shared.handle.block_on(async {
             let conn = shared.conn().await?;
             conn.client
                 .batch_execute(&format!(
-                    "BEGIN; CREATE TEMP TABLE frs_stage ON COMMIT DROP AS \
-                     SELECT {cols} FROM {target} WITH NO DATA"
+                    "BEGIN; CREATE TEMP TABLE frs_stage ({}) ON COMMIT DROP",
+                    defs.join(", ")
                 ))
                 .await
                 .map_err(|e| pg_error("starting the transaction", e))?;
@@ -145,6 +152,94 @@ impl PgWriter {
     }
 }
 
+impl PgWriter {
+    /// `--schema-evolution add-columns`: the row's fields the table lacks become columns
+    /// (`ADD COLUMN IF NOT EXISTS`, on a connection of its own, so two workers adding the same
+    /// column both succeed); an open COPY is ended, the staging table given the same columns,
+    /// and a COPY with them started, all inside the object's transaction. Rows staged before
+    /// lack those fields, so NULL is right for them.
+    fn evolve(&mut self, table: Arc<Table>, row: &[u8]) -> Result<Arc<Table>, Error> {
+        let Ok(fields) = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(row)
+        else {
+            return Ok(table); // refused by encode_line, with its reason
+        };
+        let new: Vec<String> = fields
+            .iter()
+            .filter(|(k, _)| table.index(k).is_none() && k.len() <= MAX_IDENTIFIER_BYTES)
+            .map(|(k, v)| {
+                format!(
+                    "ADD COLUMN IF NOT EXISTS {} {}",
+                    quote_ident(k),
+                    columns::inferred_type(v)
+                )
+            })
+            .collect();
+        if new.is_empty() {
+            return Ok(table);
+        }
+        self.flush()?;
+        let shared = self.shared.clone();
+        let open = self.open.as_mut();
+        let alter = format!(
+            "ALTER TABLE {} {}",
+            shared.target.qualified(),
+            new.join(", ")
+        );
+        let table = shared.handle.block_on(async {
+            if let Some(open) = open {
+                open.copy
+                    .as_mut()
+                    .finish()
+                    .await
+                    .map_err(|e| pg_error("COPY", e))?;
+            }
+            let conn = shared.conn().await?;
+            conn.client
+                .batch_execute(&alter)
+                .await
+                .map_err(|e| pg_error("adding columns", e))?;
+            let table = shared.load_table(&conn.client).await?.ok_or_else(|| {
+                Error::permanent(
+                    Stage::Sink,
+                    Cause::Sink(format!("table {} vanished", shared.target.qualified())),
+                )
+            })?;
+            shared.put_back(conn);
+            Ok::<_, Error>(table)
+        })?;
+        tracing::info!(table = %shared.target.qualified(), columns = %new.join(", "), "schema: added columns");
+        if let Some(open) = self.open.as_mut() {
+            let added: Vec<String> = table
+                .columns
+                .iter()
+                .filter(|c| open.table.index(&c.name).is_none())
+                .map(|c| format!("ADD COLUMN {} {}", quote_ident(&c.name), c.type_name))
+                .collect();
+            let cols = column_list(&table);
+            let copy = shared.handle.block_on(async {
+                if !added.is_empty() {
+                    open.conn
+                        .client
+                        .batch_execute(&format!(
+                            "ALTER TABLE pg_temp.frs_stage {}",
+                            added.join(", ")
+                        ))
+                        .await
+                        .map_err(|e| pg_error("widening the staging table", e))?;
+                }
+                open.conn
+                    .client
+                    .copy_in(&format!("COPY pg_temp.frs_stage ({cols}) FROM STDIN"))
+                    .await
+                    .map_err(|e| pg_error("starting COPY", e))
+            })?;
+            open.copy = Box::pin(copy);
+            open.table = table.clone();
+        }
+        Ok(table)
+    }
+}
+
 impl ObjectWriter for PgWriter {
     fn write_row(&mut self, row: &Row<'_>) -> Result<(), Error> {
         let bytes = row.to_vec();
@@ -157,6 +252,10 @@ impl ObjectWriter for PgWriter {
                     return Ok(());
                 }
             },
+        };
+        let table = match self.shared.settings.add_columns {
+            true => self.evolve(table, &bytes)?,
+            false => table,
         };
         self.line.clear();
         if let Err(e) = encode_line(&table, &bytes, &mut self.line) {
