@@ -187,7 +187,9 @@ fn typed_columns_round_trip() {
         "CREATE TABLE typed (_row_id text PRIMARY KEY, s text, v varchar(5), i integer, \
          b bigint, m numeric(10,2), d double precision, ok boolean, at timestamptz, \
          at_epoch timestamptz, doc jsonb, tags text[], counts bigint[], \
-         note text NOT NULL DEFAULT 'none', _source_uri text, _record_ordinal bigint)",
+         note text NOT NULL DEFAULT 'none', _source_uri text, _record_ordinal bigint, \
+         id bigint GENERATED ALWAYS AS IDENTITY, seq bigserial, \
+         s_len int GENERATED ALWAYS AS (length(s)) STORED)",
     );
     let work = tempfile::tempdir().unwrap();
     let record = json!({
@@ -243,6 +245,12 @@ fn typed_columns_round_trip() {
                 null, null, null, null, null, null, null, null, null, null, null, null, "none", "1"
             ]),
         ]
+    );
+    // Columns the server fills were filled by it.
+    assert_eq!(
+        pg.psql("SELECT string_agg(concat_ws(',', id, seq, s_len), ' ' ORDER BY id) FROM typed")
+            .trim(),
+        "1,1,34 2,2"
     );
     let uri = pg.psql("SELECT DISTINCT _source_uri FROM typed");
     assert!(uri.trim().ends_with("/in/a.json"), "{uri}");

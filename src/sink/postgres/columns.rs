@@ -1,8 +1,8 @@
 //! The target table's columns as the catalog has them, and what each takes from JSON.
 //!
 //! Read from `pg_attribute` rather than assumed, so an existing table with typed columns is
-//! filled as it is (README, "PostgreSQL"). Generated columns are left out (they cannot be
-//! written); a column with a default takes it when the record has no value for it.
+//! filled as it is (README, "PostgreSQL"). Generated and identity columns are left out (the
+//! server fills them); a column with a default takes it when the record has no value for it.
 
 use tokio_postgres::Client;
 
@@ -78,7 +78,7 @@ pub async fn load(
              LEFT JOIN pg_type et ON et.oid = t.typelem AND t.typcategory = 'A' \
              LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
              WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped \
-               AND a.attgenerated = '' \
+               AND a.attgenerated = '' AND a.attidentity = '' \
              ORDER BY a.attnum",
             &[&qualified],
         )

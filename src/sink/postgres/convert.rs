@@ -220,6 +220,9 @@ fn decimal(text: &str) -> Option<(bool, Vec<u8>, i64, i64)> {
         None => (rest, 0),
     };
     let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
+        return None;
+    }
     let mut digits: Vec<u8> = int.bytes().chain(frac.bytes()).map(|b| b - b'0').collect();
     let dscale = (frac.len() as i64).checked_sub(exp)?.max(0);
     let mut exp = exp.checked_sub(frac.len() as i64)?;
