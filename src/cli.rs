@@ -1096,8 +1096,8 @@ fn refuse_colliding_columns(opts: &Opts) -> anyhow::Result<()> {
     let evolving = opts.bigquery.schema_evolution != bigquery::SchemaEvolution::Off;
     if evolving && !matches!(opts.sink, SinkSpec::BigQuery(_) | SinkSpec::Postgres(_)) {
         bail!(
-            "--schema-evolution {} adds columns to a BigQuery table (--sink bigquery:…); other \
-             sinks have no schema (and a postgres://… table)",
+            "--schema-evolution {} adds columns to a BigQuery table (--sink bigquery:…) or a \
+             PostgreSQL one (--sink postgres://…); other sinks have no schema",
             opts.bigquery.schema_evolution
         );
     }
@@ -1154,7 +1154,10 @@ fn refuse_routing_conflicts(opts: &Opts) -> anyhow::Result<()> {
     let SinkSpec::BigQuery(table) = &opts.sink else {
         let auto_elsewhere = auto && !matches!(opts.sink, SinkSpec::Postgres(_));
         if auto_elsewhere || opts.bigquery.route_default.is_some() {
-            bail!("--create-table auto and --route-default are for --sink bigquery:… (and --create-table auto for postgres://…)");
+            bail!(
+                "--create-table auto is for --sink bigquery:… and postgres://…, --route-default \
+                 for --sink bigquery:…"
+            );
         }
         return Ok(());
     };
