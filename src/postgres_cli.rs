@@ -43,6 +43,7 @@ impl PostgresOpts {
         let settings = postgres::Settings {
             row_id_column: opts.row_id_column.clone(),
             password,
+            payload_column: opts.payload_column.clone().filter(|c| !c.is_empty()),
             add_columns: opts.bigquery.schema_evolution
                 == firehose_replay::sink::bigquery::SchemaEvolution::AddColumns,
             create_auto: (opts.bigquery.create_table == CreateTableChoice::Auto).then(|| {

@@ -29,6 +29,7 @@ mod plan_map;
 mod postgres;
 mod postgres_auth;
 mod postgres_faults;
+mod postgres_routing;
 mod routing;
 mod row_contract;
 mod s3;

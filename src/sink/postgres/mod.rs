@@ -13,6 +13,7 @@
 
 pub mod columns;
 pub mod convert;
+mod stage;
 pub mod target;
 mod writer;
 
@@ -43,6 +44,8 @@ pub struct Settings {
     /// `--schema-evolution add-columns`: a field the table lacks becomes a column (its type
     /// inferred from the value, as `--create-table auto` does).
     pub add_columns: bool,
+    /// `--payload-column`: rows wrap each record in it, so routing fields are looked up below.
+    pub payload_column: Option<String>,
 }
 
 /// What `--create-table auto` needs to know beyond the first row.
@@ -62,8 +65,10 @@ pub(crate) struct Shared {
     tls: MakeRustlsConnect,
     pub(crate) handle: Handle,
     settings: Settings,
-    /// The target's columns, once it exists.
-    table: Mutex<Option<Arc<Table>>>,
+    /// Each target table's columns (one, or those routing reached), once it exists.
+    tables: Mutex<std::collections::HashMap<String, Arc<Table>>>,
+    /// `table=events_{type}`: the routing template (see [`Target::template`]).
+    pub(crate) template: Option<crate::sink::bigquery::route::Template>,
     /// Connections between objects (each object's transaction takes one).
     idle: Mutex<Vec<Conn>>,
 }
@@ -83,13 +88,15 @@ impl Postgres {
             .config(settings.password.as_deref())
             .map_err(config_error)?;
         let tls = tls(&target).map_err(config_error)?;
+        let template = target.template().map_err(config_error)?;
         let shared = Arc::new(Shared {
+            template,
             target,
             config,
             tls,
             handle: Handle::current(),
             settings,
-            table: Mutex::new(None),
+            tables: Mutex::new(Default::default()),
             idle: Mutex::new(Vec::new()),
         });
         let conn = shared.connect().await?;
@@ -104,7 +111,14 @@ impl Postgres {
                worker text, PRIMARY KEY (target, bucket, object_key, etag))"
         );
         create_if_missing(&conn.client, &ddl).await?;
-        if shared.load_table(&conn.client).await?.is_none() && shared.settings.create_auto.is_none()
+        // A routed sink meets its tables as records name them.
+        let fixed = shared.template.is_none();
+        if fixed
+            && shared
+                .load_table(&conn.client, &shared.target.table)
+                .await?
+                .is_none()
+            && shared.settings.create_auto.is_none()
         {
             return Err(Error::permanent(
                 Stage::Sink,
@@ -173,8 +187,8 @@ impl Shared {
 
     /// Reads the target's columns into the cache (`None`: it does not exist), and checks that
     /// the row-ID column is unique (without that, nothing would keep a replay out).
-    async fn load_table(&self, client: &Client) -> Result<Option<Arc<Table>>, Error> {
-        let qualified = self.target.qualified();
+    async fn load_table(&self, client: &Client, name: &str) -> Result<Option<Arc<Table>>, Error> {
+        let qualified = self.target.qualified_table(name);
         let Some(table) = columns::load(client, &qualified)
             .await
             .map_err(|e| pg_error("reading the table's columns", e))?
@@ -204,12 +218,19 @@ impl Shared {
             ));
         }
         let table = Arc::new(table);
-        *self.table.lock().unwrap_or_else(|p| p.into_inner()) = Some(table.clone());
+        self.tables
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string(), table.clone());
         Ok(Some(table))
     }
 
-    fn cached_table(&self) -> Option<Arc<Table>> {
-        self.table.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    fn cached_table(&self, name: &str) -> Option<Arc<Table>> {
+        self.tables
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
     }
 }
 

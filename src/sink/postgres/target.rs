@@ -47,6 +47,26 @@ impl Target {
         format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.table))
     }
 
+    /// `"schema"."name"`: a table of the target's schema (one routing reached).
+    pub fn qualified_table(&self, name: &str) -> String {
+        format!("{}.{}", quote_ident(&self.schema), quote_ident(name))
+    }
+
+    /// `table=events_{detail.type}`: the table named per record, by the placeholders
+    /// BigQuery's routing takes (`{field.path}`, `{stream}`, `{yyyy}` `{mm}` `{dd}` `{hh}`),
+    /// with values made names the same way. `None` for one fixed table.
+    pub fn template(&self) -> Result<Option<crate::sink::bigquery::route::Template>, String> {
+        if !self.table.contains(['{', '}']) {
+            return Ok(None);
+        }
+        let t = crate::sink::bigquery::TableRef {
+            project: "postgres".into(),
+            dataset: self.schema.clone(),
+            table: self.table.clone(),
+        };
+        crate::sink::bigquery::route::Template::new(&t).map(Some)
+    }
+
     /// The ledger table beside the target: `"schema"."firehose_replay_ledger"`.
     pub fn ledger_table(&self) -> String {
         format!("{}.{}", quote_ident(&self.schema), "firehose_replay_ledger")
@@ -124,13 +144,23 @@ impl Target {
             if name.is_empty() {
                 return Err("an empty schema or table name in `table=`".into());
             }
-            if name.len() > MAX_IDENTIFIER_BYTES {
+            // (A routing template's length is checked per table it names.)
+            if name.len() > MAX_IDENTIFIER_BYTES && !name.contains('{') {
                 return Err(format!(
                     "`{name}` is longer than PostgreSQL's {MAX_IDENTIFIER_BYTES}-byte identifier limit"
                 ));
             }
         }
         let conninfo = rebuild(&rest);
+        let target = Target {
+            conninfo: String::new(),
+            schema: schema.clone(),
+            table: table.clone(),
+            sslmode,
+            root_cert: root_cert.clone(),
+            default_user: None,
+        };
+        target.template()?;
         // Checked now, so a typo fails before anything runs.
         conninfo
             .parse::<tokio_postgres::Config>()

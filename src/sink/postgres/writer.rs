@@ -1,10 +1,15 @@
-//! One object's transaction: COPY into staging, insert what the table lacks, the ledger entry,
+//! One object's transaction: COPY into staging, insert what the tables lack, the ledger entry,
 //! COMMIT.
 //!
 //! Each row is converted and checked column by column before it joins the COPY stream
 //! ([`super::convert`]); a row that fails is handed back as refused (a record error naming the
-//! column), and its neighbours go on. The transaction opens at the first good row and is the
-//! only one this object holds: it lasts as long as reading the object does.
+//! column), and its neighbours go on. The transaction opens when the first rows are sent and is
+//! the only one this object holds: it lasts as long as reading the object does.
+//!
+//! With a routing template each target table gets its own staging table. A connection runs one
+//! COPY at a time, so rows wait in per-table buffers and go out, table after table, whenever
+//! together they reach [`CHUNK`]: memory stays flat in the object's size (and in its number of
+//! tables, which `MAX_TABLES` bounds).
 //!
 //! A `COMMIT` whose answer never came (a cut connection) is resolved here, not guessed: a new
 //! connection waits until the old server process is gone (ending it if it idles), after which
@@ -19,43 +24,65 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::SinkExt;
-use serde_json::value::RawValue;
 use tokio_postgres::CopyInSink;
 
-use super::columns::{self, quote_ident, Table, MAX_IDENTIFIER_BYTES};
-use super::{convert, pg_error, Conn, Shared};
+use super::columns::{quote_ident, Table, MAX_IDENTIFIER_BYTES};
+use super::stage::{self, Staging};
+use super::{pg_error, Conn, Shared};
 use crate::error::{Cause, Class, Error, Stage};
 use crate::object::ObjectRef;
 use crate::row::Row;
+use crate::sink::bigquery::route::ObjectTemplate;
 use crate::sink::{Committed, ObjectWriter, Prepared, Rejected};
 
-/// COPY data is sent in chunks of this size: what an object holds in memory, whatever its size.
+/// COPY data buffered before it is sent: what an object holds in memory, whatever its size.
 const CHUNK: usize = 1 << 20;
+
+/// Tables one object may route rows to; a row routed beyond is a record error.
+const MAX_TABLES: usize = 100;
 
 pub(super) struct PgWriter {
     shared: Arc<Shared>,
     object: ObjectRef,
-    open: Option<Open>,
+    /// The routing template with the object's placeholders filled in (or why they could not
+    /// be); `None` for one fixed table.
+    route: Option<Result<ObjectTemplate, String>>,
+    /// Field lookups start below the payload column, if rows wrap records in one.
+    prefix: Vec<String>,
+    tx: Option<Tx>,
+    stages: Vec<Staging>,
+    by_name: HashMap<String, usize>,
+    buffered: usize,
+    name: String,
     line: Vec<u8>,
-    buf: Vec<u8>,
     sent: u64,
     rejected: Vec<Rejected>,
 }
 
-struct Open {
+/// The object's open transaction, and the COPY running in it (into `stages[.0]`), if any.
+struct Tx {
     conn: Conn,
-    copy: Pin<Box<CopyInSink<Bytes>>>,
-    table: Arc<Table>,
+    copy: Option<(usize, Pin<Box<CopyInSink<Bytes>>>)>,
 }
 
 impl PgWriter {
     pub(super) fn new(shared: Arc<Shared>, object: &ObjectRef) -> PgWriter {
+        let route = shared
+            .template
+            .as_ref()
+            .map(|t| t.for_object(object).map_err(|e| e.to_string()));
+        let prefix = shared.settings.payload_column.iter().cloned().collect();
         PgWriter {
             shared,
             object: object.clone(),
-            open: None,
+            route,
+            prefix,
+            tx: None,
+            stages: Vec::new(),
+            by_name: HashMap::new(),
+            buffered: 0,
+            name: String::new(),
             line: Vec::new(),
-            buf: Vec::new(),
             sent: 0,
             rejected: Vec::new(),
         }
@@ -70,204 +97,242 @@ impl PgWriter {
         });
     }
 
-    /// The target's columns; with `--create-table auto`, a missing target is created from
+    /// The stage of the table `row` goes to: `Ok(Err(reason))` refuses the row.
+    fn stage_for(&mut self, row: &[u8]) -> Result<Result<usize, String>, Error> {
+        match &self.route {
+            None => self.name.clone_from(&self.shared.target.table),
+            Some(Err(e)) => {
+                return Err(Error::permanent(Stage::Sink, Cause::Sink(e.clone())));
+            }
+            Some(Ok(t)) => {
+                if let Err(e) = t.name_with(row, &self.prefix, &mut self.name) {
+                    return Ok(Err(e.to_string()));
+                }
+                if self.name.len() > MAX_IDENTIFIER_BYTES {
+                    return Ok(Err(stage::too_long("routed table name", &self.name)));
+                }
+            }
+        }
+        if let Some(&i) = self.by_name.get(&self.name) {
+            return Ok(Ok(i));
+        }
+        if self.stages.len() >= MAX_TABLES {
+            return Ok(Err(format!(
+                "routed to table `{}`, beyond the {MAX_TABLES} tables one object may write",
+                self.name
+            )));
+        }
+        let name = self.name.clone();
+        let table = match self.table(&name, row)? {
+            Ok(t) => t,
+            Err(refused) => return Ok(Err(refused)),
+        };
+        let i = self.stages.len();
+        self.stages.push(Staging {
+            temp: format!("frs_stage_{i}"),
+            name: name.clone(),
+            table,
+            created: false,
+            buf: Vec::new(),
+        });
+        self.by_name.insert(name, i);
+        Ok(Ok(i))
+    }
+
+    /// Table `name`'s columns; with `--create-table auto`, a missing table is created from
     /// this row first.
-    fn table(&self, row: &[u8]) -> Result<Result<Arc<Table>, String>, Error> {
-        if let Some(t) = self.shared.cached_table() {
+    fn table(&self, name: &str, row: &[u8]) -> Result<Result<Arc<Table>, String>, Error> {
+        let shared = &self.shared;
+        if let Some(t) = shared.cached_table(name) {
             return Ok(Ok(t));
         }
-        let shared = &self.shared;
-        let Some(auto) = &shared.settings.create_auto else {
-            return Err(Error::permanent(
-                Stage::Sink,
-                Cause::Sink(format!(
-                    "table {} does not exist",
-                    shared.target.qualified()
-                )),
-            ));
-        };
-        let ddl = match create_table_ddl(shared, auto, row) {
-            Ok(ddl) => ddl,
-            Err(refused) => return Ok(Err(refused)),
+        let qualified = shared.target.qualified_table(name);
+        let ddl = match &shared.settings.create_auto {
+            Some(auto) => match stage::create_table_ddl(shared, auto, name, row) {
+                Ok(ddl) => Some(ddl),
+                Err(refused) => return Ok(Err(refused)),
+            },
+            None => None,
         };
         shared.handle.block_on(async {
             let conn = shared.conn().await?;
+            if let Some(t) = shared.load_table(&conn.client, name).await? {
+                shared.put_back(conn);
+                return Ok(Ok(t));
+            }
+            let Some(ddl) = ddl else {
+                shared.put_back(conn);
+                return Ok(Err(format!("table {qualified} does not exist")));
+            };
             super::create_if_missing(&conn.client, &ddl).await?;
-            let table = shared.load_table(&conn.client).await?;
+            let table = shared.load_table(&conn.client, name).await?;
             shared.put_back(conn);
             table.map(Ok).ok_or_else(|| {
                 Error::permanent(
                     Stage::Sink,
-                    Cause::Sink(format!("table {} vanished", shared.target.qualified())),
+                    Cause::Sink(format!("table {qualified} vanished")),
                 )
             })
         })
     }
 
-    /// Opens the object's transaction and its COPY. The staging table is declared from the
-    /// column types, not copied from the target, so the transaction takes no lock on the target
-    /// before its closing INSERT: `--schema-evolution` may alter the target meanwhile.
-    fn begin(&mut self, table: Arc<Table>) -> Result<(), Error> {
-        let shared = self.shared.clone();
-        let cols = column_list(&table);
-        let defs: Vec<String> = table
-            .columns
-            .iter()
-            .map(|c| format!("{} {}", quote_ident(&c.name), c.type_name))
+    /// Sends every buffered line: per stage, into its staging table (created on first use),
+    /// ending the COPY of another table first. Opens the transaction if needed.
+    fn flush(&mut self) -> Result<(), Error> {
+        let pending: Vec<usize> = (0..self.stages.len())
+            .filter(|&i| !self.stages[i].buf.is_empty())
             .collect();
-        let open = shared.handle.block_on(async {
-            let conn = shared.conn().await?;
-            conn.client
-                .batch_execute(&format!(
-                    "BEGIN; CREATE TEMP TABLE frs_stage ({}) ON COMMIT DROP",
-                    defs.join(", ")
-                ))
-                .await
-                .map_err(|e| pg_error("starting the transaction", e))?;
-            let copy = conn
-                .client
-                .copy_in(&format!("COPY pg_temp.frs_stage ({cols}) FROM STDIN"))
-                .await
-                .map_err(|e| pg_error("starting COPY", e))?;
-            Ok::<_, Error>(Open {
-                conn,
-                copy: Box::pin(copy),
-                table,
-            })
-        })?;
-        self.open = Some(open);
+        for i in pending {
+            self.flush_stage(i)?;
+        }
+        self.buffered = 0;
         Ok(())
     }
 
-    fn flush(&mut self) -> Result<(), Error> {
-        if self.buf.is_empty() {
+    fn flush_stage(&mut self, i: usize) -> Result<(), Error> {
+        let shared = self.shared.clone();
+        let chunk = Bytes::from(std::mem::take(&mut self.stages[i].buf));
+        let tx = match self.tx.take() {
+            Some(tx) => tx,
+            None => shared.handle.block_on(async {
+                let conn = shared.conn().await?;
+                conn.client
+                    .batch_execute("BEGIN")
+                    .await
+                    .map_err(|e| pg_error("starting the transaction", e))?;
+                Ok::<_, Error>(Tx { conn, copy: None })
+            })?,
+        };
+        let stage = &mut self.stages[i];
+        let tx = shared.handle.block_on(async {
+            let mut tx = tx;
+            if tx.copy.as_ref().is_some_and(|(j, _)| *j != i) {
+                end_copy(&mut tx).await?;
+            }
+            if tx.copy.is_none() {
+                if !stage.created {
+                    tx.conn
+                        .client
+                        .batch_execute(&stage.create_sql())
+                        .await
+                        .map_err(|e| pg_error("creating the staging table", e))?;
+                    stage.created = true;
+                }
+                let copy = tx
+                    .conn
+                    .client
+                    .copy_in(&stage.copy_sql())
+                    .await
+                    .map_err(|e| pg_error("starting COPY", e))?;
+                tx.copy = Some((i, Box::pin(copy)));
+            }
+            let (_, copy) = tx.copy.as_mut().expect("a COPY runs");
+            copy.send(chunk).await.map_err(|e| pg_error("COPY", e))?;
+            Ok::<_, Error>(tx)
+        })?;
+        self.tx = Some(tx);
+        Ok(())
+    }
+
+    /// `--schema-evolution add-columns`: the row's fields table `i` lacks become columns (`ADD
+    /// COLUMN IF NOT EXISTS`, on a connection of its own, so two workers adding the same column
+    /// both succeed); the lines buffered for it go out first with the old columns, and its
+    /// staging table gets the new ones, all inside the object's transaction. Rows staged before
+    /// lack those fields, so NULL is right for them.
+    fn evolve(&mut self, i: usize, row: &[u8]) -> Result<(), Error> {
+        let new = stage::new_columns(&self.stages[i].table, row);
+        if new.is_empty() {
             return Ok(());
         }
-        let chunk = Bytes::from(std::mem::take(&mut self.buf));
-        let open = self.open.as_mut().expect("flushed inside a transaction");
-        self.shared
-            .handle
-            .block_on(open.copy.send(chunk))
-            .map_err(|e| pg_error("COPY", e))
-    }
-}
-
-impl PgWriter {
-    /// `--schema-evolution add-columns`: the row's fields the table lacks become columns
-    /// (`ADD COLUMN IF NOT EXISTS`, on a connection of its own, so two workers adding the same
-    /// column both succeed); an open COPY is ended, the staging table given the same columns,
-    /// and a COPY with them started, all inside the object's transaction. Rows staged before
-    /// lack those fields, so NULL is right for them.
-    fn evolve(&mut self, table: Arc<Table>, row: &[u8]) -> Result<Arc<Table>, Error> {
-        let Ok(fields) = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(row)
-        else {
-            return Ok(table); // refused by encode_line, with its reason
-        };
-        let new: Vec<String> = fields
-            .iter()
-            .filter(|(k, _)| table.index(k).is_none() && k.len() <= MAX_IDENTIFIER_BYTES)
-            .map(|(k, v)| {
-                format!(
-                    "ADD COLUMN IF NOT EXISTS {} {}",
-                    quote_ident(k),
-                    columns::inferred_type(v)
-                )
-            })
-            .collect();
-        if new.is_empty() {
-            return Ok(table);
+        if !self.stages[i].buf.is_empty() {
+            self.buffered -= self.stages[i].buf.len();
+            self.flush_stage(i)?;
         }
-        self.flush()?;
         let shared = self.shared.clone();
-        let open = self.open.as_mut();
-        let alter = format!(
-            "ALTER TABLE {} {}",
-            shared.target.qualified(),
-            new.join(", ")
-        );
+        let name = self.stages[i].name.clone();
+        let qualified = shared.target.qualified_table(&name);
+        let alter = format!("ALTER TABLE {qualified} {}", new.join(", "));
+        let mut tx = self.tx.take();
         let table = shared.handle.block_on(async {
-            if let Some(open) = open {
-                open.copy
-                    .as_mut()
-                    .finish()
-                    .await
-                    .map_err(|e| pg_error("COPY", e))?;
+            if let Some(tx) = tx.as_mut() {
+                end_copy(tx).await?;
             }
             let conn = shared.conn().await?;
             conn.client
                 .batch_execute(&alter)
                 .await
                 .map_err(|e| pg_error("adding columns", e))?;
-            let table = shared.load_table(&conn.client).await?.ok_or_else(|| {
-                Error::permanent(
-                    Stage::Sink,
-                    Cause::Sink(format!("table {} vanished", shared.target.qualified())),
-                )
-            })?;
+            let table = shared
+                .load_table(&conn.client, &name)
+                .await?
+                .ok_or_else(|| {
+                    Error::permanent(
+                        Stage::Sink,
+                        Cause::Sink(format!("table {qualified} vanished")),
+                    )
+                })?;
             shared.put_back(conn);
             Ok::<_, Error>(table)
         })?;
-        tracing::info!(table = %shared.target.qualified(), columns = %new.join(", "), "schema: added columns");
-        if let Some(open) = self.open.as_mut() {
+        tracing::info!(table = %qualified, columns = %new.join(", "), "schema: added columns");
+        let stage = &mut self.stages[i];
+        if stage.created {
             let added: Vec<String> = table
                 .columns
                 .iter()
-                .filter(|c| open.table.index(&c.name).is_none())
+                .filter(|c| stage.table.index(&c.name).is_none())
                 .map(|c| format!("ADD COLUMN {} {}", quote_ident(&c.name), c.type_name))
                 .collect();
-            let cols = column_list(&table);
-            let copy = shared.handle.block_on(async {
-                if !added.is_empty() {
-                    open.conn
+            if let (Some(tx), false) = (tx.as_mut(), added.is_empty()) {
+                let sql = format!("ALTER TABLE pg_temp.{} {}", stage.temp, added.join(", "));
+                shared.handle.block_on(async {
+                    tx.conn
                         .client
-                        .batch_execute(&format!(
-                            "ALTER TABLE pg_temp.frs_stage {}",
-                            added.join(", ")
-                        ))
+                        .batch_execute(&sql)
                         .await
-                        .map_err(|e| pg_error("widening the staging table", e))?;
-                }
-                open.conn
-                    .client
-                    .copy_in(&format!("COPY pg_temp.frs_stage ({cols}) FROM STDIN"))
-                    .await
-                    .map_err(|e| pg_error("starting COPY", e))
-            })?;
-            open.copy = Box::pin(copy);
-            open.table = table.clone();
+                        .map_err(|e| pg_error("widening the staging table", e))
+                })?;
+            }
         }
-        Ok(table)
+        stage.table = table;
+        self.tx = tx;
+        Ok(())
     }
+}
+
+/// Ends the COPY running in `tx`, if one is.
+async fn end_copy(tx: &mut Tx) -> Result<(), Error> {
+    if let Some((_, mut copy)) = tx.copy.take() {
+        copy.as_mut()
+            .finish()
+            .await
+            .map_err(|e| pg_error("COPY", e))?;
+    }
+    Ok(())
 }
 
 impl ObjectWriter for PgWriter {
     fn write_row(&mut self, row: &Row<'_>) -> Result<(), Error> {
         let bytes = row.to_vec();
-        let table = match &self.open {
-            Some(o) => o.table.clone(),
-            None => match self.table(&bytes)? {
-                Ok(t) => t,
-                Err(refused) => {
-                    self.refuse(row, bytes, refused);
-                    return Ok(());
-                }
-            },
+        let i = match self.stage_for(&bytes)? {
+            Ok(i) => i,
+            Err(refused) => {
+                self.refuse(row, bytes, refused);
+                return Ok(());
+            }
         };
-        let table = match self.shared.settings.add_columns {
-            true => self.evolve(table, &bytes)?,
-            false => table,
-        };
+        if self.shared.settings.add_columns {
+            self.evolve(i, &bytes)?;
+        }
         self.line.clear();
-        if let Err(e) = encode_line(&table, &bytes, &mut self.line) {
+        if let Err(e) = stage::encode_line(&self.stages[i].table, &bytes, &mut self.line) {
             self.refuse(row, bytes, e);
             return Ok(());
         }
-        if self.open.is_none() {
-            self.begin(table)?;
-        }
-        self.buf.extend_from_slice(&self.line);
+        self.stages[i].buf.extend_from_slice(&self.line);
+        self.buffered += self.line.len();
         self.sent += 1;
-        if self.buf.len() >= CHUNK {
+        if self.buffered >= CHUNK {
             self.flush()?;
         }
         Ok(())
@@ -286,7 +351,13 @@ impl ObjectWriter for PgWriter {
         let object = &self.object;
         let attempt = attempt_token();
         let sent = self.sent as i64;
-        let open = self.open.take();
+        let tx = self.tx.take();
+        let inserts: Vec<String> = self
+            .stages
+            .iter()
+            .filter(|s| s.created)
+            .map(|s| s.insert_sql(&shared))
+            .collect();
         let identity = crate::ledger::identity(object);
         let ledger = shared.target.ledger_table();
         let upsert = format!(
@@ -297,31 +368,29 @@ impl ObjectWriter for PgWriter {
                committed_at = now()"
         );
         let result = shared.handle.block_on(async {
-            let (conn, inserted) = match open {
-                Some(mut open) => {
-                    open.copy
-                        .as_mut()
-                        .finish()
-                        .await
-                        .map_err(|e| pg_error("COPY", e))?;
-                    let insert = insert_sql(&shared, &open.table);
-                    let n = open
-                        .conn
-                        .client
-                        .execute(&insert, &[])
-                        .await
-                        .map_err(|e| pg_error("inserting the new rows", e))?;
-                    (open.conn, n as i64)
-                }
+            let mut tx = match tx {
+                Some(tx) => tx,
                 None => {
                     let conn = shared.conn().await?;
                     conn.client
                         .batch_execute("BEGIN")
                         .await
                         .map_err(|e| pg_error("starting the transaction", e))?;
-                    (conn, 0)
+                    Tx { conn, copy: None }
                 }
             };
+            end_copy(&mut tx).await?;
+            let mut inserted = 0i64;
+            for insert in &inserts {
+                inserted += tx
+                    .conn
+                    .client
+                    .execute(insert, &[])
+                    .await
+                    .map_err(|e| pg_error("inserting the new rows", e))?
+                    as i64;
+            }
+            let conn = tx.conn;
             conn.client
                 .execute(
                     &upsert,
@@ -445,96 +514,4 @@ fn attempt_token() -> String {
         crate::ledger::worker_id(),
         N.fetch_add(1, Ordering::Relaxed)
     )
-}
-
-fn column_list(table: &Table) -> String {
-    table
-        .columns
-        .iter()
-        .map(|c| quote_ident(&c.name))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// Staging → target: a missing value takes the column's default; rows whose ID the table has
-/// are left out.
-fn insert_sql(shared: &Shared, table: &Table) -> String {
-    let exprs: Vec<String> = table
-        .columns
-        .iter()
-        .zip(&table.defaults)
-        .map(|(c, d)| match d {
-            Some(d) => format!("COALESCE(s.{}, {d})", quote_ident(&c.name)),
-            None => format!("s.{}", quote_ident(&c.name)),
-        })
-        .collect();
-    format!(
-        "INSERT INTO {} ({}) SELECT {} FROM pg_temp.frs_stage s ON CONFLICT ({}) DO NOTHING",
-        shared.target.qualified(),
-        column_list(table),
-        exprs.join(", "),
-        quote_ident(&shared.settings.row_id_column)
-    )
-}
-
-/// One row as a COPY text line, every value checked; the error names the field or column.
-fn encode_line(table: &Table, row: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
-    let fields: HashMap<String, &RawValue> =
-        serde_json::from_slice(row).map_err(|e| format!("the row is not a JSON object: {e}"))?;
-    for name in fields.keys() {
-        if table.index(name).is_none() {
-            if name.len() > MAX_IDENTIFIER_BYTES {
-                return Err(format!(
-                    "field `{name}` is longer than PostgreSQL's {MAX_IDENTIFIER_BYTES}-byte \
-                     identifier limit, so no column can hold it"
-                ));
-            }
-            return Err(format!("field `{name}` has no column in the table"));
-        }
-    }
-    for (i, column) in table.columns.iter().enumerate() {
-        if i > 0 {
-            out.push(b'\t');
-        }
-        convert::append(column, fields.get(&column.name).copied(), out)?;
-    }
-    out.push(b'\n');
-    Ok(())
-}
-
-/// `--create-table auto`: the table from the first row, its row ID the primary key. A field
-/// name PostgreSQL would truncate refuses the row (`Err`), which then creates nothing.
-fn create_table_ddl(
-    shared: &Shared,
-    auto: &super::AutoCreate,
-    row: &[u8],
-) -> Result<String, String> {
-    let fields: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(row).map_err(|e| format!("the row is not a JSON object: {e}"))?;
-    if let Some(long) = fields.keys().find(|k| k.len() > MAX_IDENTIFIER_BYTES) {
-        return Err(format!(
-            "field `{long}` is longer than PostgreSQL's {MAX_IDENTIFIER_BYTES}-byte identifier \
-             limit, so no column can hold it"
-        ));
-    }
-    let id = &shared.settings.row_id_column;
-    let mut defs = vec![format!("{} text PRIMARY KEY", quote_ident(id))];
-    for (name, value) in &fields {
-        if name == id {
-            continue;
-        }
-        let ty = match name.as_str() {
-            "_record_ordinal" => "bigint",
-            "_ingested_at" => "timestamptz",
-            "_source_uri" => "text",
-            n if Some(n) == auto.payload_column.as_deref() => "jsonb",
-            _ => columns::inferred_type(value),
-        };
-        defs.push(format!("{} {ty}", quote_ident(name)));
-    }
-    Ok(format!(
-        "CREATE TABLE IF NOT EXISTS {} ({})",
-        shared.target.qualified(),
-        defs.join(", ")
-    ))
 }
