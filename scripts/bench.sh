@@ -15,6 +15,8 @@
 #                                    # in moto; scripts/bench/worker.sh runs them alone)
 #   EVOLUTION=0 scripts/bench.sh     # skip the --schema-evolution off vs add-columns A/B (Storage
 #                                    # Write into a table that has every column)
+#   POSTGRES=0 scripts/bench.sh      # skip the PostgreSQL sink vs psql \copy (a local server from
+#                                    # /usr/lib/postgresql; scripts/bench/postgres.sh runs it alone)
 #   PLAN_MAP=0 scripts/bench.sh      # skip plan-map over a year of hourly prefixes (350,400 keys in
 #                                    # a local tree; scripts/bench/plan_map.sh runs it alone)
 #
@@ -207,6 +209,13 @@ if [ "${EVOLUTION:-1}" = 1 ]; then
       printf "  add-columns vs off: %+.1f%% wall time, %+.1f%% CPU (budget +5%%; medians of %d)\n",
         (mw["add-columns"] / mw["off"] - 1) * 100, (mc["add-columns"] / mc["off"] - 1) * 100, n["off"]
     }' "$work/evo.all"
+fi
+
+# The PostgreSQL sink against `gzip -dc | psql "\copy t(payload) from stdin"` into a jsonb table,
+# same 64 MiB object, same server (scripts/bench/postgres.sh runs it alone).
+if [ "${POSTGRES:-1}" = 1 ]; then
+  echo
+  BIN=$BIN OBJ=$(object newline 64) RUNS=$RUNS scripts/bench/postgres.sh
 fi
 
 # Adversarial shapes: memory and time must not grow with whitespace or with bad records.

@@ -95,6 +95,11 @@ cargo clippy --all-targets -- -D warnings
 echo "== cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
+# The PostgreSQL sink's tests start their own server from Debian's packages (initdb, pg_ctl).
+if ! compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null || ! command -v psql >/dev/null; then
+  echo "== installing postgresql"
+  apt-get update -qq && apt-get install -y -qq postgresql >/dev/null
+fi
 cargo test --all-targets 2>&1 | tee "$log"
 # The core path's CPU guard: callgrind instruction counts against scripts/instr-budget.txt
 # (load-independent, unlike a timed test; see the script's header).

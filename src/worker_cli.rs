@@ -65,7 +65,13 @@ pub(crate) async fn run(opts: &Opts, args: &WorkerArgs) -> anyhow::Result<ExitCo
     if args.queue.is_empty() {
         bail!("--queue (FIREHOSE_REPLAY_QUEUE) needs a queue URL");
     }
-    if !matches!(opts.exactly_once.ledger, Some(LedgerSpec::S3 { .. })) {
+    // (A postgres sink's ledger, its default, is in the database: shared by every worker.)
+    let postgres_ledger =
+        matches!(
+            opts.output.sink,
+            firehose_replay::sink::SinkSpec::Postgres(_)
+        ) && matches!(opts.exactly_once.ledger, None | Some(LedgerSpec::Postgres));
+    if !matches!(opts.exactly_once.ledger, Some(LedgerSpec::S3 { .. })) && !postgres_ledger {
         tracing::warn!(
             "the ledger is not on S3 (--ledger s3://bucket/prefix/): workers in other containers \
              do not see it, and a redelivered message's object may be processed twice"

@@ -165,6 +165,10 @@ def statements(document):
 
 ACTION = re.compile(r"^[a-z0-9-]+:[A-Za-z0-9]+$")
 
+# Actions AWS authorises only on Resource "*" (no resource-level permissions): what Lambda needs
+# to run a function in a VPC. A statement of nothing but these may name "*".
+STAR_ONLY_ACTIONS = {"ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets"}
+
 
 def check_iam(template, label):
     """No "*" resource and no wildcard action in any statement of any policy."""
@@ -183,10 +187,11 @@ def check_iam(template, label):
                 resources.extend(branches(r))
             if "Principal" not in s:  # identity policies must name their resources
                 check(resources, f"{here} names its resources", "no Resource")
+            star_only = set(as_list(s.get("Action", []))) <= STAR_ONLY_ACTIONS
             for r in resources:
                 for text in literal_strings(r):
                     check(
-                        text.strip() not in ("*", "arn:*", "arn:${AWS::Partition}:*"),
+                        star_only or text.strip() not in ("*", "arn:*", "arn:${AWS::Partition}:*"),
                         f"{here} resource {text!r} is scoped (not '*')",
                         "a '*' resource grants the action on every resource in the account",
                     )
@@ -391,8 +396,17 @@ def check_least_privilege(t):
     check(any(s.get("Sid") == "ReadGcpCredentialsSecret" for s in stmts),
           "secretsmanager:GetSecretValue on the one secret (when given)", "statement missing")
     for s in by_action.get("secretsmanager:GetSecretValue", []):
-        check(s.get("Resource") == {"Ref": "GcpCredentialsSecretArn"}, "GetSecretValue names only the configured secret",
-              f"Resource {s.get('Resource')!r}")
+        check(s.get("Resource") in ({"Ref": "GcpCredentialsSecretArn"}, {"Ref": "PostgresSecretArn"}),
+              "GetSecretValue names only the configured secret", f"Resource {s.get('Resource')!r}")
+    check(any(s.get("Sid") == "ReadPostgresSecret" for s in stmts),
+          "secretsmanager:GetSecretValue on the PostgreSQL password secret (when given)", "statement missing")
+    for s in stmts:
+        if any(str(a).startswith("ec2:") for a in as_list(s.get("Action", []))):
+            check(set(as_list(s["Action"])) <= STAR_ONLY_ACTIONS or all(
+                      ":network-interface/*" in r or ":subnet/*" in r or ":security-group/*" in r
+                      for r in resources(s)),
+                  f"{s.get('Sid')}: EC2 network-interface actions only on interfaces, subnets, groups",
+                  f"Resource {s.get('Resource')!r}")
 
 
 def check_state_machine(t):

@@ -55,8 +55,9 @@ pub(crate) struct InputFlags {
 #[derive(Args, Debug)]
 #[command(next_help_heading = "Sink")]
 pub(crate) struct SinkFlags {
-    /// Where rows go: ndjson:DIR (one file per object), stdout, or
-    /// bigquery:PROJECT.DATASET.TABLE (written as --bigquery-mode says: storage-write by default).
+    /// Where rows go: ndjson:DIR (one file per object), stdout,
+    /// bigquery:PROJECT.DATASET.TABLE (written as --bigquery-mode says: storage-write by default)
+    /// or postgres://USER@HOST:PORT/DB?table=SCHEMA.TABLE.
     #[arg(
         long,
         global = true,
@@ -98,8 +99,9 @@ pub(crate) struct SinkFlags {
 #[derive(Args, Debug)]
 #[command(next_help_heading = "Ledger and exactly once")]
 pub(crate) struct LedgerFlags {
-    /// Which objects are done: file:PATH, s3://bucket/prefix/ (safe for concurrent workers) or
-    /// none. Default: a file in the ndjson output directory; none for stdout.
+    /// Which objects are done: file:PATH, s3://bucket/prefix/ (safe for concurrent workers),
+    /// postgres (beside a postgres sink's table; its default) or none. Default: a file in the
+    /// ndjson output directory; none for stdout.
     #[arg(long, global = true, env = "FIREHOSE_REPLAY_LEDGER")]
     pub(crate) ledger: Option<LedgerSpec>,
     /// Process objects even if the ledger has them as done.

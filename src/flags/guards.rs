@@ -78,10 +78,15 @@ pub(crate) fn refuse_colliding_columns(opts: &Opts) -> anyhow::Result<()> {
         );
     }
     let evolving = opts.bigquery.schema_evolution != bigquery::SchemaEvolution::Off;
-    if evolving && !matches!(opts.output.sink, SinkSpec::BigQuery(_)) {
+    if evolving
+        && !matches!(
+            opts.output.sink,
+            SinkSpec::BigQuery(_) | SinkSpec::Postgres(_)
+        )
+    {
         bail!(
-            "--schema-evolution {} adds columns to a BigQuery table (--sink bigquery:…); other \
-             sinks have no schema",
+            "--schema-evolution {} adds columns to a BigQuery table (--sink bigquery:…) or a \
+             PostgreSQL one (--sink postgres://…); other sinks have no schema",
             opts.bigquery.schema_evolution
         );
     }
@@ -136,8 +141,12 @@ pub(crate) fn refuse_routing_conflicts(opts: &Opts) -> anyhow::Result<()> {
         );
     }
     let SinkSpec::BigQuery(table) = &opts.output.sink else {
-        if auto || opts.bigquery.route_default.is_some() {
-            bail!("--create-table auto and --route-default are for --sink bigquery:…");
+        let auto_elsewhere = auto && !matches!(opts.output.sink, SinkSpec::Postgres(_));
+        if auto_elsewhere || opts.bigquery.route_default.is_some() {
+            bail!(
+                "--create-table auto is for --sink bigquery:… and postgres://…, --route-default \
+                 for --sink bigquery:…"
+            );
         }
         return Ok(());
     };

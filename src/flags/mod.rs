@@ -9,10 +9,12 @@ mod bigquery_flags;
 mod groups;
 pub(crate) mod guards;
 pub(crate) mod parsers;
+mod postgres_flags;
 mod setup;
 
 pub(crate) use self::bigquery_flags::{BigQueryOpts, CreateTableChoice};
 pub(crate) use self::groups::*;
+pub(crate) use self::postgres_flags::PostgresOpts;
 pub(crate) use self::setup::default_ledger;
 
 #[derive(Args, Debug)]
@@ -23,6 +25,8 @@ pub(crate) struct Opts {
     pub(crate) output: SinkFlags,
     #[command(flatten)]
     pub(crate) bigquery: BigQueryOpts,
+    #[command(flatten)]
+    pub(crate) postgres: PostgresOpts,
     #[command(flatten)]
     pub(crate) exactly_once: LedgerFlags,
     #[command(flatten)]

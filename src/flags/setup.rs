@@ -56,12 +56,25 @@ impl Opts {
         refuse_duplicating_runs(self)?;
         refuse_colliding_columns(self)?;
         refuse_routing_conflicts(self)?;
+        let postgres = match &self.output.sink {
+            SinkSpec::Postgres(target) => {
+                Some(Arc::new(self.postgres.connect(self, target).await?))
+            }
+            _ => None,
+        };
         let ledger: Arc<dyn Ledger> = match self
             .exactly_once
             .ledger
             .clone()
             .unwrap_or_else(|| default_ledger(&self.output.sink))
         {
+            LedgerSpec::Postgres => match &postgres {
+                Some(pg) => Arc::new(firehose_replay::ledger::postgres::PostgresLedger::new(pg)),
+                None => bail!(
+                    "--ledger postgres keeps the ledger beside a PostgreSQL sink's table \
+                     (--sink postgres://…)"
+                ),
+            },
             LedgerSpec::None => Arc::new(NoLedger::default()),
             LedgerSpec::File(path) => Arc::new(FileLedger::open(path)?),
             LedgerSpec::S3 { bucket, prefix } => Arc::new(S3Ledger::new(
@@ -76,6 +89,7 @@ impl Opts {
             settings: Arc::new(self.settings()?),
             sink: match (&self.output.sink, self.output.sink.build_local()) {
                 (_, Some(local)) => Arc::from(local),
+                (SinkSpec::Postgres(_), None) => postgres.clone().expect("connected above"),
                 // The load runner connects on its own and swaps in its spool sink.
                 (SinkSpec::BigQuery(_), None) if self.load_mode() => {
                     Arc::new(bigquery::load::batch::LoadOnly)
@@ -244,6 +258,7 @@ pub(crate) fn default_ledger(sink: &SinkSpec) -> LedgerSpec {
     match sink {
         SinkSpec::Ndjson(dir) => LedgerSpec::File(dir.join(".ledger.jsonl")),
         SinkSpec::Stdout => LedgerSpec::None,
+        SinkSpec::Postgres(_) => LedgerSpec::Postgres,
         // (A routing template's field path may hold a `/`: not a directory.)
         SinkSpec::BigQuery(t) => LedgerSpec::File(PathBuf::from(format!(
             ".firehose-replay/ledger-{}.jsonl",

@@ -6,6 +6,7 @@
 //! whose processing failed is *abandoned* and stays unmarked, so the next run retries it.
 
 pub mod file;
+pub mod postgres;
 pub mod s3;
 
 use std::str::FromStr;
@@ -181,7 +182,12 @@ impl Ledger for NoLedger {
 pub enum LedgerSpec {
     None,
     File(std::path::PathBuf),
-    S3 { bucket: String, prefix: String },
+    S3 {
+        bucket: String,
+        prefix: String,
+    },
+    /// The ledger table beside the PostgreSQL sink's target (its default there).
+    Postgres,
 }
 
 impl FromStr for LedgerSpec {
@@ -190,6 +196,9 @@ impl FromStr for LedgerSpec {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if s == "none" {
             return Ok(LedgerSpec::None);
+        }
+        if s == "postgres" {
+            return Ok(LedgerSpec::Postgres);
         }
         if let Some(p) = s.strip_prefix("file:") {
             if p.is_empty() {
@@ -209,7 +218,7 @@ impl FromStr for LedgerSpec {
             });
         }
         Err(format!(
-            "unknown ledger `{s}` (expected file:PATH, s3://bucket/prefix/ or none)"
+            "unknown ledger `{s}` (expected file:PATH, s3://bucket/prefix/, postgres or none)"
         ))
     }
 }

@@ -37,6 +37,7 @@
 pub mod batch;
 pub mod bigquery;
 pub mod ndjson;
+pub mod postgres;
 
 use std::str::FromStr;
 
@@ -121,6 +122,8 @@ pub enum SinkSpec {
     /// `bigquery:PROJECT.DATASET.TABLE` — TABLE may hold routing placeholders
     /// (`events_{detail.type}`, see [`bigquery::route`]).
     BigQuery(bigquery::TableRef),
+    /// `postgres://user@host:port/db?table=schema.table` (or `postgres:` + libpq key/values).
+    Postgres(postgres::Target),
 }
 
 impl FromStr for SinkSpec {
@@ -136,6 +139,9 @@ impl FromStr for SinkSpec {
             bigquery::route::Template::new(&table)?;
             return Ok(SinkSpec::BigQuery(table));
         }
+        if s.starts_with("postgres:") || s.starts_with("postgresql://") {
+            return Ok(SinkSpec::Postgres(postgres::Target::parse(s)?));
+        }
         if let Some(dir) = s.strip_prefix("ndjson:") {
             if dir.is_empty() {
                 return Err("`ndjson:` needs a directory, e.g. ndjson:./out".into());
@@ -143,7 +149,7 @@ impl FromStr for SinkSpec {
             return Ok(SinkSpec::Ndjson(dir.into()));
         }
         Err(format!(
-            "unknown sink `{s}` (expected ndjson:DIR, stdout or bigquery:PROJECT.DATASET.TABLE)"
+            "unknown sink `{s}` (expected ndjson:DIR, stdout, bigquery:PROJECT.DATASET.TABLE or postgres://HOST/DB?table=T)"
         ))
     }
 }
@@ -155,7 +161,7 @@ impl SinkSpec {
         match self {
             SinkSpec::Ndjson(dir) => Some(Box::new(ndjson::NdjsonDir::new(dir.clone()))),
             SinkSpec::Stdout => Some(Box::new(ndjson::Stdout)),
-            SinkSpec::BigQuery(_) => None,
+            SinkSpec::BigQuery(_) | SinkSpec::Postgres(_) => None,
         }
     }
 }
