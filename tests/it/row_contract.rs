@@ -31,6 +31,8 @@ pub(crate) struct Case {
     pub(crate) text: Outcome,
     /// insert-all, storage-write and load.
     pub(crate) bigquery: Outcome,
+    /// PostgreSQL's typed columns (the conformance suite's table).
+    pub(crate) postgres: Outcome,
     /// Overrides both when the run has `--map {"rename":{"id":"a"}}`.
     mapped: Option<Outcome>,
 }
@@ -41,6 +43,7 @@ pub(crate) fn cases() -> Vec<Case> {
         record: record.to_string(),
         text: o,
         bigquery: o,
+        postgres: o,
         mapped: None,
     };
     let deep = format!(
@@ -66,6 +69,7 @@ pub(crate) fn cases() -> Vec<Case> {
             record: r#"{"k":"huge_number","f":1e400}"#.into(),
             text: Row,
             bigquery: Error("field `f`: the number 1e400 is out of range"),
+            postgres: Error("column `f` (double precision): 1e400 is out of range"),
             mapped: None,
         },
         Case {
@@ -73,6 +77,7 @@ pub(crate) fn cases() -> Vec<Case> {
             record: r#"{"k":"lone_surrogate","s":"\ud800"}"#.into(),
             text: Row,
             bigquery: Error("field `s`: the string has a lone surrogate escape"),
+            postgres: Error("column `s` (text): "),
             mapped: None,
         },
         same("deep", &deep, Row),
@@ -81,6 +86,7 @@ pub(crate) fn cases() -> Vec<Case> {
             record: r#"{"k":"rename_onto_existing","id":1,"a":2}"#.into(),
             text: Row,
             bigquery: Row,
+            postgres: Row,
             mapped: Some(Error("the record already has `a`")),
         },
         same("last", r#"{"k":"last","n":3}"#, Row),

@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 
 use crate::bq_emulator::BqEmulator;
 use crate::moto::Moto;
+use crate::pg_server::PgServer;
 
 /// One row as the destination holds it.
 #[derive(Debug, Clone)]
@@ -54,6 +55,8 @@ pub enum Values {
     Text,
     /// BigQuery: numbers beyond f64 and lone surrogates are record errors.
     BigQuery,
+    /// PostgreSQL's typed columns: the same, in PostgreSQL's words.
+    Postgres,
 }
 
 /// The guarantees a sink claims (the README's guarantee tables must agree).
@@ -107,6 +110,7 @@ pub trait Destination {
 pub struct Servers {
     bigquery: OnceLock<BqEmulator>,
     moto: OnceLock<Moto>,
+    postgres: OnceLock<PgServer>,
 }
 
 impl Servers {
@@ -122,6 +126,11 @@ impl Servers {
     /// moto (S3 for the ledger of concurrent workers).
     pub fn moto(&self) -> &Moto {
         self.moto.get_or_init(Moto::start)
+    }
+
+    /// A PostgreSQL server of the scenario's own.
+    pub fn postgres(&self) -> &PgServer {
+        self.postgres.get_or_init(PgServer::start)
     }
 }
 
@@ -154,6 +163,7 @@ pub static SINKS: &[&dyn SinkUnderTest] = &[
         mode: "load",
         merge: true,
     },
+    &Postgres,
 ];
 
 /// Sinks chosen by `CONFORMANCE_SINKS=ndjson,load` (all when unset), to rerun one quickly.
@@ -404,6 +414,64 @@ impl Destination for BigQueryTable<'_> {
             .rows("bi", &self.table)
             .into_iter()
             .map(row)
+            .collect()
+    }
+}
+
+struct Postgres;
+
+impl SinkUnderTest for Postgres {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    /// Rows, and the ledger entry of their object, commit in one transaction, and the row ID is
+    /// the table's primary key (`ON CONFLICT DO NOTHING`): nothing is ever added twice.
+    fn guarantees(&self) -> Guarantees {
+        Guarantees {
+            forced: Forced::Exact,
+            after_kill: AfterKill::Exact,
+            values: Values::Postgres,
+            redrive: Redrive::Native,
+        }
+    }
+
+    fn destination<'a>(&self, servers: &'a Servers, _: &Path) -> Box<dyn Destination + 'a> {
+        static TABLES: AtomicUsize = AtomicUsize::new(0);
+        let pg = servers.postgres();
+        let table = format!("public.t{}", TABLES.fetch_add(1, Ordering::Relaxed));
+        // The columns of the BigQuery entries' schema, in PostgreSQL's types, and the edge
+        // records' other fields (`d`, `id`), which BigQuery's entries ignore.
+        pg.psql(&format!(
+            "CREATE TABLE {table} (_row_id text PRIMARY KEY, _source_uri text, k text, \
+             n bigint, a bigint, f double precision, s text, d jsonb, id bigint)"
+        ));
+        Box::new(PostgresTable { pg, table })
+    }
+}
+
+struct PostgresTable<'a> {
+    pg: &'a PgServer,
+    table: String,
+}
+
+impl Destination for PostgresTable<'_> {
+    fn args(&self) -> Vec<String> {
+        vec!["--sink".into(), self.pg.sink(&self.table)]
+    }
+
+    /// Read with `psql`, independently of the sink; `d` (the edge records' 200-deep array,
+    /// deeper than serde_json reads) as its text.
+    fn rows(&self) -> Vec<Row> {
+        let sql = format!(
+            "SELECT (to_jsonb(t) || jsonb_build_object('d', t.d::text))::text FROM {} t",
+            self.table
+        );
+        self.pg
+            .psql(&sql)
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| row(serde_json::from_str(l).unwrap()))
             .collect()
     }
 }
