@@ -112,6 +112,9 @@ enum Command {
     /// manifest (JSON Lines or CSV, in S3 or a local file) and print the state machine's ASL
     /// definition (ItemReader on the manifest, batches sized to the function's timeout).
     PlanMap(crate::plan_map::PlanMapArgs),
+    /// `completions`, `man` and the hidden `reference`, generated from these definitions.
+    #[command(flatten)]
+    Docs(crate::cli_docs::DocsCommand),
 }
 
 /// `invoke`'s arguments.
@@ -862,6 +865,9 @@ const EXIT_OUTPUT_CLOSED: u8 = 141;
 
 pub fn main() -> ExitCode {
     let cli = parse_args(std::env::args_os().collect());
+    if let Command::Docs(docs) = &cli.command {
+        return crate::cli_docs::run(docs, Cli::command());
+    }
     // The worker's logs are read by machines (CloudWatch, Loki) unless a person watches them.
     let json = matches!(cli.command, Command::Worker(_))
         && !std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -1459,6 +1465,7 @@ async fn run(cli: Cli) -> anyhow::Result<Option<Summary>> {
         Command::Invoke(_) => unreachable!("`invoke` is run by `main`"),
         Command::Worker(_) => unreachable!("`worker` is run by `main`"),
         Command::PlanMap(_) => unreachable!("`plan-map` is run by `main`"),
+        Command::Docs(_) => unreachable!("`completions`, `man` and `reference` are run by `main`"),
         Command::Redrive(args) => return redrive(opts, args, &mut aws).await,
         Command::Replay {
             sources,

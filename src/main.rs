@@ -3,6 +3,7 @@
 //! library.
 
 mod cli;
+mod cli_docs;
 mod exposure;
 mod lambda;
 mod plan_map;

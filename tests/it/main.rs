@@ -11,6 +11,7 @@ mod claims;
 mod cli;
 mod decoding;
 mod distributed_map;
+mod docs;
 mod envelopes;
 mod failures;
 mod framing;
