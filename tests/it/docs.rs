@@ -260,3 +260,53 @@ fn output_patterns_match_as_documented() {
     assert!(!matches("80", "180"));
     assert!(!matches("a...b", "a c"));
 }
+
+/// `scripts/try-local.sh`, as the getting-started chapter tells a newcomer to run it: the
+/// sample through local S3 (a second run skips everything), and into the local BigQuery
+/// emulator with the sample's schema (every record lands, none refused) and with a table created
+/// and widened from the records.
+#[test]
+fn try_local_runs_the_sample_against_local_s3_and_bigquery() {
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_firehose-replay"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let path = std::env::join_paths(std::iter::once(bin_dir).chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))
+    .unwrap();
+    let run = |mode: &str| {
+        let out = bin_command("bash")
+            .arg(repo().join("scripts/try-local.sh"))
+            .arg(mode)
+            .env("PATH", &path)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success(),
+            "try-local.sh {mode}: {:?}\n{text}",
+            out.status
+        );
+        text
+    };
+    let s3 = run("s3");
+    assert!(
+        s3.contains("objects:  13 (13 ok, 0 skipped by the ledger, 0 failed)"),
+        "{s3}"
+    );
+    assert!(
+        s3.contains("objects:  13 (0 ok, 13 skipped by the ledger, 0 failed)"),
+        "{s3}"
+    );
+    assert!(s3.contains("== rows in all: 225"), "{s3}");
+    let bq = run("bigquery");
+    let written = "records:  186 (225 rows written, 3 record errors, 2 control messages skipped)";
+    assert_eq!(bq.matches(written).count(), 2, "{bq}");
+    assert!(bq.contains("  purchase\t90\n"), "{bq}");
+    assert!(bq.contains("  225\t225\t13\n"), "{bq}");
+}
