@@ -40,7 +40,8 @@ use crate::stdio::{say, OutputClosed};
     name = "firehose-replay",
     version,
     about = "Replay Kinesis Data Firehose archives into analytics sinks, without duplicates",
-    after_help = "Exit codes: 0 all objects done; 1 at least one object failed; 2 usage error."
+    after_help = "Exit codes: 0 all objects done; 1 at least one object failed; 2 usage error; \
+                  130 interrupted (Ctrl-C); 141 standard output closed by its reader."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -240,8 +241,15 @@ pub(crate) struct Opts {
     /// later"). --map applies first.
     #[arg(long, global = true, env = "FIREHOSE_REPLAY_PAYLOAD_COLUMN")]
     payload_column: Option<String>,
-    /// Field mapping applied to every record: {"rename":{"a.b":"col"},"drop":["x"],"json":["payload"]}.
-    #[arg(long, global = true, env = "FIREHOSE_REPLAY_MAP")]
+    /// Field mapping applied to every record, given inline or as a JSON file holding it:
+    /// {"rename":{"a.b":"col"},"drop":["x"],"json":["payload"]} (a value starting with { is the
+    /// mapping itself; anything else is the file's path).
+    #[arg(
+        long,
+        global = true,
+        env = "FIREHOSE_REPLAY_MAP",
+        value_name = "JSON|FILE"
+    )]
     map: Option<PathBuf>,
     /// Where failed objects and records go: dir:PATH, s3://bucket/prefix/ or sqs:QUEUE_URL
     /// (for `redrive`: where the letters were read from).
@@ -652,9 +660,9 @@ impl BigQueryOpts {
 impl Opts {
     fn settings(&self) -> anyhow::Result<Settings> {
         let mapping = match &self.map {
-            Some(path) => {
-                Some(firehose_replay::row::map::Mapping::load(path).map_err(anyhow::Error::msg)?)
-            }
+            Some(path) => Some(
+                firehose_replay::row::map::Mapping::from_arg(path).map_err(anyhow::Error::msg)?,
+            ),
             None => None,
         };
         Ok(Settings {
@@ -925,6 +933,11 @@ pub fn main() -> ExitCode {
             for f in &summary.failures {
                 say!("failed: {}: {}", f.object, f.error);
             }
+            let hint = (summary.failures.iter())
+                .find_map(|f| crate::hints::for_message(&f.error.to_string()));
+            if let Some(hint) = hint {
+                say!("{hint}");
+            }
             if let Some(e) = &summary.listing_failed {
                 say!("error: listing stopped before the end of the range: {e}");
             }
@@ -958,6 +971,10 @@ fn describe(e: &anyhow::Error) -> String {
             out.push_str(": ");
         }
         out.push_str(&m);
+    }
+    if let Some(hint) = crate::hints::for_message(&out) {
+        out.push('\n');
+        out.push_str(hint);
     }
     out
 }
@@ -1303,6 +1320,12 @@ const SECRET_LOGGING_TARGETS: [&str; 11] = [
 
 pub(crate) fn log_filter(level: &str) -> tracing_subscriber::EnvFilter {
     let mut spec = level.to_string();
+    // The SDK's credential and region providers warn about every source they tried (the
+    // instance metadata service, three times, on a laptop); the error that follows says what
+    // failed, with a hint.
+    if !level.contains("aws_config") {
+        spec.push_str(",aws_config=error");
+    }
     for t in SECRET_LOGGING_TARGETS {
         if !level.contains(t) {
             spec.push_str(&format!(",{t}=warn"));

@@ -5,6 +5,7 @@
 mod cli;
 mod cli_docs;
 mod exposure;
+mod hints;
 mod lambda;
 mod plan_map;
 mod stdio;

@@ -15,6 +15,7 @@ mod docs;
 mod envelopes;
 mod failures;
 mod framing;
+mod front_door;
 mod h2_proxy;
 mod invoke;
 mod lambda;
