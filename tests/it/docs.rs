@@ -310,3 +310,83 @@ fn try_local_runs_the_sample_against_local_s3_and_bigquery() {
     assert!(bq.contains("  purchase\t90\n"), "{bq}");
     assert!(bq.contains("  225\t225\t13\n"), "{bq}");
 }
+
+/// The anchors a markdown file's headings get (GitHub's and mdBook's rule: lower case, spaces
+/// to `-`, punctuation dropped, a repeated heading suffixed `-1`, `-2`…).
+fn anchors(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut fence = false;
+    for line in text.lines() {
+        if line.starts_with("```") {
+            fence = !fence;
+        }
+        if fence || !line.starts_with('#') {
+            continue;
+        }
+        let title = line.trim_start_matches('#').trim().to_lowercase();
+        let slug: String = title
+            .chars()
+            .filter(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | ' '))
+            .map(|c| if c == ' ' { '-' } else { c })
+            .collect();
+        let n = seen.entry(slug.clone()).or_insert(0);
+        out.push(if *n == 0 { slug } else { format!("{slug}-{n}") });
+        *n += 1;
+    }
+    out
+}
+
+/// Markdown text without its fenced blocks, where `](…)` is code, not a link.
+fn prose(text: &str) -> String {
+    let mut out = String::new();
+    let mut fence = false;
+    for line in text.lines() {
+        if line.starts_with("```") {
+            fence = !fence;
+        } else if !fence {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[test]
+fn every_link_in_the_docs_resolves() {
+    let mut files = vec![repo().join("README.md")];
+    markdown_files(&repo().join("docs/src"), &mut files);
+    let mut broken = Vec::new();
+    let mut checked = 0;
+    for file in &files {
+        let text = prose(&std::fs::read_to_string(file).unwrap());
+        for (at, _) in text.match_indices("](") {
+            let link: String = text[at + 2..]
+                .chars()
+                .take_while(|&c| c != ')' && !c.is_whitespace())
+                .collect();
+            if link.starts_with("http") || link.starts_with("mailto:") {
+                continue;
+            }
+            checked += 1;
+            let (path, anchor) = link.split_once('#').unwrap_or((&link, ""));
+            let target = if path.is_empty() {
+                file.clone()
+            } else {
+                file.parent().unwrap().join(path)
+            };
+            if !target.exists() {
+                broken.push(format!("{}: {link} (no such file)", file.display()));
+                continue;
+            }
+            if !anchor.is_empty() && target.extension().is_some_and(|e| e == "md") {
+                let heads = anchors(&std::fs::read_to_string(&target).unwrap());
+                if !heads.iter().any(|h| h == anchor) {
+                    broken.push(format!("{}: {link} (no such heading)", file.display()));
+                }
+            }
+        }
+    }
+    assert!(checked > 50, "only {checked} links found");
+    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
+}
