@@ -23,5 +23,6 @@ pub mod scratch;
 pub mod secrets;
 pub mod sink;
 pub mod source;
+pub mod tls;
 pub mod trigger;
 pub mod worker;

@@ -12,6 +12,7 @@ mod stdio;
 mod worker_cli;
 
 fn main() -> std::process::ExitCode {
+    firehose_replay::tls::install_crypto_provider();
     // A blank AWS_ENDPOINT_URL[_SERVICE] (an empty entry in a container's environment) means
     // "not set", not an endpoint named "": the AWS SDK fails every call on it, and building an
     // SQS client from it panics. Still single-threaded here, so changing the environment is
