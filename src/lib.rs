@@ -48,6 +48,8 @@ pub mod settings;
 pub mod sink;
 /// Where objects come from: open an object as a byte stream, list a prefix.
 pub mod source;
+/// One TLS crypto provider (aws-lc-rs) for every client: AWS, BigQuery, PostgreSQL.
+pub mod tls;
 /// Lambda payloads → the objects to process, and the responses triggers expect.
 pub mod trigger;
 /// The long-running SQS worker.

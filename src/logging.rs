@@ -25,6 +25,12 @@ const SECRET_LOGGING_TARGETS: [&str; 11] = [
 /// `level` names them.
 pub fn log_filter(level: &str) -> tracing_subscriber::EnvFilter {
     let mut spec = level.to_string();
+    // The SDK's credential and region providers warn about every source they tried (the
+    // instance metadata service, three times, on a laptop); the error that follows says what
+    // failed, with a hint.
+    if !level.contains("aws_config") {
+        spec.push_str(",aws_config=error");
+    }
     for t in SECRET_LOGGING_TARGETS {
         if !level.contains(t) {
             spec.push_str(&format!(",{t}=warn"));

@@ -3,14 +3,17 @@
 //! library.
 
 mod cli;
+mod cli_docs;
 mod exposure;
 mod flags;
+mod hints;
 mod lambda;
 mod plan_map;
 mod stdio;
 mod worker_cli;
 
 fn main() -> std::process::ExitCode {
+    firehose_replay::tls::install_crypto_provider();
     // A blank AWS_ENDPOINT_URL[_SERVICE] (an empty entry in a container's environment) means
     // "not set", not an endpoint named "": the AWS SDK fails every call on it, and building an
     // SQS client from it panics. Still single-threaded here, so changing the environment is

@@ -30,7 +30,8 @@ use self::replay::run;
     name = "firehose-replay",
     version,
     about = "Replay Kinesis Data Firehose archives into analytics sinks, without duplicates",
-    after_help = "Exit codes: 0 all objects done; 1 at least one object failed; 2 usage error."
+    after_help = "Exit codes: 0 all objects done; 1 at least one object failed; 2 usage error; \
+                  130 interrupted (Ctrl-C); 141 standard output closed by its reader."
 )]
 pub(crate) struct Cli {
     #[command(subcommand)]
@@ -106,6 +107,9 @@ pub(crate) enum Command {
     /// manifest (JSON Lines or CSV, in S3 or a local file) and print the state machine's ASL
     /// definition (ItemReader on the manifest, batches sized to the function's timeout).
     PlanMap(crate::plan_map::PlanMapArgs),
+    /// `completions`, `man` and the hidden `reference`, generated from these definitions.
+    #[command(flatten)]
+    Docs(crate::cli_docs::DocsCommand),
 }
 
 /// Exit status when standard output was closed by its reader (`| head`): 128 + SIGPIPE, what a
@@ -114,6 +118,9 @@ pub(crate) const EXIT_OUTPUT_CLOSED: u8 = 141;
 
 pub fn main() -> ExitCode {
     let cli = parse_args(std::env::args_os().collect());
+    if let Command::Docs(docs) = &cli.command {
+        return crate::cli_docs::run(docs, Cli::command());
+    }
     // The worker's logs are read by machines (CloudWatch, Loki) unless a person watches them.
     let json = matches!(cli.command, Command::Worker(_))
         && !std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -171,6 +178,11 @@ pub fn main() -> ExitCode {
             for f in &summary.failures {
                 say!("failed: {}: {}", f.object, f.error);
             }
+            let hint = (summary.failures.iter())
+                .find_map(|f| crate::hints::for_message(&f.error.to_string()));
+            if let Some(hint) = hint {
+                say!("{hint}");
+            }
             if let Some(e) = &summary.listing_failed {
                 say!("error: listing stopped before the end of the range: {e}");
             }
@@ -204,6 +216,10 @@ pub(crate) fn describe(e: &anyhow::Error) -> String {
             out.push_str(": ");
         }
         out.push_str(&m);
+    }
+    if let Some(hint) = crate::hints::for_message(&out) {
+        out.push('\n');
+        out.push_str(hint);
     }
     out
 }

@@ -33,6 +33,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<Option<Summary>> {
         Command::Invoke(_) => unreachable!("`invoke` is run by `main`"),
         Command::Worker(_) => unreachable!("`worker` is run by `main`"),
         Command::PlanMap(_) => unreachable!("`plan-map` is run by `main`"),
+        Command::Docs(_) => unreachable!("`completions`, `man` and `reference` are run by `main`"),
         Command::Redrive(args) => {
             // Refused before any letter is read: run per object, load mode would fail every
             // letter's object again and rewrite its letter with that refusal.

@@ -90,8 +90,15 @@ pub(crate) struct SinkFlags {
     /// later"). --map applies first.
     #[arg(long, global = true, env = "FIREHOSE_REPLAY_PAYLOAD_COLUMN")]
     pub(crate) payload_column: Option<String>,
-    /// Field mapping applied to every record: {"rename":{"a.b":"col"},"drop":["x"],"json":["payload"]}.
-    #[arg(long, global = true, env = "FIREHOSE_REPLAY_MAP")]
+    /// Field mapping applied to every record, given inline or as a JSON file holding it:
+    /// {"rename":{"a.b":"col"},"drop":["x"],"json":["payload"]} (a value starting with { is the
+    /// mapping itself; anything else is the file's path).
+    #[arg(
+        long,
+        global = true,
+        env = "FIREHOSE_REPLAY_MAP",
+        value_name = "JSON|FILE"
+    )]
     pub(crate) map: Option<PathBuf>,
 }
 

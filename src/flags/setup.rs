@@ -26,9 +26,9 @@ use super::{CreateTableChoice, Opts};
 impl Opts {
     pub(crate) fn settings(&self) -> anyhow::Result<Settings> {
         let mapping = match &self.output.map {
-            Some(path) => {
-                Some(firehose_replay::row::map::Mapping::load(path).map_err(anyhow::Error::msg)?)
-            }
+            Some(path) => Some(
+                firehose_replay::row::map::Mapping::from_arg(path).map_err(anyhow::Error::msg)?,
+            ),
             None => None,
         };
         Ok(Settings {

@@ -40,12 +40,29 @@ pub struct Mapping {
 }
 
 impl Mapping {
+    /// `--map`'s value: the mapping itself when it starts with `{` (blanks aside), so it fits
+    /// in an environment variable (a Lambda function has no file of its own to point at), or
+    /// else the path of a file holding it. A file whose name starts with `{` is reached as
+    /// `./{…`.
+    pub fn from_arg(arg: &std::path::Path) -> Result<Mapping, String> {
+        match arg.to_str() {
+            Some(text) if text.trim_start().starts_with('{') => {
+                Mapping::parse(text.as_bytes(), "--map")
+            }
+            _ => Mapping::load(arg),
+        }
+    }
+
     pub fn load(path: &std::path::Path) -> Result<Mapping, String> {
         let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        serde_json::from_slice(&bytes).map_err(|e| {
+        Mapping::parse(&bytes, &path.display().to_string())
+    }
+
+    /// A mapping from its JSON text; `origin` (a file, or `--map`) names it in the error.
+    fn parse(bytes: &[u8], origin: &str) -> Result<Mapping, String> {
+        serde_json::from_slice(bytes).map_err(|e| {
             format!(
-                "{}: not a mapping ({{\"rename\":{{..}},\"drop\":[..],\"json\":[..]}}): {e}",
-                path.display()
+                "{origin}: not a mapping ({{\"rename\":{{..}},\"drop\":[..],\"json\":[..]}}): {e}"
             )
         })
     }

@@ -46,6 +46,7 @@ fn request(
     body: Option<&Value>,
 ) -> Result<(reqwest::StatusCode, Value), reqwest::Error> {
     crate::moto::rt().block_on(async {
+        firehose_replay::tls::install_crypto_provider();
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()?;

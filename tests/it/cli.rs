@@ -317,6 +317,38 @@ fn metadata_columns_and_a_field_map_shape_every_row() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a mapping"));
+    // The same map given inline, as its help shows (or through FIREHOSE_REPLAY_MAP, as a Lambda
+    // function has no file to point at), gives the same rows.
+    let inline = r#" {"rename":{"detail.id":"event_id"},"drop":["debug"],"json":["detail"]}"#;
+    for (flag, env) in [(Some(inline), None), (None, Some(inline))] {
+        let mut cmd = bin();
+        cmd.current_dir(work.path())
+            .args(["replay", "arch", "--sink", "stdout", "--ledger", "none"]);
+        if let Some(m) = flag {
+            cmd.args(["--map", m]);
+        }
+        if let Some(m) = env {
+            cmd.env("FIREHOSE_REPLAY_MAP", m);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let first: serde_json::Value =
+            serde_json::from_slice(out.stdout.split(|&b| b == b'\n').next().unwrap()).unwrap();
+        assert_eq!(first["event_id"], "e-1");
+        assert_eq!(first["detail"], "{\"k\":[1]}");
+        assert!(first.get("debug").is_none());
+    }
+    let out = bin()
+        .current_dir(work.path())
+        .args(["replay", "arch", "--map", r#"{"renames":{}}"#])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--map: not a mapping"));
 }
 
 /// `objects` newline-delimited objects of `rows` records each, in one archive hour below

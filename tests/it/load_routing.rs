@@ -191,7 +191,7 @@ fn a_record_without_the_routing_field_is_a_record_error_without_a_default() {
 
 fn query(emu: &BqEmulator, sql: &str) {
     let answer: Value = crate::moto::rt().block_on(async {
-        reqwest::Client::new()
+        firehose_replay::tls::http_client()
             .post(emu.url("queries"))
             .json(&json!({"query": sql, "useLegacySql": false}))
             .send()

@@ -12,7 +12,7 @@ use crate::support::bin;
 
 fn jobs(emu: &BqEmulator) -> LoadJobs {
     LoadJobs::new(
-        reqwest::Client::new(),
+        firehose_replay::tls::http_client(),
         &emu.endpoint,
         None,
         TableRef {
@@ -88,7 +88,7 @@ fn concurrent_workers_adding_columns_keep_every_column_and_change_none() {
     assert_eq!(fields[0]["mode"], "REQUIRED", "existing columns unchanged");
     // The stale etag from before is now refused by the emulator, as BigQuery does.
     let stale = rt.block_on(async {
-        reqwest::Client::new()
+        firehose_replay::tls::http_client()
             .patch(emu.url("datasets/bi/tables/evolving"))
             .header("If-Match", &etag)
             .json(&json!({"description": "stale"}))

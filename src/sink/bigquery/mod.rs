@@ -265,6 +265,7 @@ pub(crate) async fn connect_rest(config: &Config) -> Result<Connected, Error> {
         .unwrap_or_else(|| DEFAULT_ENDPOINT.to_string());
     let base = base.trim_end_matches('/').to_string();
     let auth = auth::authenticator(&config.credentials, config.endpoint.is_some()).await?;
+    crate::tls::install_crypto_provider();
     let http = reqwest::Client::builder()
         .timeout(config.timeout)
         .connect_timeout(Duration::from_secs(10))

@@ -85,7 +85,7 @@ fn job_ids_identify_the_set_of_objects_and_the_attempt() {
 fn chunk_size_is_rounded_to_the_protocol_granularity() {
     let mk = |chunk_bytes| {
         LoadJobs::new(
-            reqwest::Client::new(),
+            crate::tls::http_client(),
             "http://x/",
             None,
             table(),
@@ -105,7 +105,7 @@ fn chunk_size_is_rounded_to_the_protocol_granularity() {
 fn load_futures_are_send() {
     fn send<T: Send>(_: &T) {}
     let jobs = LoadJobs::new(
-        reqwest::Client::new(),
+        crate::tls::http_client(),
         "http://x",
         None,
         table(),
@@ -392,7 +392,13 @@ impl Fake {
     }
 
     fn jobs(&self, options: LoadJobOptions) -> LoadJobs {
-        LoadJobs::new(reqwest::Client::new(), &self.base, None, table(), options)
+        LoadJobs::new(
+            crate::tls::http_client(),
+            &self.base,
+            None,
+            table(),
+            options,
+        )
     }
 
     fn seen(&self) -> Vec<Seen> {
@@ -758,7 +764,7 @@ async fn requests_carry_the_bearer_token_and_throttling_is_retried() {
         ..FakeState::default()
     });
     let jobs = LoadJobs::new(
-        reqwest::Client::new(),
+        crate::tls::http_client(),
         &fake.base,
         Some(Arc::new(StaticToken)),
         table(),
@@ -786,7 +792,7 @@ async fn requests_carry_the_bearer_token_and_throttling_is_retried() {
 #[test]
 fn a_grown_batch_job_carries_its_schema_update_options_and_layout() {
     let base = LoadJobs::new(
-        reqwest::Client::new(),
+        crate::tls::http_client(),
         "http://127.0.0.1:1",
         None,
         table(),
