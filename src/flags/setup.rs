@@ -96,13 +96,12 @@ impl Opts {
                 }
                 (SinkSpec::BigQuery(table), None) => {
                     let config = self.bigquery_config(table).await?;
-                    match bigquery::preflight::check(&config).await {
-                        Ok(()) => {}
+                    match bigquery::connect_checked(config).await {
+                        Ok(sink) => sink,
                         // A usage error (exit 2): no library error in the chain.
                         Err(r @ bigquery::preflight::Refusal::MissingTable(_)) => bail!("{r}"),
                         Err(bigquery::preflight::Refusal::Service(e)) => return Err(e.into()),
                     }
-                    bigquery::connect(config).await?
                 }
                 (spec, None) => bail!("sink {spec:?} cannot be built"),
             },

@@ -365,40 +365,56 @@ fn table_factory(config: Config, c: Connected, transport: Transport) -> route::F
 }
 
 /// The sink for `--bigquery-mode insert-all` or `storage-write`. (`load` batches objects and
-/// is driven by `run::batch` through `load::batch`, not through a per-object sink.) Call within a Tokio runtime.
+/// is driven by `run::batch` through `load::batch`, not through a per-object sink.) Call
+/// within a Tokio runtime.
 pub async fn connect(config: Config) -> Result<Arc<dyn Sink>, Error> {
+    connect_inner(config, false).await.map_err(|r| match r {
+        preflight::Refusal::Service(e) => e,
+        // (Not checked here.)
+        r @ preflight::Refusal::MissingTable(_) => setup_error(Class::Permanent, r.to_string()),
+    })
+}
+
+/// [`connect`], refusing a destination that cannot take the run's rows before any object is
+/// read ([`preflight::check`], over the same connection: one token).
+pub async fn connect_checked(config: Config) -> Result<Arc<dyn Sink>, preflight::Refusal> {
+    connect_inner(config, true).await
+}
+
+async fn connect_inner(config: Config, check: bool) -> Result<Arc<dyn Sink>, preflight::Refusal> {
+    use preflight::Refusal::Service;
     match config.mode {
-        Mode::InsertAll if config.merge.is_some() => Err(setup_error(
+        Mode::InsertAll if config.merge.is_some() => Err(Service(setup_error(
             Class::Permanent,
             "--dedup merge works with --bigquery-mode storage-write or load (rows streamed by \
              insertAll cannot be merged for 30 minutes); insert-all deduplicates by insertId \
              and the _row_id view"
                 .into(),
-        )),
+        ))),
         Mode::InsertAll | Mode::StorageWrite => {
             let template = route::Template::new(&config.table)
-                .map_err(|e| setup_error(Class::Permanent, e))?;
+                .map_err(|e| Service(setup_error(Class::Permanent, e)))?;
             let routed = template.is_routed() || config.create_auto.is_some();
             if routed && config.merge.is_some() {
-                return Err(setup_error(
+                return Err(Service(setup_error(
                     Class::Permanent,
                     "--dedup merge merges into one existing table: it cannot be combined with a \
                      routed table ({placeholders}) or --create-table auto"
                         .into(),
-                ));
+                )));
             }
             let endpoint = match (config.mode, &config.storage_endpoint, &config.endpoint) {
                 (Mode::InsertAll, _, _) => None,
                 (_, Some(e), _) => Some(e.clone()),
                 (_, None, None) => Some(storage_write::DEFAULT_STORAGE_ENDPOINT.to_string()),
                 (_, None, Some(_)) => {
-                    return Err(setup_error(
+                    return Err(Service(setup_error(
                         Class::Permanent,
                         "--bigquery-endpoint points REST at another server; give the Storage \
                          Write API's too (--bigquery-storage-endpoint), or use \
                          --bigquery-mode insert-all"
                             .into(),
-                    ))
+                    )))
                 }
             };
             let merger = match &config.merge {
@@ -409,6 +425,9 @@ pub async fn connect(config: Config) -> Result<Arc<dyn Sink>, Error> {
                 None => None,
             };
             let c = connect_rest(&config).await?;
+            if check {
+                preflight::check_with(&config, &c).await?;
+            }
             let transport = match endpoint {
                 Some(endpoint) => Transport::StorageWrite(
                     Box::new(storage_write::rpc::Rpc::connect(
@@ -423,13 +442,13 @@ pub async fn connect(config: Config) -> Result<Arc<dyn Sink>, Error> {
             };
             if let (Some(merger), Transport::StorageWrite(rpc, _)) = (merger, &transport) {
                 if config.schema_evolution != SchemaEvolution::Off {
-                    return Err(setup_error(
+                    return Err(Service(setup_error(
                         Class::Permanent,
                         "--schema-evolution add-columns does not work with --bigquery-mode \
                          storage-write --dedup merge yet (the staging table and the target \
                          would both have to grow); use --dedup off, or add the columns first"
                             .into(),
-                    ));
+                    )));
                 }
                 return Ok(Arc::new(merge::MergeStorageWrite::new(
                     merger,
@@ -445,12 +464,12 @@ pub async fn connect(config: Config) -> Result<Arc<dyn Sink>, Error> {
             }
             Ok(table_sink(&config, &transport, &config.table))
         }
-        Mode::Load => Err(setup_error(
+        Mode::Load => Err(Service(setup_error(
             Class::Permanent,
             "--bigquery-mode load batches objects into load jobs: it runs in `replay` and \
              `backfill`, not per object (use storage-write in Lambda)"
                 .into(),
-        )),
+        ))),
     }
 }
 

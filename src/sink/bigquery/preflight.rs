@@ -1,11 +1,12 @@
-//! What a run can check about its BigQuery destination once, before the first object is read.
+//! What a run can check about its BigQuery destination once, before the first object is read
+//! (through [`super::connect_checked`]).
 //!
 //! Without it, a storage-write or insert-all run into a table that does not exist read every
 //! object, failed each one at its first append and dead-lettered all of them — the README
 //! promises instead that such a run does not start. Load mode and `--dedup merge` read the
 //! table when they connect and refuse there already; this covers the other modes.
 
-use super::{is_routed, table, Config, Mode, TableRef};
+use super::{is_routed, table, Config, Connected, Mode, TableRef};
 use crate::error::Error;
 
 /// Why a run may not start against this destination.
@@ -24,12 +25,18 @@ pub enum Refusal {
     Service(Error),
 }
 
-/// Checks, once, what every object would otherwise find out by failing: that the REST endpoint
-/// answers with these credentials (a token is fetched when connecting) and that the one table
+impl From<Error> for Refusal {
+    fn from(e: Error) -> Self {
+        Refusal::Service(e)
+    }
+}
+
+/// Checks, once, what every object would otherwise find out by failing: that the one table
 /// rows go to exists, or will be created (`--create-table-schema` creates it when connecting,
-/// `--create-table auto` with the first row). A routed table's tables are named by the rows,
-/// so only their creation flags can be checked, which the flag checks do.
-pub async fn check(config: &Config) -> Result<(), Refusal> {
+/// `--create-table auto` with the first row), over the connection `c` just made (whose token
+/// proved the credentials and endpoint). A routed table's tables are named by the rows, so only
+/// their creation flags can be checked, which the flag checks do.
+pub(super) async fn check_with(config: &Config, c: &Connected) -> Result<(), Refusal> {
     let checks_here = matches!(config.mode, Mode::StorageWrite | Mode::InsertAll)
         && config.merge.is_none()
         && config.create_table.is_none()
@@ -38,15 +45,12 @@ pub async fn check(config: &Config) -> Result<(), Refusal> {
     if !checks_here {
         return Ok(());
     }
-    let c = super::connect_rest(config)
-        .await
-        .map_err(Refusal::Service)?;
     // The raw `tables.get` (status only, retried per the policy): what the table holds is the
     // writers' business, whether it is there is this check's.
     let loads = super::load::LoadJobs::new(
-        c.http,
+        c.http.clone(),
         &c.base,
-        c.auth,
+        c.auth.clone(),
         config.table.clone(),
         super::load::LoadJobOptions {
             retry: config.retry.clone(),
