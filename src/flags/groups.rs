@@ -62,7 +62,8 @@ pub(crate) struct SinkFlags {
         long,
         global = true,
         env = "FIREHOSE_REPLAY_SINK",
-        default_value = "ndjson:./out"
+        default_value = "ndjson:./out",
+        value_parser = SinkParser
     )]
     pub(crate) sink: SinkSpec,
     /// Take row IDs from this field (dotted path, e.g. detail.id) instead of the source position.

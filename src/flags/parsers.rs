@@ -70,3 +70,98 @@ pub(crate) fn log_level(s: &str) -> Result<String, String> {
         .map_err(|e| format!("not a tracing filter: {e}"))?;
     Ok(s.to_string())
 }
+
+/// `--sink` (and `FIREHOSE_REPLAY_SINK`): a [`SinkSpec`], refused without echoing the value. A
+/// PostgreSQL URL may carry a password (`postgres://app:secret@db/…`), and clap's own message
+/// for a refused value quotes it whole, into a terminal or a Lambda's log; this one quotes it
+/// with every password masked.
+#[derive(Clone, Debug)]
+pub(crate) struct SinkParser;
+
+impl clap::builder::TypedValueParser for SinkParser {
+    type Value = firehose_replay::sink::SinkSpec;
+
+    fn parse_ref(
+        &self,
+        _cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Self::Value, clap::Error> {
+        let refuse = |why: String| {
+            let flag = arg.and_then(|a| a.get_long()).unwrap_or("sink");
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid value for '--{flag}': {}\n", mask_passwords(&why)),
+            )
+        };
+        let text = value
+            .to_str()
+            .ok_or_else(|| refuse("not valid UTF-8".into()))?;
+        text.parse()
+            .map_err(|e: String| refuse(format!("`{text}`: {e}")))
+    }
+}
+
+/// `text` with the password of every `scheme://user:password@` and every `password=…` masked.
+pub(crate) fn mask_passwords(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    // URLs: the userinfo's password, up to the last `@` of the authority.
+    while let Some(at) = rest.find("://") {
+        let (head, tail) = rest.split_at(at + 3);
+        out.push_str(head);
+        let authority_end = tail
+            .find(|c: char| matches!(c, '/' | '?' | '#' | '`' | '\'' | ' '))
+            .unwrap_or(tail.len());
+        let authority = &tail[..authority_end];
+        match (authority.rfind('@'), authority.find(':')) {
+            (Some(a), Some(c)) if c < a => {
+                out.push_str(&authority[..=c]);
+                out.push_str("***");
+                out.push_str(&authority[a..]);
+            }
+            _ => out.push_str(authority),
+        }
+        rest = &tail[authority_end..];
+    }
+    out.push_str(rest);
+    // Key/value strings and URL parameters: `password=…`, quoted or up to a separator.
+    let mut masked = String::with_capacity(out.len());
+    let mut rest = out.as_str();
+    while let Some(at) = rest.to_ascii_lowercase().find("password=") {
+        let (head, tail) = rest.split_at(at + "password=".len());
+        masked.push_str(head);
+        masked.push_str("***");
+        let end = match tail.strip_prefix('\'') {
+            Some(quoted) => quoted.find('\'').map_or(tail.len(), |q| q + 2),
+            None => tail
+                .find(|c: char| c.is_whitespace() || matches!(c, '&' | '`'))
+                .unwrap_or(tail.len()),
+        };
+        rest = &tail[end..];
+    }
+    masked.push_str(rest);
+    masked
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_in_sink_values_are_masked() {
+        assert_eq!(
+            mask_passwords("`postgres://app:s3cr@t!@db:5432/x?table=t`: bad"),
+            "`postgres://app:***@db:5432/x?table=t`: bad"
+        );
+        assert_eq!(
+            mask_passwords("`postgres:host=db password='a b' table=t`"),
+            "`postgres:host=db password=*** table=t`"
+        );
+        assert_eq!(
+            mask_passwords("postgres://db/x?password=hunter2&table=t"),
+            "postgres://db/x?password=***&table=t"
+        );
+        assert_eq!(mask_passwords("ndjson:./out"), "ndjson:./out");
+    }
+}

@@ -536,3 +536,33 @@ fn schema_evolution_adds_columns_mid_object_and_concurrently() {
         format!("800|400|{}", (200..300).sum::<i32>())
     );
 }
+
+/// A refused `--sink` (or `FIREHOSE_REPLAY_SINK`) is a usage error that never repeats the
+/// password the URL or key/value string carries.
+#[test]
+fn a_refused_sink_value_never_echoes_its_password() {
+    let cases = [
+        "postgres://app:s3cr3tpw@db:5432/analytics",
+        "postgres:host=db dbname=x password=s3cr3tpw",
+        "postgres://app:s3cr3tpw@db:5432/analytics?table=",
+    ];
+    for value in cases {
+        for via_env in [false, true] {
+            let mut cmd = crate::support::bin();
+            cmd.args(["replay", "/nonexistent"]);
+            if via_env {
+                cmd.env("FIREHOSE_REPLAY_SINK", value);
+            } else {
+                cmd.args(["--sink", value]);
+            }
+            let out = cmd.output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{value}: {stderr}");
+            assert!(stderr.contains("--sink"), "{value}: {stderr}");
+            assert!(
+                !stderr.contains("s3cr3tpw"),
+                "{value} (env {via_env}): {stderr}"
+            );
+        }
+    }
+}
