@@ -1,0 +1,123 @@
+//! Unit tests of the parent module.
+
+use super::*;
+
+fn dedup(s: &str) -> String {
+    let mut k = Keys::default();
+    let f = k.scan::<&str>(s.as_bytes(), &[]).unwrap();
+    if f.rewritten {
+        String::from_utf8(k.out.clone()).unwrap()
+    } else {
+        s.to_string()
+    }
+}
+
+#[test]
+fn the_last_duplicate_wins_at_every_level() {
+    assert_eq!(dedup(r#"{"a":1,"a":2}"#), r#"{"a":2}"#);
+    assert_eq!(dedup(r#"{"a":1,"b":0,"a":2}"#), r#"{"b":0,"a":2}"#);
+    assert_eq!(
+        dedup(r#"{ "a" : {"x":1,"x":[{"y":1,"y":2}]} , "a" : 3 }"#),
+        r#"{ "a" : 3 }"#
+    );
+    assert_eq!(
+        dedup(r#"[{"x":1,"\u0078":2},{"x":{"z":1,"z":2}}]"#),
+        r#"[{"\u0078":2},{"x":{"z":2}}]"#
+    );
+    assert_eq!(dedup(r#"{"a":1,"b":2}"#), r#"{"a":1,"b":2}"#);
+    let many: String = format!(
+        "{{{},\"k3\":\"last\"}}",
+        (0..40)
+            .map(|i| format!("\"k{i}\":{i}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let v: serde_json::Value = serde_json::from_str(&dedup(&many)).unwrap();
+    assert_eq!(v.as_object().unwrap().len(), 40);
+    assert_eq!(v["k3"], "last");
+    assert_eq!(dedup("1e400"), "1e400");
+    let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+    assert_eq!(dedup(&deep), deep);
+}
+
+#[test]
+fn finds_top_level_fields_named_like_generated_columns() {
+    let mut k = Keys::default();
+    let s = r#"{"_row_id":"mine","x":{"_source_uri":1},"_source_uri":"s"}"#;
+    let f = k
+        .scan(s.as_bytes(), &["_row_id", "_source_uri", "_ingested_at"])
+        .unwrap();
+    let got: Vec<(usize, &str)> = f
+        .collisions
+        .iter()
+        .map(|&(r, (a, z))| (r, &s[a..z]))
+        .collect();
+    assert_eq!(got, vec![(0, "\"mine\""), (1, "\"s\"")]);
+}
+
+#[test]
+fn finds_what_bigquery_cannot_store() {
+    assert!(storable(br#"{"a":[1,{"b":"x\ud83d\ude00"}],"n":1e300}"#).is_ok());
+    let e = storable(br#"{"a":[1,{"b":1e400}]}"#).unwrap_err();
+    assert!(e.contains("`a[1].b`") && e.contains("1e400"), "{e}");
+    let e = storable(br#"{"s":"\ud800"}"#).unwrap_err();
+    assert!(e.contains("`s`") && e.contains("\\ud800"), "{e}");
+    assert!(storable(br#"{"s":"\udc00x"}"#).is_err());
+    assert!(storable(br#"{"s\ud800":1}"#).is_err());
+    assert!(storable(br#"-1E+999"#).is_err());
+    assert!(storable(br#"{"n":123456789012345678901234567890}"#).is_ok());
+    let deep = format!("{}1e400{}", "[".repeat(300), "]".repeat(300));
+    assert!(storable(deep.as_bytes()).unwrap_err().contains("[0][0]"));
+}
+
+/// The quick look never lets through a row the walk refuses: numbers of every length
+/// around the f64 bound, exponents, and surrogate escapes, mutated at random.
+#[test]
+fn the_quick_look_misses_nothing() {
+    let big = "9".repeat(309);
+    let long_ok = format!("0.{}", "1".repeat(400));
+    let seeds = [
+        r#"{"a":1.5e308,"b":"x\ud83d\ude00","c":[-1E+999]}"#.to_string(),
+        format!(r#"{{"n":{big},"s":"é\u00e9"}}"#),
+        format!(r#"{{"n":-{}.5}}"#, "1".repeat(320)),
+        format!(r#"{{"f":{long_ok},"t":"\uDC00"}}"#),
+        r#"{"id":"925e52ae42d2e149","x":[1,2e3,"3e4"],"y":"a,4e5","z":5e+9}"#.to_string(),
+        r#"{"id":"925e52ae42d2e149","w":[0, 9e999]}"#.to_string(),
+        r#"{"s":"x\uDC00y","k":"\ud83d\ude00","h":"\u00e9"}"#.to_string(),
+    ];
+    let alphabet = b"0123456789.-+eE\\udDc8\"{}[],: x";
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut refused = 0;
+    for seed in &seeds {
+        for _ in 0..5_000 {
+            let mut row = seed.as_bytes().to_vec();
+            for _ in 0..1 + next() % 4 {
+                let at = (next() % row.len() as u64) as usize;
+                let c = alphabet[(next() % alphabet.len() as u64) as usize];
+                match next() % 3 {
+                    0 => row[at] = c,
+                    1 => row.insert(at, c),
+                    _ => {
+                        row.remove(at);
+                    }
+                }
+            }
+            if crate::record::json::check(&row).is_err() {
+                continue;
+            }
+            let walked = walk_storable(&row);
+            refused += usize::from(walked.is_err());
+            assert_eq!(storable(&row), walked, "{}", String::from_utf8_lossy(&row));
+        }
+    }
+    assert!(
+        refused > 100,
+        "the mutations reach refused rows ({refused})"
+    );
+}
