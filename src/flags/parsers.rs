@@ -111,7 +111,7 @@ pub(crate) fn mask_passwords(text: &str) -> String {
         let (head, tail) = rest.split_at(at + 3);
         out.push_str(head);
         let authority_end = tail
-            .find(|c: char| matches!(c, '/' | '?' | '#' | '`' | '\'' | ' '))
+            .find(['/', '?', '#', '`', '\'', ' '])
             .unwrap_or(tail.len());
         let authority = &tail[..authority_end];
         match (authority.rfind('@'), authority.find(':')) {

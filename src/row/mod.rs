@@ -9,6 +9,7 @@
 pub mod id;
 pub mod map;
 pub mod scan;
+pub mod storable;
 
 pub use id::{ObjectSeed, RowId};
 
