@@ -191,7 +191,7 @@ pub(crate) struct LimitFlags {
     #[arg(long, global = true, env = "FIREHOSE_REPLAY_MAX_DECOMPRESSED_BYTES", default_value_t = 4 * 1024 * 1024 * 1024)]
     pub(crate) max_decompressed_bytes: u64,
     /// Local disk the run may hold in records dead letters being written (scratch space; see
-    /// README, "Failures"). Past it an object fails permanently instead of filling the disk.
+    /// docs/src/failures.md). Past it an object fails permanently instead of filling the disk.
     #[arg(long, global = true, env = "FIREHOSE_REPLAY_MAX_SCRATCH_BYTES", default_value_t = firehose_replay::scratch::DEFAULT_MAX_SCRATCH_BYTES)]
     pub(crate) max_scratch_bytes: u64,
     /// Objects processed at once (default: cores × 2 — fetching overlaps decoding).

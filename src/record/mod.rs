@@ -34,7 +34,7 @@ pub enum RecordErrorKind {
     Payload(String),
     RowId(String),
     Frame(String),
-    // The record breaks the row contract (README, "Row contract"): a field that collides with
+    // The record breaks the row contract (docs/src/rows.md, "Row contract"): a field that collides with
     // a generated column, a `--map` that would overwrite a field.
     Row(String),
 }

@@ -9,7 +9,7 @@
 //! The offset, not the record's ordinal, is what makes an ID independent of framing: however an
 //! object is re-framed (`auto`, `newline`, `concatenated`), or however many bad bytes before a
 //! record became record errors, the record starts at the same byte. (Before v2 the ordinal was
-//! used: see the README on deduplicating across the change.)
+//! used: see docs/src/rows.md on deduplicating across the change.)
 //!
 //! Hash: BLAKE3 (keyed by a fixed context string), truncated to 128 bits and written as 32
 //! lowercase hex characters. It is collision-resistant even against crafted field values, stable
@@ -171,7 +171,7 @@ mod tests {
     #[test]
     fn the_id_of_a_known_position_never_changes() {
         // Pinned: changing the hash input would re-key every table that dedups by row ID. (It
-        // changed once, from ordinals to byte offsets, in v2: the README says how to dedup
+        // changed once, from ordinals to byte offsets, in v2: docs/src/rows.md says how to dedup
         // across that change.)
         assert_eq!(ObjectSeed::new(&obj("e1")).id(0, &[]).as_str(), PINNED_ID);
     }

@@ -14,7 +14,7 @@
 //! RECORD). A rename onto a field the record already has is a record error: a map never
 //! overwrites a field.
 //!
-//! A map accepts exactly the records the plain path accepts (README, "Row contract"): it never
+//! A map accepts exactly the records the plain path accepts (docs/src/rows.md, "Row contract"): it never
 //! parses a whole record into a DOM. Only the objects on a mapped path are split into their
 //! members, one level at a time; every other value stays its original text, so any depth, any
 //! number (`1e400`, 40-digit integers) and any string escape (`"\ud800"`) pass through as they

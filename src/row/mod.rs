@@ -2,7 +2,7 @@
 //!
 //! The row bytes are built by copying the record and splicing `,"_row_id":"…"` before its
 //! closing brace, never by re-serialising: this is the hot path. Every row has unique keys
-//! (README, "Row contract"): duplicate keys in a record are resolved last-wins by cutting the
+//! (docs/src/rows.md, "Row contract"): duplicate keys in a record are resolved last-wins by cutting the
 //! earlier occurrences out, and a record field named like a generated column is a record error
 //! unless it holds the very value that column would get ([`scan`]).
 
@@ -138,7 +138,7 @@ pub struct RowBuilder {
     /// Every generated column's name, in the order `extra_columns` writes them: the row-ID
     /// column, the object columns, `_record_ordinal`.
     reserved: Vec<String>,
-    /// Duplicate-key and collision scanning (README, "Row contract").
+    /// Duplicate-key and collision scanning (docs/src/rows.md, "Row contract").
     keys: scan::Keys,
     /// The record made single-line, when it had raw line breaks (rare).
     body: Vec<u8>,

@@ -1,5 +1,5 @@
 //! Walks over JSON text that is already known to be valid, without building a DOM and without
-//! recursion (so no depth limit): the row contract's checks (README, "Row contract").
+//! recursion (so no depth limit): the row contract's checks (docs/src/rows.md, "Row contract").
 //!
 //! - [`Keys::scan`]: duplicate keys at any level (the last occurrence wins, the earlier ones are
 //!   cut out of the row) and the record's own top-level fields that collide with generated

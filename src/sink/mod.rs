@@ -19,7 +19,7 @@
 //!   instead of writing the rows again. Sinks that stage nothing answer `false` to both, and the
 //!   object is written again (the NDJSON sink replaces its file whole).
 //!
-//! **What a sink may assume about rows** ([`Row`], README "Row contract"): each is one
+//! **What a sink may assume about rows** ([`Row`], docs/src/rows.md, "Row contract"): each is one
 //! single-line JSON object, given as pieces to write back to back, with unique keys; the row-ID
 //! column (and the metadata columns asked for) are in it, with the values the pipeline chose;
 //! [`Row::id`] is stable across runs for the same record (the key for insert IDs or a MERGE);

@@ -2,7 +2,7 @@
 //! (through [`super::connect_checked`]).
 //!
 //! Without it, a storage-write or insert-all run into a table that does not exist read every
-//! object, failed each one at its first append and dead-lettered all of them — the README
+//! object, failed each one at its first append and dead-lettered all of them — the book
 //! promises instead that such a run does not start. Load mode and `--dedup merge` read the
 //! table when they connect and refuse there already; this covers the other modes.
 

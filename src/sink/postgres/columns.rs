@@ -1,7 +1,7 @@
 //! The target table's columns as the catalog has them, and what each takes from JSON.
 //!
 //! Read from `pg_attribute` rather than assumed, so an existing table with typed columns is
-//! filled as it is (README, "PostgreSQL"). Generated and identity columns are left out (the
+//! filled as it is (docs/src/sinks/postgres.md). Generated and identity columns are left out (the
 //! server fills them); a column with a default takes it when the record has no value for it.
 
 use tokio_postgres::Client;

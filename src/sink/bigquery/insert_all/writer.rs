@@ -122,7 +122,7 @@ impl Writer {
 impl ObjectWriter for Writer {
     fn write_row(&mut self, row: &Row<'_>) -> Result<(), Error> {
         // A row BigQuery cannot parse would fail its whole request: refused alone, before
-        // sending, with the message every BigQuery mode gives (README, "Row contract").
+        // sending, with the message every BigQuery mode gives (docs/src/rows.md, "Row contract").
         if let Some(rejected) = unstorable(row) {
             self.rejected.push(rejected);
             return Ok(());
