@@ -246,6 +246,10 @@ pub(crate) fn exit_code_of(e: &anyhow::Error) -> u8 {
 pub(crate) fn parse_args(args: Vec<std::ffi::OsString>) -> Cli {
     let given = given_longs(&args);
     let mut cmd = Cli::command();
+    // `-h` asks for the brief form (`--help` for the whole text).
+    if args.iter().skip(1).any(|a| a == "-h") {
+        cmd = brief_help(cmd);
+    }
     let overridden: Vec<clap::Id> = cmd
         .get_arguments()
         .filter(|a| a.get_env().is_some())
@@ -266,6 +270,50 @@ pub(crate) fn parse_args(args: Vec<std::ffi::OsString>) -> Cli {
         }
     }
     cli
+}
+
+/// `-h`: each flag's opening phrase, without its variable and default, as ripgrep keeps `-h` to a
+/// screen or two; `--help`, the reference chapter and the man pages keep the whole text.
+fn brief_help(cmd: clap::Command) -> clap::Command {
+    cmd.mut_args(brief).mut_subcommands(brief_help)
+}
+
+fn brief(arg: clap::Arg) -> clap::Arg {
+    let arg = if arg.get_env().is_some() {
+        arg.hide_env(true)
+    } else {
+        arg
+    };
+    let arg = if arg.get_action().takes_values() {
+        arg.hide_default_value(true).hide_possible_values(true)
+    } else {
+        arg
+    };
+    match arg.get_help().map(|h| opening_phrase(&h.to_string())) {
+        Some(short) => arg.help(short),
+        None => arg,
+    }
+}
+
+/// The text up to its first sentence or clause break (`. `, `: `, `; `, ` (`), without
+/// breaking at an abbreviation such as "e.g.".
+fn opening_phrase(text: &str) -> String {
+    let mut cut = text.len();
+    for stop in [". ", ": ", "; ", " ("] {
+        let mut from = 0;
+        while let Some(p) = text[from..].find(stop) {
+            let at = from + p;
+            let abbreviation = ["e.g", "i.e", "etc", "vs"]
+                .iter()
+                .any(|a| text[..at].ends_with(a));
+            if !abbreviation {
+                cut = cut.min(at);
+                break;
+            }
+            from = at + stop.len();
+        }
+    }
+    text[..cut].trim_end_matches('.').to_string()
 }
 
 /// The long flags on a command line (`--name` or `--name=value`), up to a `--`.

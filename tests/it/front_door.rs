@@ -61,3 +61,55 @@ fn a_run_without_aws_credentials_says_what_to_set() {
         "the SDK's warnings are quiet:\n{stderr}"
     );
 }
+
+/// `-h` is the brief form, as ripgrep's is: every flag `--help` lists, each with its opening
+/// phrase only (no variables, defaults or value lists); `--help` keeps the whole text.
+#[test]
+fn short_help_lists_every_flag_briefly_and_long_help_whole() {
+    let help = |cmd: &str, flag: &str| {
+        let out = bin().args([cmd, flag]).output().unwrap();
+        assert!(out.status.success(), "{cmd} {flag}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let longs = |text: &str| {
+        let mut v: Vec<String> = text
+            .split_whitespace()
+            .filter(|w| w.starts_with("--") && w.len() > 2)
+            .map(|w| w.trim_end_matches([',', '.', ')', '\'']).to_string())
+            .filter(|w| {
+                w.chars()
+                    .skip(2)
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            })
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    for cmd in ["replay", "backfill", "redrive", "invoke", "worker"] {
+        let (short, long) = (help(cmd, "-h"), help(cmd, "--help"));
+        assert!(
+            short.len() * 2 < long.len(),
+            "{cmd}: -h is {} bytes, --help {}",
+            short.len(),
+            long.len()
+        );
+        assert!(!short.contains("[env: "), "{cmd} -h:\n{short}");
+        assert!(
+            long.contains("[env: FIREHOSE_REPLAY_SINK="),
+            "{cmd} --help:\n{long}"
+        );
+        // Every flag of the long form is in the short one.
+        let in_short = longs(&short);
+        // (Option lines start at column 6; wrapped prose is indented further.)
+        let listed: Vec<String> = long
+            .lines()
+            .filter_map(|l| l.strip_prefix("      --"))
+            .filter_map(|l| l.split_whitespace().next().map(|f| format!("--{f}")))
+            .collect();
+        assert!(listed.len() > 20, "{cmd}: {listed:?}");
+        for flag in listed {
+            assert!(in_short.contains(&flag), "{cmd} -h lacks {flag}:\n{short}");
+        }
+    }
+}
