@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it. Needs only the Rust toolchain, Python 3 with pip and a
 # Python 3.13 (pyenv's or on PATH): rustfmt/clippy are added if missing, the tests' local AWS
-# server (moto) is installed into .venv and the BigQuery emulator (local-bigquery) into .venv-bq.
+# server (moto) is installed into .venv, the BigQuery emulator (local-bigquery) into .venv-bq and
+# the Iceberg readers (pyiceberg, DuckDB) into .venv-iceberg.
 # Tests start and stop their servers themselves.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,6 +47,26 @@ sys.exit(version('local-bigquery') != '$BQ_VERSION' or version('duckdb') != '$DU
   .venv-bq/bin/pip install --quiet --disable-pip-version-check --no-deps "duckdb==$DUCKDB_VERSION" \
     "duckdb-extension-ducklake==$DUCKDB_VERSION" "duckdb-extension-spatial==$DUCKDB_VERSION" \
     "duckdb-extensions==$DUCKDB_VERSION"
+fi
+
+# The Iceberg sink's independent readers (tests/iceberg_tool.py): pyiceberg (its SqlCatalog reads
+# the same SQLite catalog tables) and DuckDB's iceberg extension, loaded offline from the PyPI
+# extension wheels (DuckDB would otherwise download it), in a venv of their own.
+PYICEBERG_VERSION=0.12.0
+if ! .venv-iceberg/bin/python -c "
+import sys, pytz
+from importlib.metadata import version
+sys.exit(version('pyiceberg') != '$PYICEBERG_VERSION' or version('duckdb') != '$DUCKDB_VERSION'
+         or version('duckdb-extension-iceberg') != '$DUCKDB_VERSION'
+         or version('duckdb-extension-avro') != '$DUCKDB_VERSION'
+         or version('duckdb-extensions') != '$DUCKDB_VERSION')" 2>/dev/null; then
+  echo "== installing pyiceberg==$PYICEBERG_VERSION and duckdb $DUCKDB_VERSION (iceberg, avro) into .venv-iceberg"
+  rm -rf .venv-iceberg
+  python3 -m venv .venv-iceberg
+  .venv-iceberg/bin/pip install --quiet --disable-pip-version-check \
+    "pyiceberg[sql-sqlite,pyarrow]==$PYICEBERG_VERSION" "duckdb==$DUCKDB_VERSION" \
+    "duckdb-extensions==$DUCKDB_VERSION" "duckdb-extension-iceberg==$DUCKDB_VERSION" \
+    "duckdb-extension-avro==$DUCKDB_VERSION" pytz
 fi
 
 # The SAM deployment (template.yaml): cfn-lint validates it offline, tests/template_test.py checks

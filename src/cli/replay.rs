@@ -74,7 +74,8 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<Option<Summary>> {
                     .with_context(|| format!("backfill root {root}"))?;
                 (Arc::new(store), String::new())
             };
-            if manifest.is_none() && !*dry_run && !opts.load_mode() {
+            let batched = opts.load_mode() || matches!(opts.output.sink, SinkSpec::Iceberg(_));
+            if manifest.is_none() && !*dry_run && !batched {
                 // Listed as the run goes, a few hours ahead and several at a time.
                 let mut listing = backfill::list(
                     store.clone(),
@@ -216,6 +217,11 @@ pub(crate) async fn finish_run(
             },
         };
         runner::batch::run(jobs, shared, concurrency, &batches, stop.clone()).await
+    } else if let SinkSpec::Iceberg(target) = &opts.output.sink {
+        // (A backfill into Iceberg is listed whole first: batches are planned over every object.)
+        opts.iceberg
+            .run_batches(opts, target, jobs, shared, concurrency, stop.clone())
+            .await?
     } else if let Some(feed) = listed {
         runner::run_feed(feed, shared, concurrency, progress, stop.clone()).await
     } else {

@@ -12,6 +12,7 @@ use super::{CreateTableChoice, Opts};
 /// `--force` and `--ledger none` into BigQuery's storage-write or load mode write rows a second
 /// time that nothing removes: refused (exit 2) unless `--allow-duplicates` is given.
 pub(crate) fn refuse_duplicating_runs(opts: &Opts) -> anyhow::Result<()> {
+    super::iceberg_flags::refuse_duplicating_runs(opts)?;
     let mode = match &opts.output.sink {
         SinkSpec::BigQuery(_) => opts.bigquery.bigquery_mode,
         _ => return Ok(()),
@@ -141,11 +142,15 @@ pub(crate) fn refuse_routing_conflicts(opts: &Opts) -> anyhow::Result<()> {
         );
     }
     let SinkSpec::BigQuery(table) = &opts.output.sink else {
-        let auto_elsewhere = auto && !matches!(opts.output.sink, SinkSpec::Postgres(_));
+        let auto_elsewhere = auto
+            && !matches!(
+                opts.output.sink,
+                SinkSpec::Postgres(_) | SinkSpec::Iceberg(_)
+            );
         if auto_elsewhere || opts.bigquery.route_default.is_some() {
             bail!(
-                "--create-table auto is for --sink bigquery:… and postgres://…, --route-default \
-                 for --sink bigquery:…"
+                "--create-table auto is for --sink bigquery:…, postgres://… and iceberg:…, \
+                 --route-default for --sink bigquery:…"
             );
         }
         return Ok(());

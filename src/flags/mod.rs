@@ -8,12 +8,14 @@ use clap::Args;
 mod bigquery_flags;
 mod groups;
 pub(crate) mod guards;
+pub(crate) mod iceberg_flags;
 pub(crate) mod parsers;
 mod postgres_flags;
 mod setup;
 
 pub(crate) use self::bigquery_flags::{BigQueryOpts, CreateTableChoice};
 pub(crate) use self::groups::*;
+pub(crate) use self::iceberg_flags::IcebergOpts;
 pub(crate) use self::postgres_flags::PostgresOpts;
 pub(crate) use self::setup::default_ledger;
 
@@ -27,6 +29,8 @@ pub(crate) struct Opts {
     pub(crate) bigquery: BigQueryOpts,
     #[command(flatten)]
     pub(crate) postgres: PostgresOpts,
+    #[command(flatten)]
+    pub(crate) iceberg: IcebergOpts,
     #[command(flatten)]
     pub(crate) exactly_once: LedgerFlags,
     #[command(flatten)]

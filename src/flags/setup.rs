@@ -42,7 +42,8 @@ impl Opts {
                 Some(f) => RowIdSource::field(f),
                 None => RowIdSource::Position,
             },
-            row_id_column: Some(self.output.row_id_column.clone()).filter(|c| !c.is_empty()),
+            row_id_column: Some(super::iceberg_flags::row_id_column(self))
+                .filter(|c| !c.is_empty()),
             metadata: self.output.metadata_columns,
             payload_column: self.output.payload_column.clone().filter(|c| !c.is_empty()),
             mapping,
@@ -90,6 +91,7 @@ impl Opts {
             sink: match (&self.output.sink, self.output.sink.build_local()) {
                 (_, Some(local)) => Arc::from(local),
                 (SinkSpec::Postgres(_), None) => postgres.clone().expect("connected above"),
+                (SinkSpec::Iceberg(target), None) => self.iceberg.connect(self, target).await?,
                 // The load runner connects on its own and swaps in its spool sink.
                 (SinkSpec::BigQuery(_), None) if self.load_mode() => {
                     Arc::new(bigquery::load::batch::LoadOnly)
@@ -258,6 +260,7 @@ pub(crate) fn default_ledger(sink: &SinkSpec) -> LedgerSpec {
         SinkSpec::Ndjson(dir) => LedgerSpec::File(dir.join(".ledger.jsonl")),
         SinkSpec::Stdout => LedgerSpec::None,
         SinkSpec::Postgres(_) => LedgerSpec::Postgres,
+        SinkSpec::Iceberg(t) => super::iceberg_flags::default_ledger(t),
         // (A routing template's field path may hold a `/`: not a directory.)
         SinkSpec::BigQuery(t) => LedgerSpec::File(PathBuf::from(format!(
             ".firehose-replay/ledger-{}.jsonl",

@@ -36,6 +36,7 @@
 
 pub mod batch;
 pub mod bigquery;
+pub mod iceberg;
 pub mod ndjson;
 pub mod postgres;
 
@@ -124,6 +125,9 @@ pub enum SinkSpec {
     BigQuery(bigquery::TableRef),
     /// `postgres://user@host:port/db?table=schema.table` (or `postgres:` + libpq key/values).
     Postgres(postgres::Target),
+    /// `iceberg:sqlite:///PATH?warehouse=DIR#NAMESPACE.TABLE` (or `iceberg:postgres://…`): an
+    /// Apache Iceberg table through a SQL catalog ([`iceberg::target`]).
+    Iceberg(iceberg::Target),
 }
 
 impl FromStr for SinkSpec {
@@ -142,6 +146,18 @@ impl FromStr for SinkSpec {
         if s.starts_with("postgres:") || s.starts_with("postgresql://") {
             return Ok(SinkSpec::Postgres(postgres::Target::parse(s)?));
         }
+        if let Some(spec) = s.strip_prefix("iceberg:") {
+            if !cfg!(feature = "iceberg") {
+                return Err(
+                    "this firehose-replay was built without the Iceberg sink (cargo \
+                            feature `iceberg`, on by default: build without \
+                            --no-default-features)"
+                        .into(),
+                );
+            }
+            let cwd = std::env::current_dir().map_err(|e| format!("the current directory: {e}"))?;
+            return Ok(SinkSpec::Iceberg(iceberg::Target::parse(spec, &cwd)?));
+        }
         if let Some(dir) = s.strip_prefix("ndjson:") {
             if dir.is_empty() {
                 return Err("`ndjson:` needs a directory, e.g. ndjson:./out".into());
@@ -149,7 +165,7 @@ impl FromStr for SinkSpec {
             return Ok(SinkSpec::Ndjson(dir.into()));
         }
         Err(format!(
-            "unknown sink `{s}` (expected ndjson:DIR, stdout, bigquery:PROJECT.DATASET.TABLE or postgres://HOST/DB?table=T)"
+            "unknown sink `{s}` (expected ndjson:DIR, stdout, bigquery:PROJECT.DATASET.TABLE, postgres://HOST/DB?table=T or iceberg:sqlite:///PATH?warehouse=DIR#NAMESPACE.TABLE)"
         ))
     }
 }
@@ -161,7 +177,7 @@ impl SinkSpec {
         match self {
             SinkSpec::Ndjson(dir) => Some(Box::new(ndjson::NdjsonDir::new(dir.clone()))),
             SinkSpec::Stdout => Some(Box::new(ndjson::Stdout)),
-            SinkSpec::BigQuery(_) | SinkSpec::Postgres(_) => None,
+            SinkSpec::BigQuery(_) | SinkSpec::Postgres(_) | SinkSpec::Iceberg(_) => None,
         }
     }
 }

@@ -21,6 +21,8 @@ mod framing;
 mod front_door;
 mod h2_proxy;
 mod harness;
+mod iceberg;
+mod iceberg_tables;
 mod invoke;
 mod lambda;
 mod lambda_runtime;

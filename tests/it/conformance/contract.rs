@@ -37,6 +37,7 @@ fn conformance_the_row_contracts_edge_records_get_the_same_outcome_in_every_sink
                 Values::Text => c.text,
                 Values::BigQuery => c.bigquery,
                 Values::Postgres => c.postgres,
+                Values::Iceberg => c.iceberg,
             };
             let written = rows.iter().filter(|r| r.k == c.name).count();
             let error = errors.get(&(ordinal as u64));

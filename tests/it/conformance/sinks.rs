@@ -10,6 +10,7 @@ use std::sync::OnceLock;
 use serde_json::{json, Value};
 
 use crate::bq_emulator::BqEmulator;
+use crate::iceberg_tables::IcebergTable;
 use crate::moto::Moto;
 use crate::pg_server::PgServer;
 
@@ -57,6 +58,9 @@ pub enum Values {
     BigQuery,
     /// PostgreSQL's typed columns: the same, in PostgreSQL's words.
     Postgres,
+    /// Iceberg's typed columns: the same, in this sink's words; the row-ID column is
+    /// `_replay_row_id`, so a record's own `_row_id` is a field without a column.
+    Iceberg,
 }
 
 /// The guarantees a sink claims (the README's guarantee tables must agree).
@@ -164,6 +168,7 @@ pub static SINKS: &[&dyn SinkUnderTest] = &[
         merge: true,
     },
     &Postgres,
+    &Iceberg,
 ];
 
 /// Sinks chosen by `CONFORMANCE_SINKS=ndjson,load` (all when unset), to rerun one quickly.
@@ -472,6 +477,77 @@ impl Destination for PostgresTable<'_> {
             .lines()
             .filter(|l| !l.is_empty())
             .map(|l| row(serde_json::from_str(l).unwrap()))
+            .collect()
+    }
+}
+
+struct Iceberg;
+
+impl SinkUnderTest for Iceberg {
+    fn name(&self) -> &'static str {
+        "iceberg"
+    }
+
+    /// One snapshot per batch, its ID staged in the ledger first and looked up in the table's
+    /// snapshots by a rerun; an append has no unique key, so `--force` and `--ledger none` are
+    /// refused.
+    fn guarantees(&self) -> Guarantees {
+        Guarantees {
+            forced: Forced::Refused,
+            after_kill: AfterKill::Exact,
+            values: Values::Iceberg,
+            redrive: Redrive::Native,
+        }
+    }
+
+    fn destination<'a>(&self, _: &'a Servers, work: &Path) -> Box<dyn Destination + 'a> {
+        // The columns of the other entries, in Iceberg's types; `d` (the edge records'
+        // 200-deep array) as its JSON text.
+        let table = IcebergTable::create(
+            &work.join("iceberg"),
+            "suite.events",
+            json!([
+                ["_replay_row_id", "string", true],
+                ["_source_uri", "string", false],
+                ["k", "string", false],
+                ["n", "long", false],
+                ["a", "long", false],
+                ["f", "double", false],
+                ["s", "string", false],
+                ["d", "string", false],
+                ["id", "long", false]
+            ]),
+        );
+        Box::new(IcebergDest(table))
+    }
+}
+
+struct IcebergDest(IcebergTable);
+
+impl Destination for IcebergDest {
+    /// Two objects per snapshot, so that kills fall between commits too.
+    fn args(&self) -> Vec<String> {
+        vec![
+            "--sink".into(),
+            self.0.sink(),
+            "--iceberg-batch-objects".into(),
+            "2".into(),
+        ]
+    }
+
+    /// Read with pyiceberg, independently of the sink.
+    fn rows(&self) -> Vec<Row> {
+        self.0
+            .rows()
+            .into_iter()
+            .map(|fields| Row {
+                id: fields["_replay_row_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                k: fields["k"].as_str().unwrap_or_default().to_string(),
+                fields,
+            })
             .collect()
     }
 }

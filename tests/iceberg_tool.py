@@ -1,0 +1,136 @@
+"""Independent readers and writers of the Iceberg sink's tables, for the tests (run with
+.venv-iceberg's Python, installed by scripts/test.sh): pyiceberg (its SqlCatalog on the same
+SQLite catalog tables) and DuckDB's iceberg extension (offline, from the PyPI extension wheels).
+Nothing here uses this project's code.
+
+    iceberg_tool.py COMMAND '{"db": "/abs/catalog.db", "warehouse": "/abs/wh",
+                              "catalog": "default", "table": "ns.t"}' [ARG]
+
+Commands:
+  create SCHEMA   create the namespace and table; SCHEMA is a JSON list of
+                  [name, type, required] (type: a pyiceberg primitive name, or
+                  {"struct": [[name, type, required], ...]}, {"list": type}, {"map": type})
+  rows            every row, one JSON object a line (pyiceberg scan)
+  duckdb          every row, one JSON object a line, then {"__types__": {column: type}}
+                  (DuckDB iceberg_scan of the table's current metadata file)
+  types           {column: Iceberg type} as pyiceberg reads the schema
+  append ROWS     append ROWS (a JSON list of objects) as another writer would
+  snapshots       the summary of every snapshot, one JSON object a line
+"""
+
+import datetime
+import decimal
+import json
+import sys
+
+import pyarrow as pa
+from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg import types as T
+from pyiceberg.schema import Schema
+
+
+def catalog(cfg):
+    return SqlCatalog(
+        cfg.get("catalog", "default"),
+        uri="sqlite:///" + cfg["db"],
+        warehouse="file://" + cfg["warehouse"],
+    )
+
+
+class Ids:
+    def __init__(self):
+        self.n = 0
+
+    def next(self):
+        self.n += 1
+        return self.n
+
+
+PRIMITIVES = {
+    "string": T.StringType, "long": T.LongType, "int": T.IntegerType, "double": T.DoubleType,
+    "float": T.FloatType, "boolean": T.BooleanType, "date": T.DateType, "time": T.TimeType,
+    "timestamp": T.TimestampType, "timestamptz": T.TimestamptzType,
+}
+
+
+def iceberg_type(spec, ids):
+    if isinstance(spec, str):
+        if spec.startswith("decimal("):
+            p, s = spec[len("decimal("):-1].split(",")
+            return T.DecimalType(int(p), int(s))
+        return PRIMITIVES[spec]()
+    if "struct" in spec:
+        return T.StructType(*[field(f, ids) for f in spec["struct"]])
+    if "list" in spec:
+        return T.ListType(ids.next(), iceberg_type(spec["list"], ids), element_required=False)
+    if "map" in spec:
+        key_id, value_id = ids.next(), ids.next()
+        return T.MapType(key_id, T.StringType(), value_id, iceberg_type(spec["map"], ids),
+                         value_required=False)
+    raise ValueError(spec)
+
+
+def field(f, ids):
+    name, typ, required = f
+    fid = ids.next()
+    return T.NestedField(fid, name, iceberg_type(typ, ids), required=required)
+
+
+def plain(v):
+    if isinstance(v, (datetime.datetime, datetime.date, datetime.time)):
+        return v.isoformat()
+    if isinstance(v, decimal.Decimal):
+        return str(v)
+    if isinstance(v, dict):
+        return {k: plain(x) for k, x in v.items()}
+    if isinstance(v, list):
+        # pyarrow gives maps as lists of (key, value) pairs
+        if v and all(isinstance(x, tuple) and len(x) == 2 for x in v):
+            return {k: plain(x) for k, x in v}
+        return [plain(x) for x in v]
+    if isinstance(v, tuple):
+        return [plain(x) for x in v]
+    return v
+
+
+def main():
+    cmd, cfg = sys.argv[1], json.loads(sys.argv[2])
+    cat = catalog(cfg)
+    ns = cfg["table"].rsplit(".", 1)[0]
+    if cmd == "create":
+        cat.create_namespace_if_not_exists(ns)
+        ids = Ids()
+        schema = Schema(*[field(f, ids) for f in json.loads(sys.argv[3])])
+        cat.create_table(cfg["table"], schema=schema)
+        return
+    table = cat.load_table(cfg["table"])
+    if cmd == "rows":
+        for row in table.scan().to_arrow().to_pylist():
+            print(json.dumps(plain(row)))
+    elif cmd == "types":
+        print(json.dumps({f.name: str(f.field_type) for f in table.schema().fields}))
+    elif cmd == "snapshots":
+        for s in table.snapshots():
+            print(json.dumps(dict(s.summary.additional_properties)))
+    elif cmd == "append":
+        rows = json.loads(sys.argv[3])
+        schema = table.schema().as_arrow()
+        table.append(pa.Table.from_pylist(rows, schema=schema))
+    elif cmd == "duckdb":
+        import duckdb
+        import duckdb_extensions
+        con = duckdb.connect()
+        for name in ("avro", "iceberg"):
+            duckdb_extensions.import_extension(name, con=con)
+            con.execute(f"LOAD {name}")
+        rel = con.sql("SELECT * FROM iceberg_scan(?)", params=[table.metadata_location])
+        types = {c: str(t) for c, t in zip(rel.columns, rel.types)}
+        for values in rel.fetchall():
+            print(json.dumps(plain(dict(zip(rel.columns, values)))))
+        print(json.dumps({"__types__": types}))
+    else:
+        raise SystemExit(f"unknown command {cmd}")
+
+
+if __name__ == "__main__":
+    main()

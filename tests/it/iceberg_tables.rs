@@ -1,0 +1,100 @@
+//! Iceberg tables for the tests, created and read back by independent readers (pyiceberg and
+//! DuckDB's iceberg extension, through tests/iceberg_tool.py in .venv-iceberg, which
+//! scripts/test.sh installs): an SQLite catalog file and a local warehouse per table.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+
+/// One table: `<dir>/catalog.db`, `<dir>/warehouse`, `<namespace>.<name>`, catalog `default`.
+pub struct IcebergTable {
+    pub db: PathBuf,
+    pub warehouse: PathBuf,
+    pub table: String,
+}
+
+fn python() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-iceberg/bin/python");
+    assert!(
+        p.exists(),
+        "{} not found: run scripts/test.sh (it installs pyiceberg and DuckDB into .venv-iceberg)",
+        p.display()
+    );
+    p
+}
+
+impl IcebergTable {
+    /// Creates `table` (`ns.name`) with `schema` (see iceberg_tool.py's `create`) under `dir`.
+    pub fn create(dir: &Path, table: &str, schema: Value) -> IcebergTable {
+        std::fs::create_dir_all(dir.join("warehouse")).unwrap();
+        let t = IcebergTable {
+            db: dir.join("catalog.db"),
+            warehouse: dir.join("warehouse"),
+            table: table.to_string(),
+        };
+        t.tool(&["create", &schema.to_string()]);
+        t
+    }
+
+    /// `--sink` for this table.
+    pub fn sink(&self) -> String {
+        format!(
+            "iceberg:sqlite://{}?warehouse={}#{}",
+            self.db.display(),
+            self.warehouse.display(),
+            self.table
+        )
+    }
+
+    fn tool(&self, args: &[&str]) -> String {
+        let cfg = json!({"db": self.db, "warehouse": self.warehouse, "table": self.table});
+        let out = std::process::Command::new(python())
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/iceberg_tool.py"))
+            .arg(args[0])
+            .arg(cfg.to_string())
+            .args(&args[1..])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "iceberg_tool.py {}: {}",
+            args[0],
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn lines(text: &str) -> Vec<Value> {
+        text.lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// Every row, as pyiceberg reads it.
+    pub fn rows(&self) -> Vec<Value> {
+        Self::lines(&self.tool(&["rows"]))
+    }
+
+    /// Every row and the column types, as DuckDB's `iceberg_scan` reads them.
+    pub fn duckdb(&self) -> (Vec<Value>, Value) {
+        let mut rows = Self::lines(&self.tool(&["duckdb"]));
+        let types = rows.pop().unwrap()["__types__"].clone();
+        (rows, types)
+    }
+
+    /// Column → Iceberg type, as pyiceberg reads the schema.
+    pub fn types(&self) -> Value {
+        serde_json::from_str(&self.tool(&["types"])).unwrap()
+    }
+
+    /// Each snapshot's summary properties.
+    pub fn snapshots(&self) -> Vec<Value> {
+        Self::lines(&self.tool(&["snapshots"]))
+    }
+
+    /// Appends rows as another writer (pyiceberg) would.
+    pub fn append(&self, rows: Value) {
+        self.tool(&["append", &rows.to_string()]);
+    }
+}
