@@ -56,8 +56,10 @@ pub(crate) struct InputFlags {
 #[command(next_help_heading = "Sink")]
 pub(crate) struct SinkFlags {
     /// Where rows go: ndjson:DIR (one file per object), stdout,
-    /// bigquery:PROJECT.DATASET.TABLE (written as --bigquery-mode says: storage-write by default)
-    /// or postgres://USER@HOST:PORT/DB?table=SCHEMA.TABLE.
+    /// bigquery:PROJECT.DATASET.TABLE (written as --bigquery-mode says: storage-write by default),
+    /// postgres://USER@HOST:PORT/DB?table=SCHEMA.TABLE or
+    /// iceberg:sqlite:///PATH/catalog.db?warehouse=DIR#NAMESPACE.TABLE (an Apache Iceberg table
+    /// through a SQL catalog; iceberg:postgres://… for a PostgreSQL catalog).
     #[arg(
         long,
         global = true,
@@ -115,8 +117,8 @@ pub(crate) struct LedgerFlags {
     /// Process objects even if the ledger has them as done.
     #[arg(long, global = true, env = "FIREHOSE_REPLAY_FORCE", value_parser = env_bool)]
     pub(crate) force: bool,
-    /// Let --force or --ledger none write rows again into BigQuery in storage-write or load mode,
-    /// where nothing removes the copies (refused without it).
+    /// Let --force or --ledger none write rows again into BigQuery in storage-write or load mode
+    /// or into an Iceberg table, where nothing removes the copies (refused without it).
     #[arg(
         long,
         global = true,
