@@ -16,6 +16,8 @@ Commands:
   types           {column: Iceberg type} as pyiceberg reads the schema
   append ROWS     append ROWS (a JSON list of objects) as another writer would
   snapshots       the summary of every snapshot, one JSON object a line
+  scan            as `duckdb`, for the table whose metadata file is {"metadata": LOCATION}
+                  (any catalog: nothing is read from the SQLite file)
 """
 
 import datetime
@@ -93,8 +95,26 @@ def plain(v):
     return v
 
 
+def duckdb_scan(metadata_location):
+    import duckdb
+    import duckdb_extensions
+    con = duckdb.connect()
+    for name in ("avro", "iceberg"):
+        duckdb_extensions.import_extension(name, con=con)
+        con.execute(f"LOAD {name}")
+    rel = con.sql("SELECT * FROM iceberg_scan(?)", params=[metadata_location])
+    types = {c: str(t) for c, t in zip(rel.columns, rel.types)}
+    for values in rel.fetchall():
+        print(json.dumps(plain(dict(zip(rel.columns, values)))))
+    print(json.dumps({"__types__": types}))
+
+
 def main():
     cmd, cfg = sys.argv[1], json.loads(sys.argv[2])
+    if cmd == "scan":
+        # A table of any catalog, by its metadata file: {"metadata": "file:///…/….metadata.json"}
+        duckdb_scan(cfg["metadata"])
+        return
     cat = catalog(cfg)
     ns = cfg["table"].rsplit(".", 1)[0]
     if cmd == "create":
@@ -117,17 +137,7 @@ def main():
         schema = table.schema().as_arrow()
         table.append(pa.Table.from_pylist(rows, schema=schema))
     elif cmd == "duckdb":
-        import duckdb
-        import duckdb_extensions
-        con = duckdb.connect()
-        for name in ("avro", "iceberg"):
-            duckdb_extensions.import_extension(name, con=con)
-            con.execute(f"LOAD {name}")
-        rel = con.sql("SELECT * FROM iceberg_scan(?)", params=[table.metadata_location])
-        types = {c: str(t) for c, t in zip(rel.columns, rel.types)}
-        for values in rel.fetchall():
-            print(json.dumps(plain(dict(zip(rel.columns, values)))))
-        print(json.dumps({"__types__": types}))
+        duckdb_scan(table.metadata_location)
     else:
         raise SystemExit(f"unknown command {cmd}")
 

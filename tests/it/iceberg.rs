@@ -413,3 +413,52 @@ fn iceberg_create_table_auto_types_the_first_row_and_payload_column_keeps_record
     records.sort_by_key(|r| r["k"].as_str().unwrap().to_string());
     assert_eq!(records[1], json!({"k": "b", "n": 2, "extra": 3}));
 }
+
+/// A PostgreSQL SQL catalog (the same catalog tables, in a real server): the table created
+/// there, its rows read by DuckDB from the metadata file the catalog row names.
+#[test]
+fn iceberg_a_postgres_catalog_holds_the_table_duckdb_reads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pg = crate::pg_server::PgServer::start();
+    let src = tmp.path().join("src");
+    let objects: Vec<(String, Vec<Value>)> = (0..3)
+        .map(|o| {
+            (
+                key(o, o),
+                (0..4)
+                    .map(|r| json!({"k": format!("o{o}r{r}"), "n": r}))
+                    .collect(),
+            )
+        })
+        .collect();
+    archive(&src, &objects);
+    let sink = format!(
+        "iceberg:{}?warehouse={}#pgns.events",
+        pg.url(),
+        tmp.path().join("warehouse").display()
+    );
+    let out = bin()
+        .current_dir(tmp.path())
+        .args([
+            "replay",
+            src.to_str().unwrap(),
+            "--sink",
+            &sink,
+            "--create-table",
+            "auto",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let metadata = pg.psql(
+        "SELECT metadata_location FROM iceberg_tables WHERE catalog_name = 'default' \
+         AND table_namespace = 'pgns' AND table_name = 'events'",
+    );
+    let rows = crate::iceberg_tables::duckdb_scan(metadata.trim());
+    let mut ks: Vec<&str> = rows.iter().map(|r| r["k"].as_str().unwrap()).collect();
+    ks.sort();
+    assert_eq!(ks.len(), 12, "{rows:?}");
+    ks.dedup();
+    assert_eq!(ks.len(), 12, "every row once");
+}

@@ -23,6 +23,39 @@ fn python() -> PathBuf {
     p
 }
 
+/// Runs tests/iceberg_tool.py `args[0]` with `cfg`, then the other args; its stdout.
+fn tool(cfg: &Value, args: &[&str]) -> String {
+    let out = std::process::Command::new(python())
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/iceberg_tool.py"))
+        .arg(args[0])
+        .arg(cfg.to_string())
+        .args(&args[1..])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "iceberg_tool.py {}: {}",
+        args[0],
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Every row of the table whose metadata file is `metadata`, as DuckDB's `iceberg_scan` reads
+/// it (any catalog).
+pub fn duckdb_scan(metadata: &str) -> Vec<Value> {
+    let mut rows = lines(&tool(&json!({ "metadata": metadata }), &["scan"]));
+    rows.pop(); // the types
+    rows
+}
+
+fn lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 impl IcebergTable {
     /// Creates `table` (`ns.name`) with `schema` (see iceberg_tool.py's `create`) under `dir`.
     pub fn create(dir: &Path, table: &str, schema: Value) -> IcebergTable {
@@ -48,37 +81,17 @@ impl IcebergTable {
 
     fn tool(&self, args: &[&str]) -> String {
         let cfg = json!({"db": self.db, "warehouse": self.warehouse, "table": self.table});
-        let out = std::process::Command::new(python())
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/iceberg_tool.py"))
-            .arg(args[0])
-            .arg(cfg.to_string())
-            .args(&args[1..])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "iceberg_tool.py {}: {}",
-            args[0],
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn lines(text: &str) -> Vec<Value> {
-        text.lines()
-            .filter(|l| !l.is_empty())
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+        tool(&cfg, args)
     }
 
     /// Every row, as pyiceberg reads it.
     pub fn rows(&self) -> Vec<Value> {
-        Self::lines(&self.tool(&["rows"]))
+        lines(&self.tool(&["rows"]))
     }
 
     /// Every row and the column types, as DuckDB's `iceberg_scan` reads them.
     pub fn duckdb(&self) -> (Vec<Value>, Value) {
-        let mut rows = Self::lines(&self.tool(&["duckdb"]));
+        let mut rows = lines(&self.tool(&["duckdb"]));
         let types = rows.pop().unwrap()["__types__"].clone();
         (rows, types)
     }
@@ -90,7 +103,7 @@ impl IcebergTable {
 
     /// Each snapshot's summary properties.
     pub fn snapshots(&self) -> Vec<Value> {
-        Self::lines(&self.tool(&["snapshots"]))
+        lines(&self.tool(&["snapshots"]))
     }
 
     /// Appends rows as another writer (pyiceberg) would.
