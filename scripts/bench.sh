@@ -17,6 +17,8 @@
 #                                    # Write into a table that has every column)
 #   POSTGRES=0 scripts/bench.sh      # skip the PostgreSQL sink vs psql \copy (a local server from
 #                                    # /usr/lib/postgresql; scripts/bench/postgres.sh runs it alone)
+#   ICEBERG=0 scripts/bench.sh       # skip the Iceberg sink vs DuckDB writing Parquet
+#                                    # (scripts/bench/iceberg.sh runs it alone)
 #   PLAN_MAP=0 scripts/bench.sh      # skip plan-map over a year of hourly prefixes (350,400 keys in
 #                                    # a local tree; scripts/bench/plan_map.sh runs it alone)
 #
@@ -221,6 +223,13 @@ fi
 if [ "${POSTGRES:-1}" = 1 ]; then
   echo
   BIN=$BIN OBJ=$(object newline 64) RUNS=$RUNS scripts/bench/postgres.sh
+fi
+
+# The Iceberg sink against DuckDB's `COPY (SELECT * FROM read_json(…)) TO … (FORMAT parquet)`,
+# same 64 MiB object (scripts/bench/iceberg.sh runs it alone; needs .venv-iceberg).
+if [ "${ICEBERG:-1}" = 1 ]; then
+  echo
+  BIN=$BIN OBJ=$(object newline 64) RUNS=$RUNS scripts/bench/iceberg.sh
 fi
 
 # Adversarial shapes: memory and time must not grow with whitespace or with bad records.
