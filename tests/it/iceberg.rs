@@ -462,3 +462,51 @@ fn iceberg_a_postgres_catalog_holds_the_table_duckdb_reads() {
     ks.dedup();
     assert_eq!(ks.len(), 12, "every row once");
 }
+
+/// A run killed between staging its batch in the ledger and the end: the ledger holds the
+/// object staged with `iceberg:<batch ID>` (a line as the file ledger writes it). If no snapshot
+/// carries the batch (killed before the commit), the rerun writes the object once; if one does
+/// (killed after the commit, before "done"), the rerun writes nothing and records it done.
+#[test]
+fn iceberg_a_run_killed_between_stage_and_done_is_resolved_from_the_snapshots() {
+    use md5::Digest;
+    let tmp = tempfile::tempdir().unwrap();
+    let table = IcebergTable::create(
+        &tmp.path().join("ice"),
+        "ns.t",
+        json!([["_replay_row_id", "string", true], ["k", "string", false]]),
+    );
+    let src = tmp.path().join("src");
+    let key = key(8, 1);
+    let records: Vec<Value> = (0..5).map(|r| json!({"k": format!("r{r}")})).collect();
+    archive(&src, &[(key.clone(), records)]);
+    let etag = hex::encode(md5::Md5::digest(std::fs::read(src.join(&key)).unwrap()));
+    let staged = |work: &Path, batch: &str| {
+        std::fs::create_dir_all(work).unwrap();
+        let line = json!({"bucket": "src", "key": key, "etag": etag, "staged": {
+            "token": format!("iceberg:{batch}"), "records": 5, "rows": 5, "record_errors": 0}});
+        std::fs::write(work.join("ledger.jsonl"), format!("{line}\n")).unwrap();
+    };
+
+    let killed_before_commit = tmp.path().join("before");
+    staged(&killed_before_commit, "00000000deadbeef-00000000");
+    let (code, stderr) = run(replay(&killed_before_commit, &src, &table, &[]));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("were not committed; writing the object again"),
+        "{stderr}"
+    );
+    assert_eq!(table.rows().len(), 5);
+
+    let snapshots = table.snapshots();
+    let batch = snapshots[0]["firehose-replay.batch"].as_str().unwrap();
+    let killed_after_commit = tmp.path().join("after");
+    staged(&killed_after_commit, batch);
+    let (code, stderr) = run(replay(&killed_after_commit, &src, &table, &[]));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("were committed; recording the object as done"),
+        "{stderr}"
+    );
+    assert_eq!((table.rows().len(), table.snapshots().len()), (5, 1));
+}
