@@ -47,7 +47,7 @@ fn accepts_and_rejects_like_the_grammar_says() {
 
 #[test]
 fn the_key_check_passes_only_records_the_row_scan_would_leave_alone() {
-    let reserved = vec![crate::row::scan::key_hash(b"_row_id", false)];
+    let reserved = vec![crate::json::lex::key_hash(b"_row_id", false)];
     let clean = |doc: &str| {
         let mut k = KeyCheck::new(reserved.clone());
         assert!(
@@ -88,6 +88,44 @@ fn deep_nesting_is_valid_json_as_for_serde_json() {
         let wrong = format!("{}{}1{}}}", "[".repeat(n), "{\"k\":", "]".repeat(n));
         assert!(check(wrong.as_bytes()).is_err(), "depth {n}");
         assert!(!serde_ok(wrong.as_bytes()), "depth {n}");
+    }
+}
+
+/// Objects and arrays alternating level by level, so that every level's kind must be
+/// remembered across the nesting tracker's register and its spill words (64 levels a word):
+/// closing any one level with the other kind's bracket is caught, as by serde_json.
+#[test]
+fn alternating_nesting_remembers_every_level_kind() {
+    for n in [2usize, 63, 64, 65, 66, 127, 128, 129, 130, 200] {
+        let mut open = String::new();
+        let mut closers = Vec::new();
+        for level in 0..n {
+            if level % 2 == 0 {
+                open.push_str("{\"k\":");
+                closers.push('}');
+            } else {
+                open.push('[');
+                closers.push(']');
+            }
+        }
+        let close: String = closers.iter().rev().collect();
+        let doc = format!("{open}1{close}");
+        assert!(check(doc.as_bytes()).is_ok(), "depth {n}");
+        assert!(serde_ok(doc.as_bytes()), "depth {n}");
+        for wrong_at in [0, 1, n / 2, n.saturating_sub(63), n - 1] {
+            let mut bad: Vec<char> = close.chars().collect();
+            bad[wrong_at] = if bad[wrong_at] == '}' { ']' } else { '}' };
+            let bad: String = bad.into_iter().collect();
+            let doc = format!("{open}1{bad}");
+            assert!(
+                check(doc.as_bytes()).is_err(),
+                "depth {n}, wrong closer {wrong_at}"
+            );
+            assert!(
+                !serde_ok(doc.as_bytes()),
+                "depth {n}, wrong closer {wrong_at}"
+            );
+        }
     }
 }
 
