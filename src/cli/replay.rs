@@ -74,7 +74,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<Option<Summary>> {
                     .with_context(|| format!("backfill root {root}"))?;
                 (Arc::new(store), String::new())
             };
-            if manifest.is_none() && !*dry_run && !opts.load_mode() {
+            if manifest.is_none() && !*dry_run && !opts.batched() {
                 // Listed as the run goes, a few hours ahead and several at a time.
                 let mut listing = backfill::list(
                     store.clone(),
@@ -216,6 +216,8 @@ pub(crate) async fn finish_run(
             },
         };
         runner::batch::run(jobs, shared, concurrency, &batches, stop.clone()).await
+    } else if let Some(batches) = shared.sink.batching() {
+        runner::batch::run(jobs, shared, concurrency, &*batches, stop.clone()).await
     } else if let Some(feed) = listed {
         runner::run_feed(feed, shared, concurrency, progress, stop.clone()).await
     } else {

@@ -142,10 +142,11 @@ pub(crate) fn refuse_routing_conflicts(opts: &Opts) -> anyhow::Result<()> {
     }
     let SinkSpec::BigQuery(table) = &opts.output.sink else {
         let auto_elsewhere = auto && !matches!(opts.output.sink, SinkSpec::Postgres(_));
-        if auto_elsewhere || opts.bigquery.route_default.is_some() {
+        let pg = matches!(opts.output.sink, SinkSpec::Postgres(_));
+        if auto_elsewhere || (opts.bigquery.route_default.is_some() && !pg) {
             bail!(
-                "--create-table auto is for --sink bigquery:… and postgres://…, --route-default \
-                 for --sink bigquery:…"
+                "--create-table auto and --route-default are for --sink bigquery:… and \
+                 postgres://…"
             );
         }
         return Ok(());

@@ -13,6 +13,29 @@ pub(crate) struct PostgresOpts {
     /// none.
     #[arg(long, global = true, env = "FIREHOSE_REPLAY_POSTGRES_SECRET_ARN")]
     postgres_secret_arn: Option<String>,
+
+    /// Objects per transaction: above 1, `replay` and `backfill` commit this many objects'
+    /// rows and ledger entries in one transaction (fewer commits for many small objects; one
+    /// fixed table). 1: a transaction per object.
+    #[arg(
+        long,
+        global = true,
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u32).range(1..=10_000),
+        env = "FIREHOSE_REPLAY_POSTGRES_BATCH_OBJECTS"
+    )]
+    pub(crate) postgres_batch_objects: u32,
+
+    /// With --postgres-batch-objects: a batch's listed (compressed) MiB at most; a larger object
+    /// is a batch alone.
+    #[arg(
+        long,
+        global = true,
+        default_value_t = 64,
+        value_parser = clap::value_parser!(u64).range(1..),
+        env = "FIREHOSE_REPLAY_POSTGRES_BATCH_MIB"
+    )]
+    postgres_batch_mib: u64,
 }
 
 impl PostgresOpts {
@@ -47,8 +70,18 @@ impl PostgresOpts {
             payload_column: opts.output.payload_column.clone().filter(|c| !c.is_empty()),
             add_columns: opts.bigquery.schema_evolution
                 == firehose_replay::sink::bigquery::SchemaEvolution::AddColumns,
+            route_default: opts
+                .bigquery
+                .route_default
+                .clone()
+                .filter(|d| !d.is_empty()),
+            batch: (self.postgres_batch_objects > 1).then_some(postgres::batch::Bounds {
+                objects: self.postgres_batch_objects as usize,
+                bytes: self.postgres_batch_mib << 20,
+            }),
             create_auto: (opts.bigquery.create_table == CreateTableChoice::Auto).then(|| {
                 postgres::AutoCreate {
+                    partition_by: opts.bigquery.partition_by.clone().filter(|c| !c.is_empty()),
                     payload_column: opts.output.payload_column.clone().filter(|c| !c.is_empty()),
                 }
             }),

@@ -208,6 +208,13 @@ impl Opts {
             && self.bigquery.bigquery_mode == bigquery::Mode::Load
     }
 
+    /// Objects commit in batches (load mode, `--postgres-batch-objects`): listed up front.
+    pub(crate) fn batched(&self) -> bool {
+        self.load_mode()
+            || (matches!(self.output.sink, SinkSpec::Postgres(_))
+                && self.postgres.postgres_batch_objects > 1)
+    }
+
     /// `--concurrency`, defaulting to cores × 2.
     pub(crate) fn concurrency(&self) -> usize {
         self.limits
