@@ -14,6 +14,8 @@ use serde_json::Value;
 
 use crate::flags::Opts;
 use firehose_replay::aws::Aws;
+use firehose_replay::dead_letter::spec::DeadLetterSpec;
+use firehose_replay::run::Entry;
 
 /// The CLI's options, read from the environment only (there is no command line in Lambda).
 #[derive(Parser, Debug)]
@@ -80,25 +82,27 @@ fn init_json_logging(level: &str) {
 }
 
 async fn build(config: LambdaConfig) -> anyhow::Result<Handler> {
-    let mut opts = config.opts;
+    let opts = config.opts;
+    let mut setup = opts.setup(Entry::Lambda)?;
+    setup.validate()?;
     if std::env::var_os("FIREHOSE_REPLAY_SINK").is_none() {
         bail!("set FIREHOSE_REPLAY_SINK: the CLI's default (./out) is not writable in Lambda");
     }
     if std::env::var_os("FIREHOSE_REPLAY_DEAD_LETTER").is_none() {
         // The task directory is read-only; /tmp is the only writable place.
-        opts.failures.dead_letter = "dir:/tmp/dead-letter".into();
+        setup.dead_letter.spec = DeadLetterSpec::Dir("/tmp/dead-letter".into());
         tracing::warn!("FIREHOSE_REPLAY_DEAD_LETTER is not set: dead letters go to /tmp and are lost with the container");
     }
     let mut aws = Aws {
         path_style: opts.input.s3_path_style,
         client: None,
     };
-    let shared = opts.shared(&mut aws).await.context("configuration")?;
+    let shared = setup.build(&mut aws).await.context("configuration")?;
     let client = aws.client().await;
     Ok(Handler {
         stores: Arc::new(S3Stores::new(client)),
         shared,
-        concurrency: opts.concurrency(),
+        concurrency: setup.concurrency,
         margin: Duration::from_millis(config.deadline_margin_ms),
         metrics: Some(
             std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "firehose-replay".into()),
@@ -107,16 +111,7 @@ async fn build(config: LambdaConfig) -> anyhow::Result<Handler> {
     })
 }
 
-/// Why the Lambda handler (and `invoke`) refuses `--bigquery-mode load`.
-pub(crate) const LOAD_MODE_REFUSED: &str =
-    "FIREHOSE_REPLAY_BIGQUERY_MODE=load batches many objects into one load job and runs in \
-     `replay`/`backfill`; a Lambda writes each notification's objects with storage-write (the \
-     default) or insert-all";
-
 async fn serve(config: LambdaConfig) -> anyhow::Result<()> {
-    if config.opts.load_mode() {
-        bail!("{LOAD_MODE_REFUSED}");
-    }
     // Built once per container (cold start) and reused by every invocation.
     let handler = Arc::new(build(config).await?);
     tracing::info!(

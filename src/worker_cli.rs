@@ -1,5 +1,5 @@
 //! `firehose-replay worker`: the command line of the long-running SQS worker. The sink, ledger,
-//! dead-letter, decoding and retry setup is the one `replay` and `backfill` use (`Opts::shared`),
+//! dead-letter, decoding and retry setup is the one `replay` and `backfill` use (`run::Setup`),
 //! configured by the same flags and `FIREHOSE_REPLAY_*` variables as the Lambda function, so one
 //! configuration serves both.
 
@@ -12,6 +12,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use firehose_replay::ledger::LedgerSpec;
+use firehose_replay::run::Entry;
 use firehose_replay::trigger::handler::S3Stores;
 use firehose_replay::worker::{self, Shutdown};
 
@@ -59,19 +60,16 @@ fn seconds(s: &str) -> Result<f64, String> {
 
 /// Runs the worker until SIGTERM/SIGINT. Exit 0 after a clean shutdown.
 pub(crate) async fn run(opts: &Opts, args: &WorkerArgs) -> anyhow::Result<ExitCode> {
-    if opts.load_mode() {
-        bail!("{}", crate::lambda::LOAD_MODE_REFUSED);
-    }
+    let setup = opts.setup(Entry::Worker)?;
+    setup.validate()?;
     if args.queue.is_empty() {
         bail!("--queue (FIREHOSE_REPLAY_QUEUE) needs a queue URL");
     }
     // (A postgres sink's ledger, its default, is in the database: shared by every worker.)
-    let postgres_ledger =
-        matches!(
-            opts.output.sink,
-            firehose_replay::sink::SinkSpec::Postgres(_)
-        ) && matches!(opts.exactly_once.ledger, None | Some(LedgerSpec::Postgres));
-    if !matches!(opts.exactly_once.ledger, Some(LedgerSpec::S3 { .. })) && !postgres_ledger {
+    if !matches!(
+        setup.ledger_spec(),
+        LedgerSpec::S3 { .. } | LedgerSpec::Postgres
+    ) {
         tracing::warn!(
             "the ledger is not on S3 (--ledger s3://bucket/prefix/): workers in other containers \
              do not see it, and a redelivered message's object may be processed twice"
@@ -86,12 +84,12 @@ pub(crate) async fn run(opts: &Opts, args: &WorkerArgs) -> anyhow::Result<ExitCo
         path_style: opts.input.s3_path_style,
         client: None,
     };
-    let shared = opts.shared(&mut aws).await.context("configuration")?;
+    let shared = setup.build(&mut aws).await.context("configuration")?;
     let stores = Arc::new(S3Stores::new(aws.client().await));
     let sqs = firehose_replay::dead_letter::remote::sqs_client().await;
     let config = worker::Config {
         queue_url: args.queue.clone(),
-        concurrency: opts.concurrency(),
+        concurrency: setup.concurrency,
         visibility: args.visibility_timeout.map(Duration::from_secs),
         wait: Duration::from_secs(args.receive_wait),
         shutdown_grace: Duration::from_secs_f64(args.shutdown_grace),

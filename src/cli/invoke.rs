@@ -3,10 +3,11 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 
 use firehose_replay::aws::Aws;
 use firehose_replay::object::ObjectRef;
+use firehose_replay::run::Entry;
 use firehose_replay::source::local::LocalStore;
 use firehose_replay::source::ObjectStore;
 
@@ -16,9 +17,8 @@ use crate::flags::Opts;
 /// `invoke`: one event through the Lambda handler, here.
 pub(crate) async fn invoke(opts: &Opts, args: &InvokeArgs) -> anyhow::Result<ExitCode> {
     use firehose_replay::trigger::handler::{Handler, S3Stores, Stores};
-    if opts.load_mode() {
-        bail!("{}", crate::lambda::LOAD_MODE_REFUSED);
-    }
+    let setup = opts.setup(Entry::Lambda)?;
+    setup.validate()?;
     let text = if args.event == "-" {
         let mut buf = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut buf)
@@ -43,7 +43,7 @@ pub(crate) async fn invoke(opts: &Opts, args: &InvokeArgs) -> anyhow::Result<Exi
         path_style: opts.input.s3_path_style,
         client: None,
     };
-    let shared = opts.shared(&mut aws).await.context("configuration")?;
+    let shared = setup.build(&mut aws).await.context("configuration")?;
     let stores: Arc<dyn Stores> = match &args.buckets {
         Some(dir) => {
             let dir = dir.clone();
@@ -70,7 +70,7 @@ pub(crate) async fn invoke(opts: &Opts, args: &InvokeArgs) -> anyhow::Result<Exi
     let handler = Handler {
         stores,
         shared,
-        concurrency: opts.concurrency(),
+        concurrency: setup.concurrency,
         margin: std::time::Duration::from_millis(args.deadline_margin_ms),
         // stdout is for the response alone.
         metrics: None,

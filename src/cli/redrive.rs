@@ -11,7 +11,7 @@ use firehose_replay::dead_letter::remote;
 use firehose_replay::dead_letter::spec::{DeadLetterSpec, SpecError};
 use firehose_replay::object::Origin;
 use firehose_replay::run::Progress;
-use firehose_replay::run::{self as runner, Job, Summary};
+use firehose_replay::run::{self as runner, Entry, Job, Summary};
 use firehose_replay::source::local::LocalStore;
 use firehose_replay::source::s3::S3Store;
 use firehose_replay::source::ObjectStore;
@@ -51,6 +51,9 @@ pub(crate) async fn redrive(
         Err(SpecError::S3(e)) => bail!(e),
         Err(SpecError::NoQueue | SpecError::Unsupported) => return Err(unsupported()),
     };
+    // Refused before any letter is read.
+    let setup = opts.setup(Entry::Redrive)?;
+    setup.validate()?;
     let letters = source.list(900).await?;
     if args.dry_run {
         crate::stdio::print(|out| {
@@ -75,7 +78,7 @@ pub(crate) async fn redrive(
         })?;
         return Ok(None);
     }
-    let shared = opts.shared(aws).await?;
+    let shared = setup.build(aws).await?;
     let started = std::time::Instant::now();
     let mut summary = Summary::default();
     // Object letters: through the runner (retries, ledger, concurrency).
@@ -125,7 +128,7 @@ pub(crate) async fn redrive(
         let ran = runner::run(
             jobs,
             shared.clone(),
-            opts.concurrency(),
+            setup.concurrency,
             Progress::Off,
             Arc::new(AtomicBool::new(false)),
         )

@@ -9,46 +9,47 @@ use firehose_replay::aws::Aws;
 use firehose_replay::backfill::{self, HourRange};
 use firehose_replay::run::Progress;
 use firehose_replay::run::{self as runner, Job, Summary};
-use firehose_replay::sink::bigquery::{self, CreateSchema, CreateTable};
-use firehose_replay::sink::SinkSpec;
+use firehose_replay::run::{Entry, Setup};
+use firehose_replay::sink::bigquery;
 use firehose_replay::source::s3::{S3Store, S3Uri};
 use firehose_replay::source::ObjectStore;
 
 use super::redrive::redrive;
 use super::sources::*;
 use super::{Cli, Command};
-use crate::flags::guards::refuse_duplicating_runs;
 use crate::flags::Opts;
 use crate::stdio::say;
 
 /// Runs the command; `None` when there was nothing to run (a dry run).
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<Option<Summary>> {
     let opts = &cli.opts;
-    refuse_duplicating_runs(opts)?; // before listing anything
     let mut aws = Aws {
         path_style: opts.input.s3_path_style,
         client: None,
     };
+    if let Command::Redrive(args) = &cli.command {
+        return redrive(opts, args, &mut aws).await;
+    }
+    let setup = opts.setup(Entry::Replay)?;
+    setup.validate()?; // before listing anything
     let jobs = match &cli.command {
         Command::Invoke(_) => unreachable!("`invoke` is run by `main`"),
         Command::Worker(_) => unreachable!("`worker` is run by `main`"),
         Command::PlanMap(_) => unreachable!("`plan-map` is run by `main`"),
         Command::Docs(_) => unreachable!("`completions`, `man` and `reference` are run by `main`"),
-        Command::Redrive(args) => {
-            // Refused before any letter is read: run per object, load mode would fail every
-            // letter's object again and rewrite its letter with that refusal.
-            if opts.load_mode() {
-                bail!(
-                    "--bigquery-mode load batches objects into load jobs in `replay` and \
-                     `backfill`; redrive into the same table with --bigquery-mode storage-write"
-                );
-            }
-            return redrive(opts, args, &mut aws).await;
-        }
+        Command::Redrive(_) => unreachable!("`redrive` is run above"),
         Command::Replay {
             sources,
             source_root,
-        } => replay_jobs(sources, source_root.as_deref(), &mut aws, &own_paths(opts)).await?,
+        } => {
+            replay_jobs(
+                sources,
+                source_root.as_deref(),
+                &mut aws,
+                &own_paths(&setup),
+            )
+            .await?
+        }
         Command::Backfill {
             root,
             from,
@@ -70,11 +71,11 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<Option<Summary>> {
                 }
                 (Arc::new(S3Store::new(aws.client().await, uri.bucket)), base)
             } else {
-                let store = local_store(std::path::Path::new(root), &own_paths(opts))
+                let store = local_store(std::path::Path::new(root), &own_paths(&setup))
                     .with_context(|| format!("backfill root {root}"))?;
                 (Arc::new(store), String::new())
             };
-            if manifest.is_none() && !*dry_run && !opts.batched() {
+            if manifest.is_none() && !*dry_run && !setup.batched() {
                 // Listed as the run goes, a few hours ahead and several at a time.
                 let mut listing = backfill::list(
                     store.clone(),
@@ -95,7 +96,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<Option<Summary>> {
                     })
                 });
                 let feed = runner::Feed::listed(jobs, progress);
-                return finish_run(opts, &mut aws, Vec::new(), Some(feed)).await;
+                return finish_run(opts, &setup, &mut aws, Vec::new(), Some(feed)).await;
             }
             let objects =
                 backfill::plan(store.clone(), &base, layout, &range, *include_error_output).await?;
@@ -131,10 +132,10 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<Option<Summary>> {
                     for o in &objects {
                         writeln!(out, "{}/{}\t{}", o.bucket, o.key, o.size.unwrap_or(0))?;
                     }
-                    if opts.load_mode() {
-                        let bounds = opts.bigquery.load_bounds();
-                        let plan = bigquery::load::plan::plan(&objects, &bounds);
-                        writeln!(out, "{}", plan.describe(objects.len(), &bounds))?;
+                    if setup.load_mode() {
+                        let bounds = &setup.bigquery.load_bounds;
+                        let plan = bigquery::load::plan::plan(&objects, bounds);
+                        writeln!(out, "{}", plan.describe(objects.len(), bounds))?;
                     }
                     Ok(())
                 })?;
@@ -149,19 +150,20 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<Option<Summary>> {
                 .collect()
         }
     };
-    finish_run(opts, &mut aws, jobs, None).await
+    finish_run(opts, &setup, &mut aws, jobs, None).await
 }
 
 /// Runs `jobs`, or the `listed` feed (a backfill listed as it goes), through the configured
 /// sink.
 pub(crate) async fn finish_run(
     opts: &Opts,
+    setup: &Setup,
     aws: &mut Aws,
     jobs: Vec<Job>,
     listed: Option<runner::Feed>,
 ) -> anyhow::Result<Option<Summary>> {
-    let shared = opts.shared(aws).await?;
-    let concurrency = opts.concurrency();
+    let shared = setup.build(aws).await?;
+    let concurrency = setup.concurrency;
     let progress = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         Progress::Bar
     } else if opts.logging.progress_interval > 0 {
@@ -173,48 +175,7 @@ pub(crate) async fn finish_run(
     };
     let stop = Arc::new(AtomicBool::new(false));
     watch_ctrl_c(stop.clone()).context("listening for Ctrl-C")?;
-    let mut summary = if opts.load_mode() {
-        let SinkSpec::BigQuery(table) = &opts.output.sink else {
-            unreachable!("load mode implies a BigQuery sink")
-        };
-        let config = opts.bigquery_config(table).await?;
-        let (loads, encoder) = bigquery::connect_load(
-            &config,
-            std::time::Duration::from_millis(opts.bigquery.load_poll_ms.max(10)),
-        )
-        .await?;
-        let merger = match &config.merge {
-            // The load client just made serves the merges too: no second connection.
-            Some(settings) => Some(bigquery::connect_merger(loads.clone(), settings).await?),
-            None => None,
-        };
-        let batches = bigquery::load::batch::LoadBatches {
-            loads,
-            encoder,
-            merger,
-            bounds: opts.bigquery.load_bounds(),
-            settings: shared.settings.clone(),
-            spool_dir: None,
-            routing: opts.load_routing(table)?,
-            growth: bigquery::load::schema::Growth {
-                add_columns: config.schema_evolution == bigquery::SchemaEvolution::AddColumns,
-                create: match &config.create_table {
-                    Some(CreateTable {
-                        schema: CreateSchema::Auto,
-                        partition_by,
-                        cluster_by,
-                    }) => Some(bigquery::load::schema::CreateLayout {
-                        partition_by: partition_by.clone(),
-                        cluster_by: cluster_by.clone(),
-                    }),
-                    _ => None,
-                },
-                options: bigquery::encode::Options {
-                    ignore_unknown_values: config.flags.ignore_unknown_values,
-                    ..Default::default()
-                },
-            },
-        };
+    let mut summary = if let Some(batches) = setup.load_batches(&shared).await? {
         runner::batch::run(jobs, shared, concurrency, &batches, stop.clone()).await
     } else if let Some(batches) = shared.sink.batching() {
         runner::batch::run(jobs, shared, concurrency, &*batches, stop.clone()).await

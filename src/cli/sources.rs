@@ -7,17 +7,12 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use firehose_replay::aws::Aws;
-use firehose_replay::dead_letter::spec::DeadLetterSpec;
-use firehose_replay::ledger::LedgerSpec;
 use firehose_replay::object::ObjectRef;
-use firehose_replay::run::Job;
-use firehose_replay::sink::SinkSpec;
+use firehose_replay::run::{Job, Setup};
 use firehose_replay::source::local::{locate, LocalStore};
 use firehose_replay::source::s3::{S3Store, S3Uri};
 use firehose_replay::source::ObjectStore;
 use firehose_replay::trigger::keys::url_encode_key;
-
-use crate::flags::{default_ledger, Opts};
 
 /// An S3 Batch Operations CSV manifest: `bucket,key` per line, keys URL-encoded as the
 /// service requires. Written to a temporary file and renamed, so a failed run leaves no
@@ -43,24 +38,10 @@ pub(crate) fn write_manifest(path: &std::path::Path, objects: &[ObjectRef]) -> a
 /// What a run writes locally: the NDJSON output directory, the dead-letter directory and the
 /// ledger file. Local sources never read them back (`replay .` from the directory that holds
 /// `./out` and `./dead-letter`).
-pub(crate) fn own_paths(opts: &Opts) -> Vec<PathBuf> {
-    let mut own = Vec::new();
-    if let SinkSpec::Ndjson(dir) = &opts.output.sink {
-        own.push(dir.clone());
-    }
-    let dead_letters = opts.failures.dead_letter.parse::<DeadLetterSpec>();
-    if let Some(dir) = dead_letters.as_ref().ok().and_then(|d| d.local_dir()) {
-        own.push(dir.to_path_buf());
-    }
-    if let LedgerSpec::File(path) = opts
-        .exactly_once
-        .ledger
-        .clone()
-        .unwrap_or_else(|| default_ledger(&opts.output.sink))
-    {
-        own.push(path);
-    }
-    own.into_iter()
+pub(crate) fn own_paths(setup: &Setup) -> Vec<PathBuf> {
+    setup
+        .local_paths()
+        .into_iter()
         .filter_map(|p| p.canonicalize().ok())
         .collect()
 }

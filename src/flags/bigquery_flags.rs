@@ -1,14 +1,15 @@
 //! Flags of `--sink bigquery:PROJECT.DATASET.TABLE`.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
 
-use firehose_replay::sink::bigquery::auth::CredentialSource;
-use firehose_replay::sink::bigquery::insert_all::request::Flags;
-use firehose_replay::sink::bigquery::{self, CreateSchema, CreateTable, TableRef};
+use firehose_replay::run::setup::BigQueryOptions;
+use firehose_replay::sink::bigquery;
 
 use super::parsers::*;
+use super::setup::given;
 
 /// `--create-table`.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -275,51 +276,41 @@ impl BigQueryOpts {
         );
     }
 
-    pub(crate) fn load_bounds(&self) -> bigquery::load::plan::Bounds {
-        bigquery::load::plan::Bounds {
-            max_objects: self.load_batch_objects.max(1),
-            max_bytes: self.load_batch_mib.max(1).saturating_mul(1024 * 1024),
-            jobs_per_day: self.load_jobs_per_day.max(1),
-        }
-    }
-
-    pub(crate) fn config(&self, table: &TableRef) -> bigquery::Config {
-        let mut c = bigquery::Config::new(table.clone());
-        c.endpoint = self.bigquery_endpoint.clone().filter(|e| !e.is_empty());
-        c.credentials = CredentialSource {
-            file: self.gcp_credentials.clone(),
-            json: self.gcp_credentials_json.clone().filter(|j| !j.is_empty()),
-        };
-        c.flags = Flags {
+    /// These flags as the library's plain options (an empty value means not set).
+    pub(crate) fn options(&self) -> BigQueryOptions {
+        BigQueryOptions {
+            mode: self.bigquery_mode,
+            endpoint: given(&self.bigquery_endpoint),
+            storage_endpoint: given(&self.bigquery_storage_endpoint),
+            credentials_file: self.gcp_credentials.clone(),
+            credentials_json: given(&self.gcp_credentials_json),
+            credentials_secret_arn: given(&self.gcp_credentials_secret_arn),
+            batch_rows: self.batch_rows,
+            max_request_bytes: self.max_request_bytes,
+            max_in_flight: self.max_in_flight,
             skip_invalid_rows: self.skip_invalid_rows,
-            // Schema evolution wins: a field the table lacks gets a column, not dropped.
-            ignore_unknown_values: self.ignore_unknown_values
-                && self.schema_evolution == bigquery::SchemaEvolution::Off,
-        };
-        c.schema_evolution = self.schema_evolution;
-        c.schema_wait = std::time::Duration::from_secs(self.schema_evolution_wait_secs.max(1));
-        c.limits.batch_rows = self.batch_rows.max(1);
-        c.limits.max_request_bytes = self.max_request_bytes;
-        c.limits.max_in_flight = self.max_in_flight.max(1);
-        c.retry.max_attempts = self.insert_max_attempts.max(1);
-        c.retry.min_delay = std::time::Duration::from_millis(self.retry_min_delay_ms);
-        c.timeout = std::time::Duration::from_secs(self.bigquery_timeout_secs.max(1));
-        c.mode = self.bigquery_mode;
-        c.storage_endpoint = self
-            .bigquery_storage_endpoint
-            .clone()
-            .filter(|e| !e.is_empty());
-        c.location = self.bigquery_location.clone().filter(|l| !l.is_empty());
-        let schema = match (&self.create_table_schema, self.create_table) {
-            (Some(file), _) => Some(CreateSchema::File(file.clone())),
-            (None, CreateTableChoice::Auto) => Some(CreateSchema::Auto),
-            (None, CreateTableChoice::Off) => None,
-        };
-        c.create_table = schema.map(|schema| CreateTable {
-            schema,
+            ignore_unknown_values: self.ignore_unknown_values,
+            schema_evolution_wait: Duration::from_secs(self.schema_evolution_wait_secs),
+            insert_max_attempts: self.insert_max_attempts,
+            retry_min_delay: Duration::from_millis(self.retry_min_delay_ms),
+            timeout: Duration::from_secs(self.bigquery_timeout_secs),
+            dedup: self.dedup,
+            merge_partition_filter: self.merge_partition_filter,
+            merge_staging_ttl: Duration::from_secs(
+                self.merge_staging_ttl_hours.saturating_mul(3600),
+            ),
+            location: given(&self.bigquery_location),
+            load_bounds: bigquery::load::plan::Bounds {
+                max_objects: self.load_batch_objects.max(1),
+                max_bytes: self.load_batch_mib.max(1).saturating_mul(1024 * 1024),
+                jobs_per_day: self.load_jobs_per_day.max(1),
+            },
+            load_poll: Duration::from_millis(self.load_poll_ms),
+            create_table_schema: self.create_table_schema.clone(),
+            route_default: given(&self.route_default),
+            max_tables_per_object: self.max_tables_per_object,
             partition_by: self.partition_by.clone(),
             cluster_by: self.cluster_by.clone(),
-        });
-        c
+        }
     }
 }

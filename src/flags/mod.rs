@@ -1,13 +1,13 @@
 //! The flags of `replay`, `backfill`, `redrive`, `invoke` and `worker`, which the Lambda function
 //! reads from the same `FIREHOSE_REPLAY_*` variables: their definitions (one struct per help
-//! heading), value parsers, the checks of their combinations, and what they build (`setup`).
-//! Outside the CLI so that the Lambda and the worker share them without importing it.
+//! heading), value parsers, and their conversion into the library's plain-data
+//! `run::Setup` (`setup`), which checks their combinations and builds the engine. Outside the
+//! CLI so that the Lambda and the worker share them without importing it.
 
 use clap::Args;
 
 mod bigquery_flags;
 mod groups;
-pub(crate) mod guards;
 pub(crate) mod parsers;
 mod postgres_flags;
 mod setup;
@@ -15,7 +15,6 @@ mod setup;
 pub(crate) use self::bigquery_flags::{BigQueryOpts, CreateTableChoice};
 pub(crate) use self::groups::*;
 pub(crate) use self::postgres_flags::PostgresOpts;
-pub(crate) use self::setup::default_ledger;
 
 #[derive(Args, Debug)]
 pub(crate) struct Opts {

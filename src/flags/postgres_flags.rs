@@ -1,9 +1,11 @@
-//! Flags of `--sink postgres://…`, and how they become the sink.
+//! Flags of `--sink postgres://…`.
 
 use clap::Args;
 
-use super::{CreateTableChoice, Opts};
-use firehose_replay::sink::postgres::{self, Postgres, Target};
+use firehose_replay::run::setup::PostgresOptions;
+use firehose_replay::sink::postgres;
+
+use super::setup::given;
 
 #[derive(Args, Debug, Default)]
 #[command(next_help_heading = "PostgreSQL")]
@@ -24,7 +26,7 @@ pub(crate) struct PostgresOpts {
         value_parser = clap::value_parser!(u32).range(1..=10_000),
         env = "FIREHOSE_REPLAY_POSTGRES_BATCH_OBJECTS"
     )]
-    pub(crate) postgres_batch_objects: u32,
+    postgres_batch_objects: u32,
 
     /// With --postgres-batch-objects: a batch's listed (compressed) MiB at most; a larger object
     /// is a batch alone.
@@ -39,53 +41,14 @@ pub(crate) struct PostgresOpts {
 }
 
 impl PostgresOpts {
-    pub(crate) async fn connect(&self, opts: &Opts, target: &Target) -> anyhow::Result<Postgres> {
-        if opts.output.row_id_column.is_empty() {
-            anyhow::bail!(
-                "the postgres sink keys rows by their row ID: --row-id-column cannot be empty"
-            );
-        }
-        let mut target = target.clone();
-        let mut password = None;
-        if let Some(arn) = self
-            .postgres_secret_arn
-            .as_deref()
-            .filter(|a| !a.is_empty())
-        {
-            let client = firehose_replay::secrets::client().await;
-            let secret = firehose_replay::secrets::secret_string(&client, arn).await?;
-            match serde_json::from_str::<serde_json::Value>(&secret) {
-                Ok(serde_json::Value::Object(o)) => {
-                    password = o.get("password").and_then(|p| p.as_str()).map(String::from);
-                    if let Some(user) = o.get("username").and_then(|u| u.as_str()) {
-                        target.default_user = Some(user.to_string());
-                    }
-                }
-                _ => password = Some(secret.trim_end_matches(['\n', '\r']).to_string()),
-            }
-        }
-        let settings = postgres::Settings {
-            row_id_column: opts.output.row_id_column.clone(),
-            password,
-            payload_column: opts.output.payload_column.clone().filter(|c| !c.is_empty()),
-            add_columns: opts.bigquery.schema_evolution
-                == firehose_replay::sink::bigquery::SchemaEvolution::AddColumns,
-            route_default: opts
-                .bigquery
-                .route_default
-                .clone()
-                .filter(|d| !d.is_empty()),
+    /// These flags as the library's plain options.
+    pub(crate) fn options(&self) -> PostgresOptions {
+        PostgresOptions {
+            secret_arn: given(&self.postgres_secret_arn),
             batch: (self.postgres_batch_objects > 1).then_some(postgres::batch::Bounds {
                 objects: self.postgres_batch_objects as usize,
                 bytes: self.postgres_batch_mib << 20,
             }),
-            create_auto: (opts.bigquery.create_table == CreateTableChoice::Auto).then(|| {
-                postgres::AutoCreate {
-                    partition_by: opts.bigquery.partition_by.clone().filter(|c| !c.is_empty()),
-                    payload_column: opts.output.payload_column.clone().filter(|c| !c.is_empty()),
-                }
-            }),
-        };
-        Ok(Postgres::connect(target, settings).await?)
+        }
     }
 }

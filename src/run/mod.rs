@@ -1,5 +1,7 @@
 //! The run wing: everything that drives objects through the pipeline.
 //!
+//! - [`setup`] — the plain-data [`Setup`] every entry point fills, validates once and builds
+//!   the engine from;
 //! - [`shared`] — the engine handle ([`Shared`]): settings, sink, dead letters, ledger,
 //!   retries; processes one object;
 //! - [`runner`] — the run loop over many objects (bounded concurrency, completion order never
@@ -8,17 +10,19 @@
 //! - [`summary`] — what a run did;
 //! - [`retry`] — object-level retries of transient failures.
 //!
-//! Entry points (the CLI, the Lambda handler, the worker) build a [`Shared`] and hand it
-//! objects; sinks never call in here.
+//! Entry points (the CLI, the Lambda handler, the worker) build a [`Shared`] from a [`Setup`]
+//! and hand it objects; sinks never call in here.
 
 pub mod batch;
 pub mod progress;
 pub mod retry;
 pub mod runner;
+pub mod setup;
 pub mod shared;
 pub mod summary;
 
 pub use self::progress::{Feed, Progress};
 pub use self::runner::{log_report, run, run_feed, settle_failure};
+pub use self::setup::{Entry, Refusal, Setup, SetupError};
 pub use self::shared::{Job, Shared};
 pub use self::summary::Summary;

@@ -383,94 +383,77 @@ pub async fn connect_checked(config: Config) -> Result<Arc<dyn Sink>, preflight:
 
 async fn connect_inner(config: Config, check: bool) -> Result<Arc<dyn Sink>, preflight::Refusal> {
     use preflight::Refusal::Service;
-    match config.mode {
-        Mode::InsertAll if config.merge.is_some() => Err(Service(setup_error(
+    // Combinations `run::Setup::validate` refuses (with the words for people) are not built.
+    let unsupported = |what: &str| {
+        Service(setup_error(
             Class::Permanent,
-            "--dedup merge works with --bigquery-mode storage-write or load (rows streamed by \
-             insertAll cannot be merged for 30 minutes); insert-all deduplicates by insertId \
-             and the _row_id view"
-                .into(),
-        ))),
-        Mode::InsertAll | Mode::StorageWrite => {
-            let template = route::Template::new(&config.table)
-                .map_err(|e| Service(setup_error(Class::Permanent, e)))?;
-            let routed = template.is_routed() || config.create_auto.is_some();
-            if routed && config.merge.is_some() {
-                return Err(Service(setup_error(
-                    Class::Permanent,
-                    "--dedup merge merges into one existing table: it cannot be combined with a \
-                     routed table ({placeholders}) or --create-table auto"
-                        .into(),
-                )));
-            }
-            let endpoint = match (config.mode, &config.storage_endpoint, &config.endpoint) {
-                (Mode::InsertAll, _, _) => None,
-                (_, Some(e), _) => Some(e.clone()),
-                (_, None, None) => Some(storage_write::DEFAULT_STORAGE_ENDPOINT.to_string()),
-                (_, None, Some(_)) => {
-                    return Err(Service(setup_error(
-                        Class::Permanent,
-                        "--bigquery-endpoint points REST at another server; give the Storage \
-                         Write API's too (--bigquery-storage-endpoint), or use \
-                         --bigquery-mode insert-all"
-                            .into(),
-                    )))
-                }
-            };
-            let merger = match &config.merge {
-                Some(settings) => {
-                    let (loads, _) = connect_load(&config, Duration::from_millis(500)).await?;
-                    Some(connect_merger(loads, settings).await?)
-                }
-                None => None,
-            };
-            let c = connect_rest(&config).await?;
-            if check {
-                preflight::check_with(&config, &c).await?;
-            }
-            let transport = match endpoint {
-                Some(endpoint) => Transport::StorageWrite(
-                    Box::new(storage_write::rpc::Rpc::connect(
-                        &endpoint,
-                        c.auth.clone(),
-                        config.timeout,
-                        Arc::new(config.retry.clone()),
-                    )?),
-                    c.clone(),
-                ),
-                None => Transport::InsertAll(c.clone()),
-            };
-            if let (Some(merger), Transport::StorageWrite(rpc, _)) = (merger, &transport) {
-                if config.schema_evolution != SchemaEvolution::Off {
-                    return Err(Service(setup_error(
-                        Class::Permanent,
-                        "--schema-evolution add-columns does not work with --bigquery-mode \
-                         storage-write --dedup merge yet (the staging table and the target \
-                         would both have to grow); use --dedup off, or add the columns first"
-                            .into(),
-                    )));
-                }
-                return Ok(Arc::new(merge::MergeStorageWrite::new(
-                    merger,
-                    (**rpc).clone(),
-                    config.limits.clone(),
-                    config.flags.ignore_unknown_values,
-                )));
-            }
-            if routed {
-                let settings = config.route.clone();
-                let factory = table_factory(config, c, transport);
-                return Ok(Arc::new(route::Router::new(template, &settings, factory)?));
-            }
-            Ok(table_sink(&config, &transport, &config.table))
-        }
-        Mode::Load => Err(Service(setup_error(
-            Class::Permanent,
-            "--bigquery-mode load batches objects into load jobs: it runs in `replay` and \
-             `backfill`, not per object (use storage-write in Lambda)"
-                .into(),
-        ))),
+            format!("unsupported BigQuery configuration: {what}"),
+        ))
+    };
+    if config.mode == Mode::Load {
+        return Err(unsupported("load mode is not a per-object sink"));
     }
+    if config.mode == Mode::InsertAll && config.merge.is_some() {
+        return Err(unsupported("--dedup merge with insert-all"));
+    }
+    let template = route::Template::new(&config.table)
+        .map_err(|e| Service(setup_error(Class::Permanent, e)))?;
+    let routed = template.is_routed() || config.create_auto.is_some();
+    if routed && config.merge.is_some() {
+        return Err(unsupported(
+            "--dedup merge with a routed table or --create-table auto",
+        ));
+    }
+    if config.merge.is_some() && config.schema_evolution != SchemaEvolution::Off {
+        return Err(unsupported("--dedup merge with --schema-evolution"));
+    }
+    let endpoint = match (config.mode, &config.storage_endpoint, &config.endpoint) {
+        (Mode::InsertAll, _, _) => None,
+        (_, Some(e), _) => Some(e.clone()),
+        (_, None, None) => Some(storage_write::DEFAULT_STORAGE_ENDPOINT.to_string()),
+        (_, None, Some(_)) => {
+            return Err(unsupported(
+                "a REST endpoint without a Storage Write endpoint",
+            ))
+        }
+    };
+    let merger = match &config.merge {
+        Some(settings) => {
+            let (loads, _) = connect_load(&config, Duration::from_millis(500)).await?;
+            Some(connect_merger(loads, settings).await?)
+        }
+        None => None,
+    };
+    let c = connect_rest(&config).await?;
+    if check {
+        preflight::check_with(&config, &c).await?;
+    }
+    let transport = match endpoint {
+        Some(endpoint) => Transport::StorageWrite(
+            Box::new(storage_write::rpc::Rpc::connect(
+                &endpoint,
+                c.auth.clone(),
+                config.timeout,
+                Arc::new(config.retry.clone()),
+            )?),
+            c.clone(),
+        ),
+        None => Transport::InsertAll(c.clone()),
+    };
+    if let (Some(merger), Transport::StorageWrite(rpc, _)) = (merger, &transport) {
+        return Ok(Arc::new(merge::MergeStorageWrite::new(
+            merger,
+            (**rpc).clone(),
+            config.limits.clone(),
+            config.flags.ignore_unknown_values,
+        )));
+    }
+    if routed {
+        let settings = config.route.clone();
+        let factory = table_factory(config, c, transport);
+        return Ok(Arc::new(route::Router::new(template, &settings, factory)?));
+    }
+    Ok(table_sink(&config, &transport, &config.table))
 }
 
 /// `--schema-evolution add-columns`: the table's REST client for patches (none when off).
@@ -512,10 +495,13 @@ pub async fn connect_merger(
 
 /// What `--bigquery-mode load` needs: the load-job client and an encoder for the table's
 /// schema (fetched with `tables.get`), which checks each row before it is spooled.
+///
+/// A table that is missing, with nothing to create it, is refused
+/// ([`preflight::Refusal::MissingTable`]) before any object is read.
 pub async fn connect_load(
     config: &Config,
     poll_interval: Duration,
-) -> Result<(Arc<load::LoadJobs>, Arc<encode::Encoder>), Error> {
+) -> Result<(Arc<load::LoadJobs>, Arc<encode::Encoder>), preflight::Refusal> {
     let c = connect_rest(config).await?;
     let t = &config.table;
     // A routed sink's tables are read per batch, as records name them (`load::spool`); with
@@ -544,10 +530,10 @@ pub async fn connect_load(
     let table = if routed {
         stand_in()
     } else {
-        match table::get(&c, t).await {
-            Ok(table) => table,
-            Err(e) if auto && e.class == Class::Permanent => stand_in(),
-            Err(e) => return Err(e),
+        match table::get(&c, t).await? {
+            Some(table) => table,
+            None if auto => stand_in(),
+            None => return Err(preflight::Refusal::MissingTable(t.clone())),
         }
     };
     let fields = table

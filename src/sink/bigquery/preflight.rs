@@ -4,7 +4,8 @@
 //! Without it, a storage-write or insert-all run into a table that does not exist read every
 //! object, failed each one at its first append and dead-lettered all of them — the book
 //! promises instead that such a run does not start. Load mode and `--dedup merge` read the
-//! table when they connect and refuse there already; this covers the other modes.
+//! table when they connect ([`super::connect_load`] gives the same refusal); this covers the
+//! other modes.
 
 use super::{is_routed, table, Config, Connected, Mode, TableRef};
 use crate::error::Error;
@@ -14,10 +15,8 @@ use crate::error::Error;
 pub enum Refusal {
     /// The table is missing and nothing would create it: a usage error (exit 2), not a service
     /// failure — running again changes nothing until the table or a flag does.
-    #[error(
-        "table {0} does not exist and nothing would create it: create it, or give \
-         --create-table auto (from the first row) or --create-table-schema FILE"
-    )]
+    /// (`run::Setup` words the refusal for people.)
+    #[error("table {0} does not exist and nothing would create it")]
     MissingTable(TableRef),
     /// The destination could not be asked (credentials, endpoint, network): the service
     /// failed, which may pass by itself.

@@ -40,24 +40,25 @@ async fn client(
         .map_err(|e| sink_error(Class::Permanent, format!("BigQuery client: {e}")))
 }
 
-/// `tables.get` of `t`; a missing table is permanent.
-pub(crate) async fn get(c: &Connected, t: &TableRef) -> Result<Table, Error> {
-    client(&c.base, c.http.clone(), c.auth.clone())
+/// `tables.get` of `t`; `None` when the table does not exist.
+pub(crate) async fn get(c: &Connected, t: &TableRef) -> Result<Option<Table>, Error> {
+    match client(&c.base, c.http.clone(), c.auth.clone())
         .await?
         .table()
         .get(&t.project, &t.dataset, &t.table, None)
         .await
-        .map_err(|e| match &e {
-            gcp_bigquery_client::error::BQError::ResponseError { error }
-                if error.error.code == 404 =>
-            {
-                sink_error(
-                    Class::Permanent,
-                    format!("table {t} does not exist (create it, or give --create-table-schema)"),
-                )
-            }
-            _ => sink_error(Class::Transient, format!("looking up table {t}: {e}")),
-        })
+    {
+        Ok(table) => Ok(Some(table)),
+        Err(gcp_bigquery_client::error::BQError::ResponseError { error })
+            if error.error.code == 404 =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(sink_error(
+            Class::Transient,
+            format!("looking up table {t}: {e}"),
+        )),
+    }
 }
 
 /// No-auth stand-in for the crate's client when requests go out unauthenticated.
