@@ -38,6 +38,11 @@ pub(crate) struct PostgresOpts {
         env = "FIREHOSE_REPLAY_POSTGRES_BATCH_MIB"
     )]
     postgres_batch_mib: u64,
+
+    /// RDS IAM authentication: each connection's password is a fresh token signed with the AWS
+    /// credentials (the SDK's default chain) for the URL's host, port and user.
+    #[arg(long, global = true, env = "FIREHOSE_REPLAY_POSTGRES_IAM_AUTH")]
+    postgres_iam_auth: bool,
 }
 
 impl PostgresOpts {
@@ -45,6 +50,7 @@ impl PostgresOpts {
     pub(crate) fn options(&self) -> PostgresOptions {
         PostgresOptions {
             secret_arn: given(&self.postgres_secret_arn),
+            iam_auth: self.postgres_iam_auth,
             batch: (self.postgres_batch_objects > 1).then_some(postgres::batch::Bounds {
                 objects: self.postgres_batch_objects as usize,
                 bytes: self.postgres_batch_mib << 20,

@@ -17,6 +17,8 @@ pub struct PostgresOptions {
     /// `--postgres-batch-objects` above 1 (and `--postgres-batch-mib`): objects commit in
     /// batches in `replay` and `backfill`.
     pub batch: Option<postgres::batch::Bounds>,
+    /// `--postgres-iam-auth`: RDS IAM authentication tokens as the password.
+    pub iam_auth: bool,
 }
 
 impl Setup {
@@ -45,6 +47,25 @@ impl Setup {
             payload_column: payload_column.clone(),
             add_columns: self.tables.schema_evolution == SchemaEvolution::AddColumns,
             route_default: self.bigquery.route_default.clone(),
+            iam: match self.postgres.iam_auth {
+                true => {
+                    let sdk = crate::source::s3::sdk_config().await;
+                    Some(postgres::iam::IamAuth {
+                        credentials: sdk.credentials_provider().ok_or_else(|| {
+                            crate::error::Error::permanent(
+                                crate::error::Stage::Sink,
+                                crate::error::Cause::Sink(
+                                    "--postgres-iam-auth: no AWS credentials are configured".into(),
+                                ),
+                            )
+                        })?,
+                        region: sdk
+                            .region()
+                            .map_or_else(|| "us-east-1".to_string(), |r| r.to_string()),
+                    })
+                }
+                false => None,
+            },
             batch: self.postgres.batch,
             create_auto: self.tables.create_auto.then_some(postgres::AutoCreate {
                 payload_column,

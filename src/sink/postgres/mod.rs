@@ -15,6 +15,7 @@ pub mod batch;
 pub mod columns;
 pub mod convert;
 mod direct;
+pub mod iam;
 mod partition;
 mod resolve;
 mod stage;
@@ -53,6 +54,8 @@ pub struct Settings {
     /// `--route-default`: the table (in the target's schema) of rows whose routing field is
     /// missing, null or empty; without it they are record errors.
     pub route_default: Option<String>,
+    /// `--postgres-iam-auth`: every connection's password is a fresh RDS IAM token ([`iam`]).
+    pub iam: Option<iam::IamAuth>,
     /// `--postgres-batch-objects` above 1: objects commit in batches ([`batch`]).
     pub batch: Option<batch::Bounds>,
 }
@@ -192,8 +195,26 @@ impl Sink for Postgres {
 
 impl Shared {
     pub(crate) async fn connect(&self) -> Result<Conn, Error> {
-        let (client, connection) = self
-            .config
+        let mut config = self.config.clone();
+        if let Some(iam) = &self.settings.iam {
+            let host = match config.get_hosts().first() {
+                Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+                _ => {
+                    return Err(config_error(
+                        "--postgres-iam-auth needs a TCP host (RDS's endpoint), not a socket"
+                            .into(),
+                    ))
+                }
+            };
+            let port = config.get_ports().first().copied().unwrap_or(5432);
+            let user = config.get_user().unwrap_or_default().to_string();
+            let token = iam
+                .token(&host, port, &user)
+                .await
+                .map_err(|e| Error::new(Stage::Sink, Class::Transient, Cause::Sink(e)))?;
+            config.password(token);
+        }
+        let (client, connection) = config
             .connect(self.tls.clone())
             .await
             .map_err(|e| pg_error("connecting", e))?;
