@@ -8,8 +8,8 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use firehose_replay::frame::{Event, Framer, Framing};
+use firehose_replay::json;
 use firehose_replay::object::ObjectRef;
-use firehose_replay::record::json;
 use firehose_replay::row::ObjectSeed;
 
 /// ~4 MiB of clickstream-like events (~450 bytes each), joined by `sep`.
@@ -67,7 +67,7 @@ fn validation(c: &mut Criterion) {
         .collect();
     let mut g = c.benchmark_group("validate");
     g.throughput(Throughput::Bytes(nd.len() as u64));
-    g.bench_function("record::json::check", |b| {
+    g.bench_function("json::check", |b| {
         b.iter(|| lines.iter().filter(|l| json::check(l).is_ok()).count())
     });
     g.bench_function("serde_json IgnoredAny (baseline)", |b| {

@@ -20,6 +20,8 @@ pub mod decode;
 pub mod error;
 /// Decompressed bytes → records.
 pub mod frame;
+/// JSON lexing and validation, shared by frame, record, row and the BigQuery encoder (a leaf).
+pub mod json;
 /// Which objects are done (and claimed, and staged), so reruns do no work twice.
 pub mod ledger;
 /// Log filtering every entry point shares (secrets-logging libraries held at `warn`).

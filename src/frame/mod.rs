@@ -200,10 +200,10 @@ impl<R: Read> Framer<R> {
     /// `keys_clean`. No effect on delimited framing.
     pub fn check_keys(&mut self, reserved: &[String]) {
         if let Mode::Json(stream) = &mut self.mode {
-            stream.keys = Some(crate::record::json::KeyCheck::new(
+            stream.keys = Some(crate::json::KeyCheck::new(
                 reserved
                     .iter()
-                    .map(|r| crate::row::scan::key_hash(r.as_bytes(), false))
+                    .map(|r| crate::json::lex::key_hash(r.as_bytes(), false))
                     .collect(),
             ));
         }

@@ -14,7 +14,7 @@
 //! The look-back costs at most a few passes over the broken span (a budget), so an adversarial
 //! span cannot make framing quadratic.
 
-use crate::record::json::{self, Scan};
+use crate::json::{self, Scan};
 
 /// What the look-back found.
 #[derive(Debug, PartialEq, Eq)]

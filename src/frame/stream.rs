@@ -40,7 +40,7 @@ use super::scan::Scanner;
 use super::spool::Held;
 use super::Step;
 use crate::decode::members::Members;
-use crate::record::json::{self, Scan};
+use crate::json::{self, Scan};
 
 /// Between values: JSON whitespace, plus RFC 7464's record separator (JSON text sequences).
 #[inline]

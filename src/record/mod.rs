@@ -9,7 +9,6 @@ pub mod batch;
 pub mod cloudwatch;
 pub mod envelope;
 pub mod firehose_error;
-pub mod json;
 pub mod unwrap;
 pub mod validate;
 

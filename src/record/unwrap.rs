@@ -3,10 +3,10 @@
 use super::cloudwatch::{self, Expanded};
 use super::envelope::{detect, Envelope};
 use super::firehose_error;
-use super::json::KeyCheck;
 use super::validate::{validate, validate_checked, validate_keys, Shape};
 use super::{Payload, RecordErrorKind};
 use crate::frame::{Event, Framer, Framing};
+use crate::json::KeyCheck;
 
 /// What the unwrapper hands on for one record: a row's payload, or a row below the record
 /// (a log event) that cannot be one.
@@ -53,7 +53,7 @@ impl Unwrapper {
         self.keys = Some(KeyCheck::new(
             reserved
                 .iter()
-                .map(|r| crate::row::scan::key_hash(r.as_bytes(), false))
+                .map(|r| crate::json::lex::key_hash(r.as_bytes(), false))
                 .collect(),
         ));
     }

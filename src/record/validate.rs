@@ -1,12 +1,12 @@
 //! Is this record well-formed JSON, and is it an object?
 //!
 //! Validation must not build a DOM: it is on the hot path for every record. UTF-8 is checked
-//! with SIMD first, then the JSON grammar by [`super::json::check`].
+//! with SIMD first, then the JSON grammar by [`crate::json::check`].
 
 use serde::de::IgnoredAny;
 
-use super::json::KeyCheck;
 use super::RecordErrorKind;
+use crate::json::KeyCheck;
 
 /// The top-level shape of a valid record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,14 +29,14 @@ pub fn validate_checked(bytes: &[u8]) -> Result<Shape, RecordErrorKind> {
 }
 
 pub fn validate(bytes: &[u8]) -> Result<Shape, RecordErrorKind> {
-    validate_with(bytes, super::json::check)
+    validate_with(bytes, crate::json::check)
 }
 
 /// [`validate`], also checking keys in the same pass (`keys.clean` tells the verdict; see
 /// [`KeyCheck`]): one walk over the record instead of two when the row stage would otherwise
 /// scan its keys.
 pub fn validate_keys(bytes: &[u8], keys: &mut KeyCheck) -> Result<Shape, RecordErrorKind> {
-    validate_with(bytes, |b| super::json::check_keys(b, keys))
+    validate_with(bytes, |b| crate::json::check_keys(b, keys))
 }
 
 fn validate_with(

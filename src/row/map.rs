@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::scan::{decode, skip_ws, string_end, value_end};
+use crate::json::lex::{decode, skip_ws, string_end, value_end};
 use crate::record::Shape;
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 //! surrogate escapes (`"\ud800"`) — found in valid JSON text and named by their field path
 //! (the row contract's `storable` check; `scan` walks the same text for keys).
 
-use super::scan::*;
+use crate::json::lex::*;
 
 /// One step of a field path, for messages.
 enum Step {

@@ -108,7 +108,7 @@ fn the_quick_look_misses_nothing() {
                     }
                 }
             }
-            if crate::record::json::check(&row).is_err() {
+            if crate::json::check(&row).is_err() {
                 continue;
             }
             let walked = walk_storable(&row);

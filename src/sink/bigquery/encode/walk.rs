@@ -4,7 +4,7 @@
 //! Nothing is parsed twice. A scalar is read once and converted ([`super::values`]); a RECORD
 //! is encoded as the scanner walks into it, into the same output buffer behind a reserved
 //! length byte; the value of a key that names no column is skipped by the crate's JSON
-//! validator ([`crate::record::json`], the one the framer uses) without being looked at.
+//! validator ([`crate::json`], the one the framer uses) without being looked at.
 //! Fields are written in key order: protobuf readers take them in any order, so the message is
 //! the same as in schema order, and the same row always gives the same bytes.
 //!
@@ -18,7 +18,7 @@ use std::fmt::Write as _;
 use super::descriptor::{is_identifier, Column, Encoder};
 use super::values::encode_scalar;
 use super::{EncodeError, Kind, Mode};
-use crate::record::json;
+use crate::json;
 
 /// The tag of `ProtoRows.serialized_rows` (field 1, length-delimited).
 const SERIALIZED_ROW_TAG: u8 = 0x0a;

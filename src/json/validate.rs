@@ -188,7 +188,7 @@ impl Keys for KeyCheck {
             self.clean = false;
             return;
         }
-        let h = crate::row::scan::key_hash(raw, false);
+        let h = crate::json::lex::key_hash(raw, false);
         if depth == 1
             && self.reserved_bloom & (1u64 << (h >> 58)) != 0
             && self.reserved.contains(&h)

@@ -47,7 +47,7 @@ fn accepts_and_rejects_like_the_grammar_says() {
 
 #[test]
 fn the_key_check_passes_only_records_the_row_scan_would_leave_alone() {
-    let reserved = vec![crate::row::scan::key_hash(b"_row_id", false)];
+    let reserved = vec![crate::json::lex::key_hash(b"_row_id", false)];
     let clean = |doc: &str| {
         let mut k = KeyCheck::new(reserved.clone());
         assert!(
@@ -117,8 +117,14 @@ fn alternating_nesting_remembers_every_level_kind() {
             bad[wrong_at] = if bad[wrong_at] == '}' { ']' } else { '}' };
             let bad: String = bad.into_iter().collect();
             let doc = format!("{open}1{bad}");
-            assert!(check(doc.as_bytes()).is_err(), "depth {n}, wrong closer {wrong_at}");
-            assert!(!serde_ok(doc.as_bytes()), "depth {n}, wrong closer {wrong_at}");
+            assert!(
+                check(doc.as_bytes()).is_err(),
+                "depth {n}, wrong closer {wrong_at}"
+            );
+            assert!(
+                !serde_ok(doc.as_bytes()),
+                "depth {n}, wrong closer {wrong_at}"
+            );
         }
     }
 }
