@@ -18,6 +18,9 @@ pub mod dead_letter;
 pub mod decode;
 /// One error taxonomy for every stage, classified transient or permanent.
 pub mod error;
+/// Local file trees the tool writes: an object's path below a directory, temp files renamed
+/// into place.
+pub mod files;
 /// Decompressed bytes → records.
 pub mod frame;
 /// Which objects are done (and claimed, and staged), so reruns do no work twice.

@@ -35,7 +35,7 @@ async fn get_s3(client: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<
         .key(key)
         .send()
         .await
-        .map_err(|e| crate::source::s3::classify(Stage::Fetch, "GetObject", e))?;
+        .map_err(|e| crate::aws::classify(Stage::Fetch, "GetObject", e))?;
     let local = |e: std::io::Error| redrive_error(format!("s3://{bucket}/{key}: {e}"));
     let mut file = tempfile::tempfile().map_err(local)?;
     let mut body = resp.body;
@@ -102,9 +102,8 @@ impl Source {
                     .into_paginator()
                     .send();
                 while let Some(page) = pages.next().await {
-                    let page = page.map_err(|e| {
-                        crate::source::s3::classify(Stage::Fetch, "ListObjectsV2", e)
-                    })?;
+                    let page =
+                        page.map_err(|e| crate::aws::classify(Stage::Fetch, "ListObjectsV2", e))?;
                     for o in page.contents() {
                         let Some(key) = o.key() else { continue };
                         if !key.ends_with(".json") {
@@ -155,8 +154,7 @@ impl Source {
                     })?;
                     let (doc, s3_ref) = match v.get("location").and_then(Value::as_str) {
                         Some(loc) => {
-                            let uri: crate::source::s3::S3Uri =
-                                loc.parse().map_err(redrive_error)?;
+                            let uri: crate::aws::S3Uri = loc.parse().map_err(redrive_error)?;
                             let letter = get_s3(s3, &uri.bucket, &uri.key).await?;
                             (Document::read(letter, loc)?, Some((uri.bucket, uri.key)))
                         }
@@ -192,7 +190,7 @@ impl Source {
                     .key(key)
                     .send()
                     .await
-                    .map_err(|e| crate::source::s3::classify(Stage::Sink, "DeleteObject", e))?;
+                    .map_err(|e| crate::aws::classify(Stage::Sink, "DeleteObject", e))?;
                 Ok(())
             }
             (
@@ -209,7 +207,7 @@ impl Source {
                         .key(key)
                         .send()
                         .await
-                        .map_err(|e| crate::source::s3::classify(Stage::Sink, "DeleteObject", e))?;
+                        .map_err(|e| crate::aws::classify(Stage::Sink, "DeleteObject", e))?;
                 }
                 sqs.delete_message()
                     .queue_url(queue_url)
