@@ -9,46 +9,74 @@
 //! texts stay serde_json's. UTF-8 is checked separately (simdutf8), so this sees bytes only.
 //! A differential test against serde_json guards it (`tests::agrees_with_serde_json`).
 
-/// Which containers are open: one bit per level (1 = object). The first 128 levels live in a
-/// register; deeper ones (legal JSON — serde_json's skipping path has no depth limit either)
-/// spill to the heap. No recursion, so no stack overflow on hostile nesting.
+/// Which containers are open: one bit per level (1 = object), with the innermost one's kind
+/// kept apart in `in_object` so that the check after every value is a register test, not a
+/// shift of a wide word. The first 64 levels live in a register; deeper ones (legal JSON —
+/// serde_json's skipping path has no depth limit either) spill to the heap. No recursion, so
+/// no stack overflow on hostile nesting.
 struct Nesting {
-    low: u128,
+    /// Levels 1..=min(depth, 64) - 1 below the innermost one (bit d-1 for level d).
+    low: u64,
     high: Vec<u64>,
     depth: usize,
+    in_object: bool,
 }
 
 impl Nesting {
-    #[inline]
+    #[inline(always)]
+    fn new() -> Self {
+        Nesting {
+            low: 0,
+            high: Vec::new(),
+            depth: 0,
+            in_object: false,
+        }
+    }
+
+    /// Opens a container inside the current one.
+    #[inline(always)]
     fn push(&mut self, object: bool) {
-        let d = self.depth;
-        if d < 128 {
-            if object {
-                self.low |= 1u128 << d;
+        if self.depth > 0 {
+            // Save the current innermost kind at its level.
+            let d = self.depth - 1;
+            if d < 64 {
+                if self.in_object {
+                    self.low |= 1u64 << d;
+                } else {
+                    self.low &= !(1u64 << d);
+                }
             } else {
-                self.low &= !(1u128 << d);
-            }
-        } else {
-            let (w, bit) = ((d - 128) / 64, (d - 128) % 64);
-            if w == self.high.len() {
-                self.high.push(0);
-            }
-            if object {
-                self.high[w] |= 1u64 << bit;
-            } else {
-                self.high[w] &= !(1u64 << bit);
+                self.spill(d);
             }
         }
         self.depth += 1;
+        self.in_object = object;
     }
 
-    #[inline]
-    fn top_is_object(&self) -> bool {
-        let d = self.depth - 1;
-        if d < 128 {
-            self.low & (1u128 << d) != 0
+    #[cold]
+    fn spill(&mut self, d: usize) {
+        let (w, bit) = ((d - 64) / 64, (d - 64) % 64);
+        if w == self.high.len() {
+            self.high.push(0);
+        }
+        if self.in_object {
+            self.high[w] |= 1u64 << bit;
         } else {
-            self.high[(d - 128) / 64] & (1u64 << ((d - 128) % 64)) != 0
+            self.high[w] &= !(1u64 << bit);
+        }
+    }
+
+    /// Closes the innermost container; the one around it becomes current.
+    #[inline(always)]
+    fn pop(&mut self) {
+        self.depth -= 1;
+        if self.depth > 0 {
+            let d = self.depth - 1;
+            self.in_object = if d < 64 {
+                self.low & (1u64 << d) != 0
+            } else {
+                self.high[(d - 64) / 64] & (1u64 << ((d - 64) % 64)) != 0
+            };
         }
     }
 }
@@ -117,9 +145,14 @@ impl Keys for NoKeys {
 pub struct KeyCheck {
     /// Hashes of the keys of the objects open, and where each object's start in it.
     hashes: Vec<u64>,
-    starts: Vec<(usize, u128)>,
+    /// Per open object: where its hashes start in `hashes`, and a 128-bit Bloom filter of
+    /// them (two words: a `u128` shift compiles to branches, a word index does not).
+    starts: Vec<(usize, [u64; 2])>,
     /// Hashes of the generated column names.
     pub reserved: Vec<u64>,
+    /// One bit per reserved hash (its top six bits), so that most top-level keys are cleared
+    /// without walking `reserved`.
+    reserved_bloom: u64,
     pub clean: bool,
 }
 
@@ -127,6 +160,7 @@ impl KeyCheck {
     /// A check that treats top-level keys hashing like one of `reserved` as not clean.
     pub fn new(reserved: Vec<u64>) -> Self {
         KeyCheck {
+            reserved_bloom: reserved.iter().fold(0, |m, h| m | 1u64 << (h >> 58)),
             reserved,
             ..Default::default()
         }
@@ -142,10 +176,10 @@ impl KeyCheck {
 impl Keys for KeyCheck {
     #[inline]
     fn open_object(&mut self) {
-        self.starts.push((self.hashes.len(), 0));
+        self.starts.push((self.hashes.len(), [0; 2]));
     }
 
-    #[inline]
+    #[inline(always)]
     fn key(&mut self, raw: &[u8], escaped: bool, depth: usize) {
         if !self.clean {
             return;
@@ -155,19 +189,22 @@ impl Keys for KeyCheck {
             return;
         }
         let h = crate::row::scan::key_hash(raw, false);
-        if depth == 1 && self.reserved.contains(&h) {
+        if depth == 1
+            && self.reserved_bloom & (1u64 << (h >> 58)) != 0
+            && self.reserved.contains(&h)
+        {
             self.clean = false;
             return;
         }
         let Some((start, bloom)) = self.starts.last_mut() else {
             return;
         };
-        let bit = 1u128 << (h >> 57);
-        if *bloom & bit != 0 && self.hashes[*start..].contains(&h) {
+        let (word, bit) = ((h >> 63) as usize, 1u64 << ((h >> 57) & 63));
+        if bloom[word] & bit != 0 && self.hashes[*start..].contains(&h) {
             self.clean = false;
             return;
         }
-        *bloom |= bit;
+        bloom[word] |= bit;
         self.hashes.push(h);
     }
 
@@ -210,11 +247,7 @@ pub(crate) fn value(b: &[u8], i: usize) -> Result<usize, usize> {
 }
 
 fn value_with<K: Keys>(b: &[u8], mut i: usize, keys: &mut K) -> Result<usize, usize> {
-    let mut open = Nesting {
-        low: 0,
-        high: Vec::new(),
-        depth: 0,
-    };
+    let mut open = Nesting::new();
     'value: loop {
         // A value starts at `i`.
         match b.get(i) {
@@ -251,7 +284,7 @@ fn value_with<K: Keys>(b: &[u8], mut i: usize, keys: &mut K) -> Result<usize, us
                 return Ok(i);
             }
             i = ws(b, i);
-            let in_object = open.top_is_object();
+            let in_object = open.in_object;
             match b.get(i) {
                 Some(b',') => {
                     i = ws(b, i + 1);
@@ -261,12 +294,12 @@ fn value_with<K: Keys>(b: &[u8], mut i: usize, keys: &mut K) -> Result<usize, us
                     continue 'value;
                 }
                 Some(b'}') if in_object => {
-                    open.depth -= 1;
+                    open.pop();
                     keys.close_object();
                     i += 1;
                 }
                 Some(b']') if !in_object => {
-                    open.depth -= 1;
+                    open.pop();
                     i += 1;
                 }
                 _ => return Err(i),
@@ -275,18 +308,25 @@ fn value_with<K: Keys>(b: &[u8], mut i: usize, keys: &mut K) -> Result<usize, us
     }
 }
 
-/// `"key"` `:` — returns the position of the member's value.
-#[inline]
+/// `"key"` `:` — returns the position of the member's value. Inlined into the walk: it runs
+/// once per key, and a call's prologue and epilogue were a tenth of its cost.
+#[inline(always)]
 fn member_key<K: Keys>(b: &[u8], i: usize, depth: usize, keys: &mut K) -> Result<usize, usize> {
     if b.get(i) != Some(&b'"') {
         return Err(i);
     }
     let (end, escaped) = string_escaped(b, i)?;
     keys.key(&b[i + 1..end - 1], escaped, depth);
-    let i = ws(b, end);
-    if b.get(i) != Some(&b':') {
-        return Err(i);
-    }
+    // Compact JSON (what producers send) has the colon right after the key.
+    let i = if b.get(end) == Some(&b':') {
+        end
+    } else {
+        let i = ws(b, end);
+        if b.get(i) != Some(&b':') {
+            return Err(i);
+        }
+        i
+    };
     Ok(ws(b, i + 1))
 }
 
@@ -429,7 +469,7 @@ pub(crate) fn string_span(b: &[u8], i: usize) -> Result<(usize, bool), usize> {
 
 /// The first position at or after `j` holding `"`, `\` or a control character (< 0x20), or
 /// `b.len()`.
-#[inline]
+#[inline(always)]
 fn find_special(b: &[u8], mut j: usize) -> usize {
     #[cfg(target_arch = "x86_64")]
     {

@@ -139,7 +139,7 @@ fn push_wtf8(out: &mut Vec<u8>, cp: u32) {
 /// A fast hash of a key's decoded bytes (FxHash's mixing, 8 bytes at a time): keys are
 /// compared by hash first, and by bytes only when two hashes are equal. Inlined: the
 /// validator's key check calls it once per key, and the call cost as much as the hashing.
-#[inline]
+#[inline(always)]
 pub(crate) fn key_hash(raw: &[u8], escaped: bool) -> u64 {
     const K: u64 = 0x517c_c1b7_2722_0a95;
     let mix = |h: u64, w: u64| (h.rotate_left(5) ^ w).wrapping_mul(K);

@@ -91,6 +91,38 @@ fn deep_nesting_is_valid_json_as_for_serde_json() {
     }
 }
 
+/// Objects and arrays alternating level by level, so that every level's kind must be
+/// remembered across the nesting tracker's register and its spill words (64 levels a word):
+/// closing any one level with the other kind's bracket is caught, as by serde_json.
+#[test]
+fn alternating_nesting_remembers_every_level_kind() {
+    for n in [2usize, 63, 64, 65, 66, 127, 128, 129, 130, 200] {
+        let mut open = String::new();
+        let mut closers = Vec::new();
+        for level in 0..n {
+            if level % 2 == 0 {
+                open.push_str("{\"k\":");
+                closers.push('}');
+            } else {
+                open.push('[');
+                closers.push(']');
+            }
+        }
+        let close: String = closers.iter().rev().collect();
+        let doc = format!("{open}1{close}");
+        assert!(check(doc.as_bytes()).is_ok(), "depth {n}");
+        assert!(serde_ok(doc.as_bytes()), "depth {n}");
+        for wrong_at in [0, 1, n / 2, n.saturating_sub(63), n - 1] {
+            let mut bad: Vec<char> = close.chars().collect();
+            bad[wrong_at] = if bad[wrong_at] == '}' { ']' } else { '}' };
+            let bad: String = bad.into_iter().collect();
+            let doc = format!("{open}1{bad}");
+            assert!(check(doc.as_bytes()).is_err(), "depth {n}, wrong closer {wrong_at}");
+            assert!(!serde_ok(doc.as_bytes()), "depth {n}, wrong closer {wrong_at}");
+        }
+    }
+}
+
 /// Mutates valid records byte by byte (deletions, duplications, substitutions from a
 /// JSON-ish alphabet) and checks the verdict equals serde_json's on every variant.
 #[test]
