@@ -6,12 +6,13 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 
 use firehose_replay::aws::Aws;
+use firehose_replay::aws::S3Uri;
 use firehose_replay::backfill::{self, HourRange};
 use firehose_replay::run::Progress;
 use firehose_replay::run::{self as runner, Job, Summary};
 use firehose_replay::run::{Entry, Setup};
 use firehose_replay::sink::bigquery;
-use firehose_replay::source::s3::{S3Store, S3Uri};
+use firehose_replay::source::s3::S3Store;
 use firehose_replay::source::ObjectStore;
 
 use super::redrive::redrive;
