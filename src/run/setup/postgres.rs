@@ -49,7 +49,7 @@ impl Setup {
             route_default: self.bigquery.route_default.clone(),
             iam: match self.postgres.iam_auth {
                 true => {
-                    let sdk = crate::source::s3::sdk_config().await;
+                    let sdk = crate::aws::sdk_config().await;
                     Some(postgres::iam::IamAuth {
                         credentials: sdk.credentials_provider().ok_or_else(|| {
                             crate::error::Error::permanent(
