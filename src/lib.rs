@@ -6,9 +6,15 @@
 //! `run` drives many objects (the run loop, batches for sinks that commit many at once) for
 //! every entry point — the CLI, the Lambda handler (`trigger`), the SQS `worker` — and
 //! `backfill` lists a date range for it. Sinks are destinations only: they never import `run`
-//! or `pipeline`.
+//! or `pipeline`. Every entry point builds the engine from a plain-data [`run::Setup`].
+//!
+//! The binary (`src/main.rs`) adds what only a command line or a Lambda needs: `cli` (the
+//! command tree, dispatch, printing), `flags` (clap definitions → `run::Setup`), `lambda` (the
+//! runtime loop), `worker_cli`, `plan_map`, `cli_docs` (completions, man pages, the
+//! reference), `hints`, `exposure` and `stdio`.
 
-/// AWS clients as the entry points build them (lazily, once per run).
+/// AWS as everything here uses it: SDK configuration, the shared S3 client, error classes,
+/// `s3://` URIs, keys as events encode them.
 pub mod aws;
 /// A UTC date/hour range → the objects Firehose wrote in it.
 pub mod backfill;
@@ -18,6 +24,9 @@ pub mod dead_letter;
 pub mod decode;
 /// One error taxonomy for every stage, classified transient or permanent.
 pub mod error;
+/// Local file trees the tool writes: an object's path below a directory, temp files renamed
+/// into place.
+pub mod files;
 /// Decompressed bytes → records.
 pub mod frame;
 /// JSON lexing and validation, shared by frame, record, row and the BigQuery encoder (a leaf).
@@ -34,11 +43,13 @@ pub mod object;
 pub mod pipeline;
 /// Framed bytes → validated records, with envelopes unwrapped.
 pub mod record;
-/// Reading dead letters back and delivering their records again.
+/// Reading dead letters back (letters, their sources) and rebuilding their records into rows;
+/// `run::redrive` drives it.
 pub mod redrive;
 /// Records → rows: a row ID, and the record bytes with the generated columns spliced in.
 pub mod row;
-/// The run wing: the engine handle, the run loop, batching, progress, retries.
+/// The run wing: the setup every entry point builds the engine from, the engine handle, the run
+/// loop, batching, redrive, progress, retries.
 pub mod run;
 /// The local disk a run spends on work in progress, and its bound.
 pub mod scratch;

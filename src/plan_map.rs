@@ -10,11 +10,12 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::Args;
+use firehose_replay::aws::S3Uri;
 use firehose_replay::backfill::{self, HourRange, Layout};
 use firehose_replay::map_plan::asl::{Definition, Place};
 use firehose_replay::map_plan::{ManifestFormat, ManifestWriter, Sizing};
 use firehose_replay::source::local::LocalStore;
-use firehose_replay::source::s3::{S3Store, S3Uri};
+use firehose_replay::source::s3::S3Store;
 use firehose_replay::source::ObjectStore;
 use serde_json::json;
 

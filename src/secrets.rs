@@ -5,7 +5,7 @@ use crate::error::{Cause, Class, Error, Stage};
 
 /// A Secrets Manager client from the environment's configuration.
 pub async fn client() -> aws_sdk_secretsmanager::Client {
-    aws_sdk_secretsmanager::Client::new(&crate::source::s3::sdk_config().await)
+    aws_sdk_secretsmanager::Client::new(&crate::aws::sdk_config().await)
 }
 
 /// The secret's string value (a secret stored as binary is read as UTF-8).

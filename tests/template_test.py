@@ -12,6 +12,7 @@ and the exit status is then 1.
 """
 
 import copy
+import json
 import os
 import re
 import sys
@@ -128,6 +129,30 @@ def refers_to(value, resource):
         if isinstance(getatt, list) and getatt and getatt[0] == resource:
             return True
     return False
+
+
+def check_ledger_grants(t):
+    """The S3 ledger's grants only when it is used: PostgresSink keeps the ledger in the database."""
+    role = resources_of(t, "AWS::IAM::Role").get("ReplayFunctionRole", {})
+    raw = []
+    for p in role.get("Properties", {}).get("Policies", []):
+        raw.extend(as_list(p.get("PolicyDocument", {}).get("Statement", [])))
+    for sid in ("LedgerMarkers", "ListLedgerPrefix"):
+        wrapped = [s for s in raw if isinstance(s, dict) and set(s) == {"Fn::If"}
+                   and any(isinstance(b, dict) and b.get("Sid") == sid for b in s["Fn::If"][1:])]
+        check(len(wrapped) == 1 and wrapped[0]["Fn::If"][0] == "UsePostgres"
+              and wrapped[0]["Fn::If"][1] == {"Ref": "AWS::NoValue"},
+              f"{sid} only without PostgresSink", f"statement {wrapped!r}")
+        check(not any(isinstance(s, dict) and s.get("Sid") == sid for s in raw),
+              f"{sid} never granted unconditionally", "a plain statement grants it")
+    env = (resources_of(t, "AWS::Serverless::Function").get("ReplayFunction", {})
+           .get("Properties", {}).get("Environment", {}).get("Variables", {}))
+    ledger = env.get("FIREHOSE_REPLAY_LEDGER")
+    check(isinstance(ledger, dict) and ledger.get("Fn::If", [None, None])[:2] == ["UsePostgres", "postgres"],
+          "FIREHOSE_REPLAY_LEDGER is postgres exactly when the S3 grants are dropped", f"{ledger!r}")
+    rule = t.get("Rules", {}).get("LedgerOutsideTheNotifiedPrefix", {}).get("RuleCondition")
+    check("PostgresSink" in json.dumps(rule),
+          "the ledger-prefix rule does not bind a PostgresSink stack", f"RuleCondition {rule!r}")
 
 
 def policy_documents(template):
@@ -611,6 +636,7 @@ def main():
     section("alarms: DLQ depths > 0, Errors > 0, ObjectLagSeconds", check_alarms, t, fn_name)
     section("IAM: no '*' resources, no wildcard actions", check_iam, t, "template")
     section("IAM: S3/secret grants limited to their prefixes and ARN", check_least_privilege, t)
+    section("IAM: no S3 ledger grants with PostgresSink (its ledger is a table)", check_ledger_grants, t)
     section("state machine (optional): Distributed Map over a manifest, least-privilege role",
             check_state_machine, t)
     section("outputs", check_outputs, t)

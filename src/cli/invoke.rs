@@ -6,9 +6,9 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use firehose_replay::aws::Aws;
-use firehose_replay::object::ObjectRef;
 use firehose_replay::run::Entry;
 use firehose_replay::source::local::LocalStore;
+use firehose_replay::source::unavailable::Unavailable;
 use firehose_replay::source::ObjectStore;
 
 use super::args::InvokeArgs;
@@ -51,14 +51,14 @@ pub(crate) async fn invoke(opts: &Opts, args: &InvokeArgs) -> anyhow::Result<Exi
                 // The events' parsers refuse such names already; this store must not depend
                 // on it to stay inside DIR.
                 if let Err(why) = firehose_replay::object::check_bucket_name(bucket) {
-                    return Arc::new(NoBucket {
+                    return Arc::new(Unavailable {
                         bucket: bucket.to_string(),
                         why,
                     });
                 }
                 match LocalStore::new(dir.join(bucket)) {
                     Ok(store) => Arc::new(store),
-                    Err(e) => Arc::new(NoBucket {
+                    Err(e) => Arc::new(Unavailable {
                         bucket: bucket.to_string(),
                         why: format!("no local bucket {}: {e}", dir.join(bucket).display()),
                     }),
@@ -82,33 +82,4 @@ pub(crate) async fn invoke(opts: &Opts, args: &InvokeArgs) -> anyhow::Result<Exi
     };
     crate::stdio::print(|out| writeln!(out, "{response}"))?;
     Ok(code)
-}
-
-/// A bucket `invoke --buckets DIR` has no directory for: every object in it fails permanently.
-pub(crate) struct NoBucket {
-    pub(crate) bucket: String,
-    pub(crate) why: String,
-}
-
-impl ObjectStore for NoBucket {
-    fn open(
-        &self,
-        _: &mut ObjectRef,
-    ) -> Result<firehose_replay::source::Opened, firehose_replay::error::Error> {
-        Err(firehose_replay::error::Error::permanent(
-            firehose_replay::error::Stage::Fetch,
-            firehose_replay::error::Cause::Io(std::io::Error::other(self.why.clone())),
-        ))
-    }
-
-    fn list<'a>(
-        &'a self,
-        _: &'a str,
-    ) -> futures::future::BoxFuture<'a, Result<Vec<ObjectRef>, firehose_replay::error::Error>> {
-        Box::pin(async { Ok(Vec::new()) })
-    }
-
-    fn bucket(&self) -> &str {
-        &self.bucket
-    }
 }

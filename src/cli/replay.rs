@@ -6,13 +6,13 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 
 use firehose_replay::aws::Aws;
+use firehose_replay::aws::S3Uri;
 use firehose_replay::backfill::{self, HourRange};
 use firehose_replay::run::Progress;
 use firehose_replay::run::{self as runner, Job, Summary};
 use firehose_replay::run::{Entry, Setup};
 use firehose_replay::sink::bigquery;
-use firehose_replay::sink::SinkSpec;
-use firehose_replay::source::s3::{S3Store, S3Uri};
+use firehose_replay::source::s3::S3Store;
 use firehose_replay::source::ObjectStore;
 
 use super::redrive::redrive;
@@ -76,9 +76,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<Option<Summary>> {
                     .with_context(|| format!("backfill root {root}"))?;
                 (Arc::new(store), String::new())
             };
-            // (A backfill in batches is listed whole first: batches are planned over it all.)
-            let batched = setup.load_mode() || matches!(setup.sink, SinkSpec::Iceberg(_));
-            if manifest.is_none() && !*dry_run && !batched {
+            if manifest.is_none() && !*dry_run && !setup.batched() {
                 // Listed as the run goes, a few hours ahead and several at a time.
                 let mut listing = backfill::list(
                     store.clone(),
@@ -180,8 +178,8 @@ pub(crate) async fn finish_run(
     watch_ctrl_c(stop.clone()).context("listening for Ctrl-C")?;
     let mut summary = if let Some(batches) = setup.load_batches(&shared).await? {
         runner::batch::run(jobs, shared, concurrency, &batches, stop.clone()).await
-    } else if let Some(batches) = iceberg_batches(setup, &shared).await? {
-        runner::batch::run(jobs, shared, concurrency, &batches, stop.clone()).await
+    } else if let Some(batches) = shared.sink.batching() {
+        runner::batch::run(jobs, shared, concurrency, &*batches, stop.clone()).await
     } else if let Some(feed) = listed {
         runner::run_feed(feed, shared, concurrency, progress, stop.clone()).await
     } else {
@@ -190,23 +188,6 @@ pub(crate) async fn finish_run(
     // Interrupted even if every object was already in flight and finished: exit 130.
     summary.interrupted = stop.load(Ordering::SeqCst);
     Ok(Some(summary))
-}
-
-/// `--sink iceberg:…`'s batch sink, in a build that has it.
-#[cfg(feature = "iceberg")]
-async fn iceberg_batches(
-    setup: &Setup,
-    shared: &runner::Shared,
-) -> anyhow::Result<Option<firehose_replay::sink::iceberg::batch::IcebergBatches>> {
-    Ok(setup.iceberg_batches(shared).await?)
-}
-
-#[cfg(not(feature = "iceberg"))]
-async fn iceberg_batches(
-    _: &Setup,
-    _: &runner::Shared,
-) -> anyhow::Result<Option<firehose_replay::sink::bigquery::load::batch::LoadBatches>> {
-    Ok(None) // (`--sink iceberg:` is refused when parsed in such a build)
 }
 
 /// Ctrl-C once sets `stop` (no new object starts; the run ends with 130 once those in flight

@@ -6,13 +6,14 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
+use firehose_replay::aws::keys::url_encode_key;
 use firehose_replay::aws::Aws;
+use firehose_replay::aws::S3Uri;
 use firehose_replay::object::ObjectRef;
 use firehose_replay::run::{Job, Setup};
 use firehose_replay::source::local::{locate, LocalStore};
-use firehose_replay::source::s3::{S3Store, S3Uri};
+use firehose_replay::source::s3::S3Store;
 use firehose_replay::source::ObjectStore;
-use firehose_replay::trigger::keys::url_encode_key;
 
 /// An S3 Batch Operations CSV manifest: `bucket,key` per line, keys URL-encoded as the
 /// service requires. Written to a temporary file and renamed, so a failed run leaves no
@@ -23,7 +24,7 @@ pub(crate) fn write_manifest(path: &std::path::Path, objects: &[ObjectRef]) -> a
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(std::path::Path::new("."));
-    let mut tmp = firehose_replay::sink::ndjson::output_tempfile(dir)?;
+    let mut tmp = firehose_replay::files::output_tempfile(dir)?;
     {
         let mut w = std::io::BufWriter::new(tmp.as_file_mut());
         for o in objects {

@@ -29,6 +29,7 @@
 //! no shared directory): another local user cannot read, pre-create or swap it, the upload reads
 //! it through the process's own descriptor, and a killed run leaves nothing behind.
 
+pub mod paths;
 pub mod remote;
 pub mod spec;
 
@@ -41,7 +42,6 @@ use serde::Serialize;
 
 use crate::error::{Cause, Class, Error, Stage};
 use crate::object::ObjectRef;
-use crate::sink::ndjson::mirrored_path;
 
 pub const VERSION: u32 = 1;
 
@@ -185,7 +185,7 @@ impl DeadLetters {
     fn local_path(&self, object: &ObjectRef, kind: Kind) -> PathBuf {
         let suffix = format!(".{}.json", kind.name());
         match &self.dest {
-            Destination::Dir(dir) => mirrored_path(dir, object, &suffix),
+            Destination::Dir(dir) => paths::letter_path(dir, object, kind),
             Destination::Remote(_) => PathBuf::from(format!(
                 "dead-letter spool of s3://{}/{}{suffix}",
                 object.bucket, object.key
@@ -199,8 +199,8 @@ impl DeadLetters {
         match &self.dest {
             Destination::Dir(dir) => {
                 let parent = path.parent().expect("below the dead-letter directory");
-                crate::sink::ndjson::create_tree(dir, parent).map_err(|e| dl_error(e, parent))?;
-                crate::sink::ndjson::tempfile_for(path)
+                crate::files::create_tree(dir, parent).map_err(|e| dl_error(e, parent))?;
+                crate::files::tempfile_for(path)
                     .map(Spool::Local)
                     .map_err(|e| dl_error(e, parent))
             }

@@ -116,7 +116,7 @@ async fn put_file(target: &S3Target, key: &str, file: &File) -> Result<String, E
             remote_error(format!(
                 "PutObject s3://{}/{key}: {}",
                 target.bucket,
-                crate::source::s3::classify(Stage::Sink, "PutObject", e).cause
+                crate::aws::classify(Stage::Sink, "PutObject", e).cause
             ))
         })?;
     Ok(format!("s3://{}/{key}", target.bucket))
@@ -210,5 +210,5 @@ impl Remote {
 
 /// An SQS client from the environment's configuration (`AWS_ENDPOINT_URL[_SQS]` included).
 pub async fn sqs_client() -> aws_sdk_sqs::Client {
-    aws_sdk_sqs::Client::new(&crate::source::s3::sdk_config().await)
+    aws_sdk_sqs::Client::new(&crate::aws::sdk_config().await)
 }

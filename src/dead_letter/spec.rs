@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use crate::source::s3::S3Uri;
+use crate::aws::S3Uri;
 
 /// Where dead letters are: `dir:PATH` (or a bare path), `s3://bucket/prefix/`, `sqs:QUEUE_URL`.
 #[derive(Debug, Clone, PartialEq, Eq)]

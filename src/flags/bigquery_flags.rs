@@ -226,9 +226,10 @@ pub(crate) struct BigQueryOpts {
         default_value = "off"
     )]
     pub(crate) create_table: CreateTableChoice,
-    /// Routed tables (`--sink 'bigquery:P.D.events_{type}'`): the table for rows whose routing
-    /// field is missing, null or empty (a table name, or PROJECT.DATASET.TABLE); without it
-    /// such rows are record errors.
+    /// Routed tables (`--sink 'bigquery:P.D.events_{type}'`, `postgres://…?table=events_{type}`):
+    /// the table for rows whose routing field is missing, null or empty (a table name, or
+    /// PROJECT.DATASET.TABLE; PostgreSQL: a table in the target's schema); without it such rows
+    /// are record errors.
     #[arg(long, global = true, env = "FIREHOSE_REPLAY_ROUTE_DEFAULT")]
     pub(crate) route_default: Option<String>,
     /// Routed tables: how many tables one object may write to; a row routed beyond that is a
@@ -241,7 +242,8 @@ pub(crate) struct BigQueryOpts {
         value_parser = at_least_one::<usize>
     )]
     pub(crate) max_tables_per_object: usize,
-    /// With --create-table-schema or --create-table auto: day-partition on this TIMESTAMP/DATE column.
+    /// With --create-table-schema or --create-table auto: day-partition on this TIMESTAMP/DATE column
+    /// (PostgreSQL: a timestamptz column, range partitions per UTC day created as rows need them).
     #[arg(long, global = true, env = "FIREHOSE_REPLAY_PARTITION_BY")]
     pub(crate) partition_by: Option<String>,
     /// With --create-table-schema or --create-table auto: cluster on these columns

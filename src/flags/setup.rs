@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use firehose_replay::aws::S3Uri;
 use firehose_replay::dead_letter::spec::{DeadLetterSpec, SpecError};
 use firehose_replay::row::RowIdSource;
 use firehose_replay::run::retry::ObjectRetry;
@@ -12,7 +13,6 @@ use firehose_replay::run::setup::{
 };
 use firehose_replay::run::{Entry, Setup};
 use firehose_replay::settings::Settings;
-use firehose_replay::source::s3::S3Uri;
 
 use super::{CreateTableChoice, Opts};
 

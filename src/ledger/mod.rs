@@ -207,7 +207,7 @@ impl FromStr for LedgerSpec {
             return Ok(LedgerSpec::File(p.into()));
         }
         if s.starts_with("s3://") {
-            let uri: crate::source::s3::S3Uri = s.parse()?;
+            let uri: crate::aws::S3Uri = s.parse()?;
             let mut prefix = uri.key;
             if !prefix.is_empty() && !prefix.ends_with('/') {
                 prefix.push('/');

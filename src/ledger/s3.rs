@@ -29,9 +29,9 @@ use serde::{Deserialize, Serialize};
 use tokio::runtime::Handle;
 
 use super::{claim_lost, Begin, Claim, Finished, Lease, Ledger, Staged};
+use crate::aws::{classify, unquote};
 use crate::error::{Error, Stage};
 use crate::object::ObjectRef;
-use crate::source::s3::{classify, unquote};
 
 pub struct S3Ledger {
     client: Client,

@@ -8,13 +8,16 @@
 //!   gates work), failures settled into dead letters;
 //! - [`progress`] — the feed of jobs (fixed, or listed as the run goes) and the progress display;
 //! - [`summary`] — what a run did;
-//! - [`retry`] — object-level retries of transient failures.
+//! - [`retry`] — object-level retries of transient failures;
+//! - [`redrive`] — dead letters delivered again (object letters through the run loop, records
+//!   letters rebuilt into rows), each removed once delivered.
 //!
 //! Entry points (the CLI, the Lambda handler, the worker) build a [`Shared`] from a [`Setup`]
 //! and hand it objects; sinks never call in here.
 
 pub mod batch;
 pub mod progress;
+pub mod redrive;
 pub mod retry;
 pub mod runner;
 pub mod setup;

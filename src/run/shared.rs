@@ -81,18 +81,11 @@ impl Shared {
         let crate::dead_letter::Destination::Dir(dir) = self.dead_letters.destination() else {
             return;
         };
-        let mut stale = vec![crate::sink::ndjson::mirrored_path(
+        let stale = crate::dead_letter::paths::stale_letters(
             dir,
             &report.object,
-            ".object.json",
-        )];
-        if report.dead_letter.is_none() {
-            stale.push(crate::sink::ndjson::mirrored_path(
-                dir,
-                &report.object,
-                ".records.json",
-            ));
-        }
+            report.dead_letter.is_some(),
+        );
         for path in stale {
             match std::fs::remove_file(&path) {
                 Ok(()) => tracing::info!(

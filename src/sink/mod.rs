@@ -50,6 +50,12 @@ use crate::row::Row;
 pub trait Sink: Send + Sync {
     fn open(&self, object: &ObjectRef) -> Result<Box<dyn ObjectWriter>, Error>;
 
+    /// The batches this sink commits objects in, when it is set to (`--postgres-batch-objects`):
+    /// `replay` and `backfill` then drive them ([`batch`]) instead of a writer per object.
+    fn batching(&self) -> Option<std::sync::Arc<dyn batch::BatchSink>> {
+        None
+    }
+
     /// Whether rows an earlier attempt staged (as the ledger recorded) were committed after
     /// all; if so the object is done without being read again. Blocking. Sinks that stage
     /// nothing answer `false`.

@@ -2,6 +2,7 @@
 
 pub mod local;
 pub mod s3;
+pub mod unavailable;
 
 use std::io::Read;
 

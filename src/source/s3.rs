@@ -3,78 +3,21 @@
 //! The SDK's default chain finds credentials and region; `AWS_ENDPOINT_URL` /
 //! `AWS_ENDPOINT_URL_S3` point it elsewhere (an S3-compatible store, a local test server), in
 //! which case path-style addressing is used. The SDK retries throttling and transient network
-//! errors itself (standard mode, with backoff); what reaches us is classified here.
+//! errors itself (standard mode, with backoff); what reaches us is classified by
+//! [`crate::aws::classify`].
 
-use std::fmt;
-use std::str::FromStr;
-
-use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::Client;
 use futures::future::BoxFuture;
 use tokio::runtime::Handle;
 use tokio_util::io::SyncIoBridge;
 
 use super::{Etag, ObjectStore, Opened};
-use crate::error::{Cause, Class, Error, Stage};
+use crate::aws::{classify, unquote};
+use crate::error::{Cause, Error, Stage};
 use crate::object::ObjectRef;
 
-/// `s3://bucket/key-or-prefix`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct S3Uri {
-    pub bucket: String,
-    pub key: String,
-}
-
-impl FromStr for S3Uri {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let rest = s
-            .strip_prefix("s3://")
-            .ok_or_else(|| format!("`{s}` is not an s3:// URI"))?;
-        let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty() {
-            return Err(format!("`{s}` has no bucket name"));
-        }
-        Ok(S3Uri {
-            bucket: bucket.to_string(),
-            key: key.to_string(),
-        })
-    }
-}
-
-impl fmt::Display for S3Uri {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "s3://{}/{}", self.bucket, self.key)
-    }
-}
-
-/// An S3 client from the environment's configuration. Path-style addressing when asked for or
-/// when the endpoint is overridden (local servers rarely resolve virtual-host bucket names).
-pub async fn client(force_path_style: bool) -> Client {
-    let sdk = sdk_config().await;
-    let endpoint_overridden = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
-        .iter()
-        .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()));
-    let conf = aws_sdk_s3::config::Builder::from(&sdk)
-        .force_path_style(force_path_style || endpoint_overridden);
-    Client::from_conf(conf.build())
-}
-
-/// The AWS SDK configuration from the environment (credentials chain, region, endpoint
-/// overrides), shared by every AWS client here; us-east-1 when no region is configured.
-pub async fn sdk_config() -> aws_config::SdkConfig {
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .load()
-        .await;
-    if sdk.region().is_some() {
-        return sdk;
-    }
-    tracing::warn!("no AWS region configured; using us-east-1 (set AWS_REGION)");
-    sdk.into_builder()
-        .region(aws_config::Region::new("us-east-1"))
-        .build()
-}
+/// The S3 URI's old path (now [`crate::aws::S3Uri`]), kept for code written against it.
+pub use crate::aws::S3Uri;
 
 /// One bucket as an [`ObjectStore`].
 pub struct S3Store {
@@ -95,80 +38,6 @@ impl S3Store {
 
     pub fn client(&self) -> &Client {
         &self.client
-    }
-}
-
-/// S3 ETags come quoted.
-pub fn unquote(etag: &str) -> String {
-    etag.trim_matches('"').to_string()
-}
-
-/// Classifies an SDK error: throttling, 5xx, timeouts and connection failures are transient;
-/// missing objects, denied access, archived objects and other 4xx are permanent.
-pub fn classify<E>(
-    stage: Stage,
-    what: &str,
-    err: SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
-) -> Error
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
-    match &err {
-        SdkError::ServiceError(se) => {
-            let status = se.raw().status().as_u16();
-            let code = se.err().code().unwrap_or("").to_string();
-            let message = se.err().message().unwrap_or("").to_string();
-            let detail = if message.is_empty() {
-                format!("{what}: {code} (HTTP {status})")
-            } else {
-                format!("{what}: {code}: {message} (HTTP {status})")
-            };
-            match (code.as_str(), status) {
-                ("NoSuchKey" | "NotFound", _) | (_, 404) if code != "NoSuchBucket" => {
-                    Error::permanent(stage, Cause::NotFound)
-                }
-                (
-                    "AccessDenied"
-                    | "AllAccessDisabled"
-                    | "InvalidAccessKeyId"
-                    | "SignatureDoesNotMatch",
-                    _,
-                )
-                | (_, 403) => Error::permanent(stage, Cause::AccessDenied(detail)),
-                ("InvalidObjectState", _) => Error::permanent(
-                    stage,
-                    Cause::Remote(format!(
-                        "{detail}; the object is archived: restore it first"
-                    )),
-                ),
-                (
-                    "SlowDown" | "Throttling" | "RequestTimeout" | "InternalError"
-                    | "ServiceUnavailable",
-                    _,
-                )
-                | (_, 429 | 500..=599) => {
-                    Error::new(stage, Class::Transient, Cause::Remote(detail))
-                }
-                // The object changed between listing and reading: list again later.
-                ("PreconditionFailed", _) | (_, 412) => Error::new(
-                    stage,
-                    Class::Transient,
-                    Cause::Remote(format!("{detail}; the object changed since it was listed")),
-                ),
-                _ => Error::permanent(stage, Cause::Remote(detail)),
-            }
-        }
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            Error::new(
-                stage,
-                Class::Transient,
-                Cause::Remote(format!("{what}: {}", crate::error::error_chain(&err))),
-            )
-        }
-        _ => Error::permanent(
-            stage,
-            Cause::Remote(format!("{what}: {}", crate::error::error_chain(&err))),
-        ),
     }
 }
 

@@ -28,10 +28,10 @@
 
 use serde_json::{Map, Value};
 
-use super::keys::url_decode_key;
 use super::TriggerError;
+use crate::aws::keys::url_decode_key;
+use crate::aws::unquote;
 use crate::object::ObjectRef;
-use crate::source::s3::unquote;
 
 /// One item of a Distributed Map batch, as read from the event.
 #[derive(Debug, Clone, PartialEq, Eq)]

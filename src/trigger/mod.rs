@@ -26,8 +26,8 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::aws::keys::url_decode_key;
 use crate::object::ObjectRef;
-use keys::url_decode_key;
 
 /// An S3 Batch Operations task. Our own type: `aws_lambda_events`' lacks schema 2.0's `s3Bucket`.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]

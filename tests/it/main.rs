@@ -37,6 +37,7 @@ mod plan_map;
 mod postgres;
 mod postgres_auth;
 mod postgres_faults;
+mod postgres_partitions;
 mod postgres_routing;
 mod routing;
 mod row_contract;

@@ -48,6 +48,9 @@ pub struct Options {
     pub tls: bool,
     /// A role that must give its password (SCRAM) over TCP: (name, password).
     pub password_user: Option<(&'static str, &'static str)>,
+    /// That role gives its password in clear (`password`, not SCRAM): a proxy can read what
+    /// the client sent.
+    pub cleartext: bool,
 }
 
 impl PgServer {
@@ -104,7 +107,14 @@ impl PgServer {
             let old = std::fs::read_to_string(&hba).unwrap();
             std::fs::write(
                 &hba,
-                format!("host all {user} 127.0.0.1/32 scram-sha-256\n{old}"),
+                format!(
+                    "host all {user} 127.0.0.1/32 {}\n{old}",
+                    if options.cleartext {
+                        "password"
+                    } else {
+                        "scram-sha-256"
+                    }
+                ),
             )
             .unwrap();
         }

@@ -566,3 +566,108 @@ fn a_refused_sink_value_never_echoes_its_password() {
         }
     }
 }
+
+/// `count` records `{"n", "s"}` in one object, each `s` about 400 bytes: 30,000 of them make
+/// three of the direct path's 4 MiB chunks.
+fn padded_object(count: usize) -> Vec<(String, Vec<Value>)> {
+    let pad = "x".repeat(400);
+    let records = (0..count)
+        .map(|n| json!({"n": n, "s": format!("row {n} {pad}")}))
+        .collect();
+    vec![("in/2026/11/25/13/big.json".to_string(), records)]
+}
+
+#[test]
+fn the_direct_copy_falls_back_to_staging_on_a_row_already_there() {
+    let pg = PgServer::start();
+    events_table(&pg, "events");
+    let work = tempfile::tempdir().unwrap();
+    archive(work.path(), &padded_object(30_000));
+    let sink = pg.sink("events");
+    let all: Vec<u64> = (0..30_000).collect();
+    let first = run_ok(replay(work.path(), &sink));
+    assert_eq!(written_and_present(&first), (30_000, 0), "{first}");
+    assert_eq!(ns(&pg, "events"), all);
+
+    // Nothing in the ledger says the object is there, but its first row is: the first chunk's
+    // COPY into the table meets it, and the object is staged instead.
+    pg.psql("DELETE FROM firehose_replay_ledger");
+    pg.psql("DELETE FROM events WHERE n >= 10");
+    let mut cmd = replay(work.path(), &sink);
+    cmd.args(["--log-level", "info"]);
+    let again = run_ok(cmd);
+    assert_eq!(written_and_present(&again), (29_990, 10), "{again}");
+    assert!(again.contains("staging the rest"), "{again}");
+    assert_eq!(ns(&pg, "events"), all);
+
+    // Rows present from the second chunk on only: the first chunk goes straight in, the second
+    // is rolled back to its savepoint and staged with the rest; each row lands once.
+    pg.psql("DELETE FROM firehose_replay_ledger");
+    pg.psql("DELETE FROM events WHERE n < 15000");
+    let mut cmd = replay(work.path(), &sink);
+    cmd.args(["--log-level", "info", "--ledger", "none"]);
+    let partial = run_ok(cmd);
+    assert_eq!(written_and_present(&partial), (15_000, 15_000), "{partial}");
+    assert!(partial.contains("staging the rest"), "{partial}");
+    assert_eq!(ns(&pg, "events"), all);
+
+    // With a ledger entry the object is staged from the start: no COPY meets a conflict.
+    let mut force = replay(work.path(), &sink);
+    force.args(["--log-level", "info", "--force"]);
+    let forced = run_ok(force);
+    assert_eq!(written_and_present(&forced), (0, 30_000), "{forced}");
+    assert!(!forced.contains("staging the rest"), "{forced}");
+}
+
+#[test]
+fn batches_commit_many_objects_at_once_and_leave_out_a_failed_one() {
+    let pg = PgServer::start();
+    events_table(&pg, "events");
+    let work = tempfile::tempdir().unwrap();
+    archive(work.path(), &numbered_objects(7, 30));
+    // Between obj-003 and obj-004: more than a 1 MiB chunk of rows, then a truncated gzip
+    // stream, so its rows reach the batch's staging table before the object fails.
+    let pad = "x".repeat(400);
+    let text: String = (0..5000)
+        .map(|i| format!("{}\n", json!({"n": 100_000 + i, "s": pad})))
+        .collect();
+    let gz = crate::support::gzip(text.as_bytes());
+    std::fs::write(
+        work.path().join("in/2026/11/25/13/obj-003b.json.gz"),
+        &gz[..gz.len() - 64],
+    )
+    .unwrap();
+    let sink = pg.sink("events");
+    let batched = |cmd: &mut Command| {
+        cmd.args(["--postgres-batch-objects", "3", "--max-attempts", "1"]);
+    };
+    let mut cmd = replay(work.path(), &sink);
+    batched(&mut cmd);
+    let (code, first) = run(cmd);
+    assert_eq!(code, Some(1), "{first}");
+    assert_eq!(written_and_present(&first), (210, 0), "{first}");
+    assert_eq!(ns(&pg, "events"), (0..210).collect::<Vec<u64>>());
+    // Keys in order, three per batch: 000-002, 003-004 (and the failed 003b), 005-006; each
+    // batch one transaction, its entries one attempt.
+    assert_eq!(
+        pg.psql(
+            "SELECT count(*), count(DISTINCT attempt), sum(rows_inserted), count(finished_at) \
+             FROM firehose_replay_ledger"
+        )
+        .trim(),
+        "7|3|210|7"
+    );
+
+    let mut cmd = replay(work.path(), &sink);
+    batched(&mut cmd);
+    let (code, again) = run(cmd);
+    assert_eq!(code, Some(1), "{again}");
+    assert_eq!(written_and_present(&again), (0, 0), "{again}");
+
+    let mut cmd = replay(work.path(), &sink);
+    batched(&mut cmd);
+    cmd.arg("--force");
+    let (_, forced) = run(cmd);
+    assert_eq!(written_and_present(&forced), (0, 210), "{forced}");
+    assert_eq!(ns(&pg, "events"), (0..210).collect::<Vec<u64>>());
+}

@@ -112,8 +112,11 @@ impl Proxy {
                     client.try_clone().unwrap(),
                     server.try_clone().unwrap(),
                 )));
-                // server → client: plain.
-                std::thread::spawn(move || pipe(s2, c2));
+                // server → client: plain, until this connection is cut after a COMMIT (then
+                // the server's answer must never reach the client, however the threads run).
+                let cut_here = Arc::new(AtomicBool::new(false));
+                let answers_stop = cut_here.clone();
+                std::thread::spawn(move || pipe(s2, c2, answers_stop));
                 // client → server: watched.
                 std::thread::spawn(move || {
                     let (mut from, mut to) = (client, server);
@@ -137,6 +140,7 @@ impl Proxy {
                                 }
                                 Cut::BeforeCommit => commit,
                                 Cut::AfterCommit if commit => {
+                                    cut_here.store(true, Ordering::SeqCst);
                                     let _ = to.write_all(chunk);
                                     let _ = to.flush();
                                     true
@@ -162,8 +166,17 @@ impl Proxy {
     }
 }
 
-fn pipe(mut from: TcpStream, mut to: TcpStream) {
-    let _ = std::io::copy(&mut from, &mut to);
+fn pipe(mut from: TcpStream, mut to: TcpStream, stop: Arc<AtomicBool>) {
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if stop.load(Ordering::SeqCst) || to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
     let _ = to.shutdown(Shutdown::Both);
 }
 

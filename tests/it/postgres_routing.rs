@@ -81,3 +81,40 @@ fn routing_switches_copies_between_tables_and_reads_fields_in_the_payload() {
     );
     assert_eq!(distinct.trim(), "20000");
 }
+
+/// `--route-default`: a record whose routing field is missing, null or empty goes to that
+/// table; one whose field cannot name a table is still a record error.
+#[test]
+fn route_default_takes_records_without_the_routing_field() {
+    let pg = PgServer::start();
+    let work = tempfile::tempdir().unwrap();
+    // The default table is created from its first row (`type` a text column, null there).
+    let records = vec![
+        json!({"type": "click", "n": 1}),
+        json!({"type": null, "n": 3}),
+        json!({"n": 2}),
+        json!({"type": "", "n": 4}),
+        json!({"type": {"nested": 1}, "n": 5}),
+    ];
+    archive(work.path(), &[("in/a.json".to_string(), records)]);
+    let sink = pg.sink("public.events_{type}");
+    let mut cmd = replay(work.path(), &sink);
+    cmd.args(["--create-table", "auto", "--route-default", "events_other"]);
+    let out = run_ok(cmd);
+    assert_eq!(written_and_present(&out), (4, 0), "{out}");
+    assert_eq!(pg.count("events_click"), 1);
+    assert_eq!(
+        pg.psql("SELECT n FROM events_other ORDER BY n").trim(),
+        "2\n3\n4"
+    );
+    let letters = dead_letters(work.path());
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert!(letters[0].1.contains("not a string"), "{letters:?}");
+
+    // A fixed table routes on nothing: the flag is refused at start.
+    let mut fixed = replay(work.path(), &pg.sink("events_click"));
+    fixed.args(["--route-default", "events_other", "--force"]);
+    let (code, err) = crate::postgres::run(fixed);
+    assert_ne!(code, Some(0), "{err}");
+    assert!(err.contains("routes on no record field"), "{err}");
+}

@@ -3,10 +3,10 @@
 use std::path::PathBuf;
 
 use crate::aws::Aws;
+use crate::aws::S3Uri;
 use crate::dead_letter::remote::{self, Remote, S3Target};
 use crate::dead_letter::spec::DeadLetterSpec;
 use crate::dead_letter::DeadLetters;
-use crate::source::s3::S3Uri;
 
 use super::Setup;
 

@@ -1,5 +1,5 @@
 //! `--sink iceberg:…`: its options as plain data, its refusals, and the sink connected from them
-//! (per object, and the batch sink of `replay`/`backfill`).
+//! (whose `batching` is what `replay` and `backfill` drive).
 
 use crate::ledger::LedgerSpec;
 use crate::sink::iceberg;
@@ -75,9 +75,7 @@ mod connect {
 
     use super::super::validate::SetupError;
     use super::Setup;
-    use crate::run::Shared;
-    use crate::sink::iceberg::{self, batch::IcebergBatches, Iceberg, Target};
-    use crate::sink::SinkSpec;
+    use crate::sink::iceberg::{self, Iceberg, Target};
 
     impl Setup {
         fn iceberg_settings(&self) -> iceberg::Settings {
@@ -109,24 +107,6 @@ mod connect {
                 Err(iceberg::Refusal::Usage(why)) => Err(super::Refusal::IcebergTable(why).into()),
                 Err(iceberg::Refusal::Service(e)) => Err(e.into()),
             }
-        }
-
-        /// `replay` and `backfill` into an Iceberg table: the batch sink (one snapshot per
-        /// batch). It connects on its own, beside the per-object sink `shared` holds: opening
-        /// a catalog and loading a table is cheap next to a batch.
-        pub async fn iceberg_batches(
-            &self,
-            _shared: &Shared,
-        ) -> Result<Option<IcebergBatches>, SetupError> {
-            let SinkSpec::Iceberg(target) = &self.sink else {
-                return Ok(None);
-            };
-            if self.entry != super::super::Entry::Replay {
-                return Ok(None);
-            }
-            Ok(Some(IcebergBatches {
-                sink: self.iceberg_sink(target).await?,
-            }))
         }
     }
 }

@@ -139,6 +139,14 @@ impl Setup {
             && self.bigquery.mode == crate::sink::bigquery::Mode::Load
     }
 
+    /// Objects commit in batches (load mode, `--postgres-batch-objects`, Iceberg): listed up
+    /// front.
+    pub fn batched(&self) -> bool {
+        self.load_mode()
+            || (matches!(self.sink, SinkSpec::Postgres(_)) && self.postgres.batch.is_some())
+            || matches!(self.sink, SinkSpec::Iceberg(_))
+    }
+
     /// The ledger the run uses: `--ledger`, or the sink's default.
     pub fn ledger_spec(&self) -> LedgerSpec {
         self.ledger

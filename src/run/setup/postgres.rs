@@ -14,6 +14,11 @@ pub struct PostgresOptions {
     /// RDS's JSON secret ({"username", "password", …}). Used when the URL and PGPASSWORD have
     /// none.
     pub secret_arn: Option<String>,
+    /// `--postgres-batch-objects` above 1 (and `--postgres-batch-mib`): objects commit in
+    /// batches in `replay` and `backfill`.
+    pub batch: Option<postgres::batch::Bounds>,
+    /// `--postgres-iam-auth`: RDS IAM authentication tokens as the password.
+    pub iam_auth: bool,
 }
 
 impl Setup {
@@ -41,10 +46,31 @@ impl Setup {
             password,
             payload_column: payload_column.clone(),
             add_columns: self.tables.schema_evolution == SchemaEvolution::AddColumns,
-            create_auto: self
-                .tables
-                .create_auto
-                .then_some(postgres::AutoCreate { payload_column }),
+            route_default: self.bigquery.route_default.clone(),
+            iam: match self.postgres.iam_auth {
+                true => {
+                    let sdk = crate::aws::sdk_config().await;
+                    Some(postgres::iam::IamAuth {
+                        credentials: sdk.credentials_provider().ok_or_else(|| {
+                            crate::error::Error::permanent(
+                                crate::error::Stage::Sink,
+                                crate::error::Cause::Sink(
+                                    "--postgres-iam-auth: no AWS credentials are configured".into(),
+                                ),
+                            )
+                        })?,
+                        region: sdk
+                            .region()
+                            .map_or_else(|| "us-east-1".to_string(), |r| r.to_string()),
+                    })
+                }
+                false => None,
+            },
+            batch: self.postgres.batch,
+            create_auto: self.tables.create_auto.then_some(postgres::AutoCreate {
+                payload_column,
+                partition_by: self.bigquery.partition_by.clone(),
+            }),
         };
         Ok(Postgres::connect(target, settings).await?)
     }

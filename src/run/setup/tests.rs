@@ -120,10 +120,11 @@ fn table_flags_outside_sinks_with_tables_are_refused() {
     let mut s = ndjson();
     s.bigquery.route_default = Some("other".into());
     assert_eq!(refused(&s), Refusal::TableFlagsElsewhere);
-    // PostgreSQL has tables: auto-create and evolution are its too.
+    // PostgreSQL has tables: auto-create, evolution and a routing default are its too.
     let mut s = postgres();
     s.tables.create_auto = true;
     s.tables.schema_evolution = SchemaEvolution::AddColumns;
+    s.bigquery.route_default = Some("other".into());
     assert_eq!(s.validate(), Ok(()));
     let mut s = bq("p.d.t");
     s.tables.create_auto = true;

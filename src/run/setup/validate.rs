@@ -95,7 +95,7 @@ pub enum Refusal {
     TwoWaysToCreate,
     #[error(
         "--create-table auto is for --sink bigquery:…, postgres://… and iceberg:…, \
-         --route-default for --sink bigquery:…"
+         --route-default for bigquery:… and postgres://…"
     )]
     TableFlagsElsewhere,
     /// A routing template (`--sink`) or `--route-default` that is not one.
@@ -237,8 +237,8 @@ impl Setup {
             return Err(Refusal::TwoWaysToCreate);
         }
         if !bigquery
-            && ((self.tables.create_auto && !postgres && !iceberg)
-                || self.bigquery.route_default.is_some())
+            && !postgres
+            && ((self.tables.create_auto && !iceberg) || self.bigquery.route_default.is_some())
         {
             return Err(Refusal::TableFlagsElsewhere);
         }

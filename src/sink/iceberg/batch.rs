@@ -45,18 +45,18 @@ pub fn plan(objects: &[ObjectRef], max_objects: usize, max_bytes: u64) -> Vec<Ve
 
 /// The batch sink.
 pub struct IcebergBatches {
-    pub sink: Arc<Iceberg>,
+    pub shared: Arc<Shared>,
 }
 
 #[async_trait::async_trait]
 impl BatchSink for IcebergBatches {
     fn plan(&self, objects: &[ObjectRef]) -> Vec<Vec<usize>> {
-        let s = &self.sink.shared.settings;
+        let s = &self.shared.settings;
         let batches = plan(objects, s.batch_objects, s.batch_bytes);
         tracing::info!(
             objects = objects.len(),
             commits = batches.len(),
-            table = %self.sink.shared.target,
+            table = %self.shared.target,
             "iceberg plan: one snapshot per batch"
         );
         batches
@@ -64,10 +64,10 @@ impl BatchSink for IcebergBatches {
 
     async fn prepare(&self, staged_tokens: StagedTokens) -> Result<Box<dyn StagedBatch>, Error> {
         let _ = staged_tokens; // a staged token is resolved by `committed` alone
-        let dir = spool_dir(&self.sink.shared)?;
+        let dir = spool_dir(&self.shared)?;
         Ok(Box::new(IcebergBatch {
             spool: Arc::new(BatchSpool {
-                shared: self.sink.shared.clone(),
+                shared: self.shared.clone(),
                 dir,
                 next: AtomicU64::new(0),
                 spooled: Mutex::default(),
@@ -298,6 +298,13 @@ impl Sink for Iceberg {
 
     fn committed(&self, staged: &Staged) -> Result<bool, Error> {
         committed_token(&self.shared, staged)
+    }
+
+    /// `replay` and `backfill` commit objects in batches, one snapshot each.
+    fn batching(&self) -> Option<Arc<dyn BatchSink>> {
+        Some(Arc::new(IcebergBatches {
+            shared: self.shared.clone(),
+        }))
     }
 }
 

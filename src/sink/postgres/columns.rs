@@ -55,6 +55,11 @@ pub struct Table {
     pub columns: Vec<Column>,
     /// Per column: its default expression (`pg_get_expr`), if any.
     pub defaults: Vec<Option<String>>,
+    /// The unique key the dedup's `ON CONFLICT` names: the row ID, or the row ID and the
+    /// partition key (filled by the sink from the table's indexes).
+    pub conflict: Vec<String>,
+    /// The partition key's columns; empty when the table is not partitioned.
+    pub partition_key: Vec<String>,
 }
 
 impl Table {
@@ -89,6 +94,8 @@ pub async fn load(
     let mut table = Table {
         columns: Vec::new(),
         defaults: Vec::new(),
+        conflict: Vec::new(),
+        partition_key: Vec::new(),
     };
     for r in rows {
         let typname: String = r.get(2);

@@ -11,8 +11,13 @@
 //! The sink interface is synchronous (rows come from a blocking decode thread): calls bridge
 //! to the runtime with `Handle::block_on`, as the BigQuery sinks do.
 
+pub mod batch;
 pub mod columns;
 pub mod convert;
+mod direct;
+pub mod iam;
+mod partition;
+mod resolve;
 mod stage;
 pub mod target;
 mod writer;
@@ -46,12 +51,22 @@ pub struct Settings {
     pub add_columns: bool,
     /// `--payload-column`: rows wrap each record in it, so routing fields are looked up below.
     pub payload_column: Option<String>,
+    /// `--route-default`: the table (in the target's schema) of rows whose routing field is
+    /// missing, null or empty; without it they are record errors.
+    pub route_default: Option<String>,
+    /// `--postgres-iam-auth`: every connection's password is a fresh RDS IAM token ([`iam`]).
+    pub iam: Option<iam::IamAuth>,
+    /// `--postgres-batch-objects` above 1: objects commit in batches ([`batch`]).
+    pub batch: Option<batch::Bounds>,
 }
 
 /// What `--create-table auto` needs to know beyond the first row.
 #[derive(Debug, Clone, Default)]
 pub struct AutoCreate {
     pub payload_column: Option<String>,
+    /// `--partition-by`: a `timestamptz` column the table is range-partitioned on, a partition
+    /// per day ([`partition`]).
+    pub partition_by: Option<String>,
 }
 
 /// The sink; clones of its [`Shared`] state also back the PostgreSQL ledger.
@@ -89,6 +104,31 @@ impl Postgres {
             .map_err(config_error)?;
         let tls = tls(&target).map_err(config_error)?;
         let template = target.template().map_err(config_error)?;
+        if let Some(d) = &settings.route_default {
+            if !template.as_ref().is_some_and(|t| t.has_fields()) {
+                return Err(config_error(format!(
+                    "--route-default {d}: the table `{}` routes on no record field, so no row \
+                     can lack one",
+                    target.table
+                )));
+            }
+            if d.contains(['{', '}', '.'])
+                || d.is_empty()
+                || d.len() > columns::MAX_IDENTIFIER_BYTES
+            {
+                return Err(config_error(format!(
+                    "--route-default {d}: give a table name in the target's schema, without \
+                     placeholders, of at most {} bytes",
+                    columns::MAX_IDENTIFIER_BYTES
+                )));
+            }
+        }
+        if settings.batch.is_some() && (template.is_some() || settings.add_columns) {
+            return Err(config_error(
+                "--postgres-batch-objects commits one fixed table's objects in batches: not with                  a routing template or --schema-evolution add-columns"
+                    .into(),
+            ));
+        }
         let shared = Arc::new(Shared {
             template,
             target,
@@ -143,12 +183,38 @@ impl Sink for Postgres {
     fn open(&self, object: &ObjectRef) -> Result<Box<dyn ObjectWriter>, Error> {
         Ok(Box::new(writer::PgWriter::new(self.shared.clone(), object)))
     }
+
+    fn batching(&self) -> Option<Arc<dyn crate::sink::batch::BatchSink>> {
+        let bounds = self.shared.settings.batch?;
+        Some(Arc::new(batch::PgBatches {
+            shared: self.shared.clone(),
+            bounds,
+        }))
+    }
 }
 
 impl Shared {
     pub(crate) async fn connect(&self) -> Result<Conn, Error> {
-        let (client, connection) = self
-            .config
+        let mut config = self.config.clone();
+        if let Some(iam) = &self.settings.iam {
+            let host = match config.get_hosts().first() {
+                Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+                _ => {
+                    return Err(config_error(
+                        "--postgres-iam-auth needs a TCP host (RDS's endpoint), not a socket"
+                            .into(),
+                    ))
+                }
+            };
+            let port = config.get_ports().first().copied().unwrap_or(5432);
+            let user = config.get_user().unwrap_or_default().to_string();
+            let token = iam
+                .token(&host, port, &user)
+                .await
+                .map_err(|e| Error::new(Stage::Sink, Class::Transient, Cause::Sink(e)))?;
+            config.password(token);
+        }
+        let (client, connection) = config
             .connect(self.tls.clone())
             .await
             .map_err(|e| pg_error("connecting", e))?;
@@ -196,33 +262,70 @@ impl Shared {
             return Ok(None);
         };
         let id = &self.settings.row_id_column;
-        let unique: bool = client
-            .query_one(
-                "SELECT EXISTS (SELECT 1 FROM pg_index i \
-                   JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
-                   WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indnkeyatts = 1 \
-                     AND i.indpred IS NULL AND a.attname = $2)",
-                &[&qualified, id],
-            )
+        let (unique, partition_key) = partition::keys(client, &qualified)
             .await
-            .map_err(|e| pg_error("reading the table's indexes", e))?
-            .get(0);
-        if !unique {
+            .map_err(|e| pg_error("reading the table's indexes", e))?;
+        let Some(conflict) = partition::conflict_key(&unique, &partition_key, id) else {
             return Err(Error::permanent(
                 Stage::Sink,
                 Cause::Sink(format!(
-                    "table {qualified} needs a PRIMARY KEY or UNIQUE constraint on {} alone: it \
-                     is what keeps a replay from adding rows twice",
+                    "table {qualified} needs a PRIMARY KEY or UNIQUE constraint on {} alone (on \
+                     a partitioned table: on it and the partition key): it is what keeps a \
+                     replay from adding rows twice",
                     quote_ident(id)
                 )),
             ));
-        }
+        };
+        let mut table = table;
+        table.conflict = conflict;
+        table.partition_key = partition_key;
         let table = Arc::new(table);
         self.tables
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(name.to_string(), table.clone());
         Ok(Some(table))
+    }
+
+    /// Table `name`'s columns; with `--create-table auto`, a missing table is created from
+    /// this row first.
+    pub(crate) fn table_for(
+        &self,
+        name: &str,
+        row: &[u8],
+    ) -> Result<Result<Arc<Table>, String>, Error> {
+        let shared = self;
+        if let Some(t) = shared.cached_table(name) {
+            return Ok(Ok(t));
+        }
+        let qualified = shared.target.qualified_table(name);
+        let ddl = match &shared.settings.create_auto {
+            Some(auto) => match stage::create_table_ddl(shared, auto, name, row) {
+                Ok(ddl) => Some(ddl),
+                Err(refused) => return Ok(Err(refused)),
+            },
+            None => None,
+        };
+        shared.handle.block_on(async {
+            let conn = shared.conn().await?;
+            if let Some(t) = shared.load_table(&conn.client, name).await? {
+                shared.put_back(conn);
+                return Ok(Ok(t));
+            }
+            let Some(ddl) = ddl else {
+                shared.put_back(conn);
+                return Ok(Err(format!("table {qualified} does not exist")));
+            };
+            create_if_missing(&conn.client, &ddl).await?;
+            let table = shared.load_table(&conn.client, name).await?;
+            shared.put_back(conn);
+            table.map(Ok).ok_or_else(|| {
+                Error::permanent(
+                    Stage::Sink,
+                    Cause::Sink(format!("table {qualified} vanished")),
+                )
+            })
+        })
     }
 
     fn cached_table(&self, name: &str) -> Option<Arc<Table>> {

@@ -45,28 +45,53 @@ impl Staging {
         )
     }
 
-    /// Staging → target: a missing value takes the column's default; rows whose ID the table
-    /// has are left out.
-    pub fn insert_sql(&self, shared: &Shared) -> String {
-        let exprs: Vec<String> = self
-            .table
-            .columns
-            .iter()
-            .zip(&self.table.defaults)
-            .map(|(c, d)| match d {
-                Some(d) => format!("COALESCE(s.{}, {d})", quote_ident(&c.name)),
-                None => format!("s.{}", quote_ident(&c.name)),
-            })
-            .collect();
+    /// Straight into the target (the direct path, [`super::direct`]).
+    pub fn copy_target_sql(&self, shared: &Shared) -> String {
         format!(
-            "INSERT INTO {} ({}) SELECT {} FROM pg_temp.{} s ON CONFLICT ({}) DO NOTHING",
+            "COPY {} ({}) FROM STDIN",
             shared.target.qualified_table(&self.name),
-            column_list(&self.table),
-            exprs.join(", "),
-            self.temp,
-            quote_ident(&shared.settings.row_id_column)
+            column_list(&self.table)
         )
     }
+
+    /// Staging → target: rows whose ID the table has are left out.
+    pub fn insert_sql(&self, shared: &Shared) -> String {
+        format!(
+            "{} ON CONFLICT ({}) DO NOTHING",
+            insert_select(shared, &self.name, &self.table, &self.temp),
+            conflict_list(&self.table)
+        )
+    }
+}
+
+/// `INSERT INTO name (…) SELECT … FROM pg_temp.temp s`: a missing value takes the column's
+/// default.
+pub(super) fn insert_select(shared: &Shared, name: &str, table: &Table, temp: &str) -> String {
+    let exprs: Vec<String> = table
+        .columns
+        .iter()
+        .zip(&table.defaults)
+        .map(|(c, d)| match d {
+            Some(d) => format!("COALESCE(s.{}, {d})", quote_ident(&c.name)),
+            None => format!("s.{}", quote_ident(&c.name)),
+        })
+        .collect();
+    format!(
+        "INSERT INTO {} ({}) SELECT {} FROM pg_temp.{temp} s",
+        shared.target.qualified_table(name),
+        column_list(table),
+        exprs.join(", "),
+    )
+}
+
+/// The dedup's conflict target: the table's row-ID key.
+pub(super) fn conflict_list(table: &Table) -> String {
+    table
+        .conflict
+        .iter()
+        .map(|c| quote_ident(c))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 pub(super) fn column_list(table: &Table) -> String {
@@ -122,9 +147,14 @@ pub(super) fn create_table_ddl(
         return Err(too_long("field", long));
     }
     let id = &shared.settings.row_id_column;
-    let mut defs = vec![format!("{} text PRIMARY KEY", quote_ident(id))];
+    let by = auto.partition_by.as_deref().filter(|b| *b != id.as_str());
+    let mut defs = vec![format!("{} text NOT NULL", quote_ident(id))];
+    if let Some(by) = by {
+        // Whether or not the first row has it: every row needs it (NOT NULL, in the key).
+        defs.push(format!("{} timestamptz NOT NULL", quote_ident(by)));
+    }
     for (field, value) in &fields {
-        if field == id {
+        if field == id || Some(field.as_str()) == by {
             continue;
         }
         let ty = match field.as_str() {
@@ -136,8 +166,22 @@ pub(super) fn create_table_ddl(
         };
         defs.push(format!("{} {ty}", quote_ident(field)));
     }
+    let layout = match by {
+        Some(by) => {
+            defs.push(format!(
+                "PRIMARY KEY ({}, {})",
+                quote_ident(id),
+                quote_ident(by)
+            ));
+            format!(" PARTITION BY RANGE ({})", quote_ident(by))
+        }
+        None => {
+            defs.push(format!("PRIMARY KEY ({})", quote_ident(id)));
+            String::new()
+        }
+    };
     Ok(format!(
-        "CREATE TABLE IF NOT EXISTS {} ({})",
+        "CREATE TABLE IF NOT EXISTS {} ({}){layout}",
         shared.target.qualified_table(name),
         defs.join(", ")
     ))

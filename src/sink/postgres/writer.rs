@@ -11,28 +11,27 @@
 //! together they reach [`CHUNK`]: memory stays flat in the object's size (and in its number of
 //! tables, which `MAX_TABLES` bounds).
 //!
-//! A `COMMIT` whose answer never came (a cut connection) is resolved here, not guessed: a new
-//! connection waits until the old server process is gone (ending it if it idles), after which
-//! that transaction either committed or never will, and the ledger row it would have written,
-//! found by this attempt's token, tells which.
+//! An object nothing says is in the table already goes straight into it instead (one table, no
+//! staging: [`super::direct`]). The ledger entry and `COMMIT`, and what a lost `COMMIT` answer
+//! means, are [`super::resolve`]'s.
 
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::SinkExt;
 use tokio_postgres::CopyInSink;
 
 use super::columns::{quote_ident, Table, MAX_IDENTIFIER_BYTES};
+use super::direct::{self, Direct, Lane, Mode, Statements, DIRECT_CHUNK};
+use super::resolve;
 use super::stage::{self, Staging};
 use super::{pg_error, Conn, Shared};
-use crate::error::{Cause, Class, Error, Stage};
+use crate::error::{Cause, Error, Stage};
 use crate::object::ObjectRef;
 use crate::row::Row;
-use crate::sink::bigquery::route::ObjectTemplate;
+use crate::sink::bigquery::route::{ObjectTemplate, RouteError};
 use crate::sink::{Committed, ObjectWriter, Prepared, Rejected};
 
 /// COPY data buffered before it is sent: what an object holds in memory, whatever its size.
@@ -57,6 +56,13 @@ pub(super) struct PgWriter {
     line: Vec<u8>,
     sent: u64,
     rejected: Vec<Rejected>,
+    /// The direct path's statements, while the object may still take it (one fixed table, no
+    /// column defaults, no schema evolution: see [`Self::may_go_direct`]).
+    direct_sql: Option<Statements>,
+    /// The object's lane on the direct path, once its first chunk took it.
+    direct: Option<Direct>,
+    /// Buffered bytes that make a chunk.
+    chunk: usize,
 }
 
 /// The object's open transaction, and the COPY running in it (into `stages[.0]`), if any.
@@ -85,7 +91,21 @@ impl PgWriter {
             line: Vec::new(),
             sent: 0,
             rejected: Vec::new(),
+            direct_sql: None,
+            direct: None,
+            chunk: CHUNK,
         }
+    }
+
+    /// The direct path ([`direct`]) copies rows as they are, so it needs what the staging path
+    /// adds in its `INSERT` to be absent: column defaults for missing values (`COALESCE`) and
+    /// other tables. `ALTER TABLE` from `--schema-evolution` would wait for this transaction's
+    /// own lock on the target, so that too takes the staging path.
+    fn may_go_direct(&self, stage: &Staging) -> bool {
+        self.route.is_none()
+            && !self.shared.settings.add_columns
+            && stage.table.defaults.iter().all(Option::is_none)
+            && stage.table.partition_key.is_empty()
     }
 
     fn refuse(&mut self, row: &Row<'_>, bytes: Vec<u8>, error: String) {
@@ -105,8 +125,21 @@ impl PgWriter {
                 return Err(Error::permanent(Stage::Sink, Cause::Sink(e.clone())));
             }
             Some(Ok(t)) => {
-                if let Err(e) = t.name_with(row, &self.prefix, &mut self.name) {
-                    return Ok(Err(e.to_string()));
+                match t.name_with(row, &self.prefix, &mut self.name) {
+                    Ok(()) => {}
+                    // `--route-default`: the table of rows that lack a routing field.
+                    Err(RouteError::Missing { .. })
+                        if self.shared.settings.route_default.is_some() =>
+                    {
+                        self.name.clone_from(
+                            self.shared
+                                .settings
+                                .route_default
+                                .as_ref()
+                                .expect("checked"),
+                        );
+                    }
+                    Err(e) => return Ok(Err(e.to_string())),
                 }
                 if self.name.len() > MAX_IDENTIFIER_BYTES {
                     return Ok(Err(stage::too_long("routed table name", &self.name)));
@@ -123,57 +156,29 @@ impl PgWriter {
             )));
         }
         let name = self.name.clone();
-        let table = match self.table(&name, row)? {
+        let table = match self.shared.table_for(&name, row)? {
             Ok(t) => t,
             Err(refused) => return Ok(Err(refused)),
         };
         let i = self.stages.len();
-        self.stages.push(Staging {
+        let stage = Staging {
             temp: format!("frs_stage_{i}"),
             name: name.clone(),
             table,
             created: false,
             buf: Vec::new(),
-        });
+        };
+        if i == 0 && self.may_go_direct(&stage) {
+            self.direct_sql = Some(Statements {
+                copy_target: stage.copy_target_sql(&self.shared),
+                create_stage: stage.create_sql(),
+                copy_stage: stage.copy_sql(),
+            });
+            self.chunk = DIRECT_CHUNK;
+        }
+        self.stages.push(stage);
         self.by_name.insert(name, i);
         Ok(Ok(i))
-    }
-
-    /// Table `name`'s columns; with `--create-table auto`, a missing table is created from
-    /// this row first.
-    fn table(&self, name: &str, row: &[u8]) -> Result<Result<Arc<Table>, String>, Error> {
-        let shared = &self.shared;
-        if let Some(t) = shared.cached_table(name) {
-            return Ok(Ok(t));
-        }
-        let qualified = shared.target.qualified_table(name);
-        let ddl = match &shared.settings.create_auto {
-            Some(auto) => match stage::create_table_ddl(shared, auto, name, row) {
-                Ok(ddl) => Some(ddl),
-                Err(refused) => return Ok(Err(refused)),
-            },
-            None => None,
-        };
-        shared.handle.block_on(async {
-            let conn = shared.conn().await?;
-            if let Some(t) = shared.load_table(&conn.client, name).await? {
-                shared.put_back(conn);
-                return Ok(Ok(t));
-            }
-            let Some(ddl) = ddl else {
-                shared.put_back(conn);
-                return Ok(Err(format!("table {qualified} does not exist")));
-            };
-            super::create_if_missing(&conn.client, &ddl).await?;
-            let table = shared.load_table(&conn.client, name).await?;
-            shared.put_back(conn);
-            table.map(Ok).ok_or_else(|| {
-                Error::permanent(
-                    Stage::Sink,
-                    Cause::Sink(format!("table {qualified} vanished")),
-                )
-            })
-        })
     }
 
     /// Sends every buffered line: per stage, into its staging table (created on first use),
@@ -192,16 +197,50 @@ impl PgWriter {
     fn flush_stage(&mut self, i: usize) -> Result<(), Error> {
         let shared = self.shared.clone();
         let chunk = Bytes::from(std::mem::take(&mut self.stages[i].buf));
+        if let Some(direct) = self.direct.take() {
+            let sql = self
+                .direct_sql
+                .as_ref()
+                .expect("the direct path's statements");
+            let direct = shared
+                .handle
+                .block_on(direct.send(&shared.handle, sql, chunk))?;
+            self.direct = Some(direct);
+            return Ok(());
+        }
         let tx = match self.tx.take() {
             Some(tx) => tx,
-            None => shared.handle.block_on(async {
-                let conn = shared.conn().await?;
-                conn.client
-                    .batch_execute("BEGIN")
-                    .await
-                    .map_err(|e| pg_error("starting the transaction", e))?;
-                Ok::<_, Error>(Tx { conn, copy: None })
-            })?,
+            None => {
+                let identity = crate::ledger::identity(&self.object);
+                let may_go_direct = self.direct_sql.is_some();
+                let (tx, direct) = shared.handle.block_on(async {
+                    let conn = shared.conn().await?;
+                    conn.client
+                        .batch_execute("BEGIN")
+                        .await
+                        .map_err(|e| pg_error("starting the transaction", e))?;
+                    let direct = may_go_direct
+                        && direct::never_committed(
+                            &conn.client,
+                            &shared.target.ledger_table(),
+                            &identity,
+                            &shared.target.qualified(),
+                        )
+                        .await?;
+                    Ok::<_, Error>((Tx { conn, copy: None }, direct))
+                })?;
+                if direct {
+                    let lane = Direct::Idle(Lane {
+                        conn: tx.conn,
+                        mode: Mode::Direct { savepoint: false },
+                        inserted: 0,
+                    });
+                    self.direct = Some(lane);
+                    self.stages[i].buf = chunk.into();
+                    return self.flush_stage(i);
+                }
+                tx
+            }
         };
         let stage = &mut self.stages[i];
         let tx = shared.handle.block_on(async {
@@ -332,7 +371,7 @@ impl ObjectWriter for PgWriter {
         self.stages[i].buf.extend_from_slice(&self.line);
         self.buffered += self.line.len();
         self.sent += 1;
-        if self.buffered >= CHUNK {
+        if self.buffered >= self.chunk {
             self.flush()?;
         }
         Ok(())
@@ -349,24 +388,41 @@ impl ObjectWriter for PgWriter {
         self.flush()?;
         let shared = self.shared.clone();
         let object = &self.object;
-        let attempt = attempt_token();
+        let attempt = resolve::attempt_token();
         let sent = self.sent as i64;
+        let mut direct_inserted = 0;
+        if let Some(direct) = self.direct.take() {
+            // The direct path's connection becomes the transaction the staging path would
+            // have had: with its staging table and open COPY if it fell back.
+            let lane = shared.handle.block_on(direct.lane())?;
+            direct_inserted = lane.inserted as i64;
+            let copy = match lane.mode {
+                Mode::Direct { .. } => None,
+                Mode::Staging { copy } => {
+                    self.stages[0].created = true;
+                    copy.map(|c| (0, c))
+                }
+            };
+            self.tx = Some(Tx {
+                conn: lane.conn,
+                copy,
+            });
+        }
         let tx = self.tx.take();
-        let inserts: Vec<String> = self
+        let inserts: Vec<(String, String, Arc<Table>, String)> = self
             .stages
             .iter()
             .filter(|s| s.created)
-            .map(|s| s.insert_sql(&shared))
+            .map(|s| {
+                (
+                    s.insert_sql(&shared),
+                    s.name.clone(),
+                    s.table.clone(),
+                    s.temp.clone(),
+                )
+            })
             .collect();
         let identity = crate::ledger::identity(object);
-        let ledger = shared.target.ledger_table();
-        let upsert = format!(
-            "INSERT INTO {ledger} (bucket, object_key, etag, attempt, rows_sent, rows_inserted, \
-               target) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-             ON CONFLICT (target, bucket, object_key, etag) DO UPDATE SET attempt = excluded.attempt, \
-               rows_sent = excluded.rows_sent, rows_inserted = excluded.rows_inserted, \
-               committed_at = now()"
-        );
         let result = shared.handle.block_on(async {
             let mut tx = match tx {
                 Some(tx) => tx,
@@ -380,8 +436,18 @@ impl ObjectWriter for PgWriter {
                 }
             };
             end_copy(&mut tx).await?;
-            let mut inserted = 0i64;
-            for insert in &inserts {
+            let mut inserted = direct_inserted;
+            for (insert, name, table, temp) in &inserts {
+                super::partition::ensure_days(
+                    &shared,
+                    &tx.conn.client,
+                    name,
+                    table,
+                    temp,
+                    "true",
+                    &[],
+                )
+                .await?;
                 inserted += tx
                     .conn
                     .client
@@ -391,127 +457,14 @@ impl ObjectWriter for PgWriter {
                     as i64;
             }
             let conn = tx.conn;
-            conn.client
-                .execute(
-                    &upsert,
-                    &[
-                        &identity.0,
-                        &identity.1,
-                        &identity.2,
-                        &attempt,
-                        &sent,
-                        &inserted,
-                        &shared.target.qualified(),
-                    ],
-                )
-                .await
-                .map_err(|e| pg_error("writing the ledger entry", e))?;
-            match conn.client.batch_execute("COMMIT").await {
-                Ok(()) => {
-                    shared.put_back(conn);
-                    Ok(inserted)
-                }
-                Err(e) if e.code().is_none() => {
-                    tracing::warn!(object = %object, error = %e, "the COMMIT's answer was lost; finding out whether it landed");
-                    drop(conn.client);
-                    resolve(&shared, &identity, &attempt, conn.pid).await
-                }
-                Err(e) => Err(pg_error("COMMIT", e)),
-            }
+            resolve::write_ledger(&shared, &conn.client, &identity, &attempt, sent, inserted)
+                .await?;
+            let landed = resolve::commit(&shared, conn, &identity, &attempt).await?;
+            Ok::<_, Error>(landed.unwrap_or(inserted))
         })?;
         Ok(Committed {
             rejected: Vec::new(),
             inserted: Some(result as u64),
         })
     }
-}
-
-/// After a lost `COMMIT` answer: waits (bounded) until server process `pid` is gone, ending it
-/// if it lingers (idle in the transaction, its client gone), then reads this attempt's ledger
-/// row. Found: the commit landed, with that many new rows. Not found: it never will, and the
-/// object is retried (a transient error) — the unique row IDs keep that exact either way.
-async fn resolve(
-    shared: &Shared,
-    identity: &(String, String, String),
-    attempt: &str,
-    pid: i32,
-) -> Result<i64, Error> {
-    let conn = shared.connect().await?;
-    let c = &conn.client;
-    let started = Instant::now();
-    let mut terminated = false;
-    loop {
-        let alive: bool = c
-            .query_one(
-                "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)",
-                &[&pid],
-            )
-            .await
-            .map_err(|e| pg_error("checking the old connection", e))?
-            .get(0);
-        if !alive {
-            break;
-        }
-        if !terminated && started.elapsed() > Duration::from_secs(5) {
-            // Only idle sessions are ended: one still committing is left to finish.
-            let _ = c
-                .execute(
-                    "SELECT pg_terminate_backend($1) FROM pg_stat_activity \
-                     WHERE pid = $1 AND state LIKE 'idle%'",
-                    &[&pid],
-                )
-                .await;
-            terminated = true;
-        }
-        if started.elapsed() > Duration::from_secs(120) {
-            return Err(Error::new(
-                Stage::Sink,
-                Class::Transient,
-                Cause::Sink(format!(
-                    "postgres: the COMMIT's answer was lost and server process {pid} is still \
-                     running after 2 minutes"
-                )),
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let ledger = shared.target.ledger_table();
-    let row = c
-        .query_opt(
-            &format!(
-                "SELECT rows_inserted FROM {ledger} WHERE bucket = $1 AND object_key = $2 \
-                 AND etag = $3 AND attempt = $4 AND target = $5"
-            ),
-            &[
-                &identity.0,
-                &identity.1,
-                &identity.2,
-                &attempt,
-                &shared.target.qualified(),
-            ],
-        )
-        .await
-        .map_err(|e| pg_error("reading the ledger entry", e))?;
-    shared.put_back(conn);
-    match row {
-        Some(r) => {
-            tracing::info!(attempt, "the COMMIT landed");
-            Ok(r.get(0))
-        }
-        None => Err(Error::new(
-            Stage::Sink,
-            Class::Transient,
-            Cause::Sink("postgres: the connection was lost before COMMIT landed; nothing of the object was committed".into()),
-        )),
-    }
-}
-
-/// Names this commit in the ledger row, so a lost answer can be resolved.
-fn attempt_token() -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{}#{}",
-        crate::ledger::worker_id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
 }

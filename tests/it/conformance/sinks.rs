@@ -167,7 +167,14 @@ pub static SINKS: &[&dyn SinkUnderTest] = &[
         mode: "load",
         merge: true,
     },
-    &Postgres,
+    &Postgres {
+        name: "postgres",
+        batch: false,
+    },
+    &Postgres {
+        name: "postgres-batch",
+        batch: true,
+    },
     &Iceberg,
 ];
 
@@ -423,11 +430,15 @@ impl Destination for BigQueryTable<'_> {
     }
 }
 
-struct Postgres;
+/// Per object, or (`batch`) two objects' rows and ledger entries per transaction.
+struct Postgres {
+    name: &'static str,
+    batch: bool,
+}
 
 impl SinkUnderTest for Postgres {
     fn name(&self) -> &'static str {
-        "postgres"
+        self.name
     }
 
     /// Rows, and the ledger entry of their object, commit in one transaction, and the row ID is
@@ -451,18 +462,28 @@ impl SinkUnderTest for Postgres {
             "CREATE TABLE {table} (_row_id text PRIMARY KEY, _source_uri text, k text, \
              n bigint, a bigint, f double precision, s text, d jsonb, id bigint)"
         ));
-        Box::new(PostgresTable { pg, table })
+        Box::new(PostgresTable {
+            pg,
+            table,
+            batch: self.batch,
+        })
     }
 }
 
 struct PostgresTable<'a> {
     pg: &'a PgServer,
     table: String,
+    batch: bool,
 }
 
 impl Destination for PostgresTable<'_> {
+    /// Batched: redrive (one object at a time) takes the flag too, and ignores it.
     fn args(&self) -> Vec<String> {
-        vec!["--sink".into(), self.pg.sink(&self.table)]
+        let mut args = vec!["--sink".into(), self.pg.sink(&self.table)];
+        if self.batch {
+            args.extend(["--postgres-batch-objects".into(), "2".into()]);
+        }
+        args
     }
 
     /// Read with `psql`, independently of the sink; `d` (the edge records' 200-deep array,
