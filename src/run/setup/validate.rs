@@ -67,7 +67,8 @@ pub enum Refusal {
     MergeInsertAll,
     #[error(
         "--schema-evolution {0} adds columns to a BigQuery table (--sink bigquery:…) or a \
-         PostgreSQL one (--sink postgres://…); other sinks have no schema"
+         PostgreSQL one (--sink postgres://…); NDJSON files and stdout have no schema, and \
+         the Iceberg sink does not evolve its table yet"
     )]
     EvolutionWithoutSchema(SchemaEvolution),
     #[error(
