@@ -21,6 +21,7 @@ mod framing;
 mod front_door;
 mod h2_proxy;
 mod harness;
+#[cfg(feature = "iceberg")]
 mod iceberg;
 mod iceberg_tables;
 mod invoke;
