@@ -63,6 +63,26 @@ pub fn run_ok(cmd: Command) -> String {
     stderr
 }
 
+/// Two replays of `work` into `sink` at once (with `flags`, dead letters apart); both must exit
+/// 0. Their stderr (each run's summary), for [`written_and_present`].
+pub fn two_at_once(work: &Path, sink: &str, flags: &[&str]) -> (String, String) {
+    let spawn = |dl: &str| {
+        let mut c = replay(work, sink);
+        c.args(flags)
+            .args(["--dead-letter", &format!("dir:{dl}")])
+            .stderr(std::process::Stdio::piped());
+        c.spawn().unwrap()
+    };
+    let (a, b) = (spawn("dl-a"), spawn("dl-b"));
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let (ea, eb) = (
+        String::from_utf8_lossy(&a.stderr).into_owned(),
+        String::from_utf8_lossy(&b.stderr).into_owned(),
+    );
+    assert!(a.status.success() && b.status.success(), "{ea}\n{eb}");
+    (ea, eb)
+}
+
 /// The run summary's `N rows written` and `M rows already in the table` (0 when absent).
 pub fn written_and_present(stderr: &str) -> (u64, u64) {
     let number_before = |marker: &str| {
@@ -169,19 +189,7 @@ fn two_processes_at_once_are_exact() {
     let work = tempfile::tempdir().unwrap();
     archive(work.path(), &numbered_objects(8, 500));
     let sink = pg.sink("events");
-    let spawn = |dl: &str| {
-        let mut c = replay(work.path(), &sink);
-        c.args(["--dead-letter", &format!("dir:{dl}")])
-            .stderr(std::process::Stdio::piped());
-        c.spawn().unwrap()
-    };
-    let (a, b) = (spawn("dl-a"), spawn("dl-b"));
-    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
-    let (ea, eb) = (
-        String::from_utf8_lossy(&a.stderr),
-        String::from_utf8_lossy(&b.stderr),
-    );
-    assert!(a.status.success() && b.status.success(), "{ea}\n{eb}");
+    let (ea, eb) = two_at_once(work.path(), &sink, &[]);
     let (wa, pa) = written_and_present(&ea);
     let (wb, pb) = written_and_present(&eb);
     // Every row went in once; whatever one process found there already, the other wrote.

@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 
 use crate::pg_server::PgServer;
-use crate::postgres::{archive, dead_letters, replay, run_ok, written_and_present};
+use crate::postgres::{archive, dead_letters, replay, run_ok, two_at_once, written_and_present};
 
 /// Object `o`'s records: spread over 2026-11-24..26 in UTC, with offsets and epoch seconds.
 fn records(o: u64) -> Vec<Value> {
@@ -48,21 +48,8 @@ fn partition_by_makes_daily_partitions_as_rows_need_them_and_dedup_holds() {
     let sink = pg.sink("events");
     let flags = ["--create-table", "auto", "--partition-by", "ts"];
     // Two processes at once: both create the table and the same partitions.
-    let spawn = |dl: &str| {
-        let mut c = replay(work.path(), &sink);
-        c.args(flags)
-            .args(["--dead-letter", &format!("dir:{dl}")])
-            .stderr(std::process::Stdio::piped());
-        c.spawn().unwrap()
-    };
-    let (a, b) = (spawn("dl-a"), spawn("dl-b"));
-    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
-    let (ea, eb) = (
-        String::from_utf8_lossy(&a.stderr),
-        String::from_utf8_lossy(&b.stderr),
-    );
     // A record error (the key's missing column) makes the run's exit 0 still.
-    assert!(a.status.success() && b.status.success(), "{ea}\n{eb}");
+    let (ea, eb) = two_at_once(work.path(), &sink, &flags);
     let (wa, _) = written_and_present(&ea);
     let (wb, _) = written_and_present(&eb);
     assert_eq!(wa + wb, 80, "{ea}\n{eb}");
