@@ -203,7 +203,7 @@ impl<R: Read> Framer<R> {
             stream.keys = Some(crate::json::KeyCheck::new(
                 reserved
                     .iter()
-                    .map(|r| crate::json::lex::key_hash(r.as_bytes(), false))
+                    .map(|r| crate::json::keycheck::name_hash(r.as_bytes()))
                     .collect(),
             ));
         }

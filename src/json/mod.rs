@@ -5,9 +5,12 @@
 //!
 //! - [`validate`]: the hot-path validator (grammar of one value, where it breaks, keys watched
 //!   while passing);
-//! - [`lex`]: small steps over text already known to be valid.
+//! - [`lex`]: small steps over text already known to be valid;
+//! - [`keycheck`]: the key check the validator runs on every key, and its hash.
 
+pub mod keycheck;
 pub mod lex;
 pub mod validate;
 
+pub use keycheck::KeyCheck;
 pub use validate::*;

@@ -53,7 +53,7 @@ impl Unwrapper {
         self.keys = Some(KeyCheck::new(
             reserved
                 .iter()
-                .map(|r| crate::json::lex::key_hash(r.as_bytes(), false))
+                .map(|r| crate::json::keycheck::name_hash(r.as_bytes()))
                 .collect(),
         ));
     }

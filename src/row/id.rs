@@ -42,6 +42,12 @@ impl RowId {
         std::str::from_utf8(&self.buf[..self.len as usize]).expect("row IDs are ASCII")
     }
 
+    /// [`RowId::as_str`]'s bytes, without the UTF-8 check: what the row builder splices in
+    /// for every row.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len as usize]
+    }
+
     fn hex(digest: &[u8; 32]) -> RowId {
         let mut buf = [0u8; MAX_ID_LEN];
         hex::encode_to_slice(&digest[..16], &mut buf[..32]).expect("32 bytes of room");

@@ -236,7 +236,7 @@ impl RowBuilder {
         if let Some(prefix) = &self.column_prefix {
             if skip & 1 == 0 {
                 tail.extend_from_slice(prefix);
-                tail.extend_from_slice(self.id.as_str().as_bytes());
+                tail.extend_from_slice(self.id.as_bytes());
                 tail.push(b'"');
             }
             r += 1;

@@ -47,7 +47,7 @@ fn accepts_and_rejects_like_the_grammar_says() {
 
 #[test]
 fn the_key_check_passes_only_records_the_row_scan_would_leave_alone() {
-    let reserved = vec![crate::json::lex::key_hash(b"_row_id", false)];
+    let reserved = vec![crate::json::keycheck::name_hash(b"_row_id")];
     let clean = |doc: &str| {
         let mut k = KeyCheck::new(reserved.clone());
         assert!(
@@ -73,6 +73,53 @@ fn the_key_check_passes_only_records_the_row_scan_would_leave_alone() {
     let many: Vec<String> = (0..300).map(|i| format!("\"k{i}\":{i}")).collect();
     assert!(clean(&format!("{{{}}}", many.join(","))));
     assert!(!clean(&format!("{{{},\"k7\":0}}", many.join(","))));
+    // Past what the check holds (keys open at once, objects open at once): not clean, so the
+    // row scan decides; still valid; and the next record starts afresh.
+    let most: Vec<String> = (0..1100).map(|i| format!("\"k{i}\":{i}")).collect();
+    assert!(!clean(&format!("{{{}}}", most.join(","))));
+    let deep = format!("{}1{}", "{\"a\":".repeat(40), "}".repeat(40));
+    assert!(!clean(&deep));
+    let nested = format!("{}1{}", "{\"a\":".repeat(32), "}".repeat(32));
+    assert!(clean(&nested), "32 objects open at once are still checked");
+    assert!(!clean(&format!(
+        "{}{{\"b\":1,\"b\":2}}{}",
+        "{\"a\":".repeat(31),
+        "}".repeat(31)
+    )));
+    assert!(clean(r#"{"a":1}"#));
+}
+
+/// Compact JSON takes a short path after a member's value (`,"` goes straight to the next key);
+/// whitespace anywhere takes the general one: both reach the same verdicts, and the same
+/// error positions, on the same members.
+#[test]
+fn compact_and_spaced_members_get_the_same_verdicts() {
+    let reserved = vec![crate::json::keycheck::name_hash(b"_row_id")];
+    for (compact, spaced, want_clean) in [
+        (
+            r#"{"a":"x","b":1,"c":[1,"y"],"d":{"e":null},"f":true}"#,
+            r#"{ "a" : "x" , "b" : 1 , "c" : [ 1 , "y" ] , "d" : { "e" : null } , "f" : true }"#,
+            true,
+        ),
+        (r#"{"a":"x","a":1}"#, "{\"a\":\"x\" ,\n\t\"a\":1}", false),
+        (
+            r#"{"a":1,"_row_id":2}"#,
+            "{\"a\":1,\r\n\"_row_id\":2}",
+            false,
+        ),
+    ] {
+        for doc in [compact, spaced] {
+            let mut k = KeyCheck::new(reserved.clone());
+            assert_eq!(scan_keys(doc.as_bytes(), &mut k), Scan::Complete(doc.len()));
+            assert_eq!(k.clean, want_clean, "{doc}");
+        }
+    }
+    // A `,"` that is not a member's start: inside an array, or a key cut by the end.
+    assert_eq!(check(br#"["a","b"]"#), Ok(()));
+    assert_eq!(check(br#"{"a":1,"#), Err(7));
+    assert_eq!(scan(br#"{"a":1,""#), Scan::Incomplete);
+    assert_eq!(scan(br#"{"a":1,"b"}"#), Scan::Invalid(10));
+    assert_eq!(scan(br#"[1,"b":2]"#), Scan::Invalid(6));
 }
 
 #[test]
@@ -149,6 +196,7 @@ fn agrees_with_serde_json() {
         state
     };
     let mut variants = 0;
+    let mut keys = KeyCheck::new(vec![crate::json::keycheck::name_hash(b"_row_id")]);
     for seed in seeds {
         assert!(check(seed).is_ok() && serde_ok(seed));
         for _ in 0..4000 {
@@ -170,8 +218,79 @@ fn agrees_with_serde_json() {
                 "disagreement on {:?}",
                 String::from_utf8_lossy(&v)
             );
+            // The key-checking walk (its own inlined copy) answers the same, at the same byte.
+            assert_eq!(check_keys(&v, &mut keys), check(&v));
+            assert_eq!(scan_keys(&v, &mut keys), scan(&v));
             variants += 1;
         }
     }
     assert_eq!(variants, 20_000);
+}
+
+/// The string search 32 bytes at a time (AVX2) and 16 at a time (SSE2) find the same byte as a
+/// plain loop wherever it sits: in the first, last or a middle vector, right at a vector's edge,
+/// in the scalar tail, or nowhere (the end of the buffer).
+#[test]
+fn string_searches_agree_at_every_vector_edge_and_the_end() {
+    let plain = |b: &[u8], j: usize| {
+        (j..b.len())
+            .find(|&k| b[k] == b'"' || b[k] == b'\\' || b[k] < 0x20)
+            .unwrap_or(b.len())
+    };
+    for len in 0..100 {
+        for special in [None, Some(b'"'), Some(b'\\'), Some(b'\n'), Some(0x1f)] {
+            for at in 0..len.max(1) {
+                let mut b = vec![b'a'; len];
+                if let (Some(c), true) = (special, at < len) {
+                    b[at] = c;
+                }
+                // High bytes (UTF-8) are ordinary string bytes, not control characters.
+                if len > 3 {
+                    b[len / 3] = if b[len / 3] == b'a' { 0xC3 } else { b[len / 3] };
+                }
+                for j in [0, 1, 15, 16, 17, 31, 32, 33]
+                    .into_iter()
+                    .filter(|&j| j <= len)
+                {
+                    let want = plain(&b, j);
+                    assert_eq!(
+                        find_special(&b, j),
+                        want,
+                        "sse2: len {len}, at {at}, from {j}"
+                    );
+                    assert_eq!(find_special_in::<false>(&b, j), want);
+                    if std::is_x86_feature_detected!("avx2") {
+                        assert_eq!(
+                            find_special_in::<true>(&b, j),
+                            want,
+                            "avx2: len {len}, at {at}, from {j}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Both walks (AVX2 and baseline) give the same answers, at the same byte, on records cut at
+/// every length: the end of the buffer inside a string is where the wide search stops short.
+#[test]
+fn both_walks_agree_on_records_cut_anywhere() {
+    let record = br#"{"event_id":"6da485f6-ed50-4aa9-8cc2-b14949dc09af","page":{"url":"https://shop.example.com/checkout/confirmation?order=o_1430796","title":"Order \u2013 \"Thank you!\""},"n":[1,-2.5e3,true,null],"k":"v"}"#;
+    for cut in 0..=record.len() {
+        let b = &record[..cut];
+        let baseline = walk::<false, _>(b, 0, &mut NoKeys);
+        assert_eq!(value(b, 0), baseline, "cut at {cut}");
+        let mut keys = KeyCheck::new(Vec::new());
+        keys.reset();
+        assert_eq!(walk::<false, _>(b, 0, &mut keys), baseline, "cut at {cut}");
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (the test's own check); BMI1/2 likewise below.
+            if std::is_x86_feature_detected!("bmi1") && std::is_x86_feature_detected!("bmi2") {
+                let wide = unsafe { value_with_avx2(b, 0, &mut NoKeys) };
+                assert_eq!(wide, baseline, "cut at {cut}");
+            }
+        }
+    }
+    assert_eq!(value(record, 0), Ok(record.len()));
 }
