@@ -10,9 +10,10 @@
 # What is measured: examples/instr_budget.rs on 3,000 records of the bench generator's events
 # (seeded, uncompressed), newline and concatenated, single-threaded. Inflate, BLAKE3 bulk
 # hashing, threads and file I/O are left out: their counts follow the CPU's SIMD dispatch and the
-# scheduler, not this project's code. What remains still dispatches in memchr and simdutf8, but
-# under valgrind the CPU it reports has at most AVX2 (valgrind emulates no AVX-512), so every
-# x86_64 machine with AVX2 takes the same paths: counts seen here repeat exactly run to run. The
+# scheduler, not this project's code. What remains still dispatches in memchr, simdutf8 and the
+# JSON validator (its AVX2 walk where the CPU has AVX2, SSE2 otherwise), but under valgrind the
+# CPU it reports has at most AVX2 (valgrind emulates no AVX-512), so every x86_64 machine with
+# AVX2 takes the same paths: counts seen here repeat exactly run to run. The
 # 10% margin covers toolchain and dependency updates (a different inlining choice moves a count
 # by a few percent); a real regression of the per-record work (a second pass over the bytes, a
 # copy per record) costs far more than that. When a change lowers the count, refresh the budget
