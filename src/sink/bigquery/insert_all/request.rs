@@ -89,7 +89,7 @@ impl Batch {
 
     /// Bytes `row` would add.
     pub fn entry_len(row: &Row<'_>) -> usize {
-        ENTRY_OVERHEAD + row.id.as_str().len() + row.len()
+        ENTRY_OVERHEAD + row.id.as_bytes().len() + row.len()
     }
 
     pub fn push(&mut self, row: &Row<'_>) {
@@ -99,7 +99,7 @@ impl Batch {
         let start = self.body.len();
         self.body.extend_from_slice(ENTRY_HEAD);
         // Row IDs are hex digests or plain tokens ([A-Za-z0-9._:-]): nothing to escape.
-        self.body.extend_from_slice(row.id.as_str().as_bytes());
+        self.body.extend_from_slice(row.id.as_bytes());
         self.body.extend_from_slice(ENTRY_MID);
         let json_start = self.body.len();
         row.append_to(&mut self.body);
