@@ -112,13 +112,13 @@ fn iceberg_an_s3_warehouse_takes_big_files_in_parts_and_a_rerun_adds_nothing() {
         ["pad", "string", false]
     ]);
     tool(&cfg, &["create", &schema.to_string()]);
-    // 4 objects × 40,000 rows of 64 noisy characters: one data file of ~10 MiB, written with
+    // 4 objects × 5,000 rows of 640 noisy characters: one data file of ~10 MiB, written with
     // 1 MiB row groups (writes S3 would refuse as parts of their own).
     let src = tmp.path().join("src");
     let objects: Vec<(String, Vec<Value>)> = (0..4u32)
         .map(|o| {
-            let rows = (0..40_000u64)
-                .map(|r| json!({"k": format!("o{o}r{r}"), "n": r, "pad": noise(u64::from(o) << 32 | r, 64)}))
+            let rows = (0..5_000u64)
+                .map(|r| json!({"k": format!("o{o}r{r}"), "n": r, "pad": noise(u64::from(o) << 32 | r, 640)}))
                 .collect();
             (key(10 + o, o), rows)
         })
@@ -137,7 +137,7 @@ fn iceberg_an_s3_warehouse_takes_big_files_in_parts_and_a_rerun_adds_nothing() {
         &["--iceberg-row-group-mib", "1"],
     );
     assert_eq!(code, Some(0), "{stderr}");
-    assert!(stderr.contains("160000 rows written"), "{stderr}");
+    assert!(stderr.contains("20000 rows written"), "{stderr}");
 
     // The data files are on S3 (none under the working directory), the big one uploaded in
     // parts (a multipart ETag is `"<md5>-<parts>"`).
@@ -179,22 +179,22 @@ fn iceberg_an_s3_warehouse_takes_big_files_in_parts_and_a_rerun_adds_nothing() {
     assert!(parts >= 2, "{big}: ETag {etag} is not a multipart upload's");
 
     let rows = lines(&tool(&cfg, &["rows"]));
-    assert_eq!(rows.len(), 160_000);
-    let one = rows.iter().find(|r| r["k"] == json!("o3r39999")).unwrap();
+    assert_eq!(rows.len(), 20_000);
+    let one = rows.iter().find(|r| r["k"] == json!("o3r4999")).unwrap();
     assert_eq!(
         (&one["n"], &one["pad"]),
-        (&json!(39_999), &json!(noise(3 << 32 | 39_999, 64)))
+        (&json!(4_999), &json!(noise(3 << 32 | 4_999, 640)))
     );
     let mut duck = lines(&tool(&cfg, &["duckdb"]));
     duck.pop();
-    assert_eq!(duck.len(), 160_000);
+    assert_eq!(duck.len(), 20_000);
 
     // A rerun finds every object done: no snapshot, no row more.
     let snapshots = lines(&tool(&cfg, &["snapshots"])).len();
     let (code, stderr) = replay(tmp.path(), &src, &sink, &env, &[]);
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(lines(&tool(&cfg, &["snapshots"])).len(), snapshots);
-    assert_eq!(lines(&tool(&cfg, &["rows"])).len(), 160_000);
+    assert_eq!(lines(&tool(&cfg, &["rows"])).len(), 20_000);
 }
 
 #[test]
