@@ -364,3 +364,33 @@ fn iceberg_a_missing_warehouse_bucket_or_a_signed_rest_catalog_is_refused_at_sta
     );
     assert!(stderr.contains("iceberg:glue://"), "{stderr}");
 }
+
+#[test]
+fn iceberg_an_s3_warehouse_refusing_the_credentials_fails_permanently_at_start() {
+    // moto answers the first request (creating the bucket) unauthenticated, then checks every
+    // request's keys: the test keys are unknown to its IAM (InvalidAccessKeyId, 403).
+    let moto = Moto::start_with_env(&[("INITIAL_NO_AUTH_ACTION_COUNT", "1")]);
+    rt().block_on(create_bucket(&moto.s3(), "lake"));
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    small_archive(&src);
+    let sink = format!(
+        "iceberg:sqlite://{}?warehouse=s3://lake/wh#ns.t",
+        tmp.path().join("c.db").display()
+    );
+    let (code, stderr) = replay(
+        tmp.path(),
+        &src,
+        &sink,
+        &moto.env(),
+        &["--create-table", "auto"],
+    );
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("the warehouse bucket `lake`"), "{stderr}");
+    assert!(stderr.contains("InvalidAccessKeyId"), "{stderr}");
+    assert!(stderr.contains("permanent"), "{stderr}");
+    assert!(
+        !stderr.contains("transient"),
+        "not retried as transient: {stderr}"
+    );
+}
