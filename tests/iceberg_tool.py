@@ -16,8 +16,10 @@ Commands:
   types           {column: Iceberg type} as pyiceberg reads the schema
   append ROWS     append ROWS (a JSON list of objects) as another writer would
   snapshots       the summary of every snapshot, one JSON object a line
+  addcol NAME TYPE  add an optional column as another writer would (retried on conflicts)
   scan            as `duckdb`, for the table whose metadata file is {"metadata": LOCATION}
                   (any catalog: nothing is read from the SQLite file)
+  pyscan          as `rows`, for the table whose metadata file is {"metadata": LOCATION}
 """
 
 import datetime
@@ -115,6 +117,12 @@ def main():
         # A table of any catalog, by its metadata file: {"metadata": "file:///…/….metadata.json"}
         duckdb_scan(cfg["metadata"])
         return
+    if cmd == "pyscan":
+        # The same table as pyiceberg reads it (a StaticTable: no catalog either)
+        from pyiceberg.table import StaticTable
+        for row in StaticTable.from_metadata(cfg["metadata"]).scan().to_arrow().to_pylist():
+            print(json.dumps(plain(row)))
+        return
     cat = catalog(cfg)
     ns = cfg["table"].rsplit(".", 1)[0]
     if cmd == "create":
@@ -136,6 +144,16 @@ def main():
         rows = json.loads(sys.argv[3])
         schema = table.schema().as_arrow()
         table.append(pa.Table.from_pylist(rows, schema=schema))
+    elif cmd == "addcol":
+        # Another writer's schema change: a column added, retried on a commit conflict.
+        from pyiceberg.exceptions import CommitFailedException
+        while True:
+            try:
+                with table.update_schema() as update:
+                    update.add_column(sys.argv[3], iceberg_type(sys.argv[4], Ids()))
+                break
+            except CommitFailedException:
+                table = cat.load_table(cfg["table"])
     elif cmd == "duckdb":
         duckdb_scan(table.metadata_location)
     else:

@@ -23,6 +23,14 @@ mod h2_proxy;
 mod harness;
 #[cfg(feature = "iceberg")]
 mod iceberg;
+#[cfg(feature = "iceberg")]
+mod iceberg_evolution;
+#[cfg(feature = "iceberg")]
+mod iceberg_faults;
+#[cfg(feature = "iceberg")]
+mod iceberg_lambda;
+#[cfg(feature = "iceberg")]
+mod iceberg_orphans;
 // Without the sink only the conformance entry reads tables (and is refused at start).
 #[cfg_attr(not(feature = "iceberg"), allow(dead_code))]
 mod iceberg_tables;

@@ -66,9 +66,8 @@ pub enum Refusal {
     )]
     MergeInsertAll,
     #[error(
-        "--schema-evolution {0} adds columns to a BigQuery table (--sink bigquery:…) or a \
-         PostgreSQL one (--sink postgres://…); NDJSON files and stdout have no schema, and \
-         the Iceberg sink does not evolve its table yet"
+        "--schema-evolution {0} adds columns to a table (--sink bigquery:…, postgres://… or \
+         iceberg:…); NDJSON files and stdout have no schema"
     )]
     EvolutionWithoutSchema(SchemaEvolution),
     #[error(
@@ -229,7 +228,7 @@ impl Setup {
             return Err(Refusal::MergeOutsideBigQuery);
         }
         let evolving = self.tables.schema_evolution != SchemaEvolution::Off;
-        if evolving && !bigquery && !postgres {
+        if evolving && !bigquery && !postgres && !iceberg {
             return Err(Refusal::EvolutionWithoutSchema(
                 self.tables.schema_evolution,
             ));
