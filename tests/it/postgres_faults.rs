@@ -89,6 +89,7 @@ pub(crate) enum Cut {
     AfterCommit,
     /// A `COMMIT` reaches the server, its answer never comes back, and the connection stays
     /// open: the client waits (to be killed there).
+    #[cfg_attr(not(feature = "iceberg"), allow(dead_code))]
     HoldAfterCommit,
 }
 

@@ -157,6 +157,11 @@ pub enum Refusal {
          see these objects"
     )]
     IcebergWithoutLedger,
+    #[error(
+        "--partition-by and --cluster-by shape BigQuery and PostgreSQL tables; the Iceberg \
+         sink creates and writes unpartitioned tables only (yet)"
+    )]
+    IcebergPartitionBy,
     /// The Iceberg table cannot be written as it is (missing, partitioned, a column type this
     /// sink cannot write).
     #[error("{0}")]
@@ -232,6 +237,10 @@ impl Setup {
             return Err(Refusal::EvolutionWithoutSchema(
                 self.tables.schema_evolution,
             ));
+        }
+        if iceberg && (self.bigquery.partition_by.is_some() || !self.bigquery.cluster_by.is_empty())
+        {
+            return Err(Refusal::IcebergPartitionBy);
         }
         if self.tables.create_auto && self.bigquery.create_table_schema.is_some() {
             return Err(Refusal::TwoWaysToCreate);
