@@ -51,7 +51,9 @@ fi
 
 # The Iceberg sink's independent readers (tests/iceberg_tool.py): pyiceberg (its SqlCatalog reads
 # the same SQLite catalog tables) and DuckDB's iceberg extension, loaded offline from the PyPI
-# extension wheels (DuckDB would otherwise download it), in a venv of their own.
+# extension wheels (DuckDB would otherwise download it; httpfs reads S3 warehouses at moto), in a
+# venv of their own. tests/iceberg_rest_server.py serves pyiceberg's SqlCatalog as an Iceberg REST
+# catalog from the same venv.
 PYICEBERG_VERSION=0.12.0
 if ! .venv-iceberg/bin/python -c "
 import sys, pytz
@@ -59,14 +61,15 @@ from importlib.metadata import version
 sys.exit(version('pyiceberg') != '$PYICEBERG_VERSION' or version('duckdb') != '$DUCKDB_VERSION'
          or version('duckdb-extension-iceberg') != '$DUCKDB_VERSION'
          or version('duckdb-extension-avro') != '$DUCKDB_VERSION'
+         or version('duckdb-extension-httpfs') != '$DUCKDB_VERSION'
          or version('duckdb-extensions') != '$DUCKDB_VERSION')" 2>/dev/null; then
-  echo "== installing pyiceberg==$PYICEBERG_VERSION and duckdb $DUCKDB_VERSION (iceberg, avro) into .venv-iceberg"
+  echo "== installing pyiceberg==$PYICEBERG_VERSION and duckdb $DUCKDB_VERSION (iceberg, avro, httpfs) into .venv-iceberg"
   rm -rf .venv-iceberg
   python3 -m venv .venv-iceberg
   .venv-iceberg/bin/pip install --quiet --disable-pip-version-check \
     "pyiceberg[sql-sqlite,pyarrow]==$PYICEBERG_VERSION" "duckdb==$DUCKDB_VERSION" \
     "duckdb-extensions==$DUCKDB_VERSION" "duckdb-extension-iceberg==$DUCKDB_VERSION" \
-    "duckdb-extension-avro==$DUCKDB_VERSION" pytz
+    "duckdb-extension-avro==$DUCKDB_VERSION" "duckdb-extension-httpfs==$DUCKDB_VERSION" pytz
 fi
 
 # The SAM deployment (template.yaml): cfn-lint validates it offline, tests/template_test.py checks

@@ -19,7 +19,11 @@ Commands:
   addcol NAME TYPE  add an optional column as another writer would (retried on conflicts)
   scan            as `duckdb`, for the table whose metadata file is {"metadata": LOCATION}
                   (any catalog: nothing is read from the SQLite file)
-  pyscan          as `rows`, for the table whose metadata file is {"metadata": LOCATION}
+  static-rows     as `rows`, for the table whose metadata file is {"metadata": LOCATION}
+                  (pyiceberg's StaticTable: any catalog)
+
+A "warehouse" of s3://BUCKET/PREFIX and an "s3": {"endpoint": URL} (moto) in the config make
+pyiceberg's and DuckDB's (httpfs) file IO read and write S3 there, with moto's test keys.
 """
 
 import datetime
@@ -33,11 +37,23 @@ from pyiceberg import types as T
 from pyiceberg.schema import Schema
 
 
+def s3_props(cfg):
+    s3 = cfg.get("s3")
+    if not s3:
+        return {}
+    return {"s3.endpoint": s3["endpoint"], "s3.access-key-id": "test",
+            "s3.secret-access-key": "test", "s3.region": "us-east-1"}
+
+
 def catalog(cfg):
+    warehouse = cfg["warehouse"]
+    if not warehouse.startswith("s3://"):
+        warehouse = "file://" + warehouse
     return SqlCatalog(
         cfg.get("catalog", "default"),
         uri="sqlite:///" + cfg["db"],
-        warehouse="file://" + cfg["warehouse"],
+        warehouse=warehouse,
+        **s3_props(cfg),
     )
 
 
@@ -97,13 +113,18 @@ def plain(v):
     return v
 
 
-def duckdb_scan(metadata_location):
+def duckdb_scan(metadata_location, s3=None):
     import duckdb
     import duckdb_extensions
     con = duckdb.connect()
-    for name in ("avro", "iceberg"):
+    for name in ("avro", "iceberg") + (("httpfs",) if s3 else ()):
         duckdb_extensions.import_extension(name, con=con)
         con.execute(f"LOAD {name}")
+    if s3:
+        endpoint = s3["endpoint"].split("://", 1)[1]
+        con.execute("CREATE SECRET moto (TYPE s3, KEY_ID 'test', SECRET 'test', "
+                    f"REGION 'us-east-1', ENDPOINT '{endpoint}', URL_STYLE 'path', "
+                    "USE_SSL false)")
     rel = con.sql("SELECT * FROM iceberg_scan(?)", params=[metadata_location])
     types = {c: str(t) for c, t in zip(rel.columns, rel.types)}
     for values in rel.fetchall():
@@ -115,12 +136,12 @@ def main():
     cmd, cfg = sys.argv[1], json.loads(sys.argv[2])
     if cmd == "scan":
         # A table of any catalog, by its metadata file: {"metadata": "file:///…/….metadata.json"}
-        duckdb_scan(cfg["metadata"])
+        duckdb_scan(cfg["metadata"], cfg.get("s3"))
         return
-    if cmd == "pyscan":
-        # The same table as pyiceberg reads it (a StaticTable: no catalog either)
+    if cmd == "static-rows":
         from pyiceberg.table import StaticTable
-        for row in StaticTable.from_metadata(cfg["metadata"]).scan().to_arrow().to_pylist():
+        table = StaticTable.from_metadata(cfg["metadata"], properties=s3_props(cfg))
+        for row in table.scan().to_arrow().to_pylist():
             print(json.dumps(plain(row)))
         return
     cat = catalog(cfg)
@@ -155,7 +176,7 @@ def main():
             except CommitFailedException:
                 table = cat.load_table(cfg["table"])
     elif cmd == "duckdb":
-        duckdb_scan(table.metadata_location)
+        duckdb_scan(table.metadata_location, cfg.get("s3"))
     else:
         raise SystemExit(f"unknown command {cmd}")
 

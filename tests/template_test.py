@@ -408,16 +408,20 @@ def check_least_privilege(t):
     get = [r for s in by_action.get("s3:GetObject", []) for r in resources(s)]
     source = "arn:${AWS::Partition}:s3:::${SourceBucket}/${SourcePrefix}*"
     check(source in get, "s3:GetObject on the source prefix", f"s3:GetObject resources {get}")
-    check(all(r == source or r.endswith("/${LedgerPrefix}*") for r in get),
-          "s3:GetObject on nothing but the source and ledger prefixes", f"s3:GetObject resources {get}")
+    warehouse = "arn:${AWS::Partition}:s3:::${IcebergWarehouseBucket}/${IcebergWarehousePrefix}/*"
+    check(all(r in (source, warehouse) or r.endswith("/${LedgerPrefix}*") for r in get),
+          "s3:GetObject on nothing but the source, ledger and Iceberg warehouse prefixes",
+          f"s3:GetObject resources {get}")
     for s in by_action.get("s3:ListBucket", []):
         check("s3:prefix" in (s.get("Condition") or {}).get("StringLike", {}),
               f"s3:ListBucket ({s.get('Sid')}) is limited by an s3:prefix condition", f"Condition {s.get('Condition')!r}")
     for a in ("s3:PutObject", "s3:DeleteObject"):
         for s in by_action.get(a, []):
             for r in resources(s):
-                check(r.endswith("*") and ("${LedgerPrefix}" in r or "${Location}" in r),
-                      f"{a} only under the ledger or dead-letter prefix ({r})", "broader than a prefix")
+                check(r.endswith("*") and ("${LedgerPrefix}" in r or "${Location}" in r
+                                           or r == warehouse),
+                      f"{a} only under the ledger, dead-letter or Iceberg warehouse prefix ({r})",
+                      "broader than a prefix")
     check(any(s.get("Sid") == "ReadGcpCredentialsSecret" for s in stmts),
           "secretsmanager:GetSecretValue on the one secret (when given)", "statement missing")
     for s in by_action.get("secretsmanager:GetSecretValue", []):
@@ -432,6 +436,60 @@ def check_least_privilege(t):
                       for r in resources(s)),
                   f"{s.get('Sid')}: EC2 network-interface actions only on interfaces, subnets, groups",
                   f"Resource {s.get('Resource')!r}")
+
+
+def check_iceberg_grants(t):
+    """Iceberg: Glue grants on the one database and table, S3 on the warehouse prefix, S3 Tables
+    on the one table bucket, each only when that catalog is chosen (creation only with auto)."""
+    role = resources_of(t, "AWS::IAM::Role").get("ReplayFunctionRole", {})
+    raw = []
+    for p in role.get("Properties", {}).get("Policies", []):
+        raw.extend(as_list(p.get("PolicyDocument", {}).get("Statement", [])))
+    wanted = {
+        "IcebergGlueTable": ("UseGlue", {"glue:GetDatabase", "glue:GetTable", "glue:UpdateTable"}),
+        "IcebergGlueCreate": ("CreateGlueTable", {"glue:CreateDatabase", "glue:CreateTable"}),
+        "IcebergWarehouseFiles": ("UseGlue", {"s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"}),
+        "ListIcebergWarehouse": ("UseGlue", {"s3:ListBucket"}),
+        "IcebergS3TablesNamespace": ("UseS3Tables", {"s3tables:GetNamespace"}),
+        "IcebergS3TablesTable": ("UseS3Tables", {
+            "s3tables:GetTable", "s3tables:GetTableMetadataLocation",
+            "s3tables:UpdateTableMetadataLocation", "s3tables:GetTableData", "s3tables:PutTableData"}),
+        "IcebergS3TablesCreate": ("CreateS3TablesTable", {"s3tables:CreateNamespace", "s3tables:CreateTable"}),
+    }
+    for sid, (condition, actions) in wanted.items():
+        wrapped = [s for s in raw if isinstance(s, dict) and set(s) == {"Fn::If"}
+                   and isinstance(s["Fn::If"][1], dict) and s["Fn::If"][1].get("Sid") == sid]
+        ok = len(wrapped) == 1 and wrapped[0]["Fn::If"][0] == condition \
+            and wrapped[0]["Fn::If"][2] == {"Ref": "AWS::NoValue"}
+        check(ok, f"{sid} only with {condition}", f"statements {wrapped!r}")
+        if not ok:
+            continue
+        st = wrapped[0]["Fn::If"][1]
+        check(set(as_list(st.get("Action"))) == actions, f"{sid} grants exactly {sorted(actions)}",
+              f"Action {st.get('Action')!r}")
+        text = json.dumps(st.get("Resource"))
+        if sid.startswith("IcebergGlue"):
+            check("database/${Db}" in text and "table/${Db}/${Table}" in text and "*" not in text,
+                  f"{sid}: the one Glue database and table", f"Resource {text}")
+        elif sid.startswith("IcebergS3Tables"):
+            check("IcebergTableBucketArn" in text, f"{sid}: within the one table bucket", f"Resource {text}")
+        elif sid == "ListIcebergWarehouse":
+            check((st.get("Condition") or {}).get("StringLike", {}).get("s3:prefix")
+                  == {"Fn::Sub": "${IcebergWarehousePrefix}/*"},
+                  f"{sid}: listing under the warehouse prefix only", f"Condition {st.get('Condition')!r}")
+        else:
+            check("${IcebergWarehouseBucket}/${IcebergWarehousePrefix}/*" in text,
+                  f"{sid}: under the warehouse prefix only", f"Resource {text}")
+    env = (resources_of(t, "AWS::Serverless::Function").get("ReplayFunction", {})
+           .get("Properties", {}).get("Environment", {}).get("Variables", {}))
+    sink = json.dumps(env.get("FIREHOSE_REPLAY_SINK"))
+    for form in ("iceberg:glue://?warehouse=s3://${IcebergWarehouseBucket}/${IcebergWarehousePrefix}#${IcebergTable}",
+                 "iceberg:s3tables:${IcebergTableBucketArn}#${IcebergTable}"):
+        check(form in sink, f"FIREHOSE_REPLAY_SINK is {form} for that catalog", f"{sink}")
+    rules = json.dumps(t.get("Rules", {}))
+    check("IcebergTable" in json.dumps(t.get("Rules", {}).get("OneSink")),
+          "OneSink counts IcebergTable as a sink", "it does not")
+    check("OneIcebergCatalog" in rules, "a rule asks for exactly one Iceberg catalog", "no such rule")
 
 
 def check_state_machine(t):
@@ -637,6 +695,7 @@ def main():
     section("IAM: no '*' resources, no wildcard actions", check_iam, t, "template")
     section("IAM: S3/secret grants limited to their prefixes and ARN", check_least_privilege, t)
     section("IAM: no S3 ledger grants with PostgresSink (its ledger is a table)", check_ledger_grants, t)
+    section("IAM: Iceberg grants on the one table, warehouse prefix or table bucket", check_iceberg_grants, t)
     section("state machine (optional): Distributed Map over a manifest, least-privilege role",
             check_state_machine, t)
     section("outputs", check_outputs, t)

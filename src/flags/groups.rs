@@ -59,7 +59,10 @@ pub(crate) struct SinkFlags {
     /// bigquery:PROJECT.DATASET.TABLE (written as --bigquery-mode says: storage-write by default),
     /// postgres://USER@HOST:PORT/DB?table=SCHEMA.TABLE or
     /// iceberg:sqlite:///PATH/catalog.db?warehouse=DIR#NAMESPACE.TABLE (an Apache Iceberg table
-    /// through a SQL catalog; iceberg:postgres://… for a PostgreSQL catalog).
+    /// through a SQL catalog; iceberg:postgres://… for a PostgreSQL catalog,
+    /// iceberg:glue://?warehouse=s3://BUCKET/PREFIX#DB.TABLE,
+    /// iceberg:s3tables:TABLE_BUCKET_ARN#NAMESPACE.TABLE, iceberg:rest+https://HOST/PATH#NS.TABLE;
+    /// a warehouse may be s3://BUCKET/PREFIX).
     #[arg(
         long,
         global = true,

@@ -132,7 +132,7 @@ pub enum SinkSpec {
     /// `postgres://user@host:port/db?table=schema.table` (or `postgres:` + libpq key/values).
     Postgres(postgres::Target),
     /// `iceberg:sqlite:///PATH?warehouse=DIR#NAMESPACE.TABLE` (or `iceberg:postgres://…`): an
-    /// Apache Iceberg table through a SQL catalog ([`iceberg::target`]).
+    /// Apache Iceberg table through a SQL, Glue, S3 Tables or REST catalog ([`iceberg::target`]).
     Iceberg(iceberg::Target),
 }
 

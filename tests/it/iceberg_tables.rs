@@ -24,7 +24,7 @@ fn python() -> PathBuf {
 }
 
 /// Runs tests/iceberg_tool.py `args[0]` with `cfg`, then the other args; its stdout.
-fn tool(cfg: &Value, args: &[&str]) -> String {
+pub fn tool(cfg: &Value, args: &[&str]) -> String {
     let out = std::process::Command::new(python())
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/iceberg_tool.py"))
         .arg(args[0])
@@ -52,10 +52,10 @@ pub fn duckdb_scan(metadata: &str) -> Vec<Value> {
 /// Every row of the table whose metadata file is `metadata`, as pyiceberg reads it (any
 /// catalog).
 pub fn pyiceberg_scan(metadata: &str) -> Vec<Value> {
-    lines(&tool(&json!({ "metadata": metadata }), &["pyscan"]))
+    lines(&tool(&json!({ "metadata": metadata }), &["static-rows"]))
 }
 
-fn lines(text: &str) -> Vec<Value> {
+pub fn lines(text: &str) -> Vec<Value> {
     text.lines()
         .filter(|l| !l.is_empty())
         .map(|l| serde_json::from_str(l).unwrap())

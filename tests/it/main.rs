@@ -24,6 +24,8 @@ mod harness;
 #[cfg(feature = "iceberg")]
 mod iceberg;
 #[cfg(feature = "iceberg")]
+mod iceberg_catalogs;
+#[cfg(feature = "iceberg")]
 mod iceberg_evolution;
 #[cfg(feature = "iceberg")]
 mod iceberg_faults;

@@ -32,6 +32,12 @@ fn free_port() -> u16 {
 
 impl Moto {
     pub fn start() -> Moto {
+        Moto::start_with_env(&[])
+    }
+
+    /// As [`Moto::start`], the server's environment extended by `env` (e.g. moto's
+    /// `INITIAL_NO_AUTH_ACTION_COUNT`, after which it checks every request's credentials).
+    pub fn start_with_env(env: &[(&str, &str)]) -> Moto {
         let python = std::env::var_os("MOTO_PYTHON")
             .map(PathBuf::from)
             .unwrap_or_else(|| venv_bin("python"));
@@ -48,6 +54,7 @@ impl Moto {
             let mut child = Command::new(&python)
                 .arg(&launcher)
                 .args(["127.0.0.1", &port.to_string()])
+                .envs(env.iter().copied())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()

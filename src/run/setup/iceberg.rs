@@ -47,7 +47,7 @@ pub fn iceberg_row_id_column(sink: &SinkSpec, column: &str) -> String {
 pub(super) fn default_ledger(target: &iceberg::Target) -> LedgerSpec {
     LedgerSpec::File(std::path::PathBuf::from(format!(
         ".firehose-replay/ledger-iceberg-{}-{}.jsonl",
-        target.catalog,
+        target.ledger_label(),
         target.table_name()
     )))
 }

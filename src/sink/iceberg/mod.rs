@@ -1,5 +1,6 @@
-//! Apache Iceberg tables through a SQL catalog (SQLite or PostgreSQL, pyiceberg's catalog
-//! tables), data files in a local warehouse: many objects' rows → Parquet data files (zstd) →
+//! Apache Iceberg tables through a SQL (SQLite or PostgreSQL, pyiceberg's catalog tables), Glue,
+//! S3 Tables or REST catalog ([`catalog`]), data files in a local or S3 warehouse ([`storage`]):
+//! many objects' rows → Parquet data files (zstd) →
 //! one `fast_append` snapshot per batch, exactly once by ledger and snapshot token.
 //!
 //! Rows are checked against the table's schema as they come ([`convert`]: a value a column
@@ -25,6 +26,8 @@ pub mod target;
 #[cfg(feature = "iceberg")]
 pub mod batch;
 #[cfg(feature = "iceberg")]
+pub mod catalog;
+#[cfg(feature = "iceberg")]
 pub mod commit;
 #[cfg(feature = "iceberg")]
 pub mod convert;
@@ -38,6 +41,8 @@ pub mod orphans;
 mod schema;
 #[cfg(feature = "iceberg")]
 pub mod spool;
+#[cfg(feature = "iceberg")]
+pub mod storage;
 
 pub use target::Target;
 
@@ -87,16 +92,12 @@ pub use connected::*;
 
 #[cfg(feature = "iceberg")]
 mod connected {
-    use std::collections::HashMap;
     use std::sync::{Arc, Mutex, RwLock};
 
-    use iceberg::io::LocalFsStorageFactory;
-    use iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableIdent};
-    use iceberg_catalog_sql::{SqlBindStyle, SqlCatalogBuilder};
+    use iceberg::{Catalog, NamespaceIdent, TableIdent};
     use tokio::runtime::Handle;
 
     use super::convert::Field;
-    use super::target::CatalogDb;
     use super::{Settings, Target};
     use crate::error::{Cause, Class, Error, Stage};
 
@@ -218,7 +219,7 @@ mod connected {
     }
 
     /// An Iceberg error as this project's, classified: conflicts and I/O may pass, a refused
-    /// request or a missing table will not.
+    /// request, a missing bucket or table will not.
     pub fn sink_error(what: &str, e: iceberg::Error) -> Error {
         use iceberg::ErrorKind as K;
         let class = match e.kind() {
@@ -227,7 +228,7 @@ mod connected {
             | K::TableNotFound
             | K::NamespaceNotFound
             | K::PreconditionFailed => Class::Permanent,
-            _ => Class::Transient,
+            _ => super::storage::failure_class(&e).unwrap_or(Class::Transient),
         };
         Error::new(
             Stage::Sink,
@@ -289,32 +290,5 @@ mod connected {
         }
     }
 
-    /// The SQL catalog of `target`, under its catalog name, on a local-filesystem warehouse.
-    pub async fn open_catalog(target: &Target) -> Result<Arc<dyn Catalog>, Error> {
-        std::fs::create_dir_all(&target.warehouse).map_err(|e| {
-            Error::new(
-                Stage::Sink,
-                Class::Permanent,
-                Cause::Sink(format!("warehouse {}: {e}", target.warehouse.display())),
-            )
-        })?;
-        if let CatalogDb::Sqlite(path) = &target.db {
-            if let Some(dir) = path.parent() {
-                let _ = std::fs::create_dir_all(dir);
-            }
-        }
-        let bind = match target.db {
-            CatalogDb::Sqlite(_) => SqlBindStyle::QMark,
-            CatalogDb::Postgres(_) => SqlBindStyle::DollarNumeric,
-        };
-        let catalog = SqlCatalogBuilder::default()
-            .uri(target.db_url())
-            .warehouse_location(format!("file://{}", target.warehouse.display()))
-            .sql_bind_style(bind)
-            .with_storage_factory(Arc::new(LocalFsStorageFactory))
-            .load(target.catalog.clone(), HashMap::new())
-            .await
-            .map_err(|e| sink_error("opening the SQL catalog", e))?;
-        Ok(Arc::new(catalog))
-    }
+    pub use super::catalog::open_catalog;
 }
