@@ -16,6 +16,7 @@ Commands:
   types           {column: Iceberg type} as pyiceberg reads the schema
   append ROWS     append ROWS (a JSON list of objects) as another writer would
   snapshots       the summary of every snapshot, one JSON object a line
+  addcol NAME TYPE  add an optional column as another writer would (retried on conflicts)
   scan            as `duckdb`, for the table whose metadata file is {"metadata": LOCATION}
                   (any catalog: nothing is read from the SQLite file)
   static-rows     as `rows`, for the table whose metadata file is {"metadata": LOCATION}
@@ -164,6 +165,16 @@ def main():
         rows = json.loads(sys.argv[3])
         schema = table.schema().as_arrow()
         table.append(pa.Table.from_pylist(rows, schema=schema))
+    elif cmd == "addcol":
+        # Another writer's schema change: a column added, retried on a commit conflict.
+        from pyiceberg.exceptions import CommitFailedException
+        while True:
+            try:
+                with table.update_schema() as update:
+                    update.add_column(sys.argv[3], iceberg_type(sys.argv[4], Ids()))
+                break
+            except CommitFailedException:
+                table = cat.load_table(cfg["table"])
     elif cmd == "duckdb":
         duckdb_scan(table.metadata_location, cfg.get("s3"))
     else:

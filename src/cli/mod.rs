@@ -14,6 +14,7 @@ use crate::flags::Opts;
 use crate::stdio::{say, OutputClosed};
 
 mod args;
+mod iceberg_orphans;
 mod invoke;
 mod logging;
 mod redrive;
@@ -107,6 +108,14 @@ pub(crate) enum Command {
     /// manifest (JSON Lines or CSV, in S3 or a local file) and print the state machine's ASL
     /// definition (ItemReader on the manifest, batches sized to the function's timeout).
     PlanMap(crate::plan_map::PlanMapArgs),
+    /// List the Iceberg sink's data files that no snapshot of the --sink table references (a
+    /// batch killed between writing its files and committing them leaves them; no reader sees
+    /// them), and remove them with --delete. Only this tool's files (fr-<batch>-NNNNN.parquet)
+    /// older than --min-age are taken: a running writer's files are unreferenced until it
+    /// commits.
+    ///
+    /// Example: firehose-replay iceberg-orphans --sink 'iceberg:sqlite:///lake/catalog.db?warehouse=/lake/wh#ns.events' --delete
+    IcebergOrphans(self::iceberg_orphans::IcebergOrphansArgs),
     /// `completions`, `man` and the hidden `reference`, generated from these definitions.
     #[command(flatten)]
     Docs(crate::cli_docs::DocsCommand),
@@ -152,6 +161,16 @@ pub fn main() -> ExitCode {
     if let Command::PlanMap(args) = &cli.command {
         return match runtime.block_on(crate::plan_map::run(cli.opts.input.s3_path_style, args)) {
             Ok(()) => ExitCode::SUCCESS,
+            Err(e) if e.is::<OutputClosed>() => ExitCode::from(EXIT_OUTPUT_CLOSED),
+            Err(e) => {
+                say!("error: {}", describe(&e));
+                ExitCode::from(exit_code_of(&e))
+            }
+        };
+    }
+    if let Command::IcebergOrphans(args) = &cli.command {
+        return match runtime.block_on(self::iceberg_orphans::iceberg_orphans(&cli.opts, args)) {
+            Ok(code) => code,
             Err(e) if e.is::<OutputClosed>() => ExitCode::from(EXIT_OUTPUT_CLOSED),
             Err(e) => {
                 say!("error: {}", describe(&e));

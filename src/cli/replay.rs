@@ -37,6 +37,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<Option<Summary>> {
         Command::Invoke(_) => unreachable!("`invoke` is run by `main`"),
         Command::Worker(_) => unreachable!("`worker` is run by `main`"),
         Command::PlanMap(_) => unreachable!("`plan-map` is run by `main`"),
+        Command::IcebergOrphans(_) => unreachable!("`iceberg-orphans` is run by `main`"),
         Command::Docs(_) => unreachable!("`completions`, `man` and `reference` are run by `main`"),
         Command::Redrive(_) => unreachable!("`redrive` is run above"),
         Command::Replay {

@@ -38,6 +38,22 @@ pub(crate) fn endpoint_url(s: &str) -> Result<String, String> {
     }
 }
 
+/// `--min-age`: a whole number and a unit, `s`, `m`, `h` or `d` (`90s`, `30m`, `1h`, `2d`).
+pub(crate) fn duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let unit = match s.chars().last() {
+        Some('s') => 1,
+        Some('m') => 60,
+        Some('h') => 3600,
+        Some('d') => 86_400,
+        _ => return Err("expected a number and a unit: s, m, h or d (e.g. 30m, 1h)".into()),
+    };
+    match s[..s.len() - 1].parse::<u64>() {
+        Ok(n) => Ok(std::time::Duration::from_secs(n.saturating_mul(unit))),
+        Err(_) => Err("expected a whole number and a unit: s, m, h or d (e.g. 30m, 1h)".into()),
+    }
+}
+
 /// Counts that must be at least 1 (`--concurrency`, `--max-attempts`, `--batch-rows`).
 pub(crate) fn at_least_one<T>(s: &str) -> Result<T, String>
 where

@@ -310,7 +310,7 @@ fn iceberg_a_batch_commits_after_another_writers_commit_and_only_once() {
         assert_eq!(spooled.rows, 1);
         let objects = [("b".to_string(), "k".to_string(), "e".to_string())];
         let batch = commit::batch_id(&objects);
-        let files = commit::write_files(shared, &[spooled.path.unwrap()], &batch)
+        let files = commit::write_files(shared, &spooled.paths, &batch)
             .await
             .unwrap();
         assert_eq!(files.len(), 1);

@@ -49,6 +49,12 @@ pub fn duckdb_scan(metadata: &str) -> Vec<Value> {
     rows
 }
 
+/// Every row of the table whose metadata file is `metadata`, as pyiceberg reads it (any
+/// catalog).
+pub fn pyiceberg_scan(metadata: &str) -> Vec<Value> {
+    lines(&tool(&json!({ "metadata": metadata }), &["static-rows"]))
+}
+
 pub fn lines(text: &str) -> Vec<Value> {
     text.lines()
         .filter(|l| !l.is_empty())
@@ -104,6 +110,11 @@ impl IcebergTable {
     /// Each snapshot's summary properties.
     pub fn snapshots(&self) -> Vec<Value> {
         lines(&self.tool(&["snapshots"]))
+    }
+
+    /// Adds an optional column as another writer (pyiceberg) would.
+    pub fn add_column(&self, name: &str, kind: &str) {
+        self.tool(&["addcol", name, kind]);
     }
 
     /// Appends rows as another writer (pyiceberg) would.

@@ -13,14 +13,14 @@ const K1: &str =
     "events/2026/11/25/13/orders-1-2026-11-25-13-00-00-0f8fad5b-d9cb-469f-a165-70867728950e.gz";
 const K2: &str = "events/dt=2026-11-25/h=13/orders a+bü.gz";
 
-fn fixture_path(name: &str) -> PathBuf {
+pub(crate) fn fixture_path(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/lambda")
         .join(name)
 }
 
 /// `work/buckets/firehose-archive/` with the fixtures' two objects (3 and 5 records).
-fn buckets(work: &Path) -> PathBuf {
+pub(crate) fn buckets(work: &Path) -> PathBuf {
     let root = work.join("buckets");
     for (key, bytes) in [(K1, gzip(&ndjson(3))), (K2, ndjson(5))] {
         let p = root.join(BUCKET).join(key);
@@ -62,7 +62,7 @@ fn rows(work: &Path, key: &str) -> Vec<Value> {
     read_ndjson(&work.join("out").join(BUCKET).join(format!("{key}.ndjson")))
 }
 
-fn response(out: &Output) -> Value {
+pub(crate) fn response(out: &Output) -> Value {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         stdout.lines().count(),

@@ -25,6 +25,14 @@ mod harness;
 mod iceberg;
 #[cfg(feature = "iceberg")]
 mod iceberg_catalogs;
+#[cfg(feature = "iceberg")]
+mod iceberg_evolution;
+#[cfg(feature = "iceberg")]
+mod iceberg_faults;
+#[cfg(feature = "iceberg")]
+mod iceberg_lambda;
+#[cfg(feature = "iceberg")]
+mod iceberg_orphans;
 // Without the sink only the conformance entry reads tables (and is refused at start).
 #[cfg_attr(not(feature = "iceberg"), allow(dead_code))]
 mod iceberg_tables;

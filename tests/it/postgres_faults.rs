@@ -80,23 +80,27 @@ fn sigkill_at_random_points_then_a_rerun_is_exact() {
 
 /// Where the proxy cuts (once; later connections pass through).
 #[derive(Clone, Copy, Debug)]
-enum Cut {
+pub(crate) enum Cut {
     /// After this many bytes of COPY data went to the server.
     MidCopy(u64),
     /// Right before a `COMMIT` reaches the server (it never runs).
     BeforeCommit,
     /// Right after a `COMMIT` reached the server, before its answer comes back.
     AfterCommit,
+    /// A `COMMIT` reaches the server, its answer never comes back, and the connection stays
+    /// open: the client waits (to be killed there).
+    #[cfg_attr(not(feature = "iceberg"), allow(dead_code))]
+    HoldAfterCommit,
 }
 
 /// A TCP proxy to the server that cuts one connection as `cut` says.
-struct Proxy {
-    port: u16,
-    fired: Arc<AtomicBool>,
+pub(crate) struct Proxy {
+    pub(crate) port: u16,
+    pub(crate) fired: Arc<AtomicBool>,
 }
 
 impl Proxy {
-    fn start(upstream: u16, cut: Cut) -> Proxy {
+    pub(crate) fn start(upstream: u16, cut: Cut) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let fired = Arc::new(AtomicBool::new(false));
@@ -116,7 +120,9 @@ impl Proxy {
                 // the server's answer must never reach the client, however the threads run).
                 let cut_here = Arc::new(AtomicBool::new(false));
                 let answers_stop = cut_here.clone();
-                std::thread::spawn(move || pipe(s2, c2, answers_stop));
+                let held = Arc::new(AtomicBool::new(false));
+                let answers_held = held.clone();
+                std::thread::spawn(move || pipe(s2, c2, answers_stop, answers_held));
                 // client → server: watched.
                 std::thread::spawn(move || {
                     let (mut from, mut to) = (client, server);
@@ -139,6 +145,13 @@ impl Proxy {
                                     copied.fetch_add(n as u64, Ordering::SeqCst) + n as u64 >= limit
                                 }
                                 Cut::BeforeCommit => commit,
+                                Cut::HoldAfterCommit if commit => {
+                                    held.store(true, Ordering::SeqCst);
+                                    let _ = to.write_all(chunk);
+                                    let _ = to.flush();
+                                    fired.store(true, Ordering::SeqCst);
+                                    continue;
+                                }
                                 Cut::AfterCommit if commit => {
                                     cut_here.store(true, Ordering::SeqCst);
                                     let _ = to.write_all(chunk);
@@ -166,13 +179,18 @@ impl Proxy {
     }
 }
 
-fn pipe(mut from: TcpStream, mut to: TcpStream, stop: Arc<AtomicBool>) {
+/// Copies `from` to `to` until either closes or `stop` is set; while `hold` is set, what comes
+/// is dropped and the connection kept open.
+fn pipe(mut from: TcpStream, mut to: TcpStream, stop: Arc<AtomicBool>, hold: Arc<AtomicBool>) {
     let mut buf = [0u8; 16 * 1024];
     loop {
         let n = match from.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        if hold.load(Ordering::SeqCst) {
+            continue;
+        }
         if stop.load(Ordering::SeqCst) || to.write_all(&buf[..n]).is_err() {
             break;
         }
@@ -215,7 +233,7 @@ fn cut_run(cut: Cut) {
             assert!(out.contains("answer was lost"), "{out}");
             assert!(out.contains("before COMMIT landed"), "{out}");
         }
-        Cut::MidCopy(_) => {}
+        Cut::MidCopy(_) | Cut::HoldAfterCommit => {}
     }
 }
 

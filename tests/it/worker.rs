@@ -37,7 +37,7 @@ fn sqs(moto: &Moto) -> aws_sdk_sqs::Client {
 
 /// A queue with this visibility timeout and, optionally, a redrive policy to a new DLQ
 /// (`max_receives`). Returns (queue URL, DLQ URL).
-fn create_queue(
+pub(crate) fn create_queue(
     moto: &Moto,
     name: &str,
     visibility: u32,
@@ -88,7 +88,7 @@ fn create_queue(
     })
 }
 
-fn send(moto: &Moto, url: &str, body: &str) {
+pub(crate) fn send(moto: &Moto, url: &str, body: &str) {
     let rt = moto::rt();
     let c = sqs(moto);
     rt.block_on(async {
@@ -102,7 +102,7 @@ fn send(moto: &Moto, url: &str, body: &str) {
 }
 
 /// (visible, in flight) messages of the queue.
-fn depth(moto: &Moto, url: &str) -> (u64, u64) {
+pub(crate) fn depth(moto: &Moto, url: &str) -> (u64, u64) {
     let rt = moto::rt();
     let c = sqs(moto);
     rt.block_on(async {
@@ -144,7 +144,7 @@ fn peek(moto: &Moto, url: &str) -> Vec<String> {
     })
 }
 
-fn s3_event(key: &str) -> Value {
+pub(crate) fn s3_event(key: &str) -> Value {
     json!({"Records": [{
         "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
         "eventTime": "2026-11-25T13:00:00.000Z", "eventName": "ObjectCreated:Put",
@@ -169,7 +169,7 @@ fn object(seed: u64, rows: usize) -> Vec<u8> {
     gzip(body.as_bytes())
 }
 
-fn put_objects(moto: &Moto, objects: &[(&str, usize)]) {
+pub(crate) fn put_objects(moto: &Moto, objects: &[(&str, usize)]) {
     let rt = moto::rt();
     let s3 = moto.s3();
     rt.block_on(async {

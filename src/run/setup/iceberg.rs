@@ -86,6 +86,8 @@ mod connect {
                 batch_objects: o.batch_objects.max(1),
                 batch_bytes: o.batch_bytes.max(1),
                 spool_dir: None,
+                add_columns: self.tables.schema_evolution
+                    == crate::sink::bigquery::SchemaEvolution::AddColumns,
                 create_auto: self
                     .tables
                     .create_auto

@@ -233,3 +233,23 @@ fn refusals_are_usage_errors_and_service_failures_are_not() {
     .into();
     assert!(!e.is_usage());
 }
+
+#[cfg(feature = "iceberg")]
+#[test]
+fn partition_and_cluster_flags_with_an_iceberg_sink_are_refused_not_ignored() {
+    let iceberg = || {
+        let sink = "iceberg:sqlite:///x/c.db?warehouse=/x/w#ns.t"
+            .parse()
+            .unwrap();
+        let mut s = Setup::new(Entry::Replay, sink);
+        s.tables.create_auto = true;
+        s
+    };
+    assert_eq!(iceberg().validate(), Ok(()));
+    let mut s = iceberg();
+    s.bigquery.partition_by = Some("day(ts)".into());
+    assert_eq!(refused(&s), Refusal::IcebergPartitionBy);
+    let mut s = iceberg();
+    s.bigquery.cluster_by = vec!["k".into()];
+    assert_eq!(refused(&s), Refusal::IcebergPartitionBy);
+}

@@ -66,9 +66,8 @@ pub enum Refusal {
     )]
     MergeInsertAll,
     #[error(
-        "--schema-evolution {0} adds columns to a BigQuery table (--sink bigquery:…) or a \
-         PostgreSQL one (--sink postgres://…); NDJSON files and stdout have no schema, and \
-         the Iceberg sink does not evolve its table yet"
+        "--schema-evolution {0} adds columns to a table (--sink bigquery:…, postgres://… or \
+         iceberg:…); NDJSON files and stdout have no schema"
     )]
     EvolutionWithoutSchema(SchemaEvolution),
     #[error(
@@ -158,6 +157,11 @@ pub enum Refusal {
          see these objects"
     )]
     IcebergWithoutLedger,
+    #[error(
+        "--partition-by and --cluster-by shape BigQuery and PostgreSQL tables; the Iceberg \
+         sink creates and writes unpartitioned tables only (yet)"
+    )]
+    IcebergPartitionBy,
     /// The Iceberg table cannot be written as it is (missing, partitioned, a column type this
     /// sink cannot write).
     #[error("{0}")]
@@ -229,10 +233,14 @@ impl Setup {
             return Err(Refusal::MergeOutsideBigQuery);
         }
         let evolving = self.tables.schema_evolution != SchemaEvolution::Off;
-        if evolving && !bigquery && !postgres {
+        if evolving && !bigquery && !postgres && !iceberg {
             return Err(Refusal::EvolutionWithoutSchema(
                 self.tables.schema_evolution,
             ));
+        }
+        if iceberg && (self.bigquery.partition_by.is_some() || !self.bigquery.cluster_by.is_empty())
+        {
+            return Err(Refusal::IcebergPartitionBy);
         }
         if self.tables.create_auto && self.bigquery.create_table_schema.is_some() {
             return Err(Refusal::TwoWaysToCreate);

@@ -187,7 +187,9 @@ fn committed_token(shared: &Shared, staged: &Staged) -> Result<bool, Error> {
             )),
         ));
     };
-    shared.handle.block_on(commit::committed(shared, batch))
+    shared
+        .handle
+        .block_on(commit::committed_fenced(shared, batch))
 }
 
 impl ObjectWriter for BatchSpoolWriter {
@@ -243,7 +245,8 @@ impl StagedBatch for IcebergBatch {
         let objects: Vec<Identity> = held.iter().map(|h| identity(&h.object)).collect();
         let spools: Vec<PathBuf> = objects
             .iter()
-            .filter_map(|id| taken.remove(id).and_then(|s| s.path))
+            .filter_map(|id| taken.remove(id))
+            .flat_map(|s| s.paths)
             .collect();
         let shared = &self.spool.shared;
         let batch = commit::batch_id(&objects);
@@ -333,17 +336,18 @@ impl ObjectWriter for ObjectAppend {
         };
         let rejected = std::mem::take(&mut spool.rejected);
         let spooled = spool.finish()?;
-        let Some(path) = spooled.path else {
+        if spooled.paths.is_empty() {
             return Ok(Prepared {
                 rejected,
                 token: None,
             });
-        };
+        }
         let batch = commit::batch_id(std::slice::from_ref(&self.object));
-        let files =
-            self.shared
-                .handle
-                .block_on(commit::write_files(&self.shared, &[path], &batch))?;
+        let files = self.shared.handle.block_on(commit::write_files(
+            &self.shared,
+            &spooled.paths,
+            &batch,
+        ))?;
         let token = format!("{}{batch}", commit::TOKEN_PREFIX);
         self.written = Some((batch, files));
         Ok(Prepared {

@@ -82,6 +82,37 @@ pub async fn committed(shared: &Shared, batch: &str) -> Result<bool, Error> {
     Ok(has_batch(&table, batch))
 }
 
+/// The table property a rerun's fence sets (to the batch ID it looked for).
+const FENCE_PROPERTY: &str = "firehose-replay.fence";
+
+/// Whether `batch`, staged by an earlier run that stopped before recording it done, was
+/// committed. Not found, the table is first moved on by a commit of this run's own (a table
+/// property naming the batch) and then searched again: the earlier process's commit, should it
+/// still be on its way to a catalog server (a PostgreSQL catalog runs a `COMMIT` it received
+/// from a process killed since), either landed before the fence and is found, or can no longer
+/// land — a SQL catalog updates the table's row only while it names the metadata file the
+/// commit started from.
+pub async fn committed_fenced(shared: &Shared, batch: &str) -> Result<bool, Error> {
+    let table = shared
+        .catalog
+        .load_table(&shared.ident)
+        .await
+        .map_err(|e| sink_error("loading the table", e))?;
+    if has_batch(&table, batch) {
+        return Ok(true);
+    }
+    let tx = Transaction::new(&table);
+    let tx = tx
+        .update_table_properties()
+        .set(FENCE_PROPERTY.to_string(), batch.to_string())
+        .apply(tx)
+        .map_err(|e| sink_error("fencing the table", e))?;
+    tx.commit(shared.catalog.as_ref())
+        .await
+        .map_err(|e| sink_error("fencing the table", e))?;
+    committed(shared, batch).await
+}
+
 /// The spools' rows (in order) into data files of the target size.
 pub async fn write_files(
     shared: &Shared,
@@ -118,7 +149,7 @@ pub async fn write_files(
     for path in spools {
         for batch in spool::reader(path)? {
             writer
-                .write(batch?)
+                .write(widen(batch?, &shape.arrow)?)
                 .await
                 .map_err(|e| sink_error("writing a data file", e))?;
         }
@@ -127,6 +158,34 @@ pub async fn write_files(
         .close()
         .await
         .map_err(|e| sink_error("closing a data file", e))
+}
+
+/// A spooled batch in the schema the data files are written with: a spool written before
+/// `--schema-evolution add-columns` widened the table lacks the new columns, null in its rows.
+fn widen(
+    batch: arrow_array::RecordBatch,
+    schema: &arrow_schema::SchemaRef,
+) -> Result<arrow_array::RecordBatch, Error> {
+    if batch.schema() == *schema {
+        return Ok(batch);
+    }
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| match batch.column_by_name(f.name()) {
+            Some(c) => c.clone(),
+            None => arrow_array::new_null_array(f.data_type(), batch.num_rows()),
+        })
+        .collect();
+    arrow_array::RecordBatch::try_new(schema.clone(), columns).map_err(|e| {
+        Error::new(
+            Stage::Sink,
+            Class::Permanent,
+            Cause::Sink(format!(
+                "iceberg: a spooled batch in the table's schema: {e}"
+            )),
+        )
+    })
 }
 
 /// The snapshot summary of a batch: its ID, how many objects it covers, the first and last
@@ -179,7 +238,25 @@ pub async fn append(
             Err(e) => Err(e),
         };
         match result {
-            Ok(_) => return Ok(()),
+            // Confirmed by reading the table again: a SQL catalog's commit can fail unseen (the
+            // catalog crate drops the database's answer to COMMIT), and then nothing landed.
+            Ok(_) => match committed(shared, batch).await {
+                Ok(true) => return Ok(()),
+                Ok(false) => {
+                    tracing::warn!(
+                        batch,
+                        attempt,
+                        "iceberg commit answered but its snapshot is not in the table; committing \
+                         again"
+                    );
+                    last = Some(Error::new(
+                        Stage::Sink,
+                        Class::Transient,
+                        Cause::Sink("iceberg: the commit answered but did not land".into()),
+                    ));
+                }
+                Err(e) => last = Some(e),
+            },
             // Our files are in the table: an earlier attempt whose answer was lost landed.
             Err(e) if e.to_string().contains("already referenced by table") => return Ok(()),
             Err(e) => {

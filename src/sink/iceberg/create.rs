@@ -5,7 +5,8 @@
 //! fields in name order, typed by their JSON value: strings `string`, integers `long`, other
 //! numbers `double`, booleans `boolean`, objects, arrays and nulls `string` (their JSON text).
 //! With `--payload-column NAME` the record's column is `NAME string`. Only that first row shapes
-//! the table: a field a later row adds is a record error (`has no column`). The table is
+//! the table: a field a later row adds is a record error (`has no column`) unless
+//! `--schema-evolution add-columns` adds it ([`super::evolve`]). The table is
 //! unpartitioned, in the catalog's warehouse; a worker that loses the race to create it uses
 //! the table the winner created.
 
@@ -50,20 +51,7 @@ pub fn schema(auto: &AutoCreate, row: &[u8]) -> Result<Schema, String> {
         if columns.iter().any(|(c, _, _)| c == name) {
             continue;
         }
-        let text = raw.get();
-        let kind = match text.as_bytes().first() {
-            Some(b't' | b'f') => PrimitiveType::Boolean,
-            Some(b'-' | b'0'..=b'9') if !text.contains(['.', 'e', 'E']) => {
-                if text.parse::<i64>().is_ok() {
-                    PrimitiveType::Long
-                } else {
-                    PrimitiveType::Double
-                }
-            }
-            Some(b'-' | b'0'..=b'9') => PrimitiveType::Double,
-            _ => PrimitiveType::String,
-        };
-        columns.push((name.to_string(), false, kind));
+        columns.push((name.to_string(), false, infer(raw)));
     }
     let fields = columns
         .into_iter()
@@ -82,6 +70,24 @@ pub fn schema(auto: &AutoCreate, row: &[u8]) -> Result<Schema, String> {
         .with_fields(fields)
         .build()
         .map_err(|e| format!("the inferred schema: {e}"))
+}
+
+/// A column's type for a JSON value: strings `string`, integers `long`, other numbers
+/// `double`, booleans `boolean`; objects, arrays and nulls `string` (their JSON text).
+pub fn infer(raw: &RawValue) -> PrimitiveType {
+    let text = raw.get();
+    match text.as_bytes().first() {
+        Some(b't' | b'f') => PrimitiveType::Boolean,
+        Some(b'-' | b'0'..=b'9') if !text.contains(['.', 'e', 'E']) => {
+            if text.parse::<i64>().is_ok() {
+                PrimitiveType::Long
+            } else {
+                PrimitiveType::Double
+            }
+        }
+        Some(b'-' | b'0'..=b'9') => PrimitiveType::Double,
+        _ => PrimitiveType::String,
+    }
 }
 
 /// Creates the table (and its namespace) with `schema`; a table created meanwhile by another

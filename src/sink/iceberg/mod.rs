@@ -34,6 +34,10 @@ pub mod convert;
 #[cfg(feature = "iceberg")]
 pub mod create;
 #[cfg(feature = "iceberg")]
+mod evolve;
+#[cfg(feature = "iceberg")]
+pub mod orphans;
+#[cfg(feature = "iceberg")]
 mod schema;
 #[cfg(feature = "iceberg")]
 pub mod spool;
@@ -61,6 +65,8 @@ pub struct Settings {
     pub batch_bytes: u64,
     /// Spool files go under here (the system's temporary directory when `None`).
     pub spool_dir: Option<std::path::PathBuf>,
+    /// `--schema-evolution add-columns`: a field the table lacks becomes a new column.
+    pub add_columns: bool,
     /// `--create-table auto`: a missing table is created from the first row.
     #[cfg(feature = "iceberg")]
     pub create_auto: Option<create::AutoCreate>,
@@ -74,6 +80,7 @@ impl Default for Settings {
             batch_objects: 500,
             batch_bytes: 4 << 30,
             spool_dir: None,
+            add_columns: false,
             #[cfg(feature = "iceberg")]
             create_auto: None,
         }
@@ -85,7 +92,7 @@ pub use connected::*;
 
 #[cfg(feature = "iceberg")]
 mod connected {
-    use std::sync::{Arc, Mutex, OnceLock};
+    use std::sync::{Arc, Mutex, RwLock};
 
     use iceberg::{Catalog, NamespaceIdent, TableIdent};
     use tokio::runtime::Handle;
@@ -109,9 +116,9 @@ mod connected {
         pub catalog: Arc<dyn Catalog>,
         pub ident: TableIdent,
         /// The table's schema, once the table exists (with `--create-table auto`, once the
-        /// first row created it).
-        shape: OnceLock<Arc<Shape>>,
-        /// Held while the table is being created.
+        /// first row created it); replaced when `--schema-evolution add-columns` widens it.
+        shape: RwLock<Option<Arc<Shape>>>,
+        /// Held while the table is being created or widened.
         creating: Mutex<()>,
         pub settings: Settings,
         pub handle: Handle,
@@ -128,7 +135,7 @@ mod connected {
     }
 
     impl Shape {
-        fn of(target: &Target, table: &iceberg::table::Table) -> Result<Shape, Refusal> {
+        pub(super) fn of(target: &Target, table: &iceberg::table::Table) -> Result<Shape, Refusal> {
             let metadata = table.metadata();
             if !metadata.default_partition_spec().is_unpartitioned() {
                 return Err(Refusal::Usage(format!(
@@ -154,18 +161,32 @@ mod connected {
     impl Shared {
         /// The table's schema, if the table exists yet.
         pub fn shape(&self) -> Option<Arc<Shape>> {
-            self.shape.get().cloned()
+            self.shape.read().unwrap_or_else(|p| p.into_inner()).clone()
+        }
+
+        /// The table's schema with the fields of `row` that `seen` lacks added as columns
+        /// (`--schema-evolution add-columns`, see [`super::evolve`]); `seen` itself when the row
+        /// brings none, or when its failure was of another kind. Blocking: called from a decode
+        /// thread.
+        pub fn grow(&self, seen: &Arc<Shape>, row: &[u8]) -> Result<Arc<Shape>, Error> {
+            let _growing = self.creating.lock().unwrap_or_else(|p| p.into_inner());
+            let latest = self.shape().unwrap_or_else(|| seen.clone());
+            let grown = super::evolve::grow(self, &latest, row)?;
+            if !Arc::ptr_eq(&grown, &latest) {
+                *self.shape.write().unwrap_or_else(|p| p.into_inner()) = Some(grown.clone());
+            }
+            Ok(grown)
         }
 
         /// The table's schema; a missing table (`--create-table auto`) is created from `row`
         /// first. Blocking: called from a decode thread.
         pub fn shape_for(&self, row: &[u8]) -> Result<Arc<Shape>, Error> {
-            if let Some(s) = self.shape.get() {
-                return Ok(s.clone());
+            if let Some(s) = self.shape() {
+                return Ok(s);
             }
             let _creating = self.creating.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(s) = self.shape.get() {
-                return Ok(s.clone());
+            if let Some(s) = self.shape() {
+                return Ok(s);
             }
             let Some(auto) = &self.settings.create_auto else {
                 return Err(Error::new(
@@ -187,7 +208,7 @@ mod connected {
                 Refusal::Service(e) => e,
                 Refusal::Usage(why) => Error::new(Stage::Sink, Class::Permanent, Cause::Sink(why)),
             })?);
-            let _ = self.shape.set(shape.clone());
+            *self.shape.write().unwrap_or_else(|p| p.into_inner()) = Some(shape.clone());
             Ok(shape)
         }
     }
@@ -221,12 +242,22 @@ mod connected {
         /// `--create-table auto`).
         pub async fn connect(target: Target, settings: Settings) -> Result<Iceberg, Refusal> {
             let catalog = open_catalog(&target).await?;
+            Self::with_catalog(target, settings, catalog).await
+        }
+
+        /// As [`Iceberg::connect`], through a catalog opened already: the catalog of `target`
+        /// as another layer sees it (a test's catalog that loses answers, a wrapper that logs).
+        pub async fn with_catalog(
+            target: Target,
+            settings: Settings,
+            catalog: Arc<dyn Catalog>,
+        ) -> Result<Iceberg, Refusal> {
             let ident = TableIdent::new(
                 NamespaceIdent::from_vec(target.namespace.clone())
                     .map_err(|e| Refusal::Usage(format!("{target}: {e}")))?,
                 target.table.clone(),
             );
-            let shape = OnceLock::new();
+            let shape = RwLock::new(None);
             if catalog
                 .table_exists(&ident)
                 .await
@@ -236,7 +267,8 @@ mod connected {
                     .load_table(&ident)
                     .await
                     .map_err(|e| sink_error("loading the table", e))?;
-                let _ = shape.set(Arc::new(Shape::of(&target, &table)?));
+                *shape.write().unwrap_or_else(|p| p.into_inner()) =
+                    Some(Arc::new(Shape::of(&target, &table)?));
             } else if settings.create_auto.is_none() {
                 return Err(Refusal::Usage(format!(
                     "{target}: no such table in the catalog (create it first, e.g. with pyiceberg \

@@ -19,10 +19,12 @@ use crate::sink::Rejected;
 /// Rows decoded into one Arrow record batch at a time.
 const CHUNK_ROWS: usize = 4096;
 
-/// A finished spool: its file (`None` when every row was refused) and its row count.
+/// A finished spool: its files (none when every row was refused; one more each time
+/// `--schema-evolution add-columns` widened the table mid-object, each file in the schema of its
+/// time) and its row count.
 #[derive(Debug)]
 pub struct Spooled {
-    pub path: Option<PathBuf>,
+    pub paths: Vec<PathBuf>,
     pub rows: u64,
 }
 
@@ -33,6 +35,8 @@ pub struct ObjectSpool {
     shape: Option<Arc<Shape>>,
     path: PathBuf,
     out: Option<StreamWriter<BufWriter<File>>>,
+    /// Files finished because the schema changed, and the one being written.
+    paths: Vec<PathBuf>,
     pending: Vec<Value>,
     rows: u64,
     pub rejected: Vec<Rejected>,
@@ -54,6 +58,7 @@ impl ObjectSpool {
             shape: None,
             path,
             out: None,
+            paths: Vec::new(),
             pending: Vec::new(),
             rows: 0,
             rejected: Vec::new(),
@@ -71,7 +76,18 @@ impl ObjectSpool {
                 s
             }
         };
-        match super::convert::row(&shape.columns, &text) {
+        let mut checked = super::convert::row(&shape.columns, &text);
+        if checked.is_err() && self.shared.settings.add_columns {
+            // Perhaps a field the table lacks: the table grows, this spool moves to a new file.
+            let grown = self.shared.grow(&shape, &text)?;
+            if !Arc::ptr_eq(&grown, &shape) {
+                self.flush()?;
+                self.close_file()?;
+                self.shape = Some(grown.clone());
+                checked = super::convert::row(&grown.columns, &text);
+            }
+        }
+        match checked {
             Ok(v) => {
                 self.pending.push(v);
                 if self.pending.len() >= CHUNK_ROWS {
@@ -96,10 +112,15 @@ impl ObjectSpool {
         self.rows += self.pending.len() as u64;
         self.pending.clear();
         if self.out.is_none() {
-            let file = File::create(&self.path).map_err(|e| spool_error(&self.path, e))?;
+            let path = match self.paths.len() {
+                0 => self.path.clone(),
+                n => self.path.with_extension(format!("{n}.arrows")),
+            };
+            let file = File::create(&path).map_err(|e| spool_error(&path, e))?;
             let w = StreamWriter::try_new(BufWriter::new(file), &shape.arrow)
-                .map_err(|e| spool_error(&self.path, e))?;
+                .map_err(|e| spool_error(&path, e))?;
             self.out = Some(w);
+            self.paths.push(path);
         }
         if let Some(w) = self.out.as_mut() {
             w.write(&batch).map_err(|e| spool_error(&self.path, e))?;
@@ -107,30 +128,31 @@ impl ObjectSpool {
         Ok(())
     }
 
+    /// Ends the file being written (the next row kept starts another).
+    fn close_file(&mut self) -> Result<(), Error> {
+        if let Some(mut w) = self.out.take() {
+            w.finish().map_err(|e| spool_error(&self.path, e))?;
+        }
+        Ok(())
+    }
+
     /// Writes what is pending and closes the file.
     pub fn finish(mut self) -> Result<Spooled, Error> {
         self.flush()?;
-        match self.out.take() {
-            Some(mut w) => {
-                w.finish().map_err(|e| spool_error(&self.path, e))?;
-                Ok(Spooled {
-                    path: Some(self.path.clone()),
-                    rows: self.rows,
-                })
-            }
-            None => Ok(Spooled {
-                path: None,
-                rows: 0,
-            }),
-        }
+        self.close_file()?;
+        Ok(Spooled {
+            paths: std::mem::take(&mut self.paths),
+            rows: self.rows,
+        })
     }
 }
 
 impl Drop for ObjectSpool {
-    /// An object that failed (or whose spool was handed on) leaves no file behind here.
+    /// An object that failed leaves no file behind here (a finished spool's files were handed
+    /// on).
     fn drop(&mut self) {
-        if self.out.is_some() {
-            let _ = std::fs::remove_file(&self.path);
+        for path in &self.paths {
+            let _ = std::fs::remove_file(path);
         }
     }
 }
