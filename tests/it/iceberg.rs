@@ -358,6 +358,7 @@ fn iceberg_create_table_auto_types_the_first_row_and_payload_column_keeps_record
         db: tmp.path().join("ice/catalog.db"),
         warehouse: tmp.path().join("ice/warehouse"),
         table: "auto.events".into(),
+        s3: None,
     };
     let (code, stderr) = run(replay(
         tmp.path(),

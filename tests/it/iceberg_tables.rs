@@ -6,11 +6,21 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-/// One table: `<dir>/catalog.db`, `<dir>/warehouse`, `<namespace>.<name>`, catalog `default`.
+/// One table: `<dir>/catalog.db`, `<dir>/warehouse` (or an S3 warehouse on moto),
+/// `<namespace>.<name>`, catalog `default`.
 pub struct IcebergTable {
     pub db: PathBuf,
     pub warehouse: PathBuf,
     pub table: String,
+    pub s3: Option<S3Warehouse>,
+}
+
+/// `s3://lake/wh` on a moto server: the warehouse location, moto's endpoint and the
+/// environment a process reaches it with.
+pub struct S3Warehouse {
+    location: String,
+    endpoint: String,
+    env: Vec<(String, String)>,
 }
 
 fn python() -> PathBuf {
@@ -70,23 +80,59 @@ impl IcebergTable {
             db: dir.join("catalog.db"),
             warehouse: dir.join("warehouse"),
             table: table.to_string(),
+            s3: None,
         };
         t.tool(&["create", &schema.to_string()]);
         t
     }
 
+    /// Creates `table` with `schema` in an SQLite catalog under `dir` whose warehouse is
+    /// `s3://lake/wh` on `moto` (the bucket must exist).
+    pub fn create_on_s3(
+        dir: &Path,
+        table: &str,
+        schema: Value,
+        moto: &crate::moto::Moto,
+    ) -> IcebergTable {
+        std::fs::create_dir_all(dir).unwrap();
+        let t = IcebergTable {
+            db: dir.join("catalog.db"),
+            warehouse: dir.join("warehouse"),
+            table: table.to_string(),
+            s3: Some(S3Warehouse {
+                location: "s3://lake/wh".into(),
+                endpoint: moto.endpoint.clone(),
+                env: moto.env(),
+            }),
+        };
+        t.tool(&["create", &schema.to_string()]);
+        t
+    }
+
+    /// The environment a process writing this table needs (moto's, for an S3 warehouse).
+    pub fn env(&self) -> Vec<(String, String)> {
+        self.s3.as_ref().map(|s| s.env.clone()).unwrap_or_default()
+    }
+
     /// `--sink` for this table.
     pub fn sink(&self) -> String {
+        let warehouse = match &self.s3 {
+            Some(s3) => s3.location.clone(),
+            None => self.warehouse.display().to_string(),
+        };
         format!(
-            "iceberg:sqlite://{}?warehouse={}#{}",
+            "iceberg:sqlite://{}?warehouse={warehouse}#{}",
             self.db.display(),
-            self.warehouse.display(),
             self.table
         )
     }
 
     fn tool(&self, args: &[&str]) -> String {
-        let cfg = json!({"db": self.db, "warehouse": self.warehouse, "table": self.table});
+        let cfg = match &self.s3 {
+            Some(s3) => json!({"db": self.db, "warehouse": s3.location, "table": self.table,
+                               "s3": {"endpoint": s3.endpoint}}),
+            None => json!({"db": self.db, "warehouse": self.warehouse, "table": self.table}),
+        };
         tool(&cfg, args)
     }
 

@@ -36,6 +36,8 @@ pub mod create;
 #[cfg(feature = "iceberg")]
 mod evolve;
 #[cfg(feature = "iceberg")]
+mod listing;
+#[cfg(feature = "iceberg")]
 pub mod orphans;
 #[cfg(feature = "iceberg")]
 mod schema;

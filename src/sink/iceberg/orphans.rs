@@ -9,15 +9,14 @@
 //! writer's files (Firehose, Spark) follow other rules this command cannot know.
 //!
 //! Listing: iceberg's `FileIO` reads, writes and deletes but cannot list, so the data location
-//! is listed on the local filesystem (the only warehouse this sink writes to yet); removal goes
-//! through the table's `FileIO`.
+//! is listed by [`listing`] (the local filesystem, or `ListObjectsV2` on S3, where a file's
+//! last write is its object's `LastModified`); removal goes through the table's `FileIO`.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use super::{sink_error, Shared};
-use crate::error::{Cause, Class, Error, Stage};
+use super::{listing, sink_error, Shared};
+use crate::error::Error;
 
 /// What this sink's data file names start and end with.
 const PREFIX: &str = "fr-";
@@ -26,7 +25,7 @@ const SUFFIX: &str = ".parquet";
 /// One unreferenced data file of this sink.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Orphan {
-    /// Its location as the table's `FileIO` takes it (`file:///…`).
+    /// Its location as the table's `FileIO` takes it (`file:///…`, `s3://bucket/key`).
     pub location: String,
     pub bytes: u64,
     /// Since its last write.
@@ -72,45 +71,25 @@ pub async fn find(shared: &Shared, min_age: Duration) -> Result<Vec<Orphan>, Err
         }
     }
     let data = data_location(metadata);
-    let Some(dir) = local_dir(&data) else {
-        return Err(Error::new(
-            Stage::Sink,
-            Class::Permanent,
-            Cause::Sink(format!(
-                "{data}: listing data files is supported on a local warehouse only (yet)"
-            )),
-        ));
-    };
     let now = SystemTime::now();
     let mut orphans = Vec::new();
-    for entry in walkdir::WalkDir::new(&dir).into_iter() {
-        let entry = entry.map_err(|e| listing_error(&dir, e.to_string()))?;
-        if !entry.file_type().is_file() {
+    for file in listing::list(&data, |name| batch_of_file(name).is_some()).await? {
+        if referenced.contains(&file.name) {
             continue;
         }
-        let name = entry.file_name().to_string_lossy();
-        let Some(batch) = batch_of_file(&name) else {
-            continue;
-        };
-        if referenced.contains(name.as_ref()) {
-            continue;
-        }
-        let meta = entry
-            .metadata()
-            .map_err(|e| listing_error(entry.path(), e.to_string()))?;
-        let age = meta
-            .modified()
-            .ok()
+        let age = file
+            .modified
             .and_then(|m| now.duration_since(m).ok())
             .unwrap_or_default();
         if age < min_age {
             continue;
         }
+        let batch = batch_of_file(&file.name).unwrap_or_default().to_string();
         orphans.push(Orphan {
-            location: format!("file://{}", entry.path().display()),
-            bytes: meta.len(),
+            location: file.location,
+            bytes: file.bytes,
             age,
-            batch: batch.to_string(),
+            batch,
         });
     }
     orphans.sort_by(|a, b| b.age.cmp(&a.age).then(a.location.cmp(&b.location)));
@@ -145,24 +124,6 @@ fn data_location(metadata: &iceberg::spec::TableMetadata) -> String {
         .unwrap_or_else(|| format!("{}/data", metadata.location().trim_end_matches('/')))
 }
 
-/// The local directory of a `file:` location (or a plain path).
-fn local_dir(location: &str) -> Option<PathBuf> {
-    let path = match location.strip_prefix("file:") {
-        Some(rest) => format!("/{}", rest.trim_start_matches('/')),
-        None if location.starts_with('/') => location.to_string(),
-        None => return None,
-    };
-    Some(PathBuf::from(path))
-}
-
-fn listing_error(dir: &std::path::Path, e: String) -> Error {
-    Error::new(
-        Stage::Sink,
-        Class::Transient,
-        Cause::Sink(format!("listing {}: {e}", dir.display())),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,16 +142,5 @@ mod tests {
         ] {
             assert_eq!(batch_of_file(other), None, "{other}");
         }
-    }
-
-    #[test]
-    fn a_file_location_is_a_local_directory_others_are_not() {
-        assert_eq!(
-            local_dir("file:///w/ns/t/data"),
-            Some(PathBuf::from("/w/ns/t/data"))
-        );
-        assert_eq!(local_dir("file:/w/d"), Some(PathBuf::from("/w/d")));
-        assert_eq!(local_dir("/w/d"), Some(PathBuf::from("/w/d")));
-        assert_eq!(local_dir("s3://b/w/d"), None);
     }
 }
