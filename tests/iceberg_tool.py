@@ -7,10 +7,15 @@ Nothing here uses this project's code.
                               "catalog": "default", "table": "ns.t"}' [ARG]
 
 Commands:
-  create SCHEMA   create the namespace and table; SCHEMA is a JSON list of
+  create SCHEMA [PARTITION]
+                  create the namespace and table; SCHEMA is a JSON list of
                   [name, type, required] (type: a pyiceberg primitive name, or
-                  {"struct": [[name, type, required], ...]}, {"list": type}, {"map": type})
-  rows            every row, one JSON object a line (pyiceberg scan)
+                  {"struct": [[name, type, required], ...]}, {"list": type}, {"map": type});
+                  PARTITION a JSON list of [column, transform] ("day", "bucket[4]", ...)
+  rows [FILTER]   every row (matching pyiceberg's row filter FILTER, which prunes data files
+                  by their partition values), one JSON object a line (pyiceberg scan)
+  partitions      each partition's {"partition": {...}, "record_count", "file_count"}
+                  (pyiceberg's inspect.partitions(), from the manifests)
   duckdb          every row, one JSON object a line, then {"__types__": {column: type}}
                   (DuckDB iceberg_scan of the table's current metadata file)
   types           {column: Iceberg type} as pyiceberg reads the schema
@@ -33,6 +38,8 @@ import sys
 
 import pyarrow as pa
 from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg.partitioning import PartitionField, PartitionSpec
+from pyiceberg.transforms import parse_transform
 from pyiceberg import types as T
 from pyiceberg.schema import Schema
 
@@ -150,12 +157,25 @@ def main():
         cat.create_namespace_if_not_exists(ns)
         ids = Ids()
         schema = Schema(*[field(f, ids) for f in json.loads(sys.argv[3])])
-        cat.create_table(cfg["table"], schema=schema)
+        spec = PartitionSpec()
+        if len(sys.argv) > 4:
+            spec = PartitionSpec(*[
+                PartitionField(source_id=schema.find_field(col).field_id, field_id=1000 + i,
+                               transform=parse_transform(t),
+                               name=col if t == "identity" else f"{col}_{t.split('[')[0]}")
+                for i, (col, t) in enumerate(json.loads(sys.argv[4]))
+            ])
+        cat.create_table(cfg["table"], schema=schema, partition_spec=spec)
         return
     table = cat.load_table(cfg["table"])
     if cmd == "rows":
-        for row in table.scan().to_arrow().to_pylist():
+        scan = table.scan(row_filter=sys.argv[3]) if len(sys.argv) > 3 else table.scan()
+        for row in scan.to_arrow().to_pylist():
             print(json.dumps(plain(row)))
+    elif cmd == "partitions":
+        for p in table.inspect.partitions().to_pylist():
+            print(json.dumps({"partition": plain(p["partition"]),
+                              "record_count": p["record_count"], "file_count": p["file_count"]}))
     elif cmd == "types":
         print(json.dumps({f.name: str(f.field_type) for f in table.schema().fields}))
     elif cmd == "snapshots":

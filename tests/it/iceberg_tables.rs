@@ -86,6 +86,25 @@ impl IcebergTable {
         t
     }
 
+    /// Creates `table` with `schema`, partitioned by `partition` (`[[column, transform], …]`,
+    /// see iceberg_tool.py's `create`), under `dir`.
+    pub fn create_partitioned(
+        dir: &Path,
+        table: &str,
+        schema: Value,
+        partition: Value,
+    ) -> IcebergTable {
+        std::fs::create_dir_all(dir.join("warehouse")).unwrap();
+        let t = IcebergTable {
+            db: dir.join("catalog.db"),
+            warehouse: dir.join("warehouse"),
+            table: table.to_string(),
+            s3: None,
+        };
+        t.tool(&["create", &schema.to_string(), &partition.to_string()]);
+        t
+    }
+
     /// Creates `table` with `schema` in an SQLite catalog under `dir` whose warehouse is
     /// `s3://lake/wh` on `moto` (the bucket must exist).
     pub fn create_on_s3(
@@ -139,6 +158,18 @@ impl IcebergTable {
     /// Every row, as pyiceberg reads it.
     pub fn rows(&self) -> Vec<Value> {
         lines(&self.tool(&["rows"]))
+    }
+
+    /// The rows pyiceberg reads with the row filter `filter` (data files pruned by their
+    /// partition values).
+    pub fn rows_where(&self, filter: &str) -> Vec<Value> {
+        lines(&self.tool(&["rows", filter]))
+    }
+
+    /// Each partition's `{"partition", "record_count", "file_count"}`, as pyiceberg reads the
+    /// manifests.
+    pub fn partitions(&self) -> Vec<Value> {
+        lines(&self.tool(&["partitions"]))
     }
 
     /// Every row and the column types, as DuckDB's `iceberg_scan` reads them.

@@ -33,6 +33,8 @@ mod iceberg_faults;
 mod iceberg_lambda;
 #[cfg(feature = "iceberg")]
 mod iceberg_orphans;
+#[cfg(feature = "iceberg")]
+mod iceberg_partitions;
 // Without the sink only the conformance entry reads tables (and is refused at start).
 #[cfg_attr(not(feature = "iceberg"), allow(dead_code))]
 mod iceberg_tables;

@@ -159,11 +159,12 @@ pub enum Refusal {
     IcebergWithoutLedger,
     #[error(
         "--partition-by and --cluster-by shape BigQuery and PostgreSQL tables; the Iceberg \
-         sink creates and writes unpartitioned tables only (yet)"
+         sink writes a partitioned table by the table's own spec, and --create-table auto \
+         creates unpartitioned tables only (yet)"
     )]
     IcebergPartitionBy,
-    /// The Iceberg table cannot be written as it is (missing, partitioned, a column type this
-    /// sink cannot write).
+    /// The Iceberg table cannot be written as it is (missing, a column type this sink cannot
+    /// write).
     #[error("{0}")]
     IcebergTable(String),
 }

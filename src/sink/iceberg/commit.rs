@@ -25,7 +25,7 @@ use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
-use super::{sink_error, spool, Shared, BATCH_PROPERTY};
+use super::{partitioned, sink_error, spool, Shared, BATCH_PROPERTY};
 use crate::error::{Cause, Class, Error, Stage};
 use crate::sink::batch::Identity;
 
@@ -142,7 +142,30 @@ pub async fn write_files(
         location,
         names,
     );
-    let mut writer = DataFileWriterBuilder::new(rolling)
+    let builder = DataFileWriterBuilder::new(rolling);
+    let spec = table.metadata().default_partition_spec().clone();
+    if !spec.is_unpartitioned() {
+        let mut writer = partitioned::CappedFanout::new(
+            builder,
+            shape.schema.clone(),
+            spec,
+            partitioned::OPEN_PARTITIONS,
+        )
+        .map_err(|e| sink_error("the table's partition spec", e))?;
+        for path in spools {
+            for batch in spool::reader(path)? {
+                writer
+                    .write(widen(batch?, &shape.arrow)?)
+                    .await
+                    .map_err(|e| sink_error("writing a data file", e))?;
+            }
+        }
+        return writer
+            .close()
+            .await
+            .map_err(|e| sink_error("closing a data file", e));
+    }
+    let mut writer = builder
         .build(None)
         .await
         .map_err(|e| sink_error("opening a data file", e))?;

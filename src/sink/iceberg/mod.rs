@@ -40,6 +40,8 @@ mod listing;
 #[cfg(feature = "iceberg")]
 pub mod orphans;
 #[cfg(feature = "iceberg")]
+mod partitioned;
+#[cfg(feature = "iceberg")]
 mod schema;
 #[cfg(feature = "iceberg")]
 pub mod spool;
@@ -139,12 +141,6 @@ mod connected {
     impl Shape {
         pub(super) fn of(target: &Target, table: &iceberg::table::Table) -> Result<Shape, Refusal> {
             let metadata = table.metadata();
-            if !metadata.default_partition_spec().is_unpartitioned() {
-                return Err(Refusal::Usage(format!(
-                    "{target}: the table is partitioned; this sink writes unpartitioned tables \
-                     only (yet)"
-                )));
-            }
             let schema = metadata.current_schema().clone();
             let columns = super::schema::columns(&schema)
                 .map_err(|e| Refusal::Usage(format!("{target}: {e}")))?;
