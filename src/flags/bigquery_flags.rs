@@ -243,7 +243,9 @@ pub(crate) struct BigQueryOpts {
     )]
     pub(crate) max_tables_per_object: usize,
     /// With --create-table-schema or --create-table auto: day-partition on this TIMESTAMP/DATE column
-    /// (PostgreSQL: a timestamptz column, range partitions per UTC day created as rows need them).
+    /// (PostgreSQL: a timestamptz column, range partitions per UTC day created as rows need them;
+    /// Iceberg: with --create-table auto, Iceberg transforms of columns, comma-separated, e.g.
+    /// 'day(ts), region'; bucket[N] and truncate[W] too).
     #[arg(long, global = true, env = "FIREHOSE_REPLAY_PARTITION_BY")]
     pub(crate) partition_by: Option<String>,
     /// With --create-table-schema or --create-table auto: cluster on these columns

@@ -337,7 +337,8 @@ fn anchors(text: &str) -> Vec<String> {
     out
 }
 
-/// Markdown text without its fenced blocks, where `](…)` is code, not a link.
+/// Markdown text without its fenced blocks and inline code spans, where `](…)` is code, not
+/// a link (e.g. `bucket[16](k)`).
 fn prose(text: &str) -> String {
     let mut out = String::new();
     let mut fence = false;
@@ -345,7 +346,9 @@ fn prose(text: &str) -> String {
         if line.starts_with("```") {
             fence = !fence;
         } else if !fence {
-            out.push_str(line);
+            for text in line.split('`').step_by(2) {
+                out.push_str(text);
+            }
             out.push('\n');
         }
     }

@@ -95,6 +95,13 @@ mod connect {
                         row_id_column: self.settings.row_id_column.clone(),
                         metadata: self.settings.metadata,
                         payload_column: self.settings.payload_column.clone(),
+                        // (Parsed and refused when bad at start, by validate.)
+                        partition_by: self
+                            .bigquery
+                            .partition_by
+                            .as_deref()
+                            .and_then(|p| iceberg::partition_by::parse(p).ok())
+                            .unwrap_or_default(),
                     }),
             }
         }

@@ -236,7 +236,7 @@ fn refusals_are_usage_errors_and_service_failures_are_not() {
 
 #[cfg(feature = "iceberg")]
 #[test]
-fn partition_and_cluster_flags_with_an_iceberg_sink_are_refused_not_ignored() {
+fn iceberg_partition_by_shapes_a_created_table_cluster_by_is_refused() {
     let iceberg = || {
         let sink = "iceberg:sqlite:///x/c.db?warehouse=/x/w#ns.t"
             .parse()
@@ -247,9 +247,18 @@ fn partition_and_cluster_flags_with_an_iceberg_sink_are_refused_not_ignored() {
     };
     assert_eq!(iceberg().validate(), Ok(()));
     let mut s = iceberg();
+    s.bigquery.partition_by = Some("day(ts), bucket[8](k)".into());
+    assert_eq!(s.validate(), Ok(()));
+    s.bigquery.partition_by = Some("week(ts)".into());
+    assert!(
+        matches!(refused(&s), Refusal::IcebergPartitionBy(why) if why.contains("unknown transform"))
+    );
     s.bigquery.partition_by = Some("day(ts)".into());
-    assert_eq!(refused(&s), Refusal::IcebergPartitionBy);
+    s.tables.create_auto = false;
+    assert!(
+        matches!(refused(&s), Refusal::IcebergPartitionBy(why) if why.contains("its own partition spec"))
+    );
     let mut s = iceberg();
     s.bigquery.cluster_by = vec!["k".into()];
-    assert_eq!(refused(&s), Refusal::IcebergPartitionBy);
+    assert_eq!(refused(&s), Refusal::IcebergClusterBy);
 }

@@ -158,11 +158,13 @@ pub enum Refusal {
     )]
     IcebergWithoutLedger,
     #[error(
-        "--partition-by and --cluster-by shape BigQuery and PostgreSQL tables; the Iceberg \
-         sink writes a partitioned table by the table's own spec, and --create-table auto \
-         creates unpartitioned tables only (yet)"
+        "--cluster-by shapes BigQuery tables; an Iceberg table is not clustered (its sort \
+         order is the table's own)"
     )]
-    IcebergPartitionBy,
+    IcebergClusterBy,
+    /// `--partition-by` with the Iceberg sink: not for an existing table, or not parsed.
+    #[error("{0}")]
+    IcebergPartitionBy(String),
     /// The Iceberg table cannot be written as it is (missing, a column type this sink cannot
     /// write).
     #[error("{0}")]
@@ -239,9 +241,21 @@ impl Setup {
                 self.tables.schema_evolution,
             ));
         }
-        if iceberg && (self.bigquery.partition_by.is_some() || !self.bigquery.cluster_by.is_empty())
-        {
-            return Err(Refusal::IcebergPartitionBy);
+        if iceberg && !self.bigquery.cluster_by.is_empty() {
+            return Err(Refusal::IcebergClusterBy);
+        }
+        if let (true, Some(spec)) = (iceberg, &self.bigquery.partition_by) {
+            if !self.tables.create_auto {
+                return Err(Refusal::IcebergPartitionBy(
+                    "--partition-by with the Iceberg sink shapes the table --create-table auto \
+                     creates; an existing table is written by its own partition spec"
+                        .into(),
+                ));
+            }
+            #[cfg(feature = "iceberg")]
+            crate::sink::iceberg::partition_by::parse(spec).map_err(Refusal::IcebergPartitionBy)?;
+            #[cfg(not(feature = "iceberg"))]
+            let _ = spec;
         }
         if self.tables.create_auto && self.bigquery.create_table_schema.is_some() {
             return Err(Refusal::TwoWaysToCreate);

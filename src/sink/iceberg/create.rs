@@ -6,13 +6,14 @@
 //! numbers `double`, booleans `boolean`, objects, arrays and nulls `string` (their JSON text).
 //! With `--payload-column NAME` the record's column is `NAME string`. Only that first row shapes
 //! the table: a field a later row adds is a record error (`has no column`) unless
-//! `--schema-evolution add-columns` adds it ([`super::evolve`]). The table is
-//! unpartitioned, in the catalog's warehouse; a worker that loses the race to create it uses
+//! `--schema-evolution add-columns` adds it ([`super::evolve`]). The table is partitioned as
+//! `--partition-by` says ([`super::partition_by`]; a column a time transform takes is created
+//! `timestamptz`), else unpartitioned, in the catalog's warehouse; a worker that loses the race to create it uses
 //! the table the winner created.
 
 use std::collections::BTreeMap;
 
-use iceberg::spec::{NestedField, PrimitiveType, Schema, Type};
+use iceberg::spec::{NestedField, PrimitiveType, Schema, Type, UnboundPartitionSpec};
 use iceberg::{Catalog, NamespaceIdent, TableCreation, TableIdent};
 use serde_json::value::RawValue;
 
@@ -27,6 +28,8 @@ pub struct AutoCreate {
     pub row_id_column: Option<String>,
     pub metadata: Metadata,
     pub payload_column: Option<String>,
+    /// `--partition-by`: the created table's partition fields (none: unpartitioned).
+    pub partition_by: Vec<super::partition_by::PartitionBy>,
 }
 
 /// The Iceberg schema for a table created from `row` (a row as the pipeline built it).
@@ -51,7 +54,16 @@ pub fn schema(auto: &AutoCreate, row: &[u8]) -> Result<Schema, String> {
         if columns.iter().any(|(c, _, _)| c == name) {
             continue;
         }
-        columns.push((name.to_string(), false, infer(raw)));
+        let time = auto
+            .partition_by
+            .iter()
+            .any(|f| f.wants_time() && f.column == name);
+        let kind = if time {
+            PrimitiveType::Timestamptz
+        } else {
+            infer(raw)
+        };
+        columns.push((name.to_string(), false, kind));
     }
     let fields = columns
         .into_iter()
@@ -90,12 +102,13 @@ pub fn infer(raw: &RawValue) -> PrimitiveType {
     }
 }
 
-/// Creates the table (and its namespace) with `schema`; a table created meanwhile by another
-/// writer is taken as it is.
+/// Creates the table (and its namespace) with `schema` and `partition` (none: unpartitioned);
+/// a table created meanwhile by another writer is taken as it is.
 pub async fn create(
     catalog: &dyn Catalog,
     ident: &TableIdent,
     schema: Schema,
+    partition: Option<UnboundPartitionSpec>,
 ) -> Result<(), Error> {
     let namespace: &NamespaceIdent = ident.namespace();
     if !catalog
@@ -115,6 +128,7 @@ pub async fn create(
     let creation = TableCreation::builder()
         .name(ident.name().to_string())
         .schema(schema)
+        .partition_spec_opt(partition)
         .build();
     match catalog.create_table(namespace, creation).await {
         Ok(_) => {

@@ -40,6 +40,8 @@ mod listing;
 #[cfg(feature = "iceberg")]
 pub mod orphans;
 #[cfg(feature = "iceberg")]
+pub mod partition_by;
+#[cfg(feature = "iceberg")]
 mod partitioned;
 #[cfg(feature = "iceberg")]
 mod schema;
@@ -193,10 +195,16 @@ mod connected {
                     Cause::Sink(format!("{}: no such table", self.target)),
                 ));
             };
-            let schema = super::create::schema(auto, row)
-                .map_err(|e| Error::new(Stage::Sink, Class::Permanent, Cause::Sink(e)))?;
+            let refused = |e| Error::new(Stage::Sink, Class::Permanent, Cause::Sink(e));
+            let schema = super::create::schema(auto, row).map_err(refused)?;
+            let partition = if auto.partition_by.is_empty() {
+                None
+            } else {
+                Some(super::partition_by::spec(&auto.partition_by, &schema).map_err(refused)?)
+            };
             let table = self.handle.block_on(async {
-                super::create::create(self.catalog.as_ref(), &self.ident, schema).await?;
+                super::create::create(self.catalog.as_ref(), &self.ident, schema, partition)
+                    .await?;
                 self.catalog
                     .load_table(&self.ident)
                     .await
