@@ -21,7 +21,6 @@ use iceberg::writer::file_writer::location_generator::{
 };
 use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
 use iceberg::writer::file_writer::ParquetWriterBuilder;
-use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
@@ -142,33 +141,13 @@ pub async fn write_files(
         location,
         names,
     );
-    let builder = DataFileWriterBuilder::new(rolling);
-    let spec = table.metadata().default_partition_spec().clone();
-    if !spec.is_unpartitioned() {
-        let mut writer = partitioned::CappedFanout::new(
-            builder,
-            shape.schema.clone(),
-            spec,
-            partitioned::OPEN_PARTITIONS,
-        )
-        .map_err(|e| sink_error("the table's partition spec", e))?;
-        for path in spools {
-            for batch in spool::reader(path)? {
-                writer
-                    .write(widen(batch?, &shape.arrow)?)
-                    .await
-                    .map_err(|e| sink_error("writing a data file", e))?;
-            }
-        }
-        return writer
-            .close()
-            .await
-            .map_err(|e| sink_error("closing a data file", e));
-    }
-    let mut writer = builder
-        .build(None)
-        .await
-        .map_err(|e| sink_error("opening a data file", e))?;
+    let mut writer = partitioned::Files::open(
+        DataFileWriterBuilder::new(rolling),
+        shape.schema.clone(),
+        table.metadata().default_partition_spec().clone(),
+    )
+    .await
+    .map_err(|e| sink_error("opening a data file", e))?;
     for path in spools {
         for batch in spool::reader(path)? {
             writer

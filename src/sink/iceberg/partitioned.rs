@@ -19,6 +19,48 @@ use iceberg::arrow::RecordBatchPartitionSplitter;
 use iceberg::spec::{DataFile, PartitionSpecRef, SchemaRef, Struct};
 use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
 
+/// The data files of one batch: one writer for an unpartitioned table, writers per partition
+/// for a partitioned one.
+pub enum Files<B: IcebergWriterBuilder> {
+    One(B::R),
+    PerPartition(Box<CappedFanout<B>>),
+}
+
+impl<B: IcebergWriterBuilder> Files<B> {
+    /// The writer for a table of `spec` over `schema`.
+    pub async fn open(
+        builder: B,
+        schema: SchemaRef,
+        spec: PartitionSpecRef,
+    ) -> iceberg::Result<Self> {
+        Ok(if spec.is_unpartitioned() {
+            Files::One(builder.build(None).await?)
+        } else {
+            Files::PerPartition(Box::new(CappedFanout::new(
+                builder,
+                schema,
+                spec,
+                OPEN_PARTITIONS,
+            )?))
+        })
+    }
+
+    pub async fn write(&mut self, batch: RecordBatch) -> iceberg::Result<()> {
+        match self {
+            Files::One(w) => w.write(batch).await,
+            Files::PerPartition(w) => w.write(batch).await,
+        }
+    }
+
+    /// Every data file written.
+    pub async fn close(self) -> iceberg::Result<Vec<DataFile>> {
+        match self {
+            Files::One(mut w) => w.close().await,
+            Files::PerPartition(w) => w.close().await,
+        }
+    }
+}
+
 /// The most partitions with a data file open at once.
 pub const OPEN_PARTITIONS: usize = 8;
 
