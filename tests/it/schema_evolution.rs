@@ -427,7 +427,8 @@ fn schema_evolution_outside_bigquery_or_with_storage_write_merge_is_a_usage_erro
     let (code, stderr) = run(&["--sink", "ndjson:out", "--schema-evolution", "add-columns"]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(
-        stderr.contains("--schema-evolution add-columns adds columns to a BigQuery table"),
+        stderr.contains("--schema-evolution add-columns adds columns to a table")
+            && stderr.contains("NDJSON files and stdout have no schema"),
         "{stderr}"
     );
     assert!(!work.path().join("out").exists());
