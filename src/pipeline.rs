@@ -538,7 +538,9 @@ pub(crate) fn build_row<'a>(
         let shape = mapping.apply(payload.json, mapped)?;
         payload.json = mapped;
         payload.shape = shape;
-        payload.keys_clean = false; // the framer checked the record, not the mapped row
+        // The framer checked the record, not the mapped row.
+        payload.keys_clean = false;
+        payload.plain_values = false;
     }
     rows.build(&payload, ordinal, offset)
         .map_err(|kind| kind.to_string())

@@ -113,6 +113,8 @@ pub struct Frame<'a> {
     /// The framer also found no duplicate key and no top-level key named like a generated
     /// column (see [`Framer::check_keys`]), so the row stage need not scan the keys.
     pub keys_clean: bool,
+    /// The framer's check also found every value plain (see [`crate::json::KeyCheck::plain_values`]).
+    pub plain_values: bool,
 }
 
 /// Why a stretch of bytes could not become a record.
@@ -257,12 +259,14 @@ impl<R: Read> Framer<R> {
             } => {
                 self.ordinal += 1;
                 let keys_clean = checked && matches!(&self.mode, Mode::Json(s) if s.keys_clean);
+                let plain_values = checked && matches!(&self.mode, Mode::Json(s) if s.plain_values);
                 Ok(Some(Event::Record(Frame {
                     bytes: &self.input.buf[at..at + len],
                     offset,
                     ordinal,
                     json_checked: checked,
                     keys_clean,
+                    plain_values,
                 })))
             }
             Step::Error { offset, kind, raw } => {

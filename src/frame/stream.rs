@@ -113,6 +113,8 @@ pub(crate) struct Stream {
     pub(crate) keys: Option<json::KeyCheck>,
     /// Whether the last record's keys passed that check.
     pub(crate) keys_clean: bool,
+    /// Whether the last record's values were plain (see [`json::KeyCheck::plain_values`]).
+    pub(crate) plain_values: bool,
     /// Stream offset of the next line break found to be followed by `{` or `[` in column 0
     /// (see [`Stream::boundary`]), and how far the stream was searched for one.
     boundary: Option<u64>,
@@ -127,6 +129,7 @@ impl Default for Stream {
             state: State::Between,
             keys: None,
             keys_clean: false,
+            plain_values: false,
             boundary: None,
             searched: 0,
             members: None,
@@ -236,6 +239,7 @@ impl Stream {
             None => json::scan(scanned),
         };
         self.keys_clean = self.keys.as_ref().is_some_and(|k| k.clean);
+        self.plain_values = self.keys.as_ref().is_some_and(|k| k.plain_values);
         let outcome = match scanned_result {
             Scan::Incomplete if limit.is_some() => {
                 let stop = limit.expect("checked");

@@ -100,6 +100,12 @@ pub struct KeyCheck {
     /// walk per key per record.
     reserved_bloom: [u64; 2],
     pub clean: bool,
+    /// No number with an exponent or longer than [`super::PLAIN_NUMBER_CHARS`], and no `\uD800`–`\uDFFF`
+    /// escape, in the whole record (keys too): every number is within ±f64::MAX and every
+    /// string is plain UTF-8, so BigQuery's storability look (`row::scan::storable`) would find
+    /// nothing and the row stage skips it. Rides on the key check because it needs the same
+    /// walk and the same per-record reset.
+    pub plain_values: bool,
 }
 
 impl KeyCheck {
@@ -116,6 +122,7 @@ impl KeyCheck {
             }),
             reserved,
             clean: true,
+            plain_values: true,
         }
     }
 
@@ -123,6 +130,7 @@ impl KeyCheck {
         self.len = 0;
         self.open = 0;
         self.clean = true;
+        self.plain_values = true;
     }
 }
 
@@ -183,6 +191,11 @@ impl Keys for KeyCheck {
         if let Some((from, _)) = self.starts.get(self.open) {
             self.len = *from;
         }
+    }
+
+    #[inline(always)]
+    fn unusual_value(&mut self) {
+        self.plain_values = false;
     }
 }
 

@@ -126,7 +126,15 @@ pub(crate) trait Keys {
     /// be read with fixed-size loads past its end.
     fn key(&mut self, b: &[u8], start: usize, end: usize, escaped: bool, depth: usize);
     fn close_object(&mut self);
+    /// A number with an exponent or longer than [`PLAIN_NUMBER_CHARS`], or a `\uD800`–`\uDFFF`
+    /// escape: the only text where a value can lie beyond what a double or UTF-8 holds (see
+    /// [`KeyCheck::plain_values`]). Rare, so its cost is one test per number and per `\u`.
+    fn unusual_value(&mut self);
 }
+
+/// Numbers of up to this many characters without an exponent are within ±f64::MAX (which has
+/// 309 integer digits).
+pub const PLAIN_NUMBER_CHARS: usize = 300;
 
 /// The plain validator: keys are not looked at (compiled away).
 struct NoKeys;
@@ -138,6 +146,8 @@ impl Keys for NoKeys {
     fn key(&mut self, _: &[u8], _: usize, _: usize, _: bool, _: usize) {}
     #[inline(always)]
     fn close_object(&mut self) {}
+    #[inline(always)]
+    fn unusual_value(&mut self) {}
 }
 
 /// [`scan`], also checking keys (see [`KeyCheck`]).
@@ -218,11 +228,23 @@ fn walk<const W: bool, K: Keys>(b: &[u8], mut i: usize, keys: &mut K) -> Result<
                     continue 'value;
                 }
             }
-            Some(b'"') => i = string::<W>(b, i)?,
+            Some(b'"') => {
+                let (end, escapes) = string_escaped::<W>(b, i)?;
+                if escapes == Escapes::Surrogate {
+                    keys.unusual_value();
+                }
+                i = end;
+            }
             Some(b't') => i = literal(b, i, b"true")?,
             Some(b'f') => i = literal(b, i, b"false")?,
             Some(b'n') => i = literal(b, i, b"null")?,
-            Some(b'-' | b'0'..=b'9') => i = number(b, i)?,
+            Some(b'-' | b'0'..=b'9') => {
+                let (end, exponent) = number_parts(b, i)?;
+                if exponent || end - i > PLAIN_NUMBER_CHARS {
+                    keys.unusual_value();
+                }
+                i = end;
+            }
             _ => return Err(i),
         }
         // After a value: close containers, or move to the next element.
@@ -273,8 +295,11 @@ fn member_key<const W: bool, K: Keys>(
     if b.get(i) != Some(&b'"') {
         return Err(i);
     }
-    let (end, escaped) = string_escaped::<W>(b, i)?;
-    keys.key(b, i + 1, end - 1, escaped, depth);
+    let (end, escapes) = string_escaped::<W>(b, i)?;
+    if escapes == Escapes::Surrogate {
+        keys.unusual_value();
+    }
+    keys.key(b, i + 1, end - 1, escapes != Escapes::None, depth);
     // Compact JSON (what producers send) has the colon right after the key.
     let i = if b.get(end) == Some(&b':') {
         end
@@ -330,7 +355,13 @@ fn digits(b: &[u8], mut i: usize) -> usize {
 
 /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`
 #[inline]
-pub(crate) fn number(b: &[u8], mut i: usize) -> Result<usize, usize> {
+pub(crate) fn number(b: &[u8], i: usize) -> Result<usize, usize> {
+    number_parts(b, i).map(|(end, _)| end)
+}
+
+/// [`number`], also telling whether it has an exponent.
+#[inline(always)]
+fn number_parts(b: &[u8], mut i: usize) -> Result<(usize, bool), usize> {
     if b[i] == b'-' {
         i += 1;
     }
@@ -355,30 +386,35 @@ pub(crate) fn number(b: &[u8], mut i: usize) -> Result<usize, usize> {
         if j == i {
             return Err(j);
         }
-        i = j;
+        return Ok((j, true));
     }
-    Ok(i)
+    Ok((i, false))
 }
 
-/// A string starting at the quote `b[i]`; returns the position after its closing quote.
-#[inline]
-fn string<const W: bool>(b: &[u8], i: usize) -> Result<usize, usize> {
-    string_escaped::<W>(b, i).map(|(end, _)| end)
+/// What escapes a string holds, as far as the validator's callers care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Escapes {
+    None,
+    /// Some, none of them `\uD800`–`\uDFFF`.
+    Plain,
+    /// At least one `\uD800`–`\uDFFF` (half of a surrogate pair, or a lone one).
+    Surrogate,
 }
 
-/// [`string`], also telling whether the string holds an escape: the key check needs to know,
-/// and finding out here is free while a second search of the key's bytes is not.
+/// A string starting at the quote `b[i]`: the position after its closing quote, and what
+/// escapes it holds. The key check needs to know whether a key is escaped, and finding out here
+/// is free while a second search of the key's bytes is not.
 #[inline(always)]
-fn string_escaped<const W: bool>(b: &[u8], i: usize) -> Result<(usize, bool), usize> {
+fn string_escaped<const W: bool>(b: &[u8], i: usize) -> Result<(usize, Escapes), usize> {
     let mut j = i + 1;
-    let mut escaped = false;
+    let mut escapes = Escapes::None;
     loop {
         j = find_special_in::<W>(b, j);
         match b.get(j) {
-            Some(b'"') => return Ok((j + 1, escaped)),
+            Some(b'"') => return Ok((j + 1, escapes)),
             Some(b'\\') => match b.get(j + 1) {
                 Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
-                    escaped = true;
+                    escapes = escapes.max(Escapes::Plain);
                     j += 2
                 }
                 Some(b'u') => {
@@ -389,7 +425,11 @@ fn string_escaped<const W: bool>(b: &[u8], i: usize) -> Result<(usize, bool), us
                     if hex.len() < 4 {
                         return Err(b.len()); // cut by the end of the buffer
                     }
-                    escaped = true;
+                    escapes = escapes.max(if hex[0] | 0x20 == b'd' && hex[1] >= b'8' {
+                        Escapes::Surrogate
+                    } else {
+                        Escapes::Plain
+                    });
                     j += 6;
                 }
                 None => return Err(b.len()),
@@ -470,7 +510,7 @@ unsafe fn find_special_avx2(b: &[u8], mut j: usize) -> usize {
 /// The first position at or after `j` holding `"`, `\` or a control character (< 0x20), or
 /// `b.len()`.
 #[inline(always)]
-fn find_special(b: &[u8], mut j: usize) -> usize {
+pub(crate) fn find_special(b: &[u8], mut j: usize) -> usize {
     #[cfg(target_arch = "x86_64")]
     {
         // SSE2 is part of the x86_64 baseline: no runtime detection needed.

@@ -13,7 +13,7 @@ pub mod unwrap;
 pub mod validate;
 
 pub use envelope::Envelope;
-pub use unwrap::{Emitted, Outcome, Unwrapper};
+pub use unwrap::{Emitted, Outcome, Unwrapper, Verdicts};
 pub use validate::{validate, Shape};
 
 use std::fmt;
@@ -57,6 +57,9 @@ impl fmt::Display for RecordErrorKind {
 /// A record's payload as handed to the row stage.
 #[derive(Debug, Clone, Copy)]
 pub struct Payload<'a> {
+    /// One valid JSON value in UTF-8: the record stage validated it (or this crate wrote it:
+    /// a log event's row, a `--map` result). Rows built from it rely on that
+    /// (`row::Row::json_valid`).
     pub json: &'a [u8],
     pub shape: Shape,
     /// Position below the framed record for envelopes that expand one record into several rows
@@ -66,4 +69,8 @@ pub struct Payload<'a> {
     /// No duplicate key and no key named like a generated column: the framer checked (see
     /// `frame::Frame::keys_clean`), so the row stage skips its key scan.
     pub keys_clean: bool,
+    /// Every number is within ±f64::MAX and no string holds a surrogate escape: the validator
+    /// saw (see [`crate::json::KeyCheck::plain_values`]), so a BigQuery sink skips its
+    /// storability look. `false` when unknown.
+    pub plain_values: bool,
 }

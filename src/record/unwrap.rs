@@ -25,6 +25,14 @@ pub enum Outcome {
     Control,
 }
 
+/// What the framer's validating pass found out about a record besides its grammar (see
+/// `frame::Frame`); the default is "nothing known", which costs only a later look.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Verdicts {
+    pub keys_clean: bool,
+    pub plain_values: bool,
+}
+
 /// Applies the envelope to each record of one object. `auto` is resolved from the first record
 /// that is a valid JSON object and then holds for the rest of the object.
 pub struct Unwrapper {
@@ -70,16 +78,16 @@ impl Unwrapper {
         json_checked: bool,
         emit: &mut dyn FnMut(Emitted<'_>) -> Result<(), E>,
     ) -> Result<Outcome, E> {
-        self.unwrap_checked(record, json_checked, false, emit)
+        self.unwrap_checked(record, json_checked, Verdicts::default(), emit)
     }
 
-    /// [`Unwrapper::unwrap`] for a record whose keys the framer also checked (`keys_clean`:
-    /// see `frame::Frame::keys_clean`); only a plain record keeps that verdict.
+    /// [`Unwrapper::unwrap`] for a record whose keys and values the framer also checked
+    /// (`frame::Frame::keys_clean` and `plain_values`); only a plain record keeps those verdicts.
     pub fn unwrap_checked<E: From<RecordErrorKind>>(
         &mut self,
         record: &[u8],
         json_checked: bool,
-        keys_clean: bool,
+        framer: Verdicts,
         emit: &mut dyn FnMut(Emitted<'_>) -> Result<(), E>,
     ) -> Result<Outcome, E> {
         let envelope = match self.resolved {
@@ -97,16 +105,23 @@ impl Unwrapper {
         };
         match envelope {
             Envelope::None | Envelope::Auto => {
-                let (shape, keys_clean) = match &mut self.keys {
-                    _ if json_checked => (validate_checked(record)?, keys_clean),
-                    Some(keys) => (validate_keys(record, keys)?, keys.clean),
-                    None => (validate(record)?, false),
+                let (shape, verdicts) = match &mut self.keys {
+                    _ if json_checked => (validate_checked(record)?, framer),
+                    Some(keys) => (
+                        validate_keys(record, keys)?,
+                        Verdicts {
+                            keys_clean: keys.clean,
+                            plain_values: keys.plain_values,
+                        },
+                    ),
+                    None => (validate(record)?, Verdicts::default()),
                 };
                 emit(Emitted::Row(Payload {
                     json: record,
                     shape,
                     sub: &[],
-                    keys_clean,
+                    keys_clean: verdicts.keys_clean,
+                    plain_values: verdicts.plain_values,
                 }))?;
                 Ok(Outcome::Payloads)
             }
@@ -152,6 +167,7 @@ impl Unwrapper {
                     shape,
                     sub: &[index],
                     keys_clean: false,
+                    plain_values: false,
                 }))?;
             }
             any = true;
@@ -189,6 +205,7 @@ fn cloudwatch_rows<E: From<RecordErrorKind>>(
                         shape: Shape::Object { empty: false },
                         sub: &sub,
                         keys_clean: false,
+                        plain_values: false,
                     }))?,
                 }
             }

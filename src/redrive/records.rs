@@ -110,6 +110,7 @@ pub fn redrive_records(
             };
             let mut row = Row::whole(&rid, r.ordinal, &raw);
             row.byte_offset = r.byte_offset;
+            row.json_valid = true; // validated above
             writer.write_row(&row)?;
             out.delivered += 1;
             return Ok(());

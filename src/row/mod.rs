@@ -55,6 +55,12 @@ pub struct Row<'a> {
     /// refuses); set by the caller, which knows the framing.
     pub byte_offset: u64,
     parts: [&'a [u8]; 3],
+    /// The record's values are plain ([`Payload::plain_values`]): nothing a BigQuery sink's
+    /// storability look would refuse. `false` when unknown.
+    pub plain_values: bool,
+    /// The row is known to be one valid JSON value in UTF-8: built from a [`Payload`], which
+    /// the record stage validated. A sink may then skip what only guards against broken text.
+    pub json_valid: bool,
 }
 
 impl<'a> Row<'a> {
@@ -65,6 +71,8 @@ impl<'a> Row<'a> {
             ordinal,
             byte_offset: 0,
             parts: [b"", bytes, b""],
+            plain_values: false,
+            json_valid: false,
         }
     }
 
@@ -368,6 +376,8 @@ impl RowBuilder {
             ordinal,
             byte_offset: offset,
             parts: [head, body, &self.tail],
+            plain_values: payload.plain_values,
+            json_valid: true,
         })
     }
 }
@@ -412,6 +422,8 @@ impl RowBuilder {
                 body,
                 &self.tail,
             ],
+            plain_values: payload.plain_values,
+            json_valid: true,
         })
     }
 }

@@ -381,6 +381,7 @@ fn accepted(record: &[u8], mapping: Option<&Mapping>) -> Result<Vec<u8>, String>
         shape,
         sub: &[],
         keys_clean: false,
+        plain_values: false,
     };
     rb.build(&payload, 0, 0)
         .map(|r| r.to_vec())

@@ -45,6 +45,53 @@ fn accepts_and_rejects_like_the_grammar_says() {
     }
 }
 
+/// Only numbers with an exponent or over 300 characters and `\uD800`–`\uDFFF` escapes (in
+/// values or keys, at any depth) make a record's values unusual; the same verdict whether the
+/// record is checked whole or scanned from a stream, and reset for the next record.
+#[test]
+fn values_are_plain_unless_a_number_or_an_escape_could_be_out_of_range() {
+    let digits = |n: usize| "9".repeat(n);
+    let plain = |doc: &str| {
+        let mut k = KeyCheck::new(Vec::new());
+        check_keys(doc.as_bytes(), &mut k).expect(doc);
+        let whole = k.plain_values;
+        assert!(
+            matches!(scan_keys(doc.as_bytes(), &mut k), Scan::Complete(_)),
+            "{doc}"
+        );
+        assert_eq!(k.plain_values, whole, "{doc}");
+        whole
+    };
+    for doc in [
+        r#"{"a":1,"b":-2.5,"c":[0.125,{"d":"\u00e9\n"}],"e":"\ud7ff\ue000"}"#.to_string(),
+        format!(r#"{{"n":{}}}"#, digits(300)),
+        format!(r#"{{"n":-{}}}"#, digits(299)),
+        r#"{"id":"925e52ae42d2e149","s":"1e400"}"#.to_string(),
+        r#"[1,2,3]"#.to_string(),
+    ] {
+        assert!(plain(&doc), "{doc}");
+    }
+    for doc in [
+        r#"{"a":1e5}"#.to_string(),
+        r#"{"a":[1,{"b":2.5E-3}]}"#.to_string(),
+        format!(r#"{{"n":{}}}"#, digits(301)),
+        format!(r#"{{"n":-{}}}"#, digits(300)),
+        r#"{"s":"x\ud800"}"#.to_string(),
+        r#"{"s":"\uDBFF\uDFFF"}"#.to_string(),
+        r#"{"k\udc00":1}"#.to_string(),
+        r#"[{"a":[{"b":"\uDe00"}]}]"#.to_string(),
+        "1E2".to_string(),
+    ] {
+        assert!(!plain(&doc), "{doc}");
+    }
+    // The verdict is per record: a plain record after an unusual one is plain again.
+    let mut k = KeyCheck::new(Vec::new());
+    check_keys(br#"{"a":1e5}"#, &mut k).unwrap();
+    assert!(!k.plain_values);
+    check_keys(br#"{"a":1}"#, &mut k).unwrap();
+    assert!(k.plain_values);
+}
+
 #[test]
 fn the_key_check_passes_only_records_the_row_scan_would_leave_alone() {
     let reserved = vec![crate::json::keycheck::name_hash(b"_row_id")];

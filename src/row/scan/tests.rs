@@ -70,8 +70,9 @@ fn finds_what_bigquery_cannot_store() {
     assert!(storable(deep.as_bytes()).unwrap_err().contains("[0][0]"));
 }
 
-/// The quick look never lets through a row the walk refuses: numbers of every length
-/// around the f64 bound, exponents, and surrogate escapes, mutated at random.
+/// The quick look never lets through a row the walk refuses, nor does the validator's
+/// plain-values verdict (which spares the look): numbers of every length around the f64
+/// bound, exponents, and surrogate escapes, mutated at random.
 #[test]
 fn the_quick_look_misses_nothing() {
     let big = "9".repeat(309);
@@ -84,6 +85,11 @@ fn the_quick_look_misses_nothing() {
         r#"{"id":"925e52ae42d2e149","x":[1,2e3,"3e4"],"y":"a,4e5","z":5e+9}"#.to_string(),
         r#"{"id":"925e52ae42d2e149","w":[0, 9e999]}"#.to_string(),
         r#"{"s":"x\uDC00y","k":"\ud83d\ude00","h":"\u00e9"}"#.to_string(),
+        // Plain (the validator lets it skip the look) until a mutation makes it otherwise.
+        format!(
+            r#"{{"id":"925e52ae42d2e149","n":[1,-2.5,0.125,{}],"s":"\u00e9"}}"#,
+            "7".repeat(299)
+        ),
     ];
     let alphabet = b"0123456789.-+eE\\udDc8\"{}[],: x";
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
@@ -94,6 +100,8 @@ fn the_quick_look_misses_nothing() {
         state
     };
     let mut refused = 0;
+    let mut plain = 0;
+    let mut keys = crate::json::KeyCheck::new(Vec::new());
     for seed in &seeds {
         for _ in 0..5_000 {
             let mut row = seed.as_bytes().to_vec();
@@ -120,12 +128,21 @@ fn the_quick_look_misses_nothing() {
                 "{}",
                 String::from_utf8_lossy(&row)
             );
+            // Nor does the validator's verdict that lets a row skip the look.
+            crate::json::check_keys(&row, &mut keys).expect("valid, checked above");
+            plain += usize::from(keys.plain_values);
+            assert!(
+                walked.is_ok() || !keys.plain_values,
+                "plain but refused: {}",
+                String::from_utf8_lossy(&row)
+            );
         }
     }
     assert!(
         refused > 100,
         "the mutations reach refused rows ({refused})"
     );
+    assert!(plain > 100, "the mutations reach plain rows ({plain})");
 }
 
 /// The quick look reads 16-byte blocks (8-byte words without SSE2) and a zero-padded last one:

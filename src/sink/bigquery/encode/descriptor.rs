@@ -40,6 +40,17 @@ pub(super) struct Message {
     lookup: HashMap<Box<str>, usize>,
     /// Length of the longest column name: longer keys cannot match and need no lowercasing.
     longest: usize,
+    /// For tables of up to 32 columns: per [`shape`] of a name, the columns that have it (bit
+    /// `c` for column `c`). Most keys of wide events name no column, and are turned away by one
+    /// load instead of a comparison with every column.
+    shapes: [u32; 64],
+}
+
+/// A name's length and first letter (case folded), in six bits: names equal up to ASCII case
+/// have the same shape.
+fn shape(name: &str) -> usize {
+    let first = name.as_bytes().first().map_or(0, |b| b | 0x20);
+    (name.len() * 7 + usize::from(first)) & 63
 }
 
 #[derive(Debug)]
@@ -58,13 +69,15 @@ impl Message {
         // Typical tables have a few dozen columns at most: comparing lengths first and then the
         // bytes case-insensitively beats hashing every key (measured in benches/hot_path.rs).
         if self.columns.len() <= 32 {
-            if key.len() > self.longest {
-                return None;
+            let mut candidates = self.shapes[shape(key)];
+            while candidates != 0 {
+                let c = candidates.trailing_zeros() as usize;
+                candidates &= candidates - 1;
+                if self.columns.get(c)?.name.eq_ignore_ascii_case(key) {
+                    return Some(c);
+                }
             }
-            return self
-                .columns
-                .iter()
-                .position(|c| c.name.len() == key.len() && c.name.eq_ignore_ascii_case(key));
+            return None;
         }
         if let Some(&i) = self.lookup.get(key) {
             return Some(i);
@@ -122,6 +135,7 @@ impl Builder {
             required: Vec::new(),
             lookup: HashMap::new(),
             longest: 0,
+            shapes: [0; 64],
         });
         let mut columns = Vec::with_capacity(fields.len());
         let mut lookup = HashMap::with_capacity(fields.len() * 2);
@@ -202,6 +216,14 @@ impl Builder {
                 .map(|(i, _)| i)
                 .collect(),
             longest: fields.iter().map(|f| f.name.len()).max().unwrap_or(0),
+            shapes: fields
+                .iter()
+                .take(32)
+                .enumerate()
+                .fold([0; 64], |mut s, (c, f)| {
+                    s[shape(&f.name)] |= 1 << c;
+                    s
+                }),
             columns,
             lookup,
         };

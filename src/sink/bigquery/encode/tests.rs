@@ -353,6 +353,43 @@ fn unknown_fields_fail_unless_ignored() {
     assert_eq!(get(get(&m, "r").as_message().unwrap(), "x"), PValue::I64(2));
 }
 
+/// A row known to be valid JSON skips unknown values without validating them: the bytes out,
+/// and the errors, are the same as the checking path's for every kind of skipped value
+/// (strings holding brackets, quotes and escapes; nested containers; spaced JSON).
+#[test]
+fn rows_known_valid_encode_to_the_same_bytes() {
+    let lenient = Encoder::new(
+        vec![
+            Field::new("a", Kind::Int64),
+            Field::record("r", vec![Field::new("x", Kind::String)]),
+        ],
+        Options {
+            ignore_unknown_values: true,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    for row in [
+        r#"{"u":"}]\"{[","a":1}"#,
+        r#"{"u":{"v":[1,{"w":"x\\"}],"z":[]},"a":2,"r":{"q":[[["]"]]],"x":"s"}}"#,
+        r#"{ "u" : [ 1 , true , null , -2.5e3 ] , "a" : 3 , "t" : "\u00e9\ud83d\ude00" }"#,
+        r#"{"a":4,"u":"tail"}"#,
+        r#"{"r":{"x":"only","u":{}},"u2":false}"#,
+        r#"{"u":[{"a":"not a number"}],"a":"five"}"#,
+        r#"{"r":{"x":1},"u":1}"#,
+    ] {
+        let (mut checked, mut valid) = (Vec::new(), Vec::new());
+        let c = lenient.try_encode_delimited(row.as_bytes(), &mut checked);
+        let v = lenient.try_encode_delimited_valid(row.as_bytes(), &mut valid);
+        assert_eq!(
+            c.map_err(|e| e.to_string()),
+            v.map_err(|e| e.to_string()),
+            "{row}"
+        );
+        assert_eq!(checked, valid, "{row}");
+    }
+}
+
 #[test]
 fn keys_match_columns_case_insensitively() {
     let enc = encoder(vec![

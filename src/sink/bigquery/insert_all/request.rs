@@ -219,6 +219,7 @@ mod tests {
                 shape: validate(r.as_bytes()).unwrap(),
                 sub: &[],
                 keys_clean: false,
+                plain_values: false,
             };
             let row = rb.build(&payload, i as u64, i as u64 * 100).unwrap();
             let before = batch.encoded_len();

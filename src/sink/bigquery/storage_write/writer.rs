@@ -173,7 +173,12 @@ impl Writer {
         // The row's JSON goes into the batch's buffer once, and is encoded from there.
         let (json_start, rows_start) = (batch.json.len(), batch.rows.len());
         row.append_to(&mut batch.json);
-        let encoded = encoder.try_encode_delimited(&batch.json[json_start..], &mut batch.rows);
+        let json = &batch.json[json_start..];
+        let encoded = if row.json_valid {
+            encoder.try_encode_delimited_valid(json, &mut batch.rows)
+        } else {
+            encoder.try_encode_delimited(json, &mut batch.rows)
+        };
         let refused = match encoded {
             Err(why @ EncodeError::UnknownField { .. }) if evolve && inner.evolver.is_some() => {
                 // The slow path: only rows the table lacks a column for get here.
