@@ -229,21 +229,13 @@ fn walk<const W: bool, K: Keys>(b: &[u8], mut i: usize, keys: &mut K) -> Result<
                 }
             }
             Some(b'"') => {
-                let (end, escapes) = string_escaped::<W>(b, i)?;
-                if escapes == Escapes::Surrogate {
-                    keys.unusual_value();
-                }
-                i = end;
+                i = string_escaped::<W, K>(b, i, keys)?.0;
             }
             Some(b't') => i = literal(b, i, b"true")?,
             Some(b'f') => i = literal(b, i, b"false")?,
             Some(b'n') => i = literal(b, i, b"null")?,
             Some(b'-' | b'0'..=b'9') => {
-                let (end, exponent) = number_parts(b, i)?;
-                if exponent || end - i > PLAIN_NUMBER_CHARS {
-                    keys.unusual_value();
-                }
-                i = end;
+                i = number_watched(b, i, keys)?;
             }
             _ => return Err(i),
         }
@@ -295,11 +287,8 @@ fn member_key<const W: bool, K: Keys>(
     if b.get(i) != Some(&b'"') {
         return Err(i);
     }
-    let (end, escapes) = string_escaped::<W>(b, i)?;
-    if escapes == Escapes::Surrogate {
-        keys.unusual_value();
-    }
-    keys.key(b, i + 1, end - 1, escapes != Escapes::None, depth);
+    let (end, escaped) = string_escaped::<W, K>(b, i, keys)?;
+    keys.key(b, i + 1, end - 1, escaped, depth);
     // Compact JSON (what producers send) has the colon right after the key.
     let i = if b.get(end) == Some(&b':') {
         end
@@ -356,12 +345,14 @@ fn digits(b: &[u8], mut i: usize) -> usize {
 /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`
 #[inline]
 pub(crate) fn number(b: &[u8], i: usize) -> Result<usize, usize> {
-    number_parts(b, i).map(|(end, _)| end)
+    number_watched(b, i, &mut NoKeys)
 }
 
-/// [`number`], also telling whether it has an exponent.
+/// [`number`], telling `keys` of an exponent or of more than [`PLAIN_NUMBER_CHARS`]
+/// characters (in the branches that meet them, so a plain number pays one comparison).
 #[inline(always)]
-fn number_parts(b: &[u8], mut i: usize) -> Result<(usize, bool), usize> {
+fn number_watched<K: Keys>(b: &[u8], mut i: usize, keys: &mut K) -> Result<usize, usize> {
+    let start = i;
     if b[i] == b'-' {
         i += 1;
     }
@@ -378,6 +369,7 @@ fn number_parts(b: &[u8], mut i: usize) -> Result<(usize, bool), usize> {
         i = j;
     }
     if matches!(b.get(i), Some(b'e' | b'E')) {
+        keys.unusual_value();
         i += 1;
         if matches!(b.get(i), Some(b'+' | b'-')) {
             i += 1;
@@ -386,35 +378,32 @@ fn number_parts(b: &[u8], mut i: usize) -> Result<(usize, bool), usize> {
         if j == i {
             return Err(j);
         }
-        return Ok((j, true));
+        i = j;
     }
-    Ok((i, false))
+    if i - start > PLAIN_NUMBER_CHARS {
+        keys.unusual_value();
+    }
+    Ok(i)
 }
 
-/// What escapes a string holds, as far as the validator's callers care.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Escapes {
-    None,
-    /// Some, none of them `\uD800`–`\uDFFF`.
-    Plain,
-    /// At least one `\uD800`–`\uDFFF` (half of a surrogate pair, or a lone one).
-    Surrogate,
-}
-
-/// A string starting at the quote `b[i]`: the position after its closing quote, and what
-/// escapes it holds. The key check needs to know whether a key is escaped, and finding out here
-/// is free while a second search of the key's bytes is not.
+/// A string starting at the quote `b[i]`: the position after its closing quote, and whether
+/// it holds an escape (the key check needs to know, and finding out here is free while a second
+/// search of the key's bytes is not). A `\uD800`–`\uDFFF` escape is told to `keys`.
 #[inline(always)]
-fn string_escaped<const W: bool>(b: &[u8], i: usize) -> Result<(usize, Escapes), usize> {
+fn string_escaped<const W: bool, K: Keys>(
+    b: &[u8],
+    i: usize,
+    keys: &mut K,
+) -> Result<(usize, bool), usize> {
     let mut j = i + 1;
-    let mut escapes = Escapes::None;
+    let mut escaped = false;
     loop {
         j = find_special_in::<W>(b, j);
         match b.get(j) {
-            Some(b'"') => return Ok((j + 1, escapes)),
+            Some(b'"') => return Ok((j + 1, escaped)),
             Some(b'\\') => match b.get(j + 1) {
                 Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
-                    escapes = escapes.max(Escapes::Plain);
+                    escaped = true;
                     j += 2
                 }
                 Some(b'u') => {
@@ -425,11 +414,10 @@ fn string_escaped<const W: bool>(b: &[u8], i: usize) -> Result<(usize, Escapes),
                     if hex.len() < 4 {
                         return Err(b.len()); // cut by the end of the buffer
                     }
-                    escapes = escapes.max(if hex[0] | 0x20 == b'd' && hex[1] >= b'8' {
-                        Escapes::Surrogate
-                    } else {
-                        Escapes::Plain
-                    });
+                    if hex[0] | 0x20 == b'd' && hex[1] >= b'8' {
+                        keys.unusual_value();
+                    }
+                    escaped = true;
                     j += 6;
                 }
                 None => return Err(b.len()),
