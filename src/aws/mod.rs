@@ -1,11 +1,13 @@
 //! AWS as every part of the house uses it: the SDK configuration and the S3 client
 //! ([`config`]), the lazily built client a run shares ([`Aws`]), error classes ([`errors`]),
-//! `s3://` URIs ([`S3Uri`]) and keys as AWS encodes them in events and manifests ([`keys`]).
+//! `s3://` URIs ([`S3Uri`]), keys as AWS encodes them in events and manifests ([`keys`]) and
+//! the listing of a prefix ([`listing`]).
 //! The source, the ledger and dead letters all borrow these from here, not from each other.
 
 pub mod config;
 pub mod errors;
 pub mod keys;
+pub mod listing;
 mod uri;
 
 pub use self::config::{client, sdk_config};

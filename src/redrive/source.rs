@@ -95,30 +95,27 @@ impl Source {
                 bucket,
                 prefix,
             } => {
-                let mut pages = client
-                    .list_objects_v2()
-                    .bucket(bucket)
-                    .prefix(prefix)
-                    .into_paginator()
-                    .send();
-                while let Some(page) = pages.next().await {
-                    let page =
-                        page.map_err(|e| crate::aws::classify(Stage::Fetch, "ListObjectsV2", e))?;
-                    for o in page.contents() {
-                        let Some(key) = o.key() else { continue };
-                        if !key.ends_with(".json") {
-                            continue;
-                        }
-                        let body = get_s3(client, bucket, key).await?;
-                        let doc = Document::read(body, &format!("s3://{bucket}/{key}"))?;
-                        out.push(Letter {
-                            location: Location::S3 {
-                                bucket: bucket.clone(),
-                                key: key.to_string(),
-                            },
-                            doc,
-                        });
+                let listed = crate::aws::listing::objects(
+                    client,
+                    bucket,
+                    prefix,
+                    Stage::Fetch,
+                    "ListObjectsV2",
+                )
+                .await?;
+                for key in listed.iter().filter_map(|o| o.key()) {
+                    if !key.ends_with(".json") {
+                        continue;
                     }
+                    let body = get_s3(client, bucket, key).await?;
+                    let doc = Document::read(body, &format!("s3://{bucket}/{key}"))?;
+                    out.push(Letter {
+                        location: Location::S3 {
+                            bucket: bucket.clone(),
+                            key: key.to_string(),
+                        },
+                        doc,
+                    });
                 }
             }
             Source::Sqs { sqs, s3, queue_url } => loop {

@@ -94,26 +94,24 @@ impl ObjectStore for S3Store {
 
     fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<ObjectRef>, Error>> {
         Box::pin(async move {
-            let mut pages = self
-                .client
-                .list_objects_v2()
-                .bucket(&self.bucket)
-                .prefix(prefix)
-                .into_paginator()
-                .send();
-            let mut out = Vec::new();
-            while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| classify(Stage::Fetch, "ListObjectsV2", e))?;
-                for o in page.contents() {
-                    let Some(key) = o.key() else { continue };
-                    let mut r = ObjectRef::new(&self.bucket, key);
+            let listed = crate::aws::listing::objects(
+                &self.client,
+                &self.bucket,
+                prefix,
+                Stage::Fetch,
+                "ListObjectsV2",
+            )
+            .await?;
+            Ok(listed
+                .iter()
+                .filter_map(|o| {
+                    let mut r = ObjectRef::new(&self.bucket, o.key()?);
                     r.etag = o.e_tag().map(unquote);
                     r.size = o.size().map(|n| n as u64);
                     r.origin = Some(crate::object::Origin::S3);
-                    out.push(r);
-                }
-            }
-            Ok(out)
+                    Some(r)
+                })
+                .collect())
         })
     }
 

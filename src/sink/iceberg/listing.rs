@@ -2,7 +2,7 @@
 //! and last write: what [`super::orphans`] needs and iceberg's `FileIO` cannot give (it reads,
 //! writes and deletes, but does not list).
 //!
-//! On S3 the listing is `ListObjectsV2` page by page through the S3 client every AWS user here
+//! On S3 the listing is [`crate::aws::listing`] through the S3 client every AWS user here
 //! shares ([`crate::aws::client`]: the SDK's credentials chain, region and
 //! `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL` with path-style addressing — the identity and
 //! endpoint the warehouse's storage uses, [`super::storage::s3_io`]). An object's "last write"
@@ -91,31 +91,23 @@ async fn list_s3(
     keep: impl Fn(&str) -> bool,
 ) -> Result<Vec<Listed>, Error> {
     let client = crate::aws::client(false).await;
-    let mut pages = client
-        .list_objects_v2()
-        .bucket(bucket)
-        .prefix(prefix)
-        .into_paginator()
-        .send();
     let what = format!("listing {scheme}://{bucket}/{prefix}");
+    let listed = crate::aws::listing::objects(&client, bucket, prefix, Stage::Sink, &what).await?;
     let mut out = Vec::new();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| crate::aws::classify(Stage::Sink, &what, e))?;
-        for o in page.contents() {
-            let Some(key) = o.key() else { continue };
-            let name = key.rsplit('/').next().unwrap_or(key);
-            if !keep(name) {
-                continue;
-            }
-            out.push(Listed {
-                location: format!("{scheme}://{bucket}/{key}"),
-                name: name.to_string(),
-                bytes: o.size().unwrap_or(0).max(0) as u64,
-                modified: o
-                    .last_modified()
-                    .and_then(|t| SystemTime::try_from(*t).ok()),
-            });
+    for o in &listed {
+        let Some(key) = o.key() else { continue };
+        let name = key.rsplit('/').next().unwrap_or(key);
+        if !keep(name) {
+            continue;
         }
+        out.push(Listed {
+            location: format!("{scheme}://{bucket}/{key}"),
+            name: name.to_string(),
+            bytes: o.size().unwrap_or(0).max(0) as u64,
+            modified: o
+                .last_modified()
+                .and_then(|t| SystemTime::try_from(*t).ok()),
+        });
     }
     Ok(out)
 }
