@@ -228,15 +228,11 @@ fn walk<const W: bool, K: Keys>(b: &[u8], mut i: usize, keys: &mut K) -> Result<
                     continue 'value;
                 }
             }
-            Some(b'"') => {
-                i = string_escaped::<W, K>(b, i, keys)?.0;
-            }
+            Some(b'"') => i = string_escaped::<W, K>(b, i, keys)?.0,
             Some(b't') => i = literal(b, i, b"true")?,
             Some(b'f') => i = literal(b, i, b"false")?,
             Some(b'n') => i = literal(b, i, b"null")?,
-            Some(b'-' | b'0'..=b'9') => {
-                i = number_watched(b, i, keys)?;
-            }
+            Some(b'-' | b'0'..=b'9') => i = number_watched(b, i, keys)?,
             _ => return Err(i),
         }
         // After a value: close containers, or move to the next element.
