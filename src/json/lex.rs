@@ -171,3 +171,88 @@ pub(crate) fn key_hash(raw: &[u8], escaped: bool) -> u64 {
         hash(raw)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    }
+
+    /// Random valid JSON whose strings hold brackets, escaped quotes and backslashes, nested to
+    /// various depths, long enough to cross the string search's 16-byte blocks.
+    fn doc(state: &mut u64, depth: usize, out: &mut String) {
+        let pick = step(state) % if depth > 5 { 3 } else { 6 };
+        match pick {
+            0 => out.push_str(["1", "-2.5e3", "true", "null", "0"][(step(state) % 5) as usize]),
+            1 | 2 => {
+                out.push('"');
+                for _ in 0..step(state) % 40 {
+                    let piece = ["a", "]", "}", "[", "{", "\\\"", "\\\\", "é", ",", " "];
+                    out.push_str(piece[(step(state) % 10) as usize]);
+                }
+                out.push('"');
+            }
+            3 | 4 => {
+                out.push('[');
+                for k in 0..step(state) % 6 {
+                    if k > 0 {
+                        out.push_str(if step(state) % 2 == 0 { "," } else { " , " });
+                    }
+                    doc(state, depth + 1, out);
+                }
+                out.push(']');
+            }
+            _ => {
+                out.push('{');
+                for k in 0..step(state) % 6 {
+                    if k > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&format!("\"k{k}\\\"]\":"));
+                    doc(state, depth + 1, out);
+                }
+                out.push('}');
+            }
+        }
+    }
+
+    /// The skip over valid text (what Storage Write uses for the values of unknown keys) ends
+    /// every value where the validator does, at every alignment and whatever follows.
+    #[test]
+    fn value_end_agrees_with_the_validator() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut containers = 0;
+        for round in 0..4000 {
+            let mut text = " ".repeat(round % 17);
+            let start = text.len();
+            doc(&mut state, 0, &mut text);
+            text.push_str(if round % 2 == 0 { "]}" } else { ",\"x\":[1]}" });
+            let b = text.as_bytes();
+            let want = crate::json::validate::value(b, start).expect("valid");
+            assert_eq!(value_end(b, start), Some(want), "{text}");
+            containers += usize::from(matches!(b[start], b'[' | b'{'));
+        }
+        assert!(containers > 1000, "containers met: {containers}");
+    }
+
+    /// Text that is not JSON ends the skip somewhere or nowhere, but never panics.
+    #[test]
+    fn value_end_never_panics_on_broken_text() {
+        for text in [
+            "[",
+            "[\"",
+            "{\"a\":\\",
+            "\"abc\\",
+            "\"\\\"",
+            "]]]",
+            "[\\\"]",
+        ] {
+            let _ = value_end(text.as_bytes(), 0);
+        }
+    }
+}
