@@ -201,7 +201,11 @@ mod tests {
                 out.push('[');
                 for k in 0..step(state) % 6 {
                     if k > 0 {
-                        out.push_str(if step(state) % 2 == 0 { "," } else { " , " });
+                        out.push_str(if step(state).is_multiple_of(2) {
+                            ","
+                        } else {
+                            " , "
+                        });
                     }
                     doc(state, depth + 1, out);
                 }
