@@ -30,6 +30,7 @@
 
 mod datetime;
 mod descriptor;
+mod fail;
 mod values;
 mod walk;
 

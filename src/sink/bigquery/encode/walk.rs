@@ -3,19 +3,21 @@
 //!
 //! Nothing is parsed twice. A scalar is read once and converted ([`super::values`]); a RECORD
 //! is encoded as the scanner walks into it, into the same output buffer behind a reserved
-//! length byte; the value of a key that names no column is skipped by the crate's JSON
-//! validator ([`crate::json`], the one the framer uses) without being looked at.
+//! length byte; the value of a key that names no column is skipped without being looked at.
 //! Fields are written in key order: protobuf readers take them in any order, so the message is
 //! the same as in schema order, and the same row always gives the same bytes.
 //!
-//! The scanner checks the JSON grammar as it goes. The JSON text of a row in the pipeline was
-//! validated by the framer already, but the encoder stands on its own: anything that is not
-//! one JSON object gives an error, never a panic and never a half-written row.
+//! The scanner checks the JSON grammar as it goes, and skips unknown values with the crate's
+//! validator ([`crate::json`], the one the framer uses): the encoder stands on its own, and
+//! anything that is not one JSON object gives an error, never a panic and never a half-written
+//! row. A row the pipeline built was validated already (`Row::json_valid`); for it
+//! ([`Encoder::try_encode_delimited_valid`]) unknown values are skipped by brackets and quotes
+//! alone.
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
 
-use super::descriptor::{is_identifier, Column, Encoder};
+use super::descriptor::{Column, Encoder};
+use super::fail::Fail;
 use super::values::encode_scalar;
 use super::{EncodeError, Kind, Mode};
 use crate::json;
@@ -525,89 +527,4 @@ fn shorten(s: &str) -> String {
         end -= 1;
     }
     format!("{}…", &s[..end])
-}
-
-/// A conversion error, with the path built up on the way out of the recursion (innermost
-/// first). Only failing rows pay for it.
-struct Fail {
-    path: Vec<Segment>,
-    message: String,
-    unknown: bool,
-    /// The row is not JSON here: reported for the whole row, not for a column.
-    syntax: bool,
-}
-
-enum Segment {
-    Name(String),
-    Index(usize),
-}
-
-impl Fail {
-    fn new(message: String) -> Fail {
-        Fail {
-            path: Vec::new(),
-            message,
-            unknown: false,
-            syntax: false,
-        }
-    }
-
-    fn syntax() -> Fail {
-        Fail {
-            syntax: true,
-            ..Fail::new(String::new())
-        }
-    }
-
-    fn unknown(key: String) -> Fail {
-        Fail {
-            path: vec![Segment::Name(key)],
-            unknown: true,
-            ..Fail::new(String::new())
-        }
-    }
-
-    fn within(mut self, name: &str) -> Fail {
-        if !self.syntax {
-            self.path.push(Segment::Name(name.to_owned()));
-        }
-        self
-    }
-
-    fn at(mut self, index: usize) -> Fail {
-        if !self.syntax {
-            self.path.push(Segment::Index(index));
-        }
-        self
-    }
-
-    fn render(self) -> EncodeError {
-        let mut path = String::new();
-        for segment in self.path.iter().rev() {
-            match segment {
-                Segment::Name(name) => {
-                    if !path.is_empty() {
-                        path.push('.');
-                    }
-                    // Column names are identifiers. An unknown key can be anything (empty,
-                    // dotted, with spaces or quotes), and is quoted so the path stays readable.
-                    if is_identifier(name) {
-                        path.push_str(name);
-                    } else {
-                        path.push_str(&serde_json::to_string(name).unwrap_or_default());
-                    }
-                }
-                Segment::Index(i) => {
-                    let _ = write!(path, "[{i}]");
-                }
-            }
-        }
-        if self.unknown {
-            EncodeError::UnknownField { path }
-        } else if path.is_empty() {
-            EncodeError::Invalid(self.message)
-        } else {
-            EncodeError::Invalid(format!("{path}: {}", self.message))
-        }
-    }
 }
