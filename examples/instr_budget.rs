@@ -15,7 +15,7 @@ use std::io;
 
 use firehose_replay::frame::{Event, Framer, Framing};
 use firehose_replay::object::ObjectRef;
-use firehose_replay::record::{Emitted, Envelope, RecordErrorKind, Unwrapper, Verdicts};
+use firehose_replay::record::{Emitted, Envelope, RecordErrorKind, Unwrapper};
 use firehose_replay::row::{generated_columns, ObjectSeed, RowBuilder, RowIdSource};
 
 const MAX_RECORD: usize = 10 * 1024 * 1024;
@@ -79,15 +79,7 @@ fn replay(data: &[u8], framing: Framing) -> io::Result<(u64, u64, u64)> {
             Ok(())
         };
         unwrapper
-            .unwrap_checked(
-                frame.bytes,
-                frame.json_checked,
-                Verdicts {
-                    keys_clean: frame.keys_clean,
-                    plain_values: frame.plain_values,
-                },
-                &mut emit,
-            )
+            .unwrap_checked(frame.bytes, frame.json_checked, frame.verdicts, &mut emit)
             .map_err(|e| io::Error::other(e.to_string()))?;
     }
     bytes += out.len() as u64;

@@ -538,9 +538,7 @@ pub(crate) fn build_row<'a>(
         let shape = mapping.apply(payload.json, mapped)?;
         payload.json = mapped;
         payload.shape = shape;
-        // The framer checked the record, not the mapped row.
-        payload.keys_clean = false;
-        payload.plain_values = false;
+        payload.verdicts = Default::default(); // the framer checked the record, not the mapped row
     }
     rows.build(&payload, ordinal, offset)
         .map_err(|kind| kind.to_string())

@@ -110,11 +110,10 @@ pub struct Frame<'a> {
     /// The framer already checked the JSON grammar of these bytes, so the record stage need
     /// not do it again.
     pub json_checked: bool,
-    /// The framer also found no duplicate key and no top-level key named like a generated
-    /// column (see [`Framer::check_keys`]), so the row stage need not scan the keys.
-    pub keys_clean: bool,
-    /// The framer's check also found every value plain (see [`crate::json::KeyCheck::plain_values`]).
-    pub plain_values: bool,
+    /// What the framer's key check also found (see [`Framer::check_keys`]): no duplicate key
+    /// and no top-level key named like a generated column, so the row stage need not scan the
+    /// keys; every value plain. Nothing known when the framer did not check the grammar.
+    pub verdicts: crate::json::Verdicts,
 }
 
 /// Why a stretch of bytes could not become a record.
@@ -258,15 +257,16 @@ impl<R: Read> Framer<R> {
                 checked,
             } => {
                 self.ordinal += 1;
-                let keys_clean = checked && matches!(&self.mode, Mode::Json(s) if s.keys_clean);
-                let plain_values = checked && matches!(&self.mode, Mode::Json(s) if s.plain_values);
+                let verdicts = match &self.mode {
+                    Mode::Json(s) if checked => s.verdicts,
+                    _ => crate::json::Verdicts::default(),
+                };
                 Ok(Some(Event::Record(Frame {
                     bytes: &self.input.buf[at..at + len],
                     offset,
                     ordinal,
                     json_checked: checked,
-                    keys_clean,
-                    plain_values,
+                    verdicts,
                 })))
             }
             Step::Error { offset, kind, raw } => {

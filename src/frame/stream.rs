@@ -111,10 +111,8 @@ pub(crate) struct Stream {
     state: State,
     /// When set, keys are checked while validating (see [`json::KeyCheck`]).
     pub(crate) keys: Option<json::KeyCheck>,
-    /// Whether the last record's keys passed that check.
-    pub(crate) keys_clean: bool,
-    /// Whether the last record's values were plain (see [`json::KeyCheck::plain_values`]).
-    pub(crate) plain_values: bool,
+    /// What that check found in the last record.
+    pub(crate) verdicts: json::Verdicts,
     /// Stream offset of the next line break found to be followed by `{` or `[` in column 0
     /// (see [`Stream::boundary`]), and how far the stream was searched for one.
     boundary: Option<u64>,
@@ -128,8 +126,7 @@ impl Default for Stream {
         Stream {
             state: State::Between,
             keys: None,
-            keys_clean: false,
-            plain_values: false,
+            verdicts: json::Verdicts::default(),
             boundary: None,
             searched: 0,
             members: None,
@@ -238,8 +235,11 @@ impl Stream {
             Some(k) => json::scan_keys(scanned, k),
             None => json::scan(scanned),
         };
-        self.keys_clean = self.keys.as_ref().is_some_and(|k| k.clean);
-        self.plain_values = self.keys.as_ref().is_some_and(|k| k.plain_values);
+        self.verdicts = self
+            .keys
+            .as_ref()
+            .map(json::KeyCheck::verdicts)
+            .unwrap_or_default();
         let outcome = match scanned_result {
             Scan::Incomplete if limit.is_some() => {
                 let stop = limit.expect("checked");

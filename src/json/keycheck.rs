@@ -108,6 +108,16 @@ pub struct KeyCheck {
     pub plain_values: bool,
 }
 
+/// What the key check found out about the last record besides its grammar (see [`KeyCheck`]).
+/// The default is "nothing known", which costs only a later look.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Verdicts {
+    /// See [`KeyCheck::clean`].
+    pub keys_clean: bool,
+    /// See [`KeyCheck::plain_values`].
+    pub plain_values: bool,
+}
+
 impl KeyCheck {
     /// A check that treats top-level keys hashing like one of `reserved` as not clean
     /// (`reserved` holds [`name_hash`]es).
@@ -123,6 +133,14 @@ impl KeyCheck {
             reserved,
             clean: true,
             plain_values: true,
+        }
+    }
+
+    /// The last record's verdicts.
+    pub fn verdicts(&self) -> Verdicts {
+        Verdicts {
+            keys_clean: self.clean,
+            plain_values: self.plain_values,
         }
     }
 

@@ -12,5 +12,5 @@ pub mod keycheck;
 pub mod lex;
 pub mod validate;
 
-pub use keycheck::KeyCheck;
+pub use keycheck::{KeyCheck, Verdicts};
 pub use validate::*;

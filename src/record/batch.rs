@@ -11,7 +11,7 @@ use std::io::{self, Read};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread;
 
-use super::unwrap::{Outcome, Unwrapper, Verdicts};
+use super::unwrap::{Outcome, Unwrapper};
 use super::{Emitted, Envelope, Payload, RecordErrorKind, Shape};
 use crate::error::{Error, Stage};
 use crate::frame::{Event, Framer, Framing};
@@ -54,10 +54,8 @@ pub enum ItemKind {
     Payload {
         shape: Shape,
         sub: SubPath,
-        /// See [`Payload::keys_clean`].
-        clean: bool,
-        /// See [`Payload::plain_values`].
-        plain: bool,
+        /// See [`Payload::verdicts`].
+        verdicts: crate::json::Verdicts,
     },
     /// A record that could not become rows; `data[start..end]` holds its raw bytes, or, for
     /// an oversized record, nothing: all of it is in `spooled`.
@@ -103,14 +101,12 @@ impl Batch {
             ItemKind::Payload {
                 shape,
                 sub,
-                clean,
-                plain,
+                verdicts,
             } => Some(Payload {
                 json: self.bytes(item),
                 shape: *shape,
                 sub: sub.as_slice(),
-                keys_clean: *clean,
-                plain_values: *plain,
+                verdicts: *verdicts,
             }),
             _ => None,
         }
@@ -246,8 +242,7 @@ fn produce<R: Read>(
                             ItemKind::Payload {
                                 shape: p.shape,
                                 sub: SubPath::from_slice(p.sub),
-                                clean: p.keys_clean,
-                                plain: p.plain_values,
+                                verdicts: p.verdicts,
                             },
                         ),
                         // The whole record is kept, so a redrive can rebuild the row with its
@@ -270,10 +265,7 @@ fn produce<R: Read>(
                 match unwrapper.unwrap_checked(
                     frame.bytes,
                     frame.json_checked,
-                    Verdicts {
-                        keys_clean: frame.keys_clean,
-                        plain_values: frame.plain_values,
-                    },
+                    frame.verdicts,
                     &mut emit,
                 ) {
                     Ok(Outcome::Payloads) => {}
@@ -341,7 +333,7 @@ mod tests {
             match records.next_batch().unwrap() {
                 Next::Batch(b) => {
                     for item in &b.items {
-                        flags.push(b.payload(item).expect("a payload").keys_clean);
+                        flags.push(b.payload(item).expect("a payload").verdicts.keys_clean);
                     }
                 }
                 Next::Finished(_) => return flags,

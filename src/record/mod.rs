@@ -13,7 +13,7 @@ pub mod unwrap;
 pub mod validate;
 
 pub use envelope::Envelope;
-pub use unwrap::{Emitted, Outcome, Unwrapper, Verdicts};
+pub use unwrap::{Emitted, Outcome, Unwrapper};
 pub use validate::{validate, Shape};
 
 use std::fmt;
@@ -66,11 +66,9 @@ pub struct Payload<'a> {
     /// (log event index; sub-record index inside a Firehose error record). Empty for plain
     /// records. Part of the row ID, so it must be stable.
     pub sub: &'a [u32],
-    /// No duplicate key and no key named like a generated column: the framer checked (see
-    /// `frame::Frame::keys_clean`), so the row stage skips its key scan.
-    pub keys_clean: bool,
-    /// Every number is within ±f64::MAX and no string holds a surrogate escape: the validator
-    /// saw (see [`crate::json::KeyCheck::plain_values`]), so a BigQuery sink skips its
-    /// storability look. `false` when unknown.
-    pub plain_values: bool,
+    /// What the validating pass found (see [`crate::json::KeyCheck`]): with `keys_clean` (no
+    /// duplicate key, no key named like a generated column) the row stage skips its key scan;
+    /// with `plain_values` (every number within ±f64::MAX, no surrogate escape) a BigQuery sink
+    /// skips its storability look. Nothing known by default.
+    pub verdicts: crate::json::Verdicts,
 }

@@ -6,7 +6,7 @@ use super::firehose_error;
 use super::validate::{validate, validate_checked, validate_keys, Shape};
 use super::{Payload, RecordErrorKind};
 use crate::frame::{Event, Framer, Framing};
-use crate::json::KeyCheck;
+use crate::json::{KeyCheck, Verdicts};
 
 /// What the unwrapper hands on for one record: a row's payload, or a row below the record
 /// (a log event) that cannot be one.
@@ -23,14 +23,6 @@ pub enum Outcome {
     Payloads,
     /// A CloudWatch Logs control message: nothing to write.
     Control,
-}
-
-/// What the framer's validating pass found out about a record besides its grammar (see
-/// `frame::Frame`); the default is "nothing known", which costs only a later look.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Verdicts {
-    pub keys_clean: bool,
-    pub plain_values: bool,
 }
 
 /// Applies the envelope to each record of one object. `auto` is resolved from the first record
@@ -82,7 +74,7 @@ impl Unwrapper {
     }
 
     /// [`Unwrapper::unwrap`] for a record whose keys and values the framer also checked
-    /// (`frame::Frame::keys_clean` and `plain_values`); only a plain record keeps those verdicts.
+    /// (`frame::Frame::verdicts`); only a plain record keeps those verdicts.
     pub fn unwrap_checked<E: From<RecordErrorKind>>(
         &mut self,
         record: &[u8],
@@ -107,21 +99,14 @@ impl Unwrapper {
             Envelope::None | Envelope::Auto => {
                 let (shape, verdicts) = match &mut self.keys {
                     _ if json_checked => (validate_checked(record)?, framer),
-                    Some(keys) => (
-                        validate_keys(record, keys)?,
-                        Verdicts {
-                            keys_clean: keys.clean,
-                            plain_values: keys.plain_values,
-                        },
-                    ),
+                    Some(keys) => (validate_keys(record, keys)?, keys.verdicts()),
                     None => (validate(record)?, Verdicts::default()),
                 };
                 emit(Emitted::Row(Payload {
                     json: record,
                     shape,
                     sub: &[],
-                    keys_clean: verdicts.keys_clean,
-                    plain_values: verdicts.plain_values,
+                    verdicts,
                 }))?;
                 Ok(Outcome::Payloads)
             }
@@ -166,8 +151,7 @@ impl Unwrapper {
                     json: sub,
                     shape,
                     sub: &[index],
-                    keys_clean: false,
-                    plain_values: false,
+                    verdicts: Default::default(),
                 }))?;
             }
             any = true;
@@ -204,8 +188,7 @@ fn cloudwatch_rows<E: From<RecordErrorKind>>(
                         json: &row,
                         shape: Shape::Object { empty: false },
                         sub: &sub,
-                        keys_clean: false,
-                        plain_values: false,
+                        verdicts: Default::default(),
                     }))?,
                 }
             }

@@ -55,7 +55,7 @@ pub struct Row<'a> {
     /// refuses); set by the caller, which knows the framing.
     pub byte_offset: u64,
     parts: [&'a [u8]; 3],
-    /// The record's values are plain ([`Payload::plain_values`]): nothing a BigQuery sink's
+    /// The record's values are plain ([`Payload::verdicts`]): nothing a BigQuery sink's
     /// storability look would refuse. `false` when unknown.
     pub plain_values: bool,
     /// The row is known to be one valid JSON value in UTF-8: built from a [`Payload`], which
@@ -306,9 +306,9 @@ impl RowBuilder {
         if self.payload_prefix.is_some() {
             return self.build_payload(payload, ordinal, offset);
         }
-        // The framer's key check (`Payload::keys_clean`) stands in for the scan when it found
+        // The framer's key check (`Payload::verdicts`) stands in for the scan when it found
         // nothing: the scan would find nothing either.
-        let found = if payload.keys_clean {
+        let found = if payload.verdicts.keys_clean {
             scan::Found::default()
         } else {
             self.keys
@@ -376,7 +376,7 @@ impl RowBuilder {
             ordinal,
             byte_offset: offset,
             parts: [head, body, &self.tail],
-            plain_values: payload.plain_values,
+            plain_values: payload.verdicts.plain_values,
             json_valid: true,
         })
     }
@@ -391,7 +391,7 @@ impl RowBuilder {
         ordinal: u64,
         offset: u64,
     ) -> Result<Row<'a>, RecordErrorKind> {
-        let rewritten = if payload.keys_clean {
+        let rewritten = if payload.verdicts.keys_clean {
             false
         } else {
             // No generated column can collide: the record sits one level down.
@@ -422,7 +422,7 @@ impl RowBuilder {
                 body,
                 &self.tail,
             ],
-            plain_values: payload.plain_values,
+            plain_values: payload.verdicts.plain_values,
             json_valid: true,
         })
     }

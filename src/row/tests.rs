@@ -13,8 +13,7 @@ fn build(json: &str, column: Option<&str>, source: RowIdSource) -> Result<String
         json: json.as_bytes(),
         shape,
         sub: &[],
-        keys_clean: false,
-        plain_values: false,
+        verdicts: Default::default(),
     };
     let row = rb.build(&payload, 7, 70)?;
     // The ID names the record's byte offset, not its ordinal.
@@ -56,8 +55,7 @@ fn metadata_columns_follow_the_row_id() {
             json: json.as_bytes(),
             shape: validate(json.as_bytes()).unwrap(),
             sub: &[],
-            keys_clean: false,
-            plain_values: false,
+            verdicts: Default::default(),
         };
         let r = rb.build(&payload, 3, 30).unwrap();
         serde_json::from_slice::<serde_json::Value>(&r.to_vec()).unwrap()
@@ -155,8 +153,7 @@ fn rows_have_unique_keys_and_generated_columns_are_never_shadowed() {
             json: json.as_bytes(),
             shape: validate(json.as_bytes()).unwrap(),
             sub: &[],
-            keys_clean: false,
-            plain_values: false,
+            verdicts: Default::default(),
         };
         rb.build(&payload, 3, 30)
             .map(|r| String::from_utf8(r.to_vec()).unwrap())
@@ -195,8 +192,7 @@ fn a_payload_column_holds_the_whole_record_beside_the_generated_columns() {
             json: record.as_bytes(),
             shape,
             sub: &[],
-            keys_clean: false,
-            plain_values: false,
+            verdicts: Default::default(),
         };
         let row = String::from_utf8(rb.build(&payload, 0, 7).unwrap().to_vec()).unwrap();
         assert_eq!(

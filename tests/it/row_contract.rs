@@ -380,8 +380,7 @@ fn accepted(record: &[u8], mapping: Option<&Mapping>) -> Result<Vec<u8>, String>
         json,
         shape,
         sub: &[],
-        keys_clean: false,
-        plain_values: false,
+        verdicts: Default::default(),
     };
     rb.build(&payload, 0, 0)
         .map(|r| r.to_vec())

@@ -501,8 +501,7 @@ fn a_staged_multi_stream_token_is_resolved_after_a_crash() {
             json: record.as_bytes(),
             shape: validate(record.as_bytes()).unwrap(),
             sub: &[],
-            keys_clean: false,
-            plain_values: false,
+            verdicts: Default::default(),
         };
         let row = rb.build(&payload, i as u64, i as u64 * 10).unwrap();
         writer.write_row(&row).unwrap();

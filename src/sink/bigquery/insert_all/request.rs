@@ -218,8 +218,7 @@ mod tests {
                 json: r.as_bytes(),
                 shape: validate(r.as_bytes()).unwrap(),
                 sub: &[],
-                keys_clean: false,
-                plain_values: false,
+                verdicts: Default::default(),
             };
             let row = rb.build(&payload, i as u64, i as u64 * 100).unwrap();
             let before = batch.encoded_len();
