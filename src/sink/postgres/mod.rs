@@ -338,13 +338,16 @@ impl Shared {
 }
 
 /// `CREATE … IF NOT EXISTS` run by two workers at once can still collide in the catalog; the
-/// loser's error means the table is there.
+/// loser's error means the table is there. Depending on where the two meet, PostgreSQL names
+/// the table (42P07), its row type (42710, "type … already exists") or the catalog's unique
+/// index (23505).
 pub(crate) async fn create_if_missing(client: &Client, ddl: &str) -> Result<(), Error> {
     match client.batch_execute(ddl).await {
         Ok(()) => Ok(()),
         Err(e)
             if e.code() == Some(&SqlState::UNIQUE_VIOLATION)
-                || e.code() == Some(&SqlState::DUPLICATE_TABLE) =>
+                || e.code() == Some(&SqlState::DUPLICATE_TABLE)
+                || e.code() == Some(&SqlState::DUPLICATE_OBJECT) =>
         {
             Ok(())
         }
