@@ -143,11 +143,7 @@ fn iceberg_values_land_in_every_column_type_as_pyiceberg_and_duckdb_read_them() 
 #[test]
 fn iceberg_a_snapshot_per_batch_carries_its_token_and_a_replay_adds_none() {
     let tmp = tempfile::tempdir().unwrap();
-    let table = IcebergTable::create(
-        &tmp.path().join("ice"),
-        "ns.t",
-        json!([["_replay_row_id", "string", true], ["k", "string", false]]),
-    );
+    let table = IcebergTable::keyed(tmp.path());
     let src = tmp.path().join("src");
     let objects: Vec<(String, Vec<Value>)> = (0..5)
         .map(|o| {
@@ -213,11 +209,7 @@ fn walk(dir: &Path, suffix: &str) -> Vec<String> {
 #[test]
 fn iceberg_another_writer_committing_during_a_run_loses_no_row_and_doubles_none() {
     let tmp = tempfile::tempdir().unwrap();
-    let table = IcebergTable::create(
-        &tmp.path().join("ice"),
-        "ns.t",
-        json!([["_replay_row_id", "string", true], ["k", "string", false]]),
-    );
+    let table = IcebergTable::keyed(tmp.path());
     let src = tmp.path().join("src");
     let objects: Vec<(String, Vec<Value>)> = (0..12)
         .map(|o| {
@@ -273,21 +265,11 @@ fn iceberg_a_batch_commits_after_another_writers_commit_and_only_once() {
     use firehose_replay::sink::iceberg::{commit, spool::ObjectSpool, Iceberg, Settings, Target};
 
     let tmp = tempfile::tempdir().unwrap();
-    let table = IcebergTable::create(
-        &tmp.path().join("ice"),
-        "ns.t",
-        json!([["_replay_row_id", "string", true], ["k", "string", false]]),
-    );
+    let table = IcebergTable::keyed(tmp.path());
     let spec = table.sink();
     let target = Target::parse(spec.strip_prefix("iceberg:").unwrap(), tmp.path()).unwrap();
-    let object = ObjectRef {
-        bucket: "b".into(),
-        key: "k".into(),
-        etag: Some("e".into()),
-        version_id: None,
-        size: None,
-        origin: None,
-    };
+    let mut object = ObjectRef::new("b", "k");
+    object.etag = Some("e".into());
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let sink = Iceberg::connect(target, Settings::default()).await.unwrap();
@@ -472,11 +454,7 @@ fn iceberg_a_postgres_catalog_holds_the_table_duckdb_reads() {
 fn iceberg_a_run_killed_between_stage_and_done_is_resolved_from_the_snapshots() {
     use md5::Digest;
     let tmp = tempfile::tempdir().unwrap();
-    let table = IcebergTable::create(
-        &tmp.path().join("ice"),
-        "ns.t",
-        json!([["_replay_row_id", "string", true], ["k", "string", false]]),
-    );
+    let table = IcebergTable::keyed(tmp.path());
     let src = tmp.path().join("src");
     let key = key(8, 1);
     let records: Vec<Value> = (0..5).map(|r| json!({"k": format!("r{r}")})).collect();

@@ -137,21 +137,11 @@ fn iceberg_a_commit_whose_answer_is_lost_is_found_by_its_token_and_not_made_twic
     };
 
     let tmp = tempfile::tempdir().unwrap();
-    let table = IcebergTable::create(
-        &tmp.path().join("ice"),
-        "ns.t",
-        json!([["_replay_row_id", "string", true], ["k", "string", false]]),
-    );
+    let table = IcebergTable::keyed(tmp.path());
     let spec = table.sink();
     let target = Target::parse(spec.strip_prefix("iceberg:").unwrap(), tmp.path()).unwrap();
-    let object = ObjectRef {
-        bucket: "b".into(),
-        key: "k".into(),
-        etag: Some("e".into()),
-        version_id: None,
-        size: None,
-        origin: None,
-    };
+    let mut object = ObjectRef::new("b", "k");
+    object.etag = Some("e".into());
     let rt = tokio::runtime::Runtime::new().unwrap();
     let catalog = rt.block_on(async {
         let catalog = Arc::new(LosesAnswer {

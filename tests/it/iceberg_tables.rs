@@ -75,15 +75,30 @@ pub fn lines(text: &str) -> Vec<Value> {
 impl IcebergTable {
     /// Creates `table` (`ns.name`) with `schema` (see iceberg_tool.py's `create`) under `dir`.
     pub fn create(dir: &Path, table: &str, schema: Value) -> IcebergTable {
+        let t = IcebergTable::local(dir, table);
+        t.tool(&["create", &schema.to_string()]);
+        t
+    }
+
+    /// `ns.t` under `<dir>/ice` with the row-ID column and one string column `k`: the table
+    /// most tests write to.
+    pub fn keyed(dir: &Path) -> IcebergTable {
+        IcebergTable::create(
+            &dir.join("ice"),
+            "ns.t",
+            json!([["_replay_row_id", "string", true], ["k", "string", false]]),
+        )
+    }
+
+    /// A table under `dir` with a local warehouse, not created yet.
+    fn local(dir: &Path, table: &str) -> IcebergTable {
         std::fs::create_dir_all(dir.join("warehouse")).unwrap();
-        let t = IcebergTable {
+        IcebergTable {
             db: dir.join("catalog.db"),
             warehouse: dir.join("warehouse"),
             table: table.to_string(),
             s3: None,
-        };
-        t.tool(&["create", &schema.to_string()]);
-        t
+        }
     }
 
     /// Creates `table` with `schema`, partitioned by `partition` (`[[column, transform], …]`,
@@ -94,13 +109,7 @@ impl IcebergTable {
         schema: Value,
         partition: Value,
     ) -> IcebergTable {
-        std::fs::create_dir_all(dir.join("warehouse")).unwrap();
-        let t = IcebergTable {
-            db: dir.join("catalog.db"),
-            warehouse: dir.join("warehouse"),
-            table: table.to_string(),
-            s3: None,
-        };
+        let t = IcebergTable::local(dir, table);
         t.tool(&["create", &schema.to_string(), &partition.to_string()]);
         t
     }
