@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use crate::moto::{self, Moto};
-use crate::support::{bin, gzip};
+use crate::support::{bin, gzip, key_on_one_of, utc_days_since};
 
 const KEY: &str =
     "2026/11/25/13/orders-1-2026-11-25-13-00-00-0f8fad5b-d9cb-469f-a165-70867728950e.gz";
@@ -45,6 +45,7 @@ fn a_remote_dead_letter_is_spooled_where_no_other_user_can_plant_or_read_anythin
     std::fs::create_dir_all(&theirs).unwrap();
     std::os::unix::fs::symlink(&theirs, tmp.join("arch")).unwrap();
 
+    let started = chrono::Utc::now();
     let out = bin()
         .current_dir(work.path())
         .envs(moto.env())
@@ -64,12 +65,21 @@ fn a_remote_dead_letter_is_spooled_where_no_other_user_can_plant_or_read_anythin
         vec![tmp.join("arch").display().to_string()],
         "only the planted symlink is left"
     );
-    // And the letter arrived whole.
+    // And the letter arrived whole, below the day it was written.
+    let listed = moto.python(
+        r#"
+import boto3
+for o in boto3.client("s3").list_objects_v2(Bucket="dlq-bucket", Prefix="letters/")["Contents"]:
+    print(o["Key"])
+"#,
+    );
+    let keys: Vec<&str> = listed.lines().collect();
+    let suffix = format!("/arch/{KEY}.records.json");
+    let key = key_on_one_of(&keys, "letters/", &utc_days_since(started), &suffix);
     let letter = moto.python(&format!(
         r#"
-import boto3, datetime
-key = "letters/" + datetime.datetime.now(datetime.timezone.utc).strftime("%Y/%m/%d") + "/arch/{KEY}.records.json"
-print(boto3.client("s3").get_object(Bucket="dlq-bucket", Key=key)["Body"].read().decode())
+import boto3
+print(boto3.client("s3").get_object(Bucket="dlq-bucket", Key="{key}")["Body"].read().decode())
 "#
     ));
     let letter: serde_json::Value = serde_json::from_str(letter.trim()).unwrap();

@@ -204,6 +204,29 @@ pub fn bin() -> std::process::Command {
     c
 }
 
+/// The UTC days, as `YYYY/MM/DD`, from `since` to now: what a dead letter written in between may
+/// be filed under. A run that crosses midnight files under the later day, so a test that computed
+/// "today" once would fail one night in a few thousand.
+pub fn utc_days_since(since: chrono::DateTime<chrono::Utc>) -> Vec<String> {
+    let mut days = vec![since.format("%Y/%m/%d").to_string()];
+    let now = chrono::Utc::now().format("%Y/%m/%d").to_string();
+    if days[0] != now {
+        days.push(now);
+    }
+    days
+}
+
+/// The one key in `keys` that is `prefix` + one of `days` + `suffix`.
+pub fn key_on_one_of<'a>(keys: &[&'a str], prefix: &str, days: &[String], suffix: &str) -> &'a str {
+    let found: Vec<&str> = keys
+        .iter()
+        .copied()
+        .filter(|k| days.iter().any(|d| *k == format!("{prefix}{d}{suffix}")))
+        .collect();
+    assert_eq!(found.len(), 1, "{prefix}<{days:?}>{suffix} among {keys:?}");
+    found[0]
+}
+
 pub fn sample_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-data/firehose")
 }
