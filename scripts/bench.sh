@@ -3,7 +3,9 @@
 # made by the sample-data generator (gzip, NDJSON and concatenated JSON, 64 MiB and 1 GiB
 # uncompressed). Prints the median wall time of RUNS runs, throughput in MiB/s of uncompressed
 # data, the ratio to GNU `gzip -dc` and to inflate alone, the median CPU seconds (user + sys, all
-# threads: steadier than wall time on a shared machine) and peak RSS (GNU time).
+# threads: steadier than wall time on a shared machine) and peak RSS (GNU time). The commands of
+# one object run in rounds (each once per round), and the ratios between paths are also given
+# paired: the median over rounds of one's time over the other's in the same round.
 #
 #   scripts/bench.sh                 # everything (~3 minutes on 2 cores)
 #   SIZES=64 RUNS=3 scripts/bench.sh # quicker
@@ -112,8 +114,44 @@ row() { # LABEL SECONDS RSS_KIB BYTES GZIP_SECONDS FLOOR_SECONDS CPU_SECONDS
     printf "  peak RSS %6.1f MiB\n", r / 1024 }'
 }
 
+# once ROUND LABEL SERVER_PID CMD... -> appends "LABEL ROUND wall cpu rss_kib server_cpu" to
+# $work/runs (SERVER_PID 0: no local endpoint). Output is discarded, a failure aborts.
+once() {
+  local round=$1 label=$2 server=$3 s e c0=0 c1=0; shift 3
+  rm -rf "$work/out" "$work/dl"
+  [ "$server" = 0 ] || c0=$(cpu_seconds "$server")
+  s=$EPOCHREALTIME
+  if ! "$TIME" -f '%U %S %M' -o "$work/rss" "$@" >/dev/null 2>"$work/err"; then
+    echo "failed: $*" >&2; cat "$work/err" >&2; exit 1
+  fi
+  e=$EPOCHREALTIME
+  [ "$server" = 0 ] || c1=$(cpu_seconds "$server")
+  tail -n1 "$work/rss" | awk -v l="$label" -v r="$round" -v s="$s" -v e="$e" -v a="$c0" -v b="$c1" \
+    '{ printf "%s %d %.4f %.3f %d %.3f\n", l, r, e - s, $1 + $2, $3, b - a }' >>"$work/runs"
+}
+
+# summary LABEL [OTHER] -> "median_wall max_rss median_cpu median_server_cpu", or with OTHER the
+# median over rounds of LABEL's wall time divided by OTHER's in the same round: a ratio of
+# neighbours in time, which drift on a shared machine moves far less than a ratio of medians.
+summary() {
+  awk -v l="$1" -v o="${2:-}" '
+    function median(list, n,   i, j, t) {
+      for (i = 2; i <= n; i++) for (j = i; j > 1 && list[j - 1] > list[j]; j--) {
+        t = list[j]; list[j] = list[j - 1]; list[j - 1] = t }
+      return list[int((n + 1) / 2)]
+    }
+    $1 == l { n++; w[n] = $3; c[n] = $4; sc[n] = $6; if ($5 > rss) rss = $5; mine[$2] = $3 }
+    $1 == o { other[$2] = $3 }
+    END {
+      if (o == "") { printf "%.4f %d %.3f %.3f\n", median(w, n), rss, median(c, n), median(sc, n); exit }
+      k = 0; for (r in mine) if (r in other) { k++; q[k] = mine[r] / other[r] }
+      printf "%.4f\n", median(q, k)
+    }' "$work/runs"
+}
+
 echo "machine: $(nproc) cores, $(uname -m), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
-echo "runs: median of $RUNS (64 MiB) / $LARGE_RUNS (larger); MiB/s are of uncompressed data"
+echo "runs: median of $RUNS (64 MiB) / $LARGE_RUNS (larger); MiB/s are of uncompressed data; every"
+echo "command runs once per round, rounds repeat, so drift in the machine's speed hits all alike"
 for size in $SIZES; do
   runs=$RUNS
   [ "$size" -gt 64 ] && runs=$LARGE_RUNS
@@ -122,41 +160,51 @@ for size in $SIZES; do
     bytes=$("$INFLATE" "$obj")
     echo
     echo "== $framing JSON, $(mib "$bytes") MiB uncompressed, $(mib "$(stat -c %s "$obj")") MiB gzip: $obj"
-    read -r g grss gcpu < <(measure "$runs" gzip -dc "$obj")
-    read -r f frss fcpu < <(measure "$runs" "$INFLATE" "$obj")
-    read -r t trss tcpu < <(measure "$runs" "$BIN" --log-level error replay "$obj" \
-      --sink "ndjson:$work/out" --dead-letter "dir:$work/dl")
+    rm -f "$work/runs"
+    for round in $(seq "$runs"); do
+      once "$round" gzip 0 gzip -dc "$obj"
+      once "$round" inflate 0 "$INFLATE" "$obj"
+      once "$round" ndjson 0 "$BIN" --log-level error replay "$obj" \
+        --sink "ndjson:$work/out" --dead-letter "dir:$work/dl"
+      if [ -n "${BASELINE_BIN:-}" ]; then
+        once "$round" baseline 0 "$BASELINE_BIN" --log-level error replay "$obj" \
+          --sink "ndjson:$work/out" --dead-letter "dir:$work/dl"
+      fi
+      # The local endpoints' own CPU per run is recorded: on 2 cores it is taken from the decoders.
+      once "$round" insert-all "$bq_pid" "$BIN" --log-level error replay "$obj" --ledger none \
+        --sink bigquery:bench.bi.events --bigquery-mode insert-all --bigquery-endpoint "$BQ" \
+        --dead-letter "dir:$work/dl"
+      # The REST endpoint answers the check that the table exists before the first object (the
+      # insertAll endpoint does); with it set no credentials are used.
+      once "$round" storage-write "$sw_pid" "$BIN" --log-level error replay "$obj" --ledger none \
+        --allow-duplicates --sink bigquery:bench.bi.events --bigquery-mode storage-write \
+        --bigquery-storage-endpoint "$SW" --bigquery-endpoint "$BQ" --ignore-unknown-values \
+        --dead-letter "dir:$work/dl"
+      # Rows the encoder refused would be dead letters, not appends: the line would measure less.
+      if [ -n "$(find "$work/dl" -type f 2>/dev/null)" ]; then
+        echo "warning: rows did not fit $SCHEMA (dead letters in the Storage Write run)" >&2
+      fi
+    done
+    read -r g grss gcpu _ < <(summary gzip)
+    read -r f frss fcpu _ < <(summary inflate)
+    read -r t trss tcpu _ < <(summary ndjson)
+    read -r q qrss qcpu bq_cpu < <(summary insert-all)
+    read -r w wrss wcpu sw_cpu < <(summary storage-write)
     row "gzip -dc (GNU)" "$g" "$grss" "$bytes" "$g" 0 "$gcpu"
     row "inflate only (zlib-rs)" "$f" "$frss" "$bytes" "$g" "$f" "$fcpu"
-    # CPU the local endpoints themselves spend per run: on 2 cores it is taken from the decoders.
-    cpu0=$(cpu_seconds "$bq_pid")
-    read -r q qrss qcpu < <(measure "$runs" "$BIN" --log-level error replay "$obj" --ledger none \
-      --sink bigquery:bench.bi.events --bigquery-mode insert-all --bigquery-endpoint "$BQ" --dead-letter "dir:$work/dl")
-    cpu1=$(cpu_seconds "$bq_pid")
-    bq_cpu=$(awk -v a="$cpu0" -v b="$cpu1" -v n="$runs" 'BEGIN { printf "%.3f", (b - a) / n }')
-    cpu0=$(cpu_seconds "$sw_pid")
-    # The REST endpoint answers the check that the table exists before the first object (the
-    # insertAll endpoint does); with it set no credentials are used.
-    read -r w wrss wcpu < <(measure "$runs" "$BIN" --log-level error replay "$obj" --ledger none --allow-duplicates \
-      --sink bigquery:bench.bi.events --bigquery-mode storage-write --bigquery-storage-endpoint "$SW" \
-      --bigquery-endpoint "$BQ" --ignore-unknown-values --dead-letter "dir:$work/dl")
-    cpu1=$(cpu_seconds "$sw_pid")
-    sw_cpu=$(awk -v a="$cpu0" -v b="$cpu1" -v n="$runs" 'BEGIN { printf "%.3f", (b - a) / n }')
-    # Rows the encoder refused would be dead letters, not appends: the line would measure less.
-    if [ -n "$(find "$work/dl" -type f 2>/dev/null)" ]; then
-      echo "warning: rows did not fit $SCHEMA (dead letters in the Storage Write run)" >&2
-    fi
     row "firehose-replay → ndjson" "$t" "$trss" "$bytes" "$g" "$f" "$tcpu"
+    awk -v g="$(summary gzip ndjson)" -v f="$(summary ndjson inflate)" 'BEGIN {
+      printf "  paired, median over rounds: ndjson %.2fx gzip -dc, %.2fx inflate-only time\n", g, f }'
     if [ -n "${BASELINE_BIN:-}" ]; then
-      read -r o orss ocpu < <(measure "$runs" "$BASELINE_BIN" --log-level error replay "$obj" \
-        --sink "ndjson:$work/out" --dead-letter "dir:$work/dl")
+      read -r o orss ocpu _ < <(summary baseline)
       row "baseline build → ndjson" "$o" "$orss" "$bytes" "$g" "$f" "$ocpu"
-      awk -v o="$o" -v t="$t" -v oc="$ocpu" -v tc="$tcpu" 'BEGIN { printf "  this build: %+.1f%% wall time, %+.1f%% CPU vs the baseline build\n", (t / o - 1) * 100, (tc / oc - 1) * 100 }'
+      awk -v p="$(summary ndjson baseline)" -v tc="$tcpu" -v oc="$ocpu" 'BEGIN {
+        printf "  this build: %+.1f%% wall time (paired), %+.1f%% CPU vs the baseline build\n", (p - 1) * 100, (tc / oc - 1) * 100 }'
     fi
     row "firehose-replay → BigQuery" "$q" "$qrss" "$bytes" "$g" "$f" "$qcpu"
     row "firehose-replay → Storage Write" "$w" "$wrss" "$bytes" "$g" "$f" "$wcpu"
-    awk -v q="$q" -v t="$t" -v c="$bq_cpu" -v qc="$qcpu" -v tc="$tcpu" 'BEGIN { printf "  BigQuery insertAll path: %+.1f%% wall time, %+.1f%% CPU vs the NDJSON sink (the local endpoint used %.3f s CPU per run)\n", (q / t - 1) * 100, (qc / tc - 1) * 100, c }'
-    awk -v w="$w" -v t="$t" -v c="$sw_cpu" -v wc="$wcpu" -v tc="$tcpu" 'BEGIN { printf "  Storage Write path: %+.1f%% wall time, %+.1f%% CPU vs the NDJSON sink (the local server used %.3f s CPU per run)\n", (w / t - 1) * 100, (wc / tc - 1) * 100, c }'
+    awk -v p="$(summary insert-all ndjson)" -v c="$bq_cpu" -v qc="$qcpu" -v tc="$tcpu" 'BEGIN { printf "  BigQuery insertAll path: %+.1f%% wall time (paired), %+.1f%% CPU vs the NDJSON sink (the local endpoint used %.3f s CPU per run)\n", (p - 1) * 100, (qc / tc - 1) * 100, c }'
+    awk -v p="$(summary storage-write ndjson)" -v c="$sw_cpu" -v wc="$wcpu" -v tc="$tcpu" 'BEGIN { printf "  Storage Write path: %+.1f%% wall time (paired), %+.1f%% CPU vs the NDJSON sink (the local server used %.3f s CPU per run)\n", (p - 1) * 100, (wc / tc - 1) * 100, c }'
     if [ "$size" -eq 64 ] && [ "$framing" = newline ]; then
       if command -v node >/dev/null; then
         read -r p prss pcpu < <(measure 3 node scripts/bench/peer.js "$obj" "$work/node.out")
