@@ -13,7 +13,7 @@ use crate::decode::{self, limit::Counting, pump::Pump, Counter};
 use crate::error::{Cause, Error, Stage};
 use crate::ledger::{Begin, Claim, Finished, Ledger, Staged};
 use crate::object::ObjectRef;
-use crate::record::batch::{ItemKind, Next, Records};
+use crate::record::batch::{ItemKind, Next, Records, Source};
 use crate::row::{ObjectSeed, RowBuilder};
 use crate::sink::Sink;
 use crate::source::{Etag, ObjectStore};
@@ -313,14 +313,15 @@ fn run<'s, 'e: 's>(
     )
     .map_err(at_compressed)?;
     let members = decoded.members.clone();
-    let reader: Box<dyn std::io::Read + Send> = if decoded.layers.is_empty() {
-        decoded.reader
+    let counted = seen.decompressed.clone();
+    let source = if decoded.layers.is_empty() {
+        Source::Reader(Box::new(Counting::new(decoded.reader, counted)))
     } else {
-        Box::new(Pump::spawn(decoded.reader).map_err(|e| Error::from_io(Stage::Decompress, e))?)
+        let pump = Pump::spawn(decoded.reader).map_err(|e| Error::from_io(Stage::Decompress, e))?;
+        Source::Chunks(Counting::new(pump, counted))
     };
-    let reader = Box::new(Counting::new(reader, seen.decompressed.clone()));
     let mut records = Records::spawn(
-        reader,
+        source,
         settings.framing,
         settings.envelope,
         settings.max_record_bytes,

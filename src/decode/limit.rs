@@ -40,6 +40,23 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
+impl Counting<super::pump::Pump> {
+    /// [`super::pump::Pump::take_chunk`], counted.
+    pub fn take_chunk(&mut self) -> io::Result<Option<super::pump::Chunk>> {
+        let chunk = self.inner.take_chunk()?;
+        if let Some(c) = &chunk {
+            self.counter
+                .0
+                .fetch_add((c.to - c.from) as u64, Ordering::Relaxed);
+        }
+        Ok(chunk)
+    }
+
+    pub fn recycler(&self) -> super::pump::Recycler {
+        self.inner.recycler()
+    }
+}
+
 /// Fails with [`CapExceeded`] once more than `cap` bytes came through: a decompression bomb
 /// becomes a clear error after `cap` bytes of work instead of exhausting memory or disk.
 pub struct Limit<R> {

@@ -4,6 +4,12 @@
 //! second. Running them on two threads joined by a small bounded channel puts both cores to work
 //! and caps the memory between them at `DEPTH × CHUNK`. Chunks are recycled, so the steady state
 //! allocates nothing.
+//!
+//! A chunk is read either through `Read` (copied out) or handed over whole ([`Pump::take_chunk`]):
+//! the framer then reads records in the chunk itself and the record stage passes the chunk on to
+//! the row stage instead of copying every record out of it — two copies of every decompressed
+//! byte saved. Each chunk keeps [`HEAD`] bytes free before its data for the framer to move the
+//! unfinished record of the previous chunk into.
 
 use std::io::{self, Read};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
@@ -11,6 +17,23 @@ use std::thread;
 
 const CHUNK: usize = 256 * 1024;
 const DEPTH: usize = 4;
+/// Free bytes before a chunk's data: room for the unfinished record the framer carries over
+/// from the chunk before (a longer one is copied into a buffer of its own).
+pub const HEAD: usize = 64 * 1024;
+/// The length of every chunk buffer.
+pub const CHUNK_BUFFER: usize = HEAD + CHUNK;
+/// Chunk buffers waiting to be reused. Chunks handed over travel on to the row stage and come
+/// back from there, so as many can be away as the record stage's queue holds batches.
+const RECYCLED: usize = DEPTH + 40;
+
+/// A chunk handed over whole: its bytes are `buf[from..to]`, and at least [`HEAD`] bytes before
+/// `from` are free.
+#[derive(Debug)]
+pub struct Chunk {
+    pub buf: Vec<u8>,
+    pub from: usize,
+    pub to: usize,
+}
 
 /// The consuming end: a `Read` over the chunks the background thread produced.
 pub struct Pump {
@@ -26,17 +49,17 @@ impl Pump {
     /// Starts reading `source` to its end on a new thread.
     pub fn spawn(mut source: Box<dyn Read + Send>) -> io::Result<Pump> {
         let (tx, chunks) = sync_channel::<io::Result<(Vec<u8>, usize)>>(DEPTH);
-        let (recycle, recycled) = sync_channel::<Vec<u8>>(DEPTH + 2);
+        let (recycle, recycled) = sync_channel::<Vec<u8>>(RECYCLED);
         thread::Builder::new()
             .name("decompress".into())
             .spawn(move || loop {
                 let mut buf = match recycled.try_recv() {
                     Ok(b) => b,
                     Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => {
-                        vec![0u8; CHUNK]
+                        vec![0u8; CHUNK_BUFFER]
                     }
                 };
-                let (n, error) = fill(&mut source, &mut buf);
+                let (n, error) = fill(&mut source, &mut buf[HEAD..]);
                 // Deliver the bytes read before an error first, so nothing decoded is lost.
                 if n > 0 && tx.send(Ok((buf, n))).is_err() {
                     return; // the consumer went away: stop decompressing
@@ -76,21 +99,20 @@ fn fill(source: &mut dyn Read, buf: &mut [u8]) -> (usize, Option<io::Error>) {
     (n, None)
 }
 
-impl Read for Pump {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+impl Pump {
+    /// Waits for the next chunk when the current one is used up; `false` at the end.
+    fn next(&mut self) -> io::Result<bool> {
         while self.pos == self.len {
             if self.done {
-                return Ok(0);
+                return Ok(false);
             }
             let previous = std::mem::take(&mut self.current);
-            if previous.capacity() > 0 {
-                let _ = self.recycle.try_send(previous);
-            }
+            self.give_back(previous);
             match self.chunks.recv() {
                 Ok(Ok((buf, n))) => {
                     self.current = buf;
-                    self.len = n;
-                    self.pos = 0;
+                    self.len = HEAD + n;
+                    self.pos = HEAD;
                 }
                 Ok(Err(e)) => {
                     self.done = true;
@@ -98,9 +120,61 @@ impl Read for Pump {
                 }
                 Err(_) => {
                     self.done = true;
-                    return Ok(0);
+                    return Ok(false);
                 }
             }
+        }
+        Ok(true)
+    }
+
+    /// The unread rest of the current chunk, or the next chunk, whole (see [`Chunk`]); `None`
+    /// at the end of the stream.
+    pub fn take_chunk(&mut self) -> io::Result<Option<Chunk>> {
+        if !self.next()? {
+            return Ok(None);
+        }
+        let chunk = Chunk {
+            buf: std::mem::take(&mut self.current),
+            from: self.pos,
+            to: self.len,
+        };
+        self.pos = 0;
+        self.len = 0;
+        Ok(Some(chunk))
+    }
+
+    /// Where chunks handed over go back to the decompress thread once used.
+    pub fn recycler(&self) -> Recycler {
+        Recycler(self.recycle.clone())
+    }
+
+    fn give_back(&self, buf: Vec<u8>) {
+        Recycler::give(&self.recycle, buf)
+    }
+}
+
+/// Returns chunk buffers to the decompress thread for reuse.
+#[derive(Clone)]
+pub struct Recycler(SyncSender<Vec<u8>>);
+
+impl Recycler {
+    /// Takes back a buffer once nothing refers to its bytes. Buffers of another size (a framer's
+    /// own) are dropped, as are any beyond what the thread keeps.
+    pub fn recycle(&self, buf: Vec<u8>) {
+        Self::give(&self.0, buf)
+    }
+
+    fn give(to: &SyncSender<Vec<u8>>, buf: Vec<u8>) {
+        if buf.len() == CHUNK_BUFFER {
+            let _ = to.try_send(buf);
+        }
+    }
+}
+
+impl Read for Pump {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if !self.next()? {
+            return Ok(0);
         }
         let n = out.len().min(self.len - self.pos);
         out[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);

@@ -3,8 +3,18 @@
 //! Consumed bytes are dropped by moving the unconsumed tail to the front on the next read, so
 //! the window never holds more than one record (bounded by `--max-record-bytes`) plus a read's
 //! worth of look-ahead, however large the object is.
+//!
+//! Over the decompress thread's chunks ([`Input::take_chunks`]), the window is the chunk
+//! itself: the unconsumed tail moves into the free space before the next chunk's data, and the
+//! buffer left behind is *retired* whole, its bytes untouched, so that the records framed from
+//! it can be passed on in it instead of being copied out (see `record::batch`).
 
 use std::io::{self, Read};
+
+use crate::decode::pump::Chunk;
+
+/// How a reader hands its chunks over whole (see [`Input::take_chunks`]).
+pub type TakeChunk<R> = fn(&mut R) -> io::Result<Option<Chunk>>;
 
 const INITIAL_BUFFER: usize = 1024 * 1024;
 pub(crate) const READ_SIZE: usize = 256 * 1024;
@@ -17,10 +27,20 @@ pub(crate) struct Input<R> {
     /// End of valid data in `buf`.
     pub(crate) end: usize,
     eof: bool,
-    /// Stream offset of `buf[0]`.
+    /// Stream offset of `buf[0]`, modulo 2^64: a chunk's data starts past its free space, so
+    /// this is "negative" at the start of the stream.
     base: u64,
     /// The buffer never grows past this.
     limit: usize,
+    /// Set: read whole chunks with this (see the module doc).
+    take: Option<TakeChunk<R>>,
+    /// The window is a chunk: its bytes are never moved or overwritten, and it is retired when
+    /// the window moves on.
+    pub(crate) in_chunk: bool,
+    /// Chunks let go of, oldest first, with every byte they held as it was read.
+    pub(crate) retired: Vec<Vec<u8>>,
+    /// The framer's own buffer while the window is a chunk (for the next long record).
+    own: Vec<u8>,
 }
 
 impl<R: Read> Input<R> {
@@ -34,7 +54,16 @@ impl<R: Read> Input<R> {
             eof: false,
             base: 0,
             limit,
+            take: None,
+            in_chunk: false,
+            retired: Vec::new(),
+            own: Vec::new(),
         }
+    }
+
+    /// Reads `inner` a chunk at a time with `take` from now on (see the module doc).
+    pub(crate) fn take_chunks(&mut self, take: TakeChunk<R>) {
+        self.take = Some(take);
     }
 
     pub(crate) fn into_inner(self) -> R {
@@ -55,7 +84,7 @@ impl<R: Read> Input<R> {
     /// Stream offset of the first unconsumed byte.
     #[inline]
     pub(crate) fn offset(&self) -> u64 {
-        self.base + self.start as u64
+        self.base.wrapping_add(self.start as u64)
     }
 
     #[inline]
@@ -74,13 +103,18 @@ impl<R: Read> Input<R> {
         if self.eof {
             return Ok(false);
         }
+        if let Some(take) = self.take {
+            if let Some(read) = self.fill_retiring(take, want)? {
+                return Ok(read);
+            }
+        }
         if self.start > 0
             && (self.end == self.buf.len()
                 || self.start >= self.buf.len() / 2
                 || self.buf.len() - self.start < want)
         {
             self.buf.copy_within(self.start..self.end, 0);
-            self.base += self.start as u64;
+            self.base = self.base.wrapping_add(self.start as u64);
             self.end -= self.start;
             self.start = 0;
         }
@@ -106,6 +140,61 @@ impl<R: Read> Input<R> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
+        }
+    }
+
+    /// [`Input::fill`] over whole chunks. The unconsumed tail moves into the next chunk's free
+    /// space when it fits there, and the chunk left is retired with its bytes untouched. A
+    /// longer tail (a record of more than `pump::HEAD` bytes) moves into the buffer of the
+    /// framer's own, kept from one long record to the next, which is read into by copying and
+    /// compacted like any reader's: records framed there are not lent ([`Input::in_chunk`]).
+    fn fill_retiring(&mut self, take: TakeChunk<R>, want: usize) -> io::Result<Option<bool>> {
+        let tail = self.end - self.start;
+        if tail <= crate::decode::pump::HEAD {
+            let Some(mut chunk) = take(&mut self.inner)? else {
+                self.eof = true;
+                return Ok(Some(false));
+            };
+            let at = chunk.from - tail;
+            chunk.buf[at..chunk.from].copy_from_slice(&self.buf[self.start..self.end]);
+            self.switch(chunk.buf, at, chunk.to);
+            self.in_chunk = true;
+            return Ok(Some(true));
+        }
+        if self.in_chunk {
+            let size = (2 * tail)
+                .max(want)
+                .max(tail + READ_SIZE)
+                .min(self.limit.max(tail + READ_SIZE / 4));
+            let mut own = std::mem::take(&mut self.own);
+            if own.len() < size {
+                own.resize(size, 0);
+            }
+            own[..tail].copy_from_slice(&self.buf[self.start..self.end]);
+            self.switch(own, 0, tail);
+            self.in_chunk = false;
+        }
+        // The framer's own buffer, as for any reader.
+        Ok(None)
+    }
+
+    /// Makes `buf` the window, with the unconsumed bytes at `start..end` of it.
+    fn switch(&mut self, buf: Vec<u8>, start: usize, end: usize) {
+        let offset = self.offset();
+        let old = std::mem::replace(&mut self.buf, buf);
+        if self.in_chunk {
+            self.retire(old);
+        } else {
+            self.own = old;
+        }
+        self.base = offset.wrapping_sub(start as u64);
+        self.start = start;
+        self.end = end;
+    }
+
+    fn retire(&mut self, buf: Vec<u8>) {
+        if !buf.is_empty() {
+            self.retired.push(buf);
         }
     }
 

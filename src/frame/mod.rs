@@ -20,6 +20,7 @@ use std::str::FromStr;
 
 use delimited::Delimited;
 use input::Input;
+pub use input::TakeChunk;
 pub use spool::Spooled;
 use stream::Stream;
 
@@ -102,6 +103,8 @@ impl Resolved {
 #[derive(Debug, Clone, Copy)]
 pub struct Frame<'a> {
     pub bytes: &'a [u8],
+    /// Where `bytes` start in the framer's buffer ([`Framer::buffer`]).
+    pub at: usize,
     /// Offset of the record's first (non-blank) byte in the decompressed stream: the record's
     /// identity, the same under every framing that reads it.
     pub offset: u64,
@@ -146,6 +149,18 @@ pub struct FrameError {
 pub enum Event<'a> {
     Record(Frame<'a>),
     Error(FrameError),
+}
+
+/// An event over chunks ([`Framer::next_event_retiring`]).
+pub struct Retiring<'a> {
+    pub event: Option<Event<'a>>,
+    /// The chunks let go of while finding the event, oldest first. Every record framed from
+    /// a chunk before this call is in the first of them, if any, else still in
+    /// [`Framer::buffer`]; the bytes are where they were framed.
+    pub retired: Vec<Vec<u8>>,
+    /// The event's record is in a chunk (not in the framer's own buffer, where a record longer
+    /// than a chunk's free space is read, and which is reused).
+    pub in_chunk: bool,
 }
 
 /// What a framing step produced, before it is borrowed from the buffer.
@@ -236,8 +251,24 @@ impl<R: Read> Framer<R> {
         self.input.into_inner()
     }
 
+    /// Reads whole chunks with `take` from now on, never moving bytes it has read: the buffers
+    /// it lets go of come with the events of [`Framer::next_event_retiring`].
+    pub fn take_chunks(&mut self, take: TakeChunk<R>) {
+        self.input.take_chunks(take);
+    }
+
+    /// The buffer records are framed in now ([`Frame::at`] is a position in it).
+    pub fn buffer(&self) -> &[u8] {
+        &self.input.buf
+    }
+
     /// The next record or record-level error; `None` at the end of the object.
     pub fn next_event(&mut self) -> io::Result<Option<Event<'_>>> {
+        Ok(self.next_event_retiring()?.event)
+    }
+
+    /// [`Framer::next_event`], and what became of the chunks (see [`Framer::take_chunks`]).
+    pub fn next_event_retiring(&mut self) -> io::Result<Retiring<'_>> {
         if !self.started {
             self.started = true;
             self.input.skip_bom()?;
@@ -246,10 +277,12 @@ impl<R: Read> Framer<R> {
             Mode::Delimited(d, state) => state.next(&mut self.input, *d, self.max)?,
             Mode::Json(state) => state.next(&mut self.input, self.max)?,
         };
+        let retired = std::mem::take(&mut self.input.retired);
+        let in_chunk = self.input.in_chunk;
         let ordinal = self.ordinal;
-        match step {
-            Step::End => Ok(None),
-            Step::Failed(e) => Err(e),
+        let event = match step {
+            Step::End => None,
+            Step::Failed(e) => return Err(e),
             Step::Record {
                 at,
                 len,
@@ -261,24 +294,30 @@ impl<R: Read> Framer<R> {
                     Mode::Json(s) if checked => s.verdicts,
                     _ => crate::json::Verdicts::default(),
                 };
-                Ok(Some(Event::Record(Frame {
+                Some(Event::Record(Frame {
                     bytes: &self.input.buf[at..at + len],
+                    at,
                     offset,
                     ordinal,
                     json_checked: checked,
                     verdicts,
-                })))
+                }))
             }
             Step::Error { offset, kind, raw } => {
                 self.ordinal += 1;
-                Ok(Some(Event::Error(FrameError {
+                Some(Event::Error(FrameError {
                     offset,
                     ordinal,
                     kind,
                     raw,
-                })))
+                }))
             }
-        }
+        };
+        Ok(Retiring {
+            event,
+            retired,
+            in_chunk,
+        })
     }
 }
 

@@ -15,6 +15,94 @@ impl Read for Trickle<'_> {
     }
 }
 
+/// The decompress thread's chunks as the framer takes them over (`Framer::take_chunks`): `step`
+/// bytes each, after `pump::HEAD` free ones.
+struct Chunks<'a> {
+    data: &'a [u8],
+    step: usize,
+}
+
+impl Read for Chunks<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        Trickle {
+            data: self.data,
+            step: self.step,
+        }
+        .read(buf)
+        .inspect(|&n| self.data = &self.data[n..])
+    }
+}
+
+fn take_chunk(c: &mut Chunks<'_>) -> io::Result<Option<crate::decode::pump::Chunk>> {
+    use crate::decode::pump::{Chunk, HEAD};
+    let n = c.step.min(c.data.len());
+    if n == 0 {
+        return Ok(None);
+    }
+    // Garbage in the free space: the framer must not read what it did not put there.
+    let mut buf = vec![b'{'; HEAD + n];
+    buf[HEAD..].copy_from_slice(&c.data[..n]);
+    c.data = &c.data[n..];
+    Ok(Some(Chunk {
+        buf,
+        from: HEAD,
+        to: HEAD + n,
+    }))
+}
+
+/// Every event over chunks of `step` bytes, as `(ordinal, offset, bytes, checked)` (errors
+/// as `TOO LARGE` and their spooled bytes), checking on the way that each record framed in a
+/// chunk is still where it was framed when the chunk is let go of — what lets the record stage
+/// lend it instead of copying.
+fn chunked(
+    input: &[u8],
+    framing: Framing,
+    max: usize,
+    step: usize,
+) -> Vec<(u64, u64, String, bool)> {
+    let mut f = Framer::new(Chunks { data: input, step }, framing, max);
+    f.take_chunks(take_chunk);
+    let mut out = Vec::new();
+    let mut pending: Vec<(usize, Vec<u8>)> = Vec::new();
+    let held = |pending: &mut Vec<(usize, Vec<u8>)>, buffer: &[u8]| {
+        for (at, bytes) in pending.drain(..) {
+            assert_eq!(
+                &buffer[at..at + bytes.len()],
+                &bytes[..],
+                "record at {at} moved"
+            );
+        }
+    };
+    loop {
+        let step = f.next_event_retiring().unwrap();
+        if let Some(first) = step.retired.first() {
+            held(&mut pending, first);
+        }
+        let Some(ev) = step.event else { break };
+        out.push(match ev {
+            Event::Record(r) => {
+                if step.in_chunk {
+                    pending.push((r.at, r.bytes.to_vec()));
+                }
+                (
+                    r.ordinal,
+                    r.offset,
+                    String::from_utf8_lossy(r.bytes).into_owned(),
+                    r.json_checked,
+                )
+            }
+            Event::Error(e) => {
+                let mut raw = Vec::new();
+                e.raw.reader().read_to_end(&mut raw).unwrap();
+                let raw = String::from_utf8_lossy(&raw);
+                (e.ordinal, e.offset, format!("TOO LARGE {raw}"), false)
+            }
+        });
+    }
+    held(&mut pending, f.buffer());
+    out
+}
+
 #[derive(Debug, PartialEq)]
 enum Out {
     R(u64, u64, String),
@@ -45,6 +133,14 @@ fn events(input: &[u8], framing: Framing, max: usize, step: usize) -> Vec<(u64, 
             }
         });
     }
+    let over_chunks: Vec<_> = chunked(input, framing, max, step)
+        .into_iter()
+        .map(|(_, offset, bytes, checked)| (offset, bytes, checked))
+        .collect();
+    assert_eq!(
+        over_chunks, out,
+        "chunks of {step} bytes changed the result"
+    );
     out
 }
 
@@ -83,6 +179,20 @@ fn frame_with(input: &[u8], framing: Framing, max: usize, step: usize) -> (Vec<O
             Event::Error(e) => Out::E(e.ordinal, e.offset, e.kind),
         });
     }
+    let records = |o: &Out| match o {
+        Out::R(ordinal, offset, bytes) => Some((*ordinal, *offset, bytes.clone())),
+        Out::E(..) => None,
+    };
+    let over_chunks: Vec<_> = chunked(input, framing, max, step)
+        .into_iter()
+        .filter(|(.., bytes, _)| !bytes.starts_with("TOO LARGE"))
+        .map(|(ordinal, offset, bytes, _)| (ordinal, offset, bytes))
+        .collect();
+    let want: Vec<_> = out.iter().filter_map(records).collect();
+    assert_eq!(
+        over_chunks, want,
+        "chunks of {step} bytes changed the result"
+    );
     (out, f.resolved().unwrap())
 }
 
@@ -659,4 +769,48 @@ fn a_gzip_member_boundary_ends_a_bad_span() {
         members_events(&[b"{\"a\":", b"1}{\"b\":2}"], 1 << 20),
         vec![ok(0, "{\"a\":1}"), ok(7, "{\"b\":2}")]
     );
+}
+
+/// Over chunks, a record longer than the free space before a chunk moves into a buffer of its
+/// own, and records after it come from the chunks again: the same events as read through
+/// `Read`, each record's bytes left where they were framed, at every size around the free
+/// space and chunk sizes that cut records anywhere.
+#[test]
+fn records_longer_than_a_chunk_s_free_space_frame_the_same_over_chunks() {
+    use crate::decode::pump::HEAD;
+    let mut input = Vec::new();
+    for (i, len) in [
+        10,
+        HEAD - 20,
+        HEAD,
+        HEAD + 7,
+        3 * HEAD,
+        40,
+        5 * HEAD + 3,
+        12,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let pad = "x".repeat(len);
+        input.extend_from_slice(format!("{{\"i\":{i},\"p\":\"{pad}\"}}").as_bytes());
+        input.extend_from_slice(if i % 2 == 0 { b"\n" } else { b"" });
+    }
+    input.extend_from_slice(b"not json\n{\"last\":1}\n");
+    for framing in [Framing::Auto, Framing::Concatenated] {
+        for step in [1000, HEAD - 1, HEAD + 1, 256 * 1024] {
+            let read = events(&input, framing, 1 << 20, step);
+            assert_eq!(read.len(), 10, "{framing:?}");
+        }
+    }
+    let lines = &input;
+    for step in [999, HEAD, 3 * HEAD + 5] {
+        // Newline framing: the concatenated pairs are one (bad) line each.
+        let read = events(lines, Framing::Newline, 1 << 20, step);
+        assert_eq!(read.len(), 6);
+        // A record over --max-record-bytes is spooled on the way, and framing goes on.
+        let small = events(lines, Framing::Newline, 2 * HEAD, step);
+        assert!(small.iter().any(|(_, s, _)| s.starts_with("TOO LARGE")));
+        assert_eq!(small.last().unwrap().1, "{\"last\":1}");
+    }
 }

@@ -3,9 +3,12 @@
 //! Per byte, validating JSON costs about twice as much as inflating it, and building and writing
 //! rows about as much as inflating. Splitting the work into three threads — decompress (see
 //! `decode::pump`), frame + validate (here), rows + sink (the caller) — keeps both cores busy
-//! instead of leaving the decompress thread idle most of the time. Batches carry the payload
-//! bytes copied into one buffer plus an index, so the hand-over costs one channel message per
-//! few hundred records and no allocation in steady state (batches are recycled).
+//! instead of leaving the decompress thread idle most of the time. A batch carries an index of
+//! its records and their bytes: in the decompress thread's chunk the framer read them from,
+//! passed on whole once the framer is done with it (no copy), or, for payloads that are not
+//! bytes of a chunk (an envelope's decoded contents, or when the reader is not chunked), copied
+//! into the batch's own buffer. The hand-over costs one channel message per few hundred records
+//! and no allocation in steady state (batches and chunks are recycled).
 
 use std::io::{self, Read};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -13,6 +16,8 @@ use std::thread;
 
 use super::unwrap::{Outcome, Unwrapper};
 use super::{Emitted, Envelope, Payload, RecordErrorKind, Shape};
+use crate::decode::limit::Counting;
+use crate::decode::pump::{Pump, Recycler};
 use crate::error::{Error, Stage};
 use crate::frame::{Event, Framer, Framing};
 
@@ -81,21 +86,30 @@ pub struct Item {
     pub ordinal: u64,
     /// Offset of the framed record in the decompressed stream.
     pub offset: u64,
+    /// The item's bytes are `chunk[start..end]` if `in_chunk`, else `data[start..end]`.
     pub start: usize,
     pub end: usize,
+    pub in_chunk: bool,
     pub kind: ItemKind,
 }
 
 /// A run of consecutive items and the bytes they refer to.
 #[derive(Debug, Default)]
 pub struct Batch {
+    /// Bytes copied for the items.
     pub data: Vec<u8>,
+    /// The framer's buffer the `in_chunk` items were read from (see the module doc).
+    pub chunk: Vec<u8>,
     pub items: Vec<Item>,
 }
 
 impl Batch {
     pub fn bytes(&self, item: &Item) -> &[u8] {
-        &self.data[item.start..item.end]
+        if item.in_chunk {
+            &self.chunk[item.start..item.end]
+        } else {
+            &self.data[item.start..item.end]
+        }
     }
 
     /// The payload of a `Payload` item.
@@ -123,6 +137,20 @@ impl Batch {
             offset,
             start,
             end: self.data.len(),
+            in_chunk: false,
+            kind,
+        });
+    }
+
+    /// An item whose bytes are `at..at + len` of the framer's buffer, which the batch is to
+    /// be given (or a copy of) before it is sent.
+    fn lend(&mut self, ordinal: u64, offset: u64, at: usize, len: usize, kind: ItemKind) {
+        self.items.push(Item {
+            ordinal,
+            offset,
+            start: at,
+            end: at + len,
+            in_chunk: true,
             kind,
         });
     }
@@ -132,6 +160,7 @@ impl Batch {
     /// pages: 3% of a replay's CPU before batches were made with room).
     fn with_room() -> Batch {
         Batch {
+            chunk: Vec::new(),
             data: Vec::with_capacity(BATCH_BYTES + ROOM_PAST_FULL),
             items: Vec::with_capacity(BATCH_ITEMS.min(BATCH_BYTES / 256)),
         }
@@ -162,6 +191,14 @@ enum Message {
 pub struct Records {
     rx: Receiver<Message>,
     recycle: SyncSender<Batch>,
+    chunks: Option<Recycler>,
+}
+
+/// What the record thread reads.
+pub enum Source {
+    Reader(Box<dyn Read + Send>),
+    /// The decompress thread's chunks, passed on to the row stage instead of copied.
+    Chunks(Counting<Pump>),
 }
 
 /// What [`Records::next_batch`] yields.
@@ -171,9 +208,9 @@ pub enum Next {
 }
 
 impl Records {
-    /// Starts framing and unwrapping `reader` on a new thread.
+    /// Starts framing and unwrapping `source` on a new thread.
     pub fn spawn(
-        reader: Box<dyn Read + Send>,
+        source: Source,
         framing: Framing,
         envelope: Envelope,
         max_record_bytes: usize,
@@ -182,31 +219,40 @@ impl Records {
     ) -> io::Result<Records> {
         let (tx, rx) = sync_channel(DEPTH);
         let (recycle, recycled) = sync_channel::<Batch>(DEPTH + 2);
+        let chunks = match &source {
+            Source::Chunks(pump) => Some(pump.recycler()),
+            Source::Reader(_) => None,
+        };
+        let give_back = chunks.clone();
         thread::Builder::new()
             .name("records".into())
             .spawn(move || {
-                let mut framer = Framer::new(reader, framing, max_record_bytes);
-                framer.check_keys(&reserved);
-                if let Some(m) = members {
-                    framer.member_boundaries(m);
-                }
                 let mut unwrapper = Unwrapper::new(envelope, max_record_bytes);
                 unwrapper.check_keys(&reserved);
-                let result = produce(&mut framer, &mut unwrapper, &tx, &recycled);
-                let message = match result {
-                    Ok(Some((records, control_messages))) => Message::Finished(Finished {
-                        records,
-                        control_messages,
-                        bytes_out: framer.offset(),
-                        framing: framer.resolved().map(|r| r.name()),
-                        envelope: unwrapper.resolved(),
-                    }),
-                    Ok(None) => return, // the consumer went away
-                    Err(e) => Message::Failed(e),
+                let setup = (framing, max_record_bytes, &reserved[..]);
+                let message = match source {
+                    Source::Reader(r) => {
+                        let mut framer = framer(r, setup, members);
+                        let out = produce(&mut framer, &mut unwrapper, &tx, &recycled, None);
+                        ended(out, &framer, &unwrapper)
+                    }
+                    Source::Chunks(pump) => {
+                        let mut framer = framer(pump, setup, members);
+                        framer.take_chunks(Counting::<Pump>::take_chunk);
+                        let chunks = give_back.as_ref();
+                        let out = produce(&mut framer, &mut unwrapper, &tx, &recycled, chunks);
+                        ended(out, &framer, &unwrapper)
+                    }
                 };
-                let _ = tx.send(message);
+                if let Some(message) = message {
+                    let _ = tx.send(message);
+                }
             })?;
-        Ok(Records { rx, recycle })
+        Ok(Records {
+            rx,
+            recycle,
+            chunks,
+        })
     }
 
     /// The next batch, or the end of the stream. An error is a failure of the object (reading
@@ -222,25 +268,110 @@ impl Records {
         }
     }
 
-    /// Hands a consumed batch back for reuse.
+    /// Hands a consumed batch back for reuse, and its chunk to the decompress thread.
     pub fn recycle(&self, mut batch: Batch) {
+        let chunk = std::mem::take(&mut batch.chunk);
+        if let Some(chunks) = &self.chunks {
+            chunks.recycle(chunk);
+        }
         batch.data.clear();
         batch.items.clear();
         let _ = self.recycle.try_send(batch);
     }
 }
 
-/// Frames and unwraps until the end; `Ok(None)` if the consumer hung up.
+/// The framer of the record thread.
+fn framer<R: Read>(
+    reader: R,
+    (framing, max_record_bytes, reserved): (Framing, usize, &[String]),
+    members: Option<crate::decode::members::Members>,
+) -> Framer<R> {
+    let mut framer = Framer::new(reader, framing, max_record_bytes);
+    framer.check_keys(reserved);
+    if let Some(m) = members {
+        framer.member_boundaries(m);
+    }
+    framer
+}
+
+/// The last message of a record thread whose [`produce`] returned `out`; `None` if the
+/// consumer went away.
+fn ended<R: Read>(
+    out: io::Result<Option<(u64, u64)>>,
+    framer: &Framer<R>,
+    unwrapper: &Unwrapper,
+) -> Option<Message> {
+    Some(match out {
+        Ok(Some((records, control_messages))) => Message::Finished(Finished {
+            records,
+            control_messages,
+            bytes_out: framer.offset(),
+            framing: framer.resolved().map(|r| r.name()),
+            envelope: unwrapper.resolved(),
+        }),
+        Ok(None) => return None,
+        Err(e) => Message::Failed(e),
+    })
+}
+
+/// Where in the framer's buffer `bytes` are, if they are a part of the record `frame` framed
+/// there (an envelope's decoded payload is not).
+fn position_in(frame_bytes: &[u8], at: usize, bytes: &[u8]) -> Option<usize> {
+    let from = (bytes.as_ptr() as usize).checked_sub(frame_bytes.as_ptr() as usize)?;
+    (from + bytes.len() <= frame_bytes.len()).then_some(at + from)
+}
+
+/// Gives the items lent from the framer's buffer a copy of their bytes: the batch must go
+/// before the framer lets go of the buffer (see [`Batch::lend`]).
+fn copy_lent(batch: &mut Batch, buffer: &[u8]) {
+    let lent = batch.items.iter().filter(|i| i.in_chunk);
+    let (Some(lo), Some(hi)) = (
+        lent.clone().map(|i| i.start).min(),
+        lent.map(|i| i.end).max(),
+    ) else {
+        return;
+    };
+    batch.chunk.clear();
+    batch.chunk.extend_from_slice(&buffer[lo..hi]);
+    for item in batch.items.iter_mut().filter(|i| i.in_chunk) {
+        item.start -= lo;
+        item.end -= lo;
+    }
+}
+
+/// Frames and unwraps until the end; `Ok(None)` if the consumer hung up. With `chunks`, the
+/// framer reads whole chunks (see [`Framer::take_chunks`]) and payloads that are bytes of them
+/// are lent, not copied: a batch holding such items goes out with the buffer they are in when
+/// the framer lets go of it.
 fn produce<R: Read>(
     framer: &mut Framer<R>,
     unwrapper: &mut Unwrapper,
     tx: &SyncSender<Message>,
     recycled: &Receiver<Batch>,
+    chunks: Option<&Recycler>,
 ) -> io::Result<Option<(u64, u64)>> {
     let fresh = || recycled.try_recv().unwrap_or_else(|_| Batch::with_room());
+    let send = |batch| tx.send(Message::Batch(batch)).is_ok();
     let mut batch = fresh();
+    // Whether `batch` holds items lent from the framer's current buffer.
+    let mut lent = false;
     let (mut records, mut controls) = (0u64, 0u64);
-    while let Some(event) = framer.next_event()? {
+    loop {
+        let step = framer.next_event_retiring()?;
+        // Records lent before this call are all in the first chunk let go of, if any.
+        for (i, buffer) in step.retired.into_iter().enumerate() {
+            if i == 0 && lent {
+                lent = false;
+                batch.chunk = buffer;
+                if !send(std::mem::replace(&mut batch, fresh())) {
+                    return Ok(None);
+                }
+            } else if let Some(chunks) = chunks {
+                chunks.recycle(buffer);
+            }
+        }
+        let Some(event) = step.event else { break };
+        let lending = chunks.is_some() && step.in_chunk;
         records += 1;
         match event {
             Event::Record(frame) => {
@@ -248,16 +379,20 @@ fn produce<R: Read>(
                 let record = frame.bytes;
                 let mut emit = |e: Emitted<'_>| -> Result<(), RecordErrorKind> {
                     match e {
-                        Emitted::Row(p) => batch.push(
-                            ordinal,
-                            offset,
-                            p.json,
-                            ItemKind::Payload {
+                        Emitted::Row(p) => {
+                            let kind = ItemKind::Payload {
                                 shape: p.shape,
                                 sub: SubPath::from_slice(p.sub),
                                 verdicts: p.verdicts,
-                            },
-                        ),
+                            };
+                            match position_in(record, frame.at, p.json) {
+                                Some(at) if lending => {
+                                    lent = true;
+                                    batch.lend(ordinal, offset, at, p.json.len(), kind)
+                                }
+                                _ => batch.push(ordinal, offset, p.json, kind),
+                            }
+                        }
                         // The whole record is kept, so a redrive can rebuild the row with its
                         // envelope's columns; `sub` says which row it is.
                         Emitted::Failed { sub, message } => batch.push(
@@ -313,15 +448,20 @@ fn produce<R: Read>(
                 },
             ),
         }
-        if batch.is_full()
-            && tx
-                .send(Message::Batch(std::mem::replace(&mut batch, fresh())))
-                .is_err()
-        {
-            return Ok(None);
+        // A batch lending from the buffer fills up with it, unless its records are tiny.
+        if batch.is_full() {
+            if std::mem::take(&mut lent) {
+                copy_lent(&mut batch, framer.buffer());
+            }
+            if !send(std::mem::replace(&mut batch, fresh())) {
+                return Ok(None);
+            }
         }
     }
-    if !batch.items.is_empty() && tx.send(Message::Batch(batch)).is_err() {
+    if std::mem::take(&mut lent) {
+        copy_lent(&mut batch, framer.buffer());
+    }
+    if !batch.items.is_empty() && !send(batch) {
         return Ok(None);
     }
     Ok(Some((records, controls)))
@@ -339,8 +479,15 @@ mod tests {
             .map(String::from)
             .to_vec();
         let reader = Box::new(io::Cursor::new(input.as_bytes().to_vec()));
-        let mut records =
-            Records::spawn(reader, framing, Envelope::None, 1 << 20, reserved, None).unwrap();
+        let mut records = Records::spawn(
+            Source::Reader(reader),
+            framing,
+            Envelope::None,
+            1 << 20,
+            reserved,
+            None,
+        )
+        .unwrap();
         let mut flags = Vec::new();
         loop {
             match records.next_batch().unwrap() {
