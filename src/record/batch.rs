@@ -22,17 +22,18 @@ use crate::error::{Error, Stage};
 use crate::frame::{Event, Framer, Framing};
 
 /// Flush a batch once its payload bytes reach this size…
-const BATCH_BYTES: usize = 256 * 1024;
+const BATCH_BYTES: usize = 512 * 1024;
 /// …or it holds this many items.
 const BATCH_ITEMS: usize = 2048;
 /// A batch is flushed after the record that fills it, so it holds up to that record more.
 /// Records longer than this (rare) grow the batch once.
 const ROOM_PAST_FULL: usize = 64 * 1024;
-/// Batches in flight between the threads: up to 8 MiB of payloads. Deep enough that the
-/// decode threads keep working while the row stage waits before its first row — for a local
-/// file's MD5 (its ETag seeds the row IDs), ~13 ms for an 8 MiB object — or for a slow sink;
-/// with 4 they stalled within a megabyte (measured: −5% wall time on the 64 MiB bench objects).
-const DEPTH: usize = 32;
+/// Batches in flight between the threads: up to 8 MiB of payloads (a batch of records lent
+/// from a chunk is one chunk, `pump`'s 512 KiB). Deep enough that the decode threads keep
+/// working while the row stage waits before its first row — for a local file's MD5 (its ETag
+/// seeds the row IDs), ~13 ms for an 8 MiB object — or for a slow sink; with 1 MiB in flight
+/// they stalled within a megabyte (measured: −5% wall time on the 64 MiB bench objects).
+const DEPTH: usize = 16;
 
 /// Position of a row below its framed record (see [`Payload::sub`]), stored inline.
 #[derive(Debug, Clone, Copy, Default)]
@@ -130,6 +131,11 @@ impl Batch {
     }
 
     fn push(&mut self, ordinal: u64, offset: u64, bytes: &[u8], kind: ItemKind) {
+        if self.data.capacity() == 0 {
+            // Room for a full batch at once, so that filling it never reallocates; only now,
+            // as batches of lent records (see the module doc) copy nothing or next to nothing.
+            self.data.reserve(BATCH_BYTES + ROOM_PAST_FULL);
+        }
         let start = self.data.len();
         self.data.extend_from_slice(bytes);
         self.items.push(Item {
@@ -155,14 +161,11 @@ impl Batch {
         });
     }
 
-    /// An empty batch with room for a full one, so that filling it never reallocates (growing
-    /// from empty copied each batch's bytes about once more, and `realloc` of these sizes moves
-    /// pages: 3% of a replay's CPU before batches were made with room).
+    /// An empty batch with room for the items of a full one.
     fn with_room() -> Batch {
         Batch {
-            chunk: Vec::new(),
-            data: Vec::with_capacity(BATCH_BYTES + ROOM_PAST_FULL),
             items: Vec::with_capacity(BATCH_ITEMS.min(BATCH_BYTES / 256)),
+            ..Batch::default()
         }
     }
 
