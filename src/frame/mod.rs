@@ -264,25 +264,41 @@ impl<R: Read> Framer<R> {
 
     /// The next record or record-level error; `None` at the end of the object.
     pub fn next_event(&mut self) -> io::Result<Option<Event<'_>>> {
-        Ok(self.next_event_retiring()?.event)
+        let step = self.step()?;
+        self.event(step)
     }
 
     /// [`Framer::next_event`], and what became of the chunks (see [`Framer::take_chunks`]).
     pub fn next_event_retiring(&mut self) -> io::Result<Retiring<'_>> {
+        let step = self.step()?;
+        let retired = std::mem::take(&mut self.input.retired);
+        let in_chunk = self.input.in_chunk;
+        Ok(Retiring {
+            event: self.event(step)?,
+            retired,
+            in_chunk,
+        })
+    }
+
+    /// Frames the next stretch of the input. Inlined into both callers: it runs per record.
+    #[inline(always)]
+    fn step(&mut self) -> io::Result<Step> {
         if !self.started {
             self.started = true;
             self.input.skip_bom()?;
         }
-        let step = match &mut self.mode {
-            Mode::Delimited(d, state) => state.next(&mut self.input, *d, self.max)?,
-            Mode::Json(state) => state.next(&mut self.input, self.max)?,
-        };
-        let retired = std::mem::take(&mut self.input.retired);
-        let in_chunk = self.input.in_chunk;
+        match &mut self.mode {
+            Mode::Delimited(d, state) => state.next(&mut self.input, *d, self.max),
+            Mode::Json(state) => state.next(&mut self.input, self.max),
+        }
+    }
+
+    #[inline(always)]
+    fn event(&mut self, step: Step) -> io::Result<Option<Event<'_>>> {
         let ordinal = self.ordinal;
-        let event = match step {
-            Step::End => None,
-            Step::Failed(e) => return Err(e),
+        match step {
+            Step::End => Ok(None),
+            Step::Failed(e) => Err(e),
             Step::Record {
                 at,
                 len,
@@ -294,30 +310,25 @@ impl<R: Read> Framer<R> {
                     Mode::Json(s) if checked => s.verdicts,
                     _ => crate::json::Verdicts::default(),
                 };
-                Some(Event::Record(Frame {
+                Ok(Some(Event::Record(Frame {
                     bytes: &self.input.buf[at..at + len],
                     at,
                     offset,
                     ordinal,
                     json_checked: checked,
                     verdicts,
-                }))
+                })))
             }
             Step::Error { offset, kind, raw } => {
                 self.ordinal += 1;
-                Some(Event::Error(FrameError {
+                Ok(Some(Event::Error(FrameError {
                     offset,
                     ordinal,
                     kind,
                     raw,
-                }))
+                })))
             }
-        };
-        Ok(Retiring {
-            event,
-            retired,
-            in_chunk,
-        })
+        }
     }
 }
 
