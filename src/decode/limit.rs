@@ -55,6 +55,11 @@ impl Counting<super::pump::Pump> {
     pub fn recycler(&self) -> super::pump::Recycler {
         self.inner.recycler()
     }
+
+    /// A chunk taken and not needed any more, back to the decompress thread.
+    pub fn give_back(&mut self, buf: Vec<u8>) {
+        self.inner.give_back(buf)
+    }
 }
 
 /// Fails with [`CapExceeded`] once more than `cap` bytes came through: a decompression bomb

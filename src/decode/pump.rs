@@ -147,7 +147,8 @@ impl Pump {
         self.recycle.clone()
     }
 
-    fn give_back(&self, buf: Vec<u8>) {
+    /// Takes back a chunk buffer (see [`Recycler::recycle`]).
+    pub(crate) fn give_back(&self, buf: Vec<u8>) {
         self.recycle.recycle(buf)
     }
 }

@@ -15,6 +15,8 @@ use crate::decode::pump::Chunk;
 
 /// How a reader hands its chunks over whole (see [`Input::take_chunks`]).
 pub type TakeChunk<R> = fn(&mut R) -> io::Result<Option<Chunk>>;
+/// How a chunk no record was framed from goes straight back to the reader.
+pub type GiveChunk<R> = fn(&mut R, Vec<u8>);
 
 const INITIAL_BUFFER: usize = 1024 * 1024;
 pub(crate) const READ_SIZE: usize = 256 * 1024;
@@ -33,12 +35,15 @@ pub(crate) struct Input<R> {
     /// The buffer never grows past this.
     limit: usize,
     /// Set: read whole chunks with this (see the module doc).
-    take: Option<TakeChunk<R>>,
+    take: Option<(TakeChunk<R>, GiveChunk<R>)>,
     /// The window is a chunk: its bytes are never moved or overwritten, and it is retired when
     /// the window moves on.
     pub(crate) in_chunk: bool,
-    /// Chunks let go of, oldest first, with every byte they held as it was read.
-    pub(crate) retired: Vec<Vec<u8>>,
+    /// The first chunk let go of since the framer last took it, with every byte it held as it
+    /// was read: the one records framed before may be in. Chunks let go of after it, in the
+    /// same search for a record (blank lines, a spooled record), held none and go straight
+    /// back, so a whitespace bomb holds no more memory than a record does.
+    pub(crate) retired: Option<Vec<u8>>,
     /// The framer's own buffer while the window is a chunk (for the next long record).
     own: Vec<u8>,
 }
@@ -56,14 +61,14 @@ impl<R: Read> Input<R> {
             limit,
             take: None,
             in_chunk: false,
-            retired: Vec::new(),
+            retired: None,
             own: Vec::new(),
         }
     }
 
     /// Reads `inner` a chunk at a time with `take` from now on (see the module doc).
-    pub(crate) fn take_chunks(&mut self, take: TakeChunk<R>) {
-        self.take = Some(take);
+    pub(crate) fn take_chunks(&mut self, take: TakeChunk<R>, give: GiveChunk<R>) {
+        self.take = Some((take, give));
     }
 
     pub(crate) fn into_inner(self) -> R {
@@ -103,7 +108,7 @@ impl<R: Read> Input<R> {
         if self.eof {
             return Ok(false);
         }
-        if let Some(take) = self.take {
+        if let Some((take, _)) = self.take {
             if let Some(read) = self.fill_retiring(take, want)? {
                 return Ok(read);
             }
@@ -193,8 +198,13 @@ impl<R: Read> Input<R> {
     }
 
     fn retire(&mut self, buf: Vec<u8>) {
-        if !buf.is_empty() {
-            self.retired.push(buf);
+        if buf.is_empty() {
+            return;
+        }
+        match (&self.retired, self.take) {
+            (None, _) => self.retired = Some(buf),
+            (Some(_), Some((_, give))) => give(&mut self.inner, buf),
+            (Some(_), None) => {}
         }
     }
 

@@ -20,7 +20,7 @@ use std::str::FromStr;
 
 use delimited::Delimited;
 use input::Input;
-pub use input::TakeChunk;
+pub use input::{GiveChunk, TakeChunk};
 pub use spool::Spooled;
 use stream::Stream;
 
@@ -154,10 +154,10 @@ pub enum Event<'a> {
 /// An event over chunks ([`Framer::next_event_retiring`]).
 pub struct Retiring<'a> {
     pub event: Option<Event<'a>>,
-    /// The chunks let go of while finding the event, oldest first. Every record framed from
-    /// a chunk before this call is in the first of them, if any, else still in
-    /// [`Framer::buffer`]; the bytes are where they were framed.
-    pub retired: Vec<Vec<u8>>,
+    /// The chunk let go of while finding the event, if any: every record framed from a chunk
+    /// before this call is in it, else still in [`Framer::buffer`], where it was framed.
+    /// Chunks let go of after it held no record and went back through `give`.
+    pub retired: Option<Vec<u8>>,
     /// The event's record is in a chunk (not in the framer's own buffer, where a record longer
     /// than a chunk's free space is read, and which is reused).
     pub in_chunk: bool,
@@ -253,8 +253,8 @@ impl<R: Read> Framer<R> {
 
     /// Reads whole chunks with `take` from now on, never moving bytes it has read: the buffers
     /// it lets go of come with the events of [`Framer::next_event_retiring`].
-    pub fn take_chunks(&mut self, take: TakeChunk<R>) {
-        self.input.take_chunks(take);
+    pub fn take_chunks(&mut self, take: TakeChunk<R>, give: GiveChunk<R>) {
+        self.input.take_chunks(take, give);
     }
 
     /// The buffer records are framed in now ([`Frame::at`] is a position in it).
@@ -271,7 +271,7 @@ impl<R: Read> Framer<R> {
     /// [`Framer::next_event`], and what became of the chunks (see [`Framer::take_chunks`]).
     pub fn next_event_retiring(&mut self) -> io::Result<Retiring<'_>> {
         let step = self.step()?;
-        let retired = std::mem::take(&mut self.input.retired);
+        let retired = self.input.retired.take();
         let in_chunk = self.input.in_chunk;
         Ok(Retiring {
             event: self.event(step)?,

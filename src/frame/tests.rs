@@ -20,6 +20,8 @@ impl Read for Trickle<'_> {
 struct Chunks<'a> {
     data: &'a [u8],
     step: usize,
+    /// Chunks given straight back (`Framer::take_chunks`' `give`).
+    given: usize,
 }
 
 impl Read for Chunks<'_> {
@@ -31,6 +33,10 @@ impl Read for Chunks<'_> {
         .read(buf)
         .inspect(|&n| self.data = &self.data[n..])
     }
+}
+
+fn give_chunk(c: &mut Chunks<'_>, _: Vec<u8>) {
+    c.given += 1;
 }
 
 fn take_chunk(c: &mut Chunks<'_>) -> io::Result<Option<crate::decode::pump::Chunk>> {
@@ -60,8 +66,13 @@ fn chunked(
     max: usize,
     step: usize,
 ) -> Vec<(u64, u64, String, bool)> {
-    let mut f = Framer::new(Chunks { data: input, step }, framing, max);
-    f.take_chunks(take_chunk);
+    let chunks = Chunks {
+        data: input,
+        step,
+        given: 0,
+    };
+    let mut f = Framer::new(chunks, framing, max);
+    f.take_chunks(take_chunk, give_chunk);
     let mut out = Vec::new();
     let mut pending: Vec<(usize, Vec<u8>)> = Vec::new();
     let held = |pending: &mut Vec<(usize, Vec<u8>)>, buffer: &[u8]| {
@@ -75,8 +86,8 @@ fn chunked(
     };
     loop {
         let step = f.next_event_retiring().unwrap();
-        if let Some(first) = step.retired.first() {
-            held(&mut pending, first);
+        if let Some(retired) = &step.retired {
+            held(&mut pending, retired);
         }
         let Some(ev) = step.event else { break };
         out.push(match ev {
@@ -812,5 +823,34 @@ fn records_longer_than_a_chunk_s_free_space_frame_the_same_over_chunks() {
         let small = events(lines, Framing::Newline, 2 * HEAD, step);
         assert!(small.iter().any(|(_, s, _)| s.starts_with("TOO LARGE")));
         assert_eq!(small.last().unwrap().1, "{\"last\":1}");
+    }
+}
+
+/// A megabyte of blank lines (or of whitespace between values) over 4 KiB chunks is framed in
+/// one search for the record after it: the chunks it passes held no record and go straight
+/// back, so the framer holds on to one chunk, not to every chunk of the bomb.
+#[test]
+fn chunks_passed_in_one_search_go_back_at_once() {
+    let mut input = vec![b'\n'; 1 << 20];
+    input.extend_from_slice(b"{\"after\":\"the bomb\"}\n");
+    for framing in [Framing::Newline, Framing::Auto] {
+        let chunks = Chunks {
+            data: &input,
+            step: 4096,
+            given: 0,
+        };
+        let mut f = Framer::new(chunks, framing, 1 << 20);
+        f.take_chunks(take_chunk, give_chunk);
+        let step = f.next_event_retiring().unwrap();
+        assert!(
+            matches!(step.event, Some(Event::Record(r)) if r.bytes == b"{\"after\":\"the bomb\"}")
+        );
+        assert!(step.retired.is_some());
+        assert!(f.next_event_retiring().unwrap().event.is_none());
+        let given = f.into_inner().given;
+        assert!(
+            given >= 250,
+            "{framing:?}: {given} of 257 chunks given back"
+        );
     }
 }

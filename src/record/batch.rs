@@ -241,7 +241,7 @@ impl Records {
                     }
                     Source::Chunks(pump) => {
                         let mut framer = framer(pump, setup, members);
-                        framer.take_chunks(Counting::<Pump>::take_chunk);
+                        framer.take_chunks(Counting::<Pump>::take_chunk, Counting::give_back);
                         let chunks = give_back.as_ref();
                         let out = produce(&mut framer, &mut unwrapper, &tx, &recycled, chunks);
                         ended(out, &framer, &unwrapper)
@@ -361,10 +361,9 @@ fn produce<R: Read>(
     let (mut records, mut controls) = (0u64, 0u64);
     loop {
         let step = framer.next_event_retiring()?;
-        // Records lent before this call are all in the first chunk let go of, if any.
-        for (i, buffer) in step.retired.into_iter().enumerate() {
-            if i == 0 && lent {
-                lent = false;
+        // Records lent before this call are all in the chunk let go of, if any.
+        if let Some(buffer) = step.retired {
+            if std::mem::take(&mut lent) {
                 batch.chunk = buffer;
                 if !send(std::mem::replace(&mut batch, fresh())) {
                     return Ok(None);

@@ -492,3 +492,53 @@ fn oversized_records_spooled_past_the_scratch_limit_fail_their_object_once() {
     );
     assert!(!stderr.contains("retrying"), "not retried: {stderr}");
 }
+
+/// 128 MiB of whitespace between two records, gzipped to a few hundred KiB: both records land,
+/// and the replay's peak memory stays far below the whitespace's size — the framer holds on to
+/// no decompressed chunk it only passed over.
+#[test]
+fn a_whitespace_bomb_between_records_is_replayed_in_bounded_memory() {
+    use std::io::Write;
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("arch");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = std::fs::File::create(dir.join("bomb.gz")).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
+    gz.write_all(b"{\"n\":0}").unwrap();
+    let spaces = vec![b' '; 1 << 20];
+    for _ in 0..128 {
+        gz.write_all(&spaces).unwrap();
+    }
+    gz.write_all(b"{\"n\":1}\n").unwrap();
+    gz.finish().unwrap();
+
+    // Reaped by `wait4` below, which also gives its resource usage.
+    #[allow(clippy::zombie_processes)]
+    let child = bin()
+        .current_dir(work.path())
+        .args(["replay", "arch", "--sink", "ndjson:out", "--ledger", "none"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The child's own peak RSS, from the kernel as it is reaped (not the test process's other
+    // children's).
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: an all-zero `rusage` is a valid value, and wait4 only writes into the two
+    // pointers given, which outlive the call.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::wait4(pid, &mut status, 0, &mut usage) }, pid);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "{status}"
+    );
+    let peak_mib = usage.ru_maxrss / 1024;
+    assert!(
+        peak_mib < 96,
+        "peak RSS {peak_mib} MiB for 128 MiB of whitespace"
+    );
+    let rows = read_ndjson(&work.path().join("out/arch/bomb.gz.ndjson"));
+    let ns: Vec<_> = rows.iter().map(|r| r["n"].as_i64().unwrap()).collect();
+    assert_eq!(ns, [0, 1]);
+}
