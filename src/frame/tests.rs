@@ -90,28 +90,33 @@ fn chunked(
             held(&mut pending, retired);
         }
         let Some(ev) = step.event else { break };
-        out.push(match ev {
-            Event::Record(r) => {
-                if step.in_chunk {
-                    pending.push((r.at, r.bytes.to_vec()));
-                }
-                (
-                    r.ordinal,
-                    r.offset,
-                    String::from_utf8_lossy(r.bytes).into_owned(),
-                    r.json_checked,
-                )
-            }
-            Event::Error(e) => {
-                let mut raw = Vec::new();
-                e.raw.reader().read_to_end(&mut raw).unwrap();
-                let raw = String::from_utf8_lossy(&raw);
-                (e.ordinal, e.offset, format!("TOO LARGE {raw}"), false)
-            }
-        });
+        if let (Event::Record(r), true) = (&ev, step.in_chunk) {
+            pending.push((r.at, r.bytes.to_vec()));
+        }
+        out.push(described(ev));
     }
     held(&mut pending, f.buffer());
     out
+}
+
+/// An event as `(ordinal, offset, bytes, checked)`: a record's bytes and whether the framer
+/// validated them, or `TOO LARGE` and an error's spooled bytes.
+fn described(ev: Event<'_>) -> (u64, u64, String, bool) {
+    match ev {
+        Event::Record(r) => (
+            r.ordinal,
+            r.offset,
+            String::from_utf8_lossy(r.bytes).into_owned(),
+            r.json_checked,
+        ),
+        Event::Error(e) => {
+            let mut raw = Vec::new();
+            e.raw.reader().read_to_end(&mut raw).unwrap();
+            assert_eq!(raw.len() as u64, e.raw.len());
+            let raw = String::from_utf8_lossy(&raw);
+            (e.ordinal, e.offset, format!("TOO LARGE {raw}"), false)
+        }
+    }
 }
 
 #[derive(Debug, PartialEq)]
@@ -126,23 +131,8 @@ fn events(input: &[u8], framing: Framing, max: usize, step: usize) -> Vec<(u64, 
     let mut f = Framer::new(Trickle { data: input, step }, framing, max);
     let mut out = Vec::new();
     while let Some(ev) = f.next_event().unwrap() {
-        out.push(match ev {
-            Event::Record(r) => (
-                r.offset,
-                String::from_utf8_lossy(r.bytes).into_owned(),
-                r.json_checked,
-            ),
-            Event::Error(e) => {
-                let mut raw = Vec::new();
-                e.raw.reader().read_to_end(&mut raw).unwrap();
-                assert_eq!(raw.len() as u64, e.raw.len());
-                (
-                    e.offset,
-                    format!("TOO LARGE {}", String::from_utf8_lossy(&raw)),
-                    false,
-                )
-            }
-        });
+        let (_, offset, bytes, checked) = described(ev);
+        out.push((offset, bytes, checked));
     }
     let over_chunks: Vec<_> = chunked(input, framing, max, step)
         .into_iter()
